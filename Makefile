@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: GPL-2.0
+# stable-splice: build the module, run the tests in a VM.
+#
+#   make                 build stable_splice.ko against $(KDIR)
+#   make KUNIT=1         ... with the KUnit suite built in
+#   make check           build what is missing, run every test in the VM
+#   make bench           benchmarks in the VM (separate from the tests)
+
+KDIR ?= $(HOME)/.cache/stable-splice/kernel
+KUNIT ?= 0
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+all: module
+
+module:
+	@test -f "$(KDIR)/.config" || { echo "error: no kernel build at KDIR=$(KDIR): run scripts/setup or pass KDIR=<Rust-enabled kernel build tree>" >&2; exit 1; }
+	@grep -q '^CONFIG_RUST=y' "$(KDIR)/.config" || { echo "error: kernel at $(KDIR) has no CONFIG_RUST=y" >&2; exit 1; }
+	@# a KUNIT change must rebuild the crate: remember the last choice
+	@test "$$(cat .kunit 2>/dev/null)" = "$(KUNIT)" || { echo $(KUNIT) > .kunit; rm -f src/*.o; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) KUNIT=$(KUNIT) modules
+
+check:
+	@scripts/check
+
+bench:
+	@scripts/bench
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null || true
+	rm -f rust/bindings_generated.rs .kunit
+	rm -rf tests/userspace/target
+
+.PHONY: all module check bench clean

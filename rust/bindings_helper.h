@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Headers that bindgen turns into src/bindings.rs (see Kbuild). */
+#include <linux/fs.h>
+#include <linux/ftrace.h>
+#include <linux/pagemap.h>
+#include <linux/pipe_fs_i.h>
+#include <linux/splice.h>
+#include <linux/ptrace.h>
+#include <linux/stable_splice.h>
+#include "helpers.h"
+
+/* macros bindgen cannot evaluate */
+const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;
+const unsigned int SS_SPLICE_F_STABLE = SPLICE_F_STABLE;

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+/* C glue for stable_splice; see helpers.h. */
+
+#include <linux/file.h>
+#include <linux/ftrace.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/pagemap.h>
+#include <linux/pipe_fs_i.h>
+#include <linux/rcupdate.h>
+#include <linux/namei.h>
+#include <linux/splice.h>
+#include <asm/ibt.h>
+#include "helpers.h"
+
+void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
+{
+	ftrace_regs_set_instruction_pointer(fregs, ip);
+}
+
+bool ss_within_this_module(unsigned long addr)
+{
+	return within_module(addr, THIS_MODULE);
+}
+
+/*
+ * ftrace reports the address of the fentry call; with IBT it sits behind an
+ * ENDBR that an indirect call must land on.
+ */
+unsigned long ss_func_start(unsigned long fentry_ip)
+{
+#ifdef CONFIG_X86_KERNEL_IBT
+	u32 insn;
+
+	if (!get_kernel_nofault(insn, (u32 *)(fentry_ip - ENDBR_INSN_SIZE)) &&
+	    __is_endbr(insn))
+		return fentry_ip - ENDBR_INSN_SIZE;
+#endif
+	return fentry_ip;
+}
+
+/*
+ * Calls through addresses learnt at run time: kept in C so that the
+ * indirect call gets the kernel's usual CFI/retpoline treatment.
+ */
+long ss_call_syscall(unsigned long fn, const void *regs)
+{
+	long (*f)(const struct pt_regs *) = (void *)fn;
+
+	return f(regs);
+}
+
+ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
+			    size_t len, unsigned int flags)
+{
+	ssize_t (*f)(struct file *, loff_t *, struct pipe_inode_info *, size_t,
+		     unsigned int) = (void *)fn;
+
+	return f(in, ppos, pipe, len, flags);
+}
+
+bool ss_module_get(void)
+{
+	return try_module_get(THIS_MODULE);
+}
+
+void ss_module_put(void)
+{
+	module_put(THIS_MODULE);
+}
+
+/*
+ * A task that dropped its module reference may still be on its way out of
+ * module text (the few instructions after module_put()). Wait until every
+ * task has passed a voluntary schedule point before the text is freed.
+ */
+void ss_wait_for_module_code(void)
+{
+	synchronize_rcu_tasks();	/* synchronize_rcu() without TASKS_RCU */
+}
+
+void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head)
+{
+	pipe->head = head;
+}
+
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot)
+{
+	return pipe_buf(pipe, slot);
+}
+
+unsigned int ss_pipe_head(const struct pipe_inode_info *pipe)
+{
+	return pipe->head;
+}
+
+struct folio *ss_page_folio(struct page *page)
+{
+	return page_folio(page);
+}
+
+bool ss_page_in_page_cache(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
+}
+
+struct page *ss_alloc_page(void)
+{
+	return alloc_page(GFP_KERNEL_ACCOUNT);
+}
+
+bool ss_try_get_page(struct page *page)
+{
+	return try_get_page(page);
+}
+
+void ss_put_page(struct page *page)
+{
+	put_page(page);
+}
+
+void ss_folio_lock(struct folio *folio)
+{
+	folio_lock(folio);
+}
+
+void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
+		    unsigned int src_off, size_t len)
+{
+	memcpy_page(dst, dst_off, src, src_off, len);
+}
+
+/* ---- test support for tests/kunit ---- */
+
+struct file *ss_test_open_fifo(const char *name)
+{
+	struct path parent;
+	struct dentry *dentry;
+	int err;
+
+	dentry = start_creating_path(AT_FDCWD, name, &parent, 0);
+	if (!IS_ERR(dentry)) {
+		err = vfs_mknod(mnt_idmap(parent.mnt), d_inode(parent.dentry),
+				dentry, S_IFIFO | 0600, 0, NULL);
+		end_creating_path(&parent, dentry);
+		if (err)
+			return ERR_PTR(err);
+	} else if (PTR_ERR(dentry) != -EEXIST) {
+		return ERR_CAST(dentry);
+	}
+	/* O_RDWR on a FIFO opens without waiting for a peer. */
+	return filp_open(name, O_RDWR | O_NONBLOCK, 0);
+}
+
+struct pipe_inode_info *ss_test_file_pipe(struct file *file)
+{
+	return file->private_data;
+}
+
+struct file *ss_test_open_tmpfile(const char *dir)
+{
+	return filp_open(dir, O_RDWR | O_TMPFILE, 0600);
+}
+
+void ss_test_fput(struct file *file)
+{
+	fput(file);
+}
+
+ssize_t ss_test_pwrite(struct file *file, const void *buf, size_t len, loff_t pos)
+{
+	return kernel_write(file, buf, len, &pos);
+}
+
+ssize_t ss_test_read(struct file *file, void *buf, size_t len)
+{
+	loff_t pos = 0;
+
+	return kernel_read(file, buf, len, &pos);
+}
+
+/* What splice_file_to_pipe() does, minus waiting for room. */
+ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
+			    size_t len)
+{
+	ssize_t ret;
+
+	pipe_lock(pipe);
+	ret = vfs_splice_read(in, pos, pipe, len, 0);
+	pipe_unlock(pipe);
+	return ret;
+}
+
+long ss_err_ptr(const void *ptr)
+{
+	return IS_ERR(ptr) ? PTR_ERR(ptr) : 0;
+}

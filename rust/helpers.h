@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C glue for stable_splice: static inline kernel helpers and THIS_MODULE,
+ * which Rust cannot call or name directly. Each is a one-liner over the
+ * kernel function of the same name; the logic lives in src/.
+ */
+#ifndef STABLE_SPLICE_HELPERS_H
+#define STABLE_SPLICE_HELPERS_H
+
+#include <linux/types.h>
+
+struct ftrace_regs;
+struct page;
+struct folio;
+struct pipe_inode_info;
+struct pipe_buffer;
+
+/* ftrace glue */
+void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
+bool ss_within_this_module(unsigned long addr);
+unsigned long ss_func_start(unsigned long fentry_ip);
+long ss_call_syscall(unsigned long fn, const void *regs);
+ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
+			    size_t len, unsigned int flags);
+
+/* module reference per buffer that points at our pipe_buf_operations */
+bool ss_module_get(void);
+void ss_module_put(void);
+void ss_wait_for_module_code(void);
+void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
+
+/* pipe */
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
+unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
+
+/* pages and folios */
+struct folio *ss_page_folio(struct page *page);
+bool ss_page_in_page_cache(struct page *page);
+struct page *ss_alloc_page(void);
+bool ss_try_get_page(struct page *page);
+void ss_put_page(struct page *page);
+void ss_folio_lock(struct folio *folio);
+void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
+		    unsigned int src_off, size_t len);
+
+/* test support (tests/kunit): a kernel-side pipe from a FIFO */
+struct file *ss_test_open_fifo(const char *path);
+struct pipe_inode_info *ss_test_file_pipe(struct file *file);
+struct file *ss_test_open_tmpfile(const char *dir);
+void ss_test_fput(struct file *file);
+ssize_t ss_test_pwrite(struct file *file, const void *buf, size_t len, loff_t pos);
+ssize_t ss_test_read(struct file *file, void *buf, size_t len);
+ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
+			    size_t len);
+long ss_err_ptr(const void *ptr);
+
+#endif

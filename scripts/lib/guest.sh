@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs inside the test VM (started by scripts/vm-run): insmod, the command,
+# rmmod, then the kernel-log check. The last line is the status for vm-run.
+set -u
+SCRATCH=$1
+. "$SCRATCH/env"
+status=0
+fail() { echo "vm-run: FAILED: $*"; status=1; }
+
+export PATH="$PATH:/sbin:/usr/sbin"
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+echo 0 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null || true
+export SS_SCRATCH SS_ROOT
+
+if [ "$SS_MODULE" = 1 ]; then
+	# The KUnit suite splices on tmpfs, ext4 and xfs: give it all three.
+	. "$SS_ROOT/scripts/lib/scratch-fs.sh"
+	scratch_fs_mount || fail "could not set up scratch file systems"
+	before=$(dmesg | wc -l)
+	if ! insmod "$SS_KO"; then
+		fail "insmod $SS_KO"
+	fi
+	if [ "$SS_KUNIT" = 1 ]; then
+		dmesg | tail -n +$((before + 1)) | sed -n 's/^\[[^]]*\] //p' |
+			sed -n '/KTAP version\|^ *\(ok\|not ok\) \|^ *# \|^ *1\.\./p' >"$SCRATCH/kunit.ktap"
+		echo "---- KUnit (stable_splice) ----"
+		cat "$SCRATCH/kunit.ktap"
+	fi
+fi
+
+bash -c "$(cat "$SCRATCH/cmd")"
+rc=$?
+[ $rc = 0 ] || status=$rc
+
+if [ "$SS_MODULE" = 1 ]; then
+	if grep -q '^stable_splice ' /proc/modules && ! rmmod stable_splice; then
+		fail "rmmod stable_splice"
+	fi
+	scratch_fs_umount
+fi
+
+# Any of these in the kernel log fails the run, whatever the command said.
+bad='WARNING:|BUG:|Oops|KFENCE:|KASAN:|UBSAN:|general protection fault|possible recursive locking|possible circular locking|inconsistent lock state|lockdep|suspicious RCU usage|blocked for more than|Call Trace:|cut here'
+if dmesg | grep -E "$bad" >/dev/null; then
+	echo "---- kernel log (problems found) ----"
+	dmesg | grep -E -B5 -A30 "$bad" | head -200
+	fail "kernel log shows a WARNING/BUG/Oops/lockdep/KFENCE report"
+fi
+dmesg >"$SCRATCH/dmesg.txt"
+sync
+echo "STABLE-SPLICE-VM-STATUS: $status"

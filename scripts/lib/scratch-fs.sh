@@ -1,0 +1,28 @@
+# Scratch file systems inside the test VM: ext4 and xfs on loop devices
+# (images in the guest's tmpfs /tmp) and a tmpfs, at /tmp/ss/{ext4,xfs,tmpfs}.
+# Sourced by scripts/lib/guest.sh; tests find them through SS_FS_DIRS.
+# shellcheck shell=bash
+
+SS_FS_BASE=/tmp/ss
+SS_FS_DIRS="$SS_FS_BASE/ext4 $SS_FS_BASE/xfs $SS_FS_BASE/tmpfs"
+export SS_FS_BASE SS_FS_DIRS
+
+scratch_fs_mount() {
+	mkdir -p "$SS_FS_BASE"/{img,ext4,xfs,tmpfs} || return 1
+	truncate -s 256M "$SS_FS_BASE/img/ext4.img" &&
+		mkfs.ext4 -q -F "$SS_FS_BASE/img/ext4.img" &&
+		mount -o loop "$SS_FS_BASE/img/ext4.img" "$SS_FS_BASE/ext4" || return 1
+	truncate -s 320M "$SS_FS_BASE/img/xfs.img" &&
+		mkfs.xfs -q -f "$SS_FS_BASE/img/xfs.img" &&
+		mount -o loop "$SS_FS_BASE/img/xfs.img" "$SS_FS_BASE/xfs" || return 1
+	mount -t tmpfs -o size=256M tmpfs "$SS_FS_BASE/tmpfs" || return 1
+	chmod 1777 "$SS_FS_BASE"/{ext4,xfs,tmpfs}
+}
+
+scratch_fs_umount() {
+	local d
+	for d in ext4 xfs tmpfs; do
+		mountpoint -q "$SS_FS_BASE/$d" && umount "$SS_FS_BASE/$d"
+	done
+	return 0
+}

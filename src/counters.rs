@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Counters that tests and benchmarks read from
+//! `/sys/kernel/debug/stable_splice/`, one decimal number per file.
+
+use core::fmt;
+use kernel::{
+    debugfs::{Dir, File},
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+};
+
+/// One counter.
+pub(crate) struct Counter(Atomic<i64>);
+
+impl Counter {
+    const fn new() -> Self {
+        Self(Atomic::new(0))
+    }
+
+    pub(crate) fn add(&self, n: i64) {
+        self.0.add(n, Relaxed);
+    }
+
+    pub(crate) fn sub(&self, n: i64) {
+        self.0.add(-n, Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// All counters of the module.
+pub(crate) struct Counters {
+    /// Stable splice calls that got through to the file system.
+    pub(crate) stable_calls: Counter,
+    /// Folios currently held zero-copy for stable buffers.
+    pub(crate) holds_active: Counter,
+    /// Bytes put into pipes as references to page-cache folios.
+    pub(crate) bytes_zero_copy: Counter,
+    /// Bytes copied into private pages while splicing.
+    pub(crate) bytes_copied_at_splice: Counter,
+    /// Holds broken by a writer (snapshot copy on contention).
+    pub(crate) breaks: Counter,
+    /// Bytes copied into snapshots when breaking holds.
+    pub(crate) snapshot_bytes: Counter,
+    /// Longest time a writer waited on a held folio, in nanoseconds.
+    pub(crate) max_writer_wait_ns: Counter,
+    /// Pipe buffers that point at this module's buffer operations.
+    pub(crate) buffers_live: Counter,
+}
+
+pub(crate) static COUNTERS: Counters = Counters {
+    stable_calls: Counter::new(),
+    holds_active: Counter::new(),
+    bytes_zero_copy: Counter::new(),
+    bytes_copied_at_splice: Counter::new(),
+    breaks: Counter::new(),
+    snapshot_bytes: Counter::new(),
+    max_writer_wait_ns: Counter::new(),
+    buffers_live: Counter::new(),
+};
+
+/// What a debugfs file shows: the current value of a static counter.
+struct View(&'static Counter);
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.get())
+    }
+}
+
+/// The debugfs directory; removed when dropped.
+pub(crate) struct DebugFs {
+    _files: KVec<Pin<KBox<File<View>>>>,
+    _dir: Dir,
+}
+
+impl DebugFs {
+    pub(crate) fn new() -> Result<Self> {
+        let dir = Dir::new(c"stable_splice");
+        let c = &COUNTERS;
+        let all: [(&CStr, &'static Counter); 8] = [
+            (c"stable_calls", &c.stable_calls),
+            (c"holds_active", &c.holds_active),
+            (c"bytes_zero_copy", &c.bytes_zero_copy),
+            (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
+            (c"breaks", &c.breaks),
+            (c"snapshot_bytes", &c.snapshot_bytes),
+            (c"max_writer_wait_ns", &c.max_writer_wait_ns),
+            (c"buffers_live", &c.buffers_live),
+        ];
+        let mut files = KVec::with_capacity(all.len(), GFP_KERNEL)?;
+        for (name, counter) in all {
+            files.push(
+                KBox::pin_init(dir.read_only_file(name, View(counter)), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Self { _files: files, _dir: dir })
+    }
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Redirecting a kernel function to a replacement in this module with ftrace.
+//!
+//! The kernel rejects unknown splice flags before any hookable extension
+//! point, so the module takes over a few functions the way livepatch does:
+//! an `IPMODIFY` ftrace callback rewrites the return address of the fentry
+//! call to the replacement. The replacement calls the original through the
+//! address ftrace reported; that call enters the fentry again, and the
+//! callback lets it through because the caller lies in this module.
+//!
+//! Every redirected call takes a module reference in the callback and the
+//! replacement drops it when done (see [`ModuleRef`]), so `rmmod` cannot
+//! free the replacement while a task sleeps in it.
+
+use crate::bindings;
+use kernel::ffi::c_ulong;
+use kernel::{
+    error::to_result,
+    prelude::*,
+    str::CStr,
+    sync::atomic::{Acquire, Atomic, Relaxed, Release},
+    types::Opaque,
+};
+
+/// Where the original of a redirected function lives; filled in by the
+/// first redirected call.
+pub(crate) struct Original(Atomic<usize>);
+
+impl Original {
+    pub(crate) const fn new() -> Self {
+        Self(Atomic::new(0))
+    }
+
+    /// Address of the original function. Only meaningful inside the
+    /// replacement, which runs only after the callback stored it.
+    pub(crate) fn addr(&self) -> usize {
+        self.0.load(Acquire)
+    }
+}
+
+/// An ftrace redirect of one kernel function, active while registered.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Redirect {
+    #[pin]
+    ops: Opaque<bindings::ftrace_ops>,
+    target: usize,
+    original: &'static Original,
+    registered: Atomic<bool>,
+}
+
+// SAFETY: after initialisation the ftrace_ops is only touched by ftrace under
+// its own locking; the other fields are immutable or atomic.
+unsafe impl Sync for Redirect {}
+// SAFETY: see `Sync`; nothing is tied to the creating thread.
+unsafe impl Send for Redirect {}
+
+impl Redirect {
+    /// A redirect to `target`, which must be an `extern "C"` function with the
+    /// same signature as the function later named in [`Redirect::register`].
+    pub(crate) fn new(target: usize, original: &'static Original) -> impl PinInit<Self> {
+        pin_init!(Self {
+            ops <- Opaque::ffi_init(|ops: *mut bindings::ftrace_ops| {
+                // SAFETY: `ops` points at uninitialised memory for an
+                // ftrace_ops; an all-zero ftrace_ops is its documented
+                // initial state, then we set the callback and flags.
+                unsafe {
+                    ops.write_bytes(0, 1);
+                    (*ops).func = Some(redirect_callback);
+                    (*ops).flags = (bindings::FTRACE_OPS_FL_SAVE_REGS
+                        | bindings::FTRACE_OPS_FL_IPMODIFY
+                        | bindings::FTRACE_OPS_FL_RECURSION) as c_ulong;
+                }
+            }),
+            target,
+            original,
+            registered: Atomic::new(false),
+        })
+    }
+
+    /// Starts redirecting calls of the kernel function `name`.
+    pub(crate) fn register(self: Pin<&Self>, name: &CStr) -> Result {
+        let mut buf = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)?;
+        buf.extend_from_slice(name.to_bytes(), GFP_KERNEL)?;
+        // SAFETY: `ops` is initialised and pinned; `buf` is a valid
+        // buffer of the given length that ftrace only reads.
+        to_result(unsafe {
+            bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), buf.len() as i32, 1)
+        })
+        .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
+        // SAFETY: as above; unregistered in `drop` before `ops` goes away.
+        to_result(unsafe { bindings::register_ftrace_function(self.ops.get()) })
+            .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
+        self.registered.store(true, Release);
+        Ok(())
+    }
+
+    /// Whether calls are being redirected right now.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registered.load(Relaxed)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Redirect {
+    fn drop(self: Pin<&mut Self>) {
+        if self.registered.load(Relaxed) {
+            // SAFETY: registered in `register`; ftrace waits for running
+            // callbacks before this returns.
+            unsafe { bindings::unregister_ftrace_function(self.ops.get()) };
+        }
+        // The hash that `ftrace_set_filter` allocated is freed with the ops.
+        // SAFETY: the ops is unregistered (or never was) and not used again.
+        unsafe { bindings::ftrace_free_filter(self.ops.get()) };
+    }
+}
+
+/// The ftrace callback: runs at the entry of the traced function with
+/// preemption disabled and recursion guarded by ftrace.
+unsafe extern "C" fn redirect_callback(
+    ip: c_ulong,
+    parent_ip: c_ulong,
+    op: *mut bindings::ftrace_ops,
+    fregs: *mut bindings::ftrace_regs,
+) {
+    // SAFETY: plain address comparison against this module's layout.
+    if unsafe { bindings::ss_within_this_module(parent_ip) } {
+        // Our replacement calling the original: let it run.
+        return;
+    }
+    // SAFETY: ftrace passes the ops we registered, which is the `ops` field
+    // of a pinned `Redirect` that outlives its registration.
+    let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
+    // SAFETY: `ip` is the fentry site of a traced kernel function.
+    let start = unsafe { bindings::ss_func_start(ip) } as usize;
+    this.original.0.store(start, Release);
+    // The replacement drops this reference when it returns.
+    // SAFETY: no preconditions.
+    if !unsafe { bindings::ss_module_get() } {
+        return; // module going away: leave the call alone
+    }
+    // SAFETY: `fregs` comes from ftrace with SAVE_REGS|IPMODIFY.
+    unsafe { bindings::ss_ftrace_regs_set_ip(fregs, this.target as c_ulong) };
+}
+
+/// The module reference that [`redirect_callback`] took for a redirected
+/// call; dropped when the replacement returns.
+pub(crate) struct ModuleRef(());
+
+impl ModuleRef {
+    /// # Safety
+    ///
+    /// Only the replacement function of a [`Redirect`] may call this, once,
+    /// at its start: it adopts the reference the callback took.
+    pub(crate) unsafe fn adopt() -> Self {
+        Self(())
+    }
+}
+
+impl Drop for ModuleRef {
+    fn drop(&mut self) {
+        // SAFETY: balances the `ss_module_get` of the callback.
+        unsafe { bindings::ss_module_put() };
+    }
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The replacements that ftrace redirects to: the splice syscall, which
+//! accepts `SPLICE_F_STABLE`, and the page-cache `splice_read`s, which make
+//! a stable splice's buffers stable while the pipe is still locked.
+
+use kernel::ffi::{c_long, c_uint};
+use crate::{
+    bindings,
+    calls::Calls,
+    counters::COUNTERS,
+    ftrace::{ModuleRef, Original},
+    stable_buf,
+};
+use core::{
+    ffi::c_void,
+    sync::atomic::{AtomicPtr, Ordering},
+};
+
+
+pub(crate) const SPLICE_F_STABLE: u32 = bindings::SS_SPLICE_F_STABLE;
+
+pub(crate) static SYS_SPLICE: Original = Original::new();
+pub(crate) static FILEMAP_SPLICE_READ: Original = Original::new();
+pub(crate) static SHMEM_SPLICE_READ: Original = Original::new();
+
+/// The marked tasks; published while the redirects are registered.
+static CALLS: AtomicPtr<Calls> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Publishes `calls` to the replacements.
+///
+/// # Safety
+///
+/// `calls` must stay valid until [`unpublish`] and every replacement that
+/// could have seen it has returned.
+pub(crate) unsafe fn publish(calls: *const Calls) {
+    CALLS.store(calls.cast_mut(), Ordering::Release);
+}
+
+pub(crate) fn unpublish() {
+    CALLS.store(core::ptr::null_mut(), Ordering::Release);
+}
+
+pub(crate) fn calls() -> Option<&'static Calls> {
+    let p = CALLS.load(Ordering::Acquire);
+    // SAFETY: see `publish`: valid while any replacement runs.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Replacement for `__x64_sys_splice(const struct pt_regs *)`.
+///
+/// x86-64 passes the sixth syscall argument, `flags`, in `r9`. With the
+/// flag set the task is marked, the flag is hidden from the kernel's own
+/// check, and the user's `r9` is put back before returning, so a restarted
+/// syscall (ERESTARTSYS) comes through here again with the flag.
+pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_long {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    let orig = SYS_SPLICE.addr();
+    // SAFETY: `regs` is the syscall's saved user register frame.
+    let user_r9 = unsafe { (*regs).r9 };
+    let flags = user_r9 as u32;
+    let call_orig = |regs: *mut bindings::pt_regs| -> c_long {
+        // SAFETY: `orig` is the start of `__x64_sys_splice`, whose signature
+        // this function shares.
+        unsafe { bindings::ss_call_syscall(orig as _, regs.cast::<c_void>()) }
+    };
+    if flags & SPLICE_F_STABLE == 0 {
+        return call_orig(regs);
+    }
+    let Some(calls) = calls() else {
+        return call_orig(regs); // unloading: behave as upstream (EINVAL)
+    };
+    let _marked = match calls.mark_current(flags) {
+        Ok(m) => m,
+        Err(e) => return e.to_errno() as c_long,
+    };
+    COUNTERS.stable_calls.add(1);
+    // SAFETY: as above; the frame is restored before returning to the user.
+    unsafe { (*regs).r9 = user_r9 & !(SPLICE_F_STABLE as usize) };
+    let ret = call_orig(regs);
+    // SAFETY: as above.
+    unsafe { (*regs).r9 = user_r9 };
+    ret
+}
+
+/// Calls the original `splice_read` at `orig`; for a stable splice makes
+/// the buffers it added stable before the pipe lock is dropped.
+///
+/// # Safety
+///
+/// Same arguments as a `splice_read` file operation, pipe locked.
+unsafe fn splice_read(
+    orig: usize,
+    file: *mut c_void,
+    ppos: *mut i64,
+    pipe: *mut bindings::pipe_inode_info,
+    len: usize,
+    flags: c_uint,
+) -> isize {
+    let call = || {
+        // SAFETY: `orig` is a splice_read with this signature; arguments
+        // forwarded unchanged.
+        unsafe {
+            bindings::ss_call_splice_read(orig as _, file, ppos.cast(), pipe.cast(), len, flags)
+        }
+    };
+    if calls().and_then(|c| c.current_flags()).is_none() {
+        return call();
+    }
+    // SAFETY: the caller holds the pipe lock.
+    let head = unsafe { bindings::ss_pipe_head(pipe) };
+    // SAFETY: `ppos` is valid for the call.
+    let pos = unsafe { *ppos };
+    let ret = call();
+    if ret <= 0 {
+        return ret;
+    }
+    // SAFETY: pipe lock held; `[head, new head)` were just added.
+    match unsafe { stable_buf::stabilize(pipe, head, bindings::ss_pipe_head(pipe)) } {
+        Ok(()) => ret,
+        Err((_, kept)) if kept > 0 => {
+            // SAFETY: as above; report only what stayed in the pipe.
+            unsafe { *ppos = pos + kept as i64 };
+            kept as isize
+        }
+        Err((e, _)) => {
+            // SAFETY: as above.
+            unsafe { *ppos = pos };
+            e.to_errno() as isize
+        }
+    }
+}
+
+/// Replacement for `filemap_splice_read` (ext4, xfs and most page-cache
+/// file systems).
+pub(crate) unsafe extern "C" fn filemap_splice_read(
+    file: *mut c_void,
+    ppos: *mut i64,
+    pipe: *mut bindings::pipe_inode_info,
+    len: usize,
+    flags: c_uint,
+) -> isize {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    // SAFETY: forwarded from the kernel's splice code.
+    unsafe { splice_read(FILEMAP_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+}
+
+/// Replacement for `shmem_file_splice_read` (tmpfs).
+pub(crate) unsafe extern "C" fn shmem_splice_read(
+    file: *mut c_void,
+    ppos: *mut i64,
+    pipe: *mut bindings::pipe_inode_info,
+    len: usize,
+    flags: c_uint,
+) -> isize {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    // SAFETY: forwarded from the kernel's splice code.
+    unsafe { splice_read(SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+}

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! stable_splice: `SPLICE_F_STABLE` for `splice(2)`.
+//!
+//! With the flag, data spliced from a file into a pipe is a snapshot taken
+//! when `splice()` returns: later writes to the file never show through to
+//! whoever drains the pipe. See `Documentation/stable-splice.rst`.
+
+use kernel::prelude::*;
+
+mod bindings;
+mod calls;
+mod counters;
+mod ftrace;
+mod splice;
+mod stable_buf;
+
+#[cfg(stable_splice_kunit)]
+#[path = "../tests/kunit/mod.rs"]
+mod kunit;
+
+module! {
+    type: StableSplice,
+    name: "stable_splice",
+    authors: ["stable-splice developers"],
+    description: "SPLICE_F_STABLE: splice() from a file as a snapshot",
+    license: "GPL",
+}
+
+/// The functions this module takes over while loaded.
+#[pin_data]
+struct Redirects {
+    #[pin]
+    filemap_splice_read: ftrace::Redirect,
+    #[pin]
+    shmem_splice_read: ftrace::Redirect,
+    #[pin]
+    sys_splice: ftrace::Redirect,
+}
+
+impl Redirects {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            filemap_splice_read <- ftrace::Redirect::new(
+                splice::filemap_splice_read as *const () as usize,
+                &splice::FILEMAP_SPLICE_READ,
+            ),
+            shmem_splice_read <- ftrace::Redirect::new(
+                splice::shmem_splice_read as *const () as usize,
+                &splice::SHMEM_SPLICE_READ,
+            ),
+            sys_splice <- ftrace::Redirect::new(splice::sys_splice as *const () as usize, &splice::SYS_SPLICE),
+        })
+    }
+
+    /// Read side first: once the syscall accepts the flag, every page-cache
+    /// `splice_read` must already honour it.
+    fn register(self: Pin<&Self>) -> Result {
+        // SAFETY: projections of pinned fields.
+        let (filemap, shmem, sys) = unsafe {
+            let this = self.get_ref();
+            (
+                Pin::new_unchecked(&this.filemap_splice_read),
+                Pin::new_unchecked(&this.shmem_splice_read),
+                Pin::new_unchecked(&this.sys_splice),
+            )
+        };
+        filemap.register(c"filemap_splice_read")?;
+        shmem.register(c"shmem_file_splice_read")?;
+        sys.register(c"__x64_sys_splice")
+    }
+
+    pub(crate) fn all_registered(&self) -> bool {
+        self.filemap_splice_read.is_registered()
+            && self.shmem_splice_read.is_registered()
+            && self.sys_splice.is_registered()
+    }
+}
+
+struct StableSplice {
+    redirects: Option<Pin<KBox<Redirects>>>,
+    _calls: Pin<KBox<calls::Calls>>,
+    _debugfs: counters::DebugFs,
+}
+
+/// Set while the redirects are in place (for the KUnit suite).
+static LOADED: kernel::sync::atomic::Atomic<bool> = kernel::sync::atomic::Atomic::new(false);
+
+pub(crate) fn hooks_installed() -> bool {
+    LOADED.load(kernel::sync::atomic::Relaxed)
+}
+
+impl kernel::Module for StableSplice {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let debugfs = counters::DebugFs::new()?;
+        let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
+        // SAFETY: `calls` outlives the redirects: `drop` unregisters them and
+        // waits for every replacement before `calls` goes.
+        unsafe { splice::publish(&*calls) };
+        let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)
+            .and_then(|r| r.as_ref().register().map(|()| r))
+            .inspect_err(|_| teardown())?;
+        LOADED.store(redirects.all_registered(), kernel::sync::atomic::Relaxed);
+        pr_info!(
+            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled\n",
+            splice::SPLICE_F_STABLE
+        );
+        Ok(Self {
+            redirects: Some(redirects),
+            _calls: calls,
+            _debugfs: debugfs,
+        })
+    }
+}
+
+/// After the redirects are gone: no replacement starts any more, and the
+/// ones that ran have left module text.
+fn teardown() {
+    splice::unpublish();
+    // SAFETY: no preconditions.
+    unsafe { bindings::ss_wait_for_module_code() };
+}
+
+impl Drop for StableSplice {
+    fn drop(&mut self) {
+        LOADED.store(false, kernel::sync::atomic::Relaxed);
+        drop(self.redirects.take());
+        teardown();
+        pr_info!("stable_splice: unloaded\n");
+    }
+}

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit suite `stable_splice`, built into the module with `make KUNIT=1`
+//! and run by KUnit when the module is inserted (KTAP in the kernel log).
+
+use kernel::{macros::kunit_tests, prelude::*};
+
+/// A file, a kernel-side pipe and the calls a test makes on them.
+pub(crate) struct Scratch {
+    file: *mut crate::bindings::file,
+    fifo: *mut crate::bindings::file,
+}
+
+impl Scratch {
+    /// An `O_TMPFILE` in `dir` and a FIFO `fifo` to splice into.
+    pub(crate) fn new(dir: &CStr, fifo: &CStr) -> Result<Self> {
+        use crate::bindings as b;
+        // SAFETY: valid NUL-terminated paths; results checked below.
+        let file = unsafe { b::ss_test_open_tmpfile(dir.as_char_ptr()) };
+        // SAFETY: any pointer may be tested.
+        kernel::error::to_result(unsafe { b::ss_err_ptr(file.cast()) } as i32)?;
+        // SAFETY: as above.
+        let fifo = unsafe { b::ss_test_open_fifo(fifo.as_char_ptr()) };
+        // SAFETY: as above.
+        if let Err(e) = kernel::error::to_result(unsafe { b::ss_err_ptr(fifo.cast()) } as i32) {
+            // SAFETY: `file` is a file we opened.
+            unsafe { b::ss_test_fput(file) };
+            return Err(e);
+        }
+        Ok(Self { file, fifo })
+    }
+
+    pub(crate) fn pwrite(&self, data: &[u8], pos: i64) -> Result<usize> {
+        // SAFETY: `file` is open; `data` is valid for reads.
+        let n = unsafe {
+            crate::bindings::ss_test_pwrite(self.file, data.as_ptr().cast(), data.len(), pos)
+        };
+        if n < 0 { Err(Error::from_errno(n as i32)) } else { Ok(n as usize) }
+    }
+
+    /// Splices `len` bytes from offset 0 into the FIFO; with `stable`, as a
+    /// `SPLICE_F_STABLE` caller would.
+    pub(crate) fn splice(&self, len: usize, stable: bool) -> Result<usize> {
+        let _marked = if stable {
+            Some(crate::splice::calls().ok_or(ENODEV)?.mark_current(crate::splice::SPLICE_F_STABLE)?)
+        } else {
+            None
+        };
+        let mut pos = 0i64;
+        // SAFETY: open files; the FIFO's pipe lives as long as `fifo`.
+        let n = unsafe {
+            let pipe = crate::bindings::ss_test_file_pipe(self.fifo);
+            crate::bindings::ss_test_splice_read(self.file, &mut pos, pipe, len)
+        };
+        if n < 0 { Err(Error::from_errno(n as i32)) } else { Ok(n as usize) }
+    }
+
+    /// Drains up to `buf.len()` bytes from the FIFO.
+    pub(crate) fn read_pipe(&self, buf: &mut [u8]) -> Result<usize> {
+        // SAFETY: `fifo` is open; `buf` is valid for writes.
+        let n = unsafe { crate::bindings::ss_test_read(self.fifo, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 { Err(Error::from_errno(n as i32)) } else { Ok(n as usize) }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: both files were opened in `new` and are not used again;
+        // unread stable buffers are released with the pipe.
+        unsafe {
+            crate::bindings::ss_test_fput(self.fifo);
+            crate::bindings::ss_test_fput(self.file);
+        }
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// Metzmacher's program (seeds/002) in the kernel: page 1 holds 0x1f and
+/// page 0 zeroes, splice both, overwrite both with 0xf0, read the pipe.
+/// Returns the two pages as read from the pipe.
+fn metzmacher(dir: &CStr, fifo: &CStr, stable: bool) -> Result<KVec<u8>> {
+    let s = Scratch::new(dir, fifo)?;
+    let mut page = KVec::from_elem(0x1fu8, PAGE, GFP_KERNEL)?;
+    if s.pwrite(&page, PAGE as i64)? != PAGE {
+        return Err(EIO);
+    }
+    if s.splice(2 * PAGE, stable)? != 2 * PAGE {
+        return Err(EIO);
+    }
+    page.fill(0xf0);
+    s.pwrite(&page, 0)?;
+    s.pwrite(&page, PAGE as i64)?;
+    let mut out = KVec::from_elem(0u8, 2 * PAGE, GFP_KERNEL)?;
+    let mut got = 0;
+    while got < out.len() {
+        match s.read_pipe(&mut out[got..])? {
+            0 => return Err(EIO),
+            n => got += n,
+        }
+    }
+    Ok(out)
+}
+
+fn all(bytes: &[u8], v: u8) -> bool {
+    bytes.iter().all(|&b| b == v)
+}
+
+#[kunit_tests(stable_splice)]
+mod tests {
+    use super::*;
+    use crate::{bindings, splice::SPLICE_F_STABLE};
+
+    #[test]
+    fn flag_matches_uapi_header() {
+        // include/uapi/linux/stable_splice.h, through bindgen.
+        assert_eq!(SPLICE_F_STABLE, bindings::SS_SPLICE_F_STABLE);
+        assert_eq!(SPLICE_F_STABLE, 0x10);
+        // Must not collide with a flag the kernel knows.
+        assert_eq!(SPLICE_F_STABLE & bindings::SS_SPLICE_F_ALL, 0);
+    }
+
+    #[test]
+    fn hooks_installed_while_loaded() {
+        assert!(crate::hooks_installed());
+        assert!(crate::splice::calls().is_some());
+    }
+
+    // The scratch file systems are mounted by scripts/lib/scratch-fs.sh
+    // before insmod; a missing one fails the case.
+
+    #[test]
+    fn metzmacher_ext4_plain_shows_overwrite() -> Result {
+        let out = metzmacher(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-plain.fifo", false)?;
+        assert!(all(&out, 0xf0));
+        Ok(())
+    }
+
+    #[test]
+    fn metzmacher_ext4_stable_keeps_snapshot() -> Result {
+        let out = metzmacher(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-stable.fifo", true)?;
+        assert!(all(&out[..PAGE], 0x00));
+        assert!(all(&out[PAGE..], 0x1f));
+        Ok(())
+    }
+
+    #[test]
+    fn metzmacher_xfs_plain_shows_overwrite() -> Result {
+        let out = metzmacher(c"/tmp/ss/xfs", c"/tmp/ss/kunit-xfs-plain.fifo", false)?;
+        assert!(all(&out, 0xf0));
+        Ok(())
+    }
+
+    #[test]
+    fn metzmacher_xfs_stable_keeps_snapshot() -> Result {
+        let out = metzmacher(c"/tmp/ss/xfs", c"/tmp/ss/kunit-xfs-stable.fifo", true)?;
+        assert!(all(&out[..PAGE], 0x00));
+        assert!(all(&out[PAGE..], 0x1f));
+        Ok(())
+    }
+
+    #[test]
+    fn metzmacher_tmpfs_plain_shows_overwrite() -> Result {
+        let out = metzmacher(c"/tmp/ss/tmpfs", c"/tmp/ss/kunit-tmpfs-plain.fifo", false)?;
+        // Page 0 is a hole: tmpfs splices the shared zero page, which the
+        // write replaces rather than changes. Page 1 is the page cache.
+        assert!(all(&out[..PAGE], 0x00));
+        assert!(all(&out[PAGE..], 0xf0));
+        Ok(())
+    }
+
+    #[test]
+    fn metzmacher_tmpfs_stable_keeps_snapshot() -> Result {
+        let out = metzmacher(c"/tmp/ss/tmpfs", c"/tmp/ss/kunit-tmpfs-stable.fifo", true)?;
+        assert!(all(&out[..PAGE], 0x00));
+        assert!(all(&out[PAGE..], 0x1f));
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Case registry and the context handed to each case.
+
+use crate::util::TResult;
+
+mod basic;
+mod security;
+mod snapshot;
+mod stress;
+
+/// Which module state a case checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Only with the module loaded (--expect-module).
+    Module,
+    /// Only without the module (--expect-no-module): upstream behaviour.
+    NoModule,
+    /// Both: behaviour that must be the same either way.
+    Any,
+}
+
+impl Needs {
+    pub fn label(self) -> &'static str {
+        match self {
+            Needs::Module => "module",
+            Needs::NoModule => "no-module",
+            Needs::Any => "any",
+        }
+    }
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub needs: Needs,
+    /// Extra seconds on top of the default timeout (stress runs).
+    pub long: bool,
+    pub func: fn(&Ctx) -> TResult,
+}
+
+/// Per-case context; lives in the forked case process.
+pub struct Ctx {
+    pub dir: String,
+    pub expect_module: bool,
+    pub stress_secs: u64,
+    /// Write end of the result channel to the runner.
+    pub out: i32,
+}
+
+impl Ctx {
+    /// Diagnostic line printed by the runner as a TAP comment. Sent at once
+    /// so progress is visible even if the case later hangs.
+    pub fn note(&self, msg: impl AsRef<str>) {
+        let line = format!("N {}\n", msg.as_ref().replace('\n', " "));
+        // SAFETY: out is the runner's pipe, open for the life of the case;
+        // a short or failed write only loses a diagnostic.
+        unsafe { libc::write(self.out, line.as_ptr().cast(), line.len()) };
+    }
+}
+
+const fn case(name: &'static str, needs: Needs, func: fn(&Ctx) -> TResult) -> Case {
+    Case { name, needs, long: false, func }
+}
+
+pub fn all() -> Vec<Case> {
+    use Needs::*;
+    vec![
+        case("flag_einval_without_module", NoModule, basic::flag_einval_without_module),
+        case("unknown_flag_einval", Any, basic::unknown_flag_einval),
+        case("stable_flag_accepted", Module, basic::stable_flag_accepted),
+        case("registers_preserved", Module, basic::registers_preserved),
+        case("metzmacher_plain", Any, basic::metzmacher_plain),
+        case("metzmacher_stable", Module, basic::metzmacher_stable),
+        case("snapshot_pwrite", Module, snapshot::pwrite),
+        case("snapshot_write", Module, snapshot::write),
+        case("snapshot_writev", Module, snapshot::writev),
+        case("snapshot_mmap_after_splice", Module, snapshot::mmap_after_splice),
+        case("snapshot_mmap_dirty_before_splice", Module, snapshot::mmap_dirty_before_splice),
+        case("snapshot_ftruncate_zero", Module, snapshot::ftruncate_zero),
+        case("snapshot_ftruncate_mid_page", Module, snapshot::ftruncate_mid_page),
+        case("snapshot_punch_hole", Module, snapshot::punch_hole),
+        case("snapshot_odirect", Module, snapshot::odirect),
+        case("snapshot_unlink_close", Module, snapshot::unlink_close),
+        case("snapshot_io_uring_write", Module, snapshot::io_uring_write),
+        case("snapshot_tee", Module, snapshot::tee),
+        case("snapshot_pipe_to_pipe", Module, snapshot::pipe_to_pipe),
+        case("large_8mib", Module, snapshot::large_8mib),
+        case("bounded_writer_same_process", Module, security::bounded_writer_same_process),
+        case("bounded_writer_other_process", Module, security::bounded_writer_other_process),
+        case("dirty_pipe_no_write_path", Module, security::dirty_pipe_no_write_path),
+        case("unprivileged_reader", Module, security::unprivileged_reader),
+        case("bad_input", Module, basic::bad_input),
+        case("counters_zero_after_close", Module, basic::counters_zero_after_close),
+        Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
+    ]
+}
+
+/// Cases that exercise the runner itself (timeout, panic, crash); only
+/// listed when STABLE_SPLICE_TESTS_SELFTEST=1, and expected to fail.
+pub fn runner_selftest() -> Vec<Case> {
+    fn hang(_: &Ctx) -> TResult {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        Ok(())
+    }
+    fn panics(_: &Ctx) -> TResult {
+        panic!("deliberate panic");
+    }
+    fn crash(_: &Ctx) -> TResult {
+        // SAFETY: kill has no memory preconditions; it ends this case process
+        // the way a crash would.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        Ok(())
+    }
+    vec![
+        case("selftest_hang", Needs::Any, hang),
+        case("selftest_panic", Needs::Any, panics),
+        case("selftest_crash", Needs::Any, crash),
+    ]
+}

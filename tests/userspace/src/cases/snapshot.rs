@@ -1,0 +1,318 @@
+//! Contract point 1: the pipe keeps the data as of splice() return against
+//! every writer path. Each case splices pattern A with stable(),
+//! writes pattern B (or truncates/punches), checks the file really changed,
+//! then requires exactly A from the pipe.
+
+use super::Ctx;
+use crate::uring;
+use crate::util::*;
+
+/// More than two pages, with a partial last page.
+const LEN: usize = 3 * PAGE + 512;
+const SEED_A: u8 = 0x11;
+const SEED_B: u8 = 0x77;
+
+struct Snap {
+    f: TestFile,
+    p: Pipe,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    len: usize,
+}
+
+impl Snap {
+    fn fd(&self) -> i32 {
+        self.f.fd.raw()
+    }
+    /// The pipe must yield exactly A, then nothing more.
+    fn check_pipe(&self) -> TResult {
+        check_pipe_a(&self.p, &self.a, &self.b)
+    }
+    /// Same, diagnosing against `new`, the file's content after the change.
+    fn check_pipe_vs(&self, new: &[u8]) -> TResult {
+        check_pipe_a(&self.p, &self.a, new)
+    }
+    fn check_file(&self, want: &[u8], what: &str) -> TResult {
+        let got = pread_vec(self.fd(), want.len().max(self.len), 0)?;
+        expect_bytes(&format!("file after {what} (did the write happen?)"), &got, want, None)
+    }
+}
+
+fn check_pipe_a(p: &Pipe, a: &[u8], b: &[u8]) -> TResult {
+    let got = read_pipe(&p.r, a.len())?;
+    expect_bytes("pipe", &got, a, Some(("file's new content (the change showed through)", b)))?;
+    ensure!(pipe_queued(p.r.raw())? == 0, "pipe holds more than was spliced");
+    Ok(())
+}
+
+/// Scratch file with A, stable-spliced whole into a fresh pipe.
+fn setup(ctx: &Ctx, named: bool, len: usize) -> TResult<Snap> {
+    let f = if named { named_file(&ctx.dir, 0o600)? } else { tmpfile(&ctx.dir)? };
+    let a = pattern(SEED_A, 0, len);
+    let b = pattern(SEED_B, 0, len);
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
+    Ok(Snap { f, p, a, b, len })
+}
+
+pub fn pwrite(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    pwrite_all(s.fd(), &s.b, 0)?;
+    s.check_file(&s.b, "pwrite")?;
+    s.check_pipe()
+}
+
+pub fn write(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    lseek(s.fd(), 0)?;
+    write_all(s.fd(), &s.b)?;
+    s.check_file(&s.b, "write")?;
+    s.check_pipe()
+}
+
+pub fn writev(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    lseek(s.fd(), 0)?;
+    // Split inside the second page so one writev spans a page boundary mid-iovec.
+    let cut = PAGE + 100;
+    let iov = [
+        libc::iovec { iov_base: s.b.as_ptr() as *mut _, iov_len: cut },
+        libc::iovec { iov_base: s.b[cut..].as_ptr() as *mut _, iov_len: s.len - cut },
+    ];
+    // SAFETY: both iovecs point into s.b, alive for the call.
+    let n = cvt(unsafe { libc::writev(s.fd(), iov.as_ptr(), 2) });
+    ensure!(n == Ok(s.len), "writev returned {n:?}, expected Ok({})", s.len);
+    s.check_file(&s.b, "writev")?;
+    s.check_pipe()
+}
+
+pub fn mmap_after_splice(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let m = Map::shared_file(s.fd(), s.len)?;
+    m.store(0, &s.b);
+    s.check_file(&s.b, "stores through a shared mmap")?;
+    s.check_pipe()
+}
+
+pub fn mmap_dirty_before_splice(ctx: &Ctx) -> TResult {
+    // The mapping exists and its PTEs are dirty+writable before the splice:
+    // later stores fault only if the hold write-protected them.
+    let f = tmpfile(&ctx.dir)?;
+    ftruncate(f.fd.raw(), LEN)?;
+    let m = Map::shared_file(f.fd.raw(), LEN)?;
+    let a = pattern(SEED_A, 0, LEN);
+    let b = pattern(SEED_B, 0, LEN);
+    m.store(0, &a);
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
+    m.store(0, &b);
+    let s = Snap { f, p, a, b, len: LEN };
+    expect_bytes("mapping after stores", &m.load(0, LEN), &s.b, None)?;
+    s.check_file(&s.b, "stores through the pre-existing dirty mapping")?;
+    s.check_pipe()
+}
+
+/// Write 16 MiB elsewhere so that freed page-cache pages get reused: a
+/// buffer still pointing at a freed folio would then show foreign bytes.
+fn churn_page_cache(ctx: &Ctx) -> TResult {
+    let g = tmpfile(&ctx.dir)?;
+    let junk = vec![0xa5u8; 1 << 20];
+    for i in 0..16 {
+        pwrite_all(g.fd.raw(), &junk, i << 20)?;
+    }
+    Ok(())
+}
+
+pub fn ftruncate_zero(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    ftruncate(s.fd(), 0)?;
+    ensure!(file_size(s.fd())? == 0, "size after ftruncate(0) is {}", file_size(s.fd())?);
+    ensure!(pread_vec(s.fd(), LEN, 0)?.is_empty(), "truncated file still returns data");
+    churn_page_cache(ctx)?;
+    s.check_pipe_vs(&vec![0; LEN])
+}
+
+pub fn ftruncate_mid_page(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let mid = PAGE / 2;
+    ftruncate(s.fd(), mid)?;
+    let sz = file_size(s.fd())?;
+    ensure!(sz == mid as u64, "size after ftruncate({mid}) is {sz}");
+    // Extend again: the cut-off tail of the first page must read as zeros now.
+    ftruncate(s.fd(), LEN)?;
+    let mut want = s.a[..mid].to_vec();
+    want.resize(LEN, 0);
+    s.check_file(&want, "ftruncate(mid page) + re-extend")?;
+    s.check_pipe_vs(&want)
+}
+
+pub fn punch_hole(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let (off, len) = (1024usize, 2048usize);
+    // SAFETY: plain syscall on our fd.
+    let r = unsafe {
+        libc::fallocate(
+            s.fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r != 0 {
+        match errno() {
+            libc::EOPNOTSUPP => skip!("fallocate(PUNCH_HOLE) not supported by this filesystem (EOPNOTSUPP)"),
+            e => fail!("fallocate(PUNCH_HOLE|KEEP_SIZE, {off}, {len}): {}", ename(e)),
+        }
+    }
+    let mut want = s.a.clone();
+    want[off..off + len].fill(0);
+    s.check_file(&want, "punch hole")?;
+    s.check_pipe_vs(&want)
+}
+
+pub fn odirect(ctx: &Ctx) -> TResult {
+    let len = 2 * PAGE; // O_DIRECT needs aligned offset and length
+    let s = setup(ctx, true, len)?;
+    let path = s.f.path.clone().unwrap_or_default();
+    let dfd = match open(&path, libc::O_RDWR | libc::O_DIRECT, 0) {
+        Ok(fd) => fd,
+        Err(libc::EINVAL) => skip!("open(O_DIRECT): EINVAL, filesystem does not support O_DIRECT"),
+        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    };
+    let buf = Map::anon(len)?; // page aligned
+    buf.store(0, &s.b);
+    // SAFETY: buf is a live, aligned mapping of len bytes.
+    let r = cvt(unsafe { libc::pwrite(dfd.raw(), buf.ptr().cast(), len, 0) });
+    match r {
+        Ok(n) if n == len => {}
+        Err(libc::EINVAL) => skip!("O_DIRECT pwrite: EINVAL (alignment not accepted by this filesystem)"),
+        other => fail!("O_DIRECT pwrite returned {other:?}"),
+    }
+    let rbuf = Map::anon(len)?;
+    // SAFETY: rbuf is a live, aligned, writable mapping of len bytes.
+    let r = cvt(unsafe { libc::pread(dfd.raw(), rbuf.ptr().cast(), len, 0) });
+    ensure!(r == Ok(len), "O_DIRECT pread returned {r:?}");
+    expect_bytes("file via O_DIRECT read", &rbuf.load(0, len), &s.b, None)?;
+    // A stale page cache after the direct write would be a coherency bug.
+    s.check_file(&s.b, "O_DIRECT write (buffered view)")?;
+    s.check_pipe()
+}
+
+pub fn unlink_close(ctx: &Ctx) -> TResult {
+    let Snap { mut f, p, a, b, .. } = setup(ctx, true, LEN)?;
+    let path = f.path.take().unwrap_or_default();
+    let c = cstr(&path);
+    // SAFETY: valid C string.
+    ensure!(unsafe { libc::unlink(c.as_ptr()) } == 0, "unlink: {}", ename(errno()));
+    // Last descriptor closed: the inode is evicted with the pipe still full.
+    drop(f);
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and buffer.
+    let r = unsafe { libc::stat(c.as_ptr(), &mut st) };
+    ensure!(r != 0 && errno() == libc::ENOENT, "file still exists after unlink");
+    churn_page_cache(ctx)?;
+    check_pipe_a(&p, &a, &b)
+}
+
+pub fn io_uring_write(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let mut ring = match uring::setup(4) {
+        Ok(r) => r,
+        Err(e @ (libc::ENOSYS | libc::EPERM)) => skip!("io_uring unavailable: io_uring_setup: {}", ename(e)),
+        Err(e) => fail!("io_uring_setup: {}", ename(e)),
+    };
+    let sqe = uring::Sqe {
+        opcode: uring::IORING_OP_WRITE,
+        fd: s.fd(),
+        off: 0,
+        addr: s.b.as_ptr() as u64,
+        len: s.len as u32,
+        user_data: 0x5eed,
+        ..Default::default()
+    };
+    let res = ring.submit_and_wait(sqe)?;
+    ensure!(res == s.len as i32, "IORING_OP_WRITE completed with {res}");
+    s.check_file(&s.b, "IORING_OP_WRITE")?;
+    s.check_pipe()
+}
+
+pub fn tee(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let p2 = pipe()?;
+    let n = tee_raw(s.p.r.raw(), p2.w.raw(), s.len, 0);
+    ensure!(n == Ok(s.len), "tee returned {n:?}, expected Ok({})", s.len);
+    pwrite_all(s.fd(), &s.b, 0)?;
+    s.check_file(&s.b, "pwrite")?;
+    check_pipe_a(&p2, &s.a, &s.b).map_err(|e| TestErr::Fail(format!("tee copy: {e}")))?;
+    s.check_pipe()
+}
+
+pub fn pipe_to_pipe(ctx: &Ctx) -> TResult {
+    let s = setup(ctx, false, LEN)?;
+    let p2 = pipe()?;
+    let n = splice_raw(s.p.r.raw(), None, p2.w.raw(), None, s.len, 0);
+    ensure!(n == Ok(s.len), "splice pipe->pipe returned {n:?}, expected Ok({})", s.len);
+    ensure!(pipe_queued(s.p.r.raw())? == 0, "first pipe not empty after moving its buffers");
+    pwrite_all(s.fd(), &s.b, 0)?;
+    s.check_file(&s.b, "pwrite")?;
+    check_pipe_a(&p2, &s.a, &s.b)
+}
+
+/// Restores /proc/sys/fs/pipe-max-size on drop.
+struct PipeMaxGuard(Option<String>);
+
+impl Drop for PipeMaxGuard {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write("/proc/sys/fs/pipe-max-size", old);
+        }
+    }
+}
+
+fn set_pipe_size(ctx: &Ctx, fd: i32, size: usize) -> TResult<PipeMaxGuard> {
+    let mut guard = PipeMaxGuard(None);
+    // SAFETY: F_SETPIPE_SZ takes an int argument.
+    let mut r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
+    if r < 0 && errno() == libc::EPERM {
+        let old = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").unwrap_or_default();
+        ctx.note(format!("raising pipe-max-size from {} to {size}", old.trim()));
+        ensure!(
+            std::fs::write("/proc/sys/fs/pipe-max-size", size.to_string()).is_ok(),
+            "cannot raise /proc/sys/fs/pipe-max-size (not root?)"
+        );
+        guard.0 = Some(old);
+        // SAFETY: as above.
+        r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
+    }
+    ensure!(r >= 0, "F_SETPIPE_SZ({size}): {}", ename(errno()));
+    ensure!(r as usize >= size, "F_SETPIPE_SZ gave {r} bytes, wanted {size}");
+    Ok(guard)
+}
+
+pub fn large_8mib(ctx: &Ctx) -> TResult {
+    const BIG: usize = 8 << 20;
+    let p = pipe()?;
+    let _guard = set_pipe_size(ctx, p.w.raw(), BIG)?;
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(0x21, 0, BIG);
+    let b = pattern(0x99, 0, BIG);
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    let (mut off, mut calls) = (0i64, 0);
+    while (off as usize) < BIG {
+        let want = BIG - off as usize;
+        let at = off;
+        let n = ck(
+            splice_raw(f.fd.raw(), Some(&mut off), p.w.raw(), None, want, stable()),
+            &format!("splice({want} @{at})"),
+        )?;
+        ensure!(n > 0, "splice returned 0 at offset {at} of {BIG}");
+        calls += 1;
+    }
+    ctx.note(format!("8 MiB spliced in {calls} call(s)"));
+    ensure!(pipe_queued(p.r.raw())? == BIG, "pipe holds {} bytes, expected {BIG}", pipe_queued(p.r.raw())?);
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    expect_bytes("file after overwrite", &pread_vec(f.fd.raw(), BIG, 0)?, &b, None)?;
+    check_pipe_a(&p, &a, &b)
+}

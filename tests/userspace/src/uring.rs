@@ -1,0 +1,199 @@
+//! Minimal io_uring on raw syscalls: one ring, submit one SQE, wait for its
+//! CQE. Enough to issue IORING_OP_WRITE against a held folio.
+
+use crate::util::{ename, errno, Fd, TResult};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const IORING_OP_WRITE: u8 = 23;
+const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_OFF_SQ_RING: i64 = 0;
+const IORING_OFF_CQ_RING: i64 = 0x800_0000;
+const IORING_OFF_SQES: i64 = 0x1000_0000;
+
+#[repr(C)]
+#[derive(Default)]
+struct SqringOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CqringOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Params {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqringOffsets,
+    cq_off: CqringOffsets,
+}
+
+/// struct io_uring_sqe (64 bytes), only the fields a read/write uses.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct Sqe {
+    pub opcode: u8,
+    pub flags: u8,
+    pub ioprio: u16,
+    pub fd: i32,
+    pub off: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub rw_flags: u32,
+    pub user_data: u64,
+    pub buf_index: u16,
+    pub personality: u16,
+    pub splice_fd_in: i32,
+    pub addr3: u64,
+    pub pad2: u64,
+}
+
+#[repr(C)]
+struct Cqe {
+    user_data: u64,
+    res: i32,
+    flags: u32,
+}
+
+struct RingMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len come from a successful mmap, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn map_ring(fd: i32, len: usize, off: i64) -> Result<RingMap, i32> {
+    // SAFETY: mapping the ring region the kernel advertised for this fd.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            off,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(errno());
+    }
+    Ok(RingMap { ptr: p.cast(), len })
+}
+
+pub struct Uring {
+    // Field order: unmap before closing the ring fd.
+    sq: RingMap,
+    cq: RingMap,
+    sqes: RingMap,
+    p: Params,
+    fd: Fd,
+}
+
+/// Why io_uring could not be set up: Err(errno) so callers can SKIP on
+/// ENOSYS/EPERM (io_uring disabled) and fail on anything else.
+pub fn setup(entries: u32) -> Result<Uring, i32> {
+    let mut p = Params::default();
+    // SAFETY: io_uring_setup writes into p, a valid io_uring_params.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, entries, &mut p as *mut Params) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let fd = Fd(fd as i32);
+    let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+    let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * std::mem::size_of::<Cqe>();
+    let sqes_len = p.sq_entries as usize * std::mem::size_of::<Sqe>();
+    let sq = map_ring(fd.raw(), sq_len, IORING_OFF_SQ_RING)?;
+    let cq = map_ring(fd.raw(), cq_len, IORING_OFF_CQ_RING)?;
+    let sqes = map_ring(fd.raw(), sqes_len, IORING_OFF_SQES)?;
+    Ok(Uring { sq, cq, sqes, p, fd })
+}
+
+impl Uring {
+    fn sq_u32(&self, off: u32) -> &AtomicU32 {
+        // SAFETY: off is a kernel-provided offset of an aligned u32 inside
+        // the live SQ ring mapping, shared with the kernel (hence atomic).
+        unsafe { &*(self.sq.ptr.add(off as usize) as *const AtomicU32) }
+    }
+    fn cq_u32(&self, off: u32) -> &AtomicU32 {
+        // SAFETY: as sq_u32, for the CQ ring mapping.
+        unsafe { &*(self.cq.ptr.add(off as usize) as *const AtomicU32) }
+    }
+
+    /// Submit one SQE and wait for its completion; returns cqe.res.
+    pub fn submit_and_wait(&mut self, sqe: Sqe) -> TResult<i32> {
+        let mask = self.sq_u32(self.p.sq_off.ring_mask).load(Ordering::Relaxed);
+        let tail = self.sq_u32(self.p.sq_off.tail).load(Ordering::Relaxed);
+        let idx = tail & mask;
+        // SAFETY: idx <= mask < sq_entries, so both writes stay inside the
+        // SQE array and the index array; the kernel does not read them until
+        // the tail store below publishes the entry.
+        unsafe {
+            (self.sqes.ptr as *mut Sqe).add(idx as usize).write(sqe);
+            (self.sq.ptr.add(self.p.sq_off.array as usize) as *mut u32).add(idx as usize).write(idx);
+        }
+        self.sq_u32(self.p.sq_off.tail).store(tail.wrapping_add(1), Ordering::Release);
+        loop {
+            // SAFETY: plain syscall on our ring fd; no sigset passed.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    self.fd.raw(),
+                    1u32,
+                    1u32,
+                    IORING_ENTER_GETEVENTS,
+                    std::ptr::null::<u8>(),
+                    0usize,
+                )
+            };
+            if r >= 0 {
+                break;
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                fail!("io_uring_enter: {}", ename(e));
+            }
+        }
+        let head = self.cq_u32(self.p.cq_off.head).load(Ordering::Relaxed);
+        let ctail = self.cq_u32(self.p.cq_off.tail).load(Ordering::Acquire);
+        ensure!(head != ctail, "io_uring_enter returned without a completion");
+        let cmask = self.cq_u32(self.p.cq_off.ring_mask).load(Ordering::Relaxed);
+        // SAFETY: (head & cmask) < cq_entries indexes the live CQE array; the
+        // Acquire load of the tail made the entry visible.
+        let res = unsafe {
+            let cqes = self.cq.ptr.add(self.p.cq_off.cqes as usize) as *const Cqe;
+            (*cqes.add((head & cmask) as usize)).res
+        };
+        self.cq_u32(self.p.cq_off.head).store(head.wrapping_add(1), Ordering::Release);
+        Ok(res)
+    }
+}

@@ -1,0 +1,517 @@
+//! Thin syscall wrappers and helpers shared by the cases.
+//!
+//! Raw wrappers return `Result<_, i32>` (errno) so cases can assert on the
+//! exact errno; the checked ones return `TResult` with context in the message.
+
+use std::ffi::CString;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// From include/uapi/linux/stable_splice.h.
+pub const SPLICE_F_STABLE: u32 = 0x10;
+pub const SPLICE_F_MOVE: u32 = 0x01;
+
+/// Flag the snapshot cases pass: SPLICE_F_STABLE, unless the environment
+/// variable STABLE_SPLICE_TESTS_FLAG overrides it (e.g. `0` runs the cases
+/// with plain splice to prove that they detect the overwrite).
+pub fn stable() -> u32 {
+    static FLAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| stable_override().unwrap_or(SPLICE_F_STABLE))
+}
+
+pub fn stable_override() -> Option<u32> {
+    let v = std::env::var("STABLE_SPLICE_TESTS_FLAG").ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+pub const SPLICE_F_NONBLOCK: u32 = 0x02;
+pub const PAGE: usize = 4096;
+
+/// Outcome of a case that did not pass.
+#[derive(Debug)]
+pub enum TestErr {
+    Fail(String),
+    Skip(String),
+}
+
+impl fmt::Display for TestErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TestErr::Fail(m) => write!(f, "{m}"),
+            TestErr::Skip(m) => write!(f, "SKIP {m}"),
+        }
+    }
+}
+
+pub type TResult<T = ()> = Result<T, TestErr>;
+
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Symbolic name of an errno, for readable failure messages.
+pub fn ename(e: i32) -> String {
+    let n = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::ESPIPE => "ESPIPE",
+        libc::EPIPE => "EPIPE",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EDEADLK => "EDEADLK",
+        _ => return format!("errno {e}"),
+    };
+    n.to_string()
+}
+
+/// Turn a raw syscall return value into Ok(count) / Err(errno).
+pub fn cvt(ret: isize) -> Result<usize, i32> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Map an errno result into a failure with context.
+pub fn ck<T>(r: Result<T, i32>, what: &str) -> TResult<T> {
+    r.map_err(|e| TestErr::Fail(format!("{what}: {}", ename(e))))
+}
+
+/// Owned file descriptor, closed on drop.
+#[derive(Debug)]
+pub struct Fd(pub i32);
+
+impl Fd {
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            // SAFETY: we own the descriptor and close it exactly once, here.
+            unsafe { libc::close(self.0) };
+        }
+    }
+}
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).expect("path contains NUL")
+}
+
+pub fn open(path: &str, flags: i32, mode: u32) -> Result<Fd, i32> {
+    let p = cstr(path);
+    // SAFETY: p is a valid NUL-terminated string.
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(Fd(fd))
+    }
+}
+
+/// Scratch file; a named one is unlinked on drop unless already gone.
+pub struct TestFile {
+    pub fd: Fd,
+    pub path: Option<String>,
+}
+
+impl Drop for TestFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let c = cstr(p);
+            // SAFETY: valid C string; failure (already unlinked) is fine.
+            unsafe { libc::unlink(c.as_ptr()) };
+        }
+    }
+}
+
+static NAME_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_name(dir: &str) -> String {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let n = NAME_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{}/.stable-splice-test.{pid}.{n}", dir.trim_end_matches('/'))
+}
+
+/// Anonymous scratch file: O_TMPFILE, else create + unlink.
+pub fn tmpfile(dir: &str) -> TResult<TestFile> {
+    match open(dir, libc::O_RDWR | libc::O_TMPFILE, 0o600) {
+        Ok(fd) => Ok(TestFile { fd, path: None }),
+        Err(libc::EOPNOTSUPP) | Err(libc::EISDIR) | Err(libc::EINVAL) => {
+            let mut f = named_file(dir, 0o600)?;
+            let c = cstr(f.path.take().as_deref().unwrap_or_default());
+            // SAFETY: valid C string; the open fd keeps the inode alive.
+            unsafe { libc::unlink(c.as_ptr()) };
+            Ok(f)
+        }
+        Err(e) => fail!("open({dir}, O_TMPFILE): {}", ename(e)),
+    }
+}
+
+/// Named scratch file (root-owned when run as root) with an explicit mode.
+pub fn named_file(dir: &str, mode: u32) -> TResult<TestFile> {
+    let path = unique_name(dir);
+    let fd = ck(
+        open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode),
+        &format!("create {path}"),
+    )?;
+    // SAFETY: fd is valid; fchmod overrides the umask.
+    unsafe { libc::fchmod(fd.raw(), mode) };
+    Ok(TestFile { fd, path: Some(path) })
+}
+
+pub fn pwrite_all(fd: i32, buf: &[u8], off: usize) -> TResult {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: pointer/len describe the live remainder of buf.
+        let r = unsafe {
+            libc::pwrite(
+                fd,
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                (off + done) as libc::off_t,
+            )
+        };
+        match cvt(r) {
+            Ok(0) => fail!("pwrite returned 0 at offset {}", off + done),
+            Ok(n) => done += n,
+            Err(libc::EINTR) => {}
+            Err(e) => fail!("pwrite({} bytes @{}): {}", buf.len(), off, ename(e)),
+        }
+    }
+    Ok(())
+}
+
+pub fn write_all(fd: i32, buf: &[u8]) -> TResult {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: pointer/len describe the live remainder of buf.
+        let r = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
+        match cvt(r) {
+            Ok(0) => fail!("write returned 0"),
+            Ok(n) => done += n,
+            Err(libc::EINTR) => {}
+            Err(e) => fail!("write({} bytes): {}", buf.len(), ename(e)),
+        }
+    }
+    Ok(())
+}
+
+/// pread until `len` bytes or EOF; the result may be short (checked by caller).
+pub fn pread_vec(fd: i32, len: usize, off: usize) -> TResult<Vec<u8>> {
+    let mut v = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        // SAFETY: pointer/len describe the unfilled tail of v.
+        let r = unsafe {
+            libc::pread(fd, v[done..].as_mut_ptr().cast(), len - done, (off + done) as libc::off_t)
+        };
+        match cvt(r) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(libc::EINTR) => {}
+            Err(e) => fail!("pread({len} @{off}): {}", ename(e)),
+        }
+    }
+    v.truncate(done);
+    Ok(v)
+}
+
+pub fn lseek(fd: i32, off: i64) -> TResult {
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe { libc::lseek(fd, off, libc::SEEK_SET) };
+    ensure!(r == off, "lseek({off}) returned {r}: {}", ename(errno()));
+    Ok(())
+}
+
+pub fn file_size(fd: i32) -> TResult<u64> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid, writable stat buffer.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    ensure!(r == 0, "fstat: {}", ename(errno()));
+    Ok(st.st_size as u64)
+}
+
+pub fn ftruncate(fd: i32, len: usize) -> TResult {
+    // SAFETY: plain syscall.
+    let r = unsafe { libc::ftruncate(fd, len as libc::off_t) };
+    ensure!(r == 0, "ftruncate({len}): {}", ename(errno()));
+    Ok(())
+}
+
+/// File scratch data: byte at absolute offset `o` depends on `o`, its page and
+/// `seed`; two different seeds differ in every byte, so a single stale or
+/// misplaced byte is detected.
+pub fn pattern(seed: u8, off: usize, len: usize) -> Vec<u8> {
+    (off..off + len)
+        .map(|o| (o as u32).wrapping_mul(31).wrapping_add((o / PAGE) as u32 * 7).wrapping_add(seed as u32) as u8)
+        .collect()
+}
+
+/// Exact comparison with a diagnostic: first mismatch, mismatch count and,
+/// if `alt` is given, how many bytes equal the alternative (e.g. new data).
+pub fn expect_bytes(what: &str, got: &[u8], want: &[u8], alt: Option<(&str, &[u8])>) -> TResult {
+    if got == want {
+        return Ok(());
+    }
+    let common = got.len().min(want.len());
+    let first = (0..common).find(|&i| got[i] != want[i]);
+    let bad = (0..common).filter(|&i| got[i] != want[i]).count();
+    let mut msg = format!("{what}: got {} bytes, expected {}", got.len(), want.len());
+    if let Some(i) = first {
+        msg += &format!(
+            "; {bad} bytes differ, first at offset {i} (got {:#04x}, want {:#04x})",
+            got[i], want[i]
+        );
+    }
+    if let Some((name, a)) = alt {
+        let n = (0..common.min(a.len())).filter(|&i| got[i] == a[i] && got[i] != want[i]).count();
+        if n > 0 {
+            msg += &format!("; {n} bytes equal the {name}");
+        }
+    }
+    Err(TestErr::Fail(msg))
+}
+
+pub struct Pipe {
+    pub r: Fd,
+    pub w: Fd,
+}
+
+pub fn pipe() -> TResult<Pipe> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid int[2].
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    ensure!(r == 0, "pipe2: {}", ename(errno()));
+    Ok(Pipe { r: Fd(fds[0]), w: Fd(fds[1]) })
+}
+
+pub fn set_nonblock(fd: i32, on: bool) -> TResult {
+    // SAFETY: fcntl on an fd we own.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    ensure!(fl >= 0, "F_GETFL: {}", ename(errno()));
+    let nfl = if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK };
+    // SAFETY: as above.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, nfl) };
+    ensure!(r == 0, "F_SETFL: {}", ename(errno()));
+    Ok(())
+}
+
+/// Bytes currently queued in a pipe.
+pub fn pipe_queued(fd: i32) -> TResult<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to n.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    ensure!(r == 0, "FIONREAD: {}", ename(errno()));
+    Ok(n as usize)
+}
+
+/// Read up to `n` bytes already queued in a pipe without blocking forever:
+/// a short pipe yields a short result (caller compares), not a hang.
+pub fn read_pipe(fd: &Fd, n: usize) -> TResult<Vec<u8>> {
+    set_nonblock(fd.raw(), true)?;
+    let mut v = vec![0u8; n];
+    let mut done = 0;
+    let mut idle_polls = 0;
+    while done < n {
+        // SAFETY: pointer/len describe the unfilled tail of v.
+        let r = unsafe { libc::read(fd.raw(), v[done..].as_mut_ptr().cast(), n - done) };
+        match cvt(r) {
+            Ok(0) => break,
+            Ok(k) => {
+                done += k;
+                idle_polls = 0;
+            }
+            Err(libc::EINTR) => {}
+            Err(libc::EAGAIN) => {
+                idle_polls += 1;
+                if idle_polls > 2 {
+                    break;
+                }
+                poll_in(fd.raw(), 500);
+            }
+            Err(e) => fail!("read(pipe): {}", ename(e)),
+        }
+    }
+    set_nonblock(fd.raw(), false)?;
+    v.truncate(done);
+    Ok(v)
+}
+
+/// Wait up to `ms` for fd to become readable; true if readable/hung up.
+pub fn poll_in(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: p is a single valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0
+}
+
+pub fn splice_raw(
+    fd_in: i32,
+    off_in: Option<&mut i64>,
+    fd_out: i32,
+    off_out: Option<&mut i64>,
+    len: usize,
+    flags: u32,
+) -> Result<usize, i32> {
+    let pin = off_in.map_or(std::ptr::null_mut(), |p| p as *mut i64);
+    let pout = off_out.map_or(std::ptr::null_mut(), |p| p as *mut i64);
+    // SAFETY: the offset pointers are null or point to live i64s; glibc
+    // passes flags through unchanged.
+    let r = unsafe { libc::splice(fd_in, pin, fd_out, pout, len, flags) };
+    cvt(r)
+}
+
+/// Splice `len` bytes file->pipe in ONE call and require the full count.
+pub fn splice_exact(fd_in: i32, off: usize, fd_out: i32, len: usize, flags: u32) -> TResult {
+    let mut o = off as i64;
+    let n = ck(
+        splice_raw(fd_in, Some(&mut o), fd_out, None, len, flags),
+        &format!("splice({len} @{off}, flags={flags:#x})"),
+    )?;
+    ensure!(n == len, "splice({len} @{off}, flags={flags:#x}) returned {n}");
+    ensure!(o == (off + len) as i64, "splice left off_in at {o}, expected {}", off + len);
+    Ok(())
+}
+
+pub fn tee_raw(fd_in: i32, fd_out: i32, len: usize, flags: u32) -> Result<usize, i32> {
+    // SAFETY: plain syscall on fds we own.
+    cvt(unsafe { libc::tee(fd_in, fd_out, len, flags) })
+}
+
+/// Memory mapping (anonymous, page aligned, or of a file), unmapped on drop.
+pub struct Map {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Map {
+    pub fn anon(len: usize) -> TResult<Map> {
+        Self::new(-1, len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+    }
+    pub fn shared_file(fd: i32, len: usize) -> TResult<Map> {
+        Self::new(fd, len, libc::MAP_SHARED)
+    }
+    fn new(fd: i32, len: usize, flags: i32) -> TResult<Map> {
+        // SAFETY: asking the kernel for a fresh mapping; result checked.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0)
+        };
+        ensure!(p != libc::MAP_FAILED, "mmap({len}): {}", ename(errno()));
+        Ok(Map { ptr: p.cast(), len })
+    }
+    /// Store `data` at `off` through the mapping.
+    pub fn store(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= self.len, "store out of mapping");
+        // SAFETY: range checked above; the mapping is live and writable.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) };
+    }
+    pub fn load(&self, off: usize, len: usize) -> Vec<u8> {
+        assert!(off + len <= self.len, "load out of mapping");
+        let mut v = vec![0u8; len];
+        // SAFETY: range checked above; the mapping is live and readable.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off), v.as_mut_ptr(), len) };
+        v
+    }
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+pub const COUNTER_DIR: &str = "/sys/kernel/debug/stable_splice";
+
+/// One module counter from debugfs; None if missing or unparsable.
+pub fn counter(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("{COUNTER_DIR}/{name}")).ok()?.trim().parse().ok()
+}
+
+pub fn counters_present() -> bool {
+    std::path::Path::new(COUNTER_DIR).is_dir()
+}
+
+/// Poll until `f` holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// fork(); the child runs `f` and _exits with its return value.
+pub fn fork_child(f: impl FnOnce() -> i32) -> TResult<i32> {
+    // SAFETY: cases run single-threaded in their own process when they fork;
+    // the child only runs `f` and then _exit()s.
+    let pid = unsafe { libc::fork() };
+    ensure!(pid >= 0, "fork: {}", ename(errno()));
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
+        // SAFETY: leave without running the parent's destructors/atexit.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(pid)
+}
+
+/// Wait for a child for at most `limit`; None on timeout (child left running).
+pub fn wait_child(pid: i32, limit: Duration) -> Option<i32> {
+    let mut status = 0;
+    let done = wait_until(limit, || {
+        // SAFETY: status is a valid out-parameter; pid is our child.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+    });
+    done.then_some(status)
+}
+
+pub fn kill_child(pid: i32) {
+    // SAFETY: pid is a child we forked.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+    }
+}
+
+pub fn describe_status(st: i32) -> String {
+    if libc::WIFEXITED(st) {
+        format!("exit {}", libc::WEXITSTATUS(st))
+    } else if libc::WIFSIGNALED(st) {
+        format!("killed by signal {}", libc::WTERMSIG(st))
+    } else {
+        format!("status {st:#x}")
+    }
+}
