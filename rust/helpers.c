@@ -2,6 +2,7 @@
 /* C glue for stable_splice; see helpers.h. */
 
 #include <linux/file.h>
+#include <linux/fs_struct.h>
 #include <linux/ftrace.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
@@ -133,9 +134,15 @@ void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 	memcpy_page(dst, dst_off, src, src_off, len);
 }
 
-/* ---- test support for tests/kunit ---- */
+/*
+ * ---- test support for tests/kunit ----
+ *
+ * KUnit runs cases in kthreads, whose root is the boot rootfs; paths are
+ * resolved in PID 1's file system view, where the harness mounted the
+ * scratch file systems.
+ */
 
-struct file *ss_test_open_fifo(const char *name)
+static struct file *open_fifo(const char *name)
 {
 	struct path parent;
 	struct dentry *dentry;
@@ -155,6 +162,13 @@ struct file *ss_test_open_fifo(const char *name)
 	return filp_open(name, O_RDWR | O_NONBLOCK, 0);
 }
 
+struct file *ss_test_open_fifo(const char *name)
+{
+	scoped_with_init_fs()
+		return open_fifo(name);
+	unreachable();
+}
+
 struct pipe_inode_info *ss_test_file_pipe(struct file *file)
 {
 	return file->private_data;
@@ -162,7 +176,9 @@ struct pipe_inode_info *ss_test_file_pipe(struct file *file)
 
 struct file *ss_test_open_tmpfile(const char *dir)
 {
-	return filp_open(dir, O_RDWR | O_TMPFILE, 0600);
+	scoped_with_init_fs()
+		return filp_open(dir, O_RDWR | O_TMPFILE, 0600);
+	unreachable();
 }
 
 void ss_test_fput(struct file *file)

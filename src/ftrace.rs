@@ -80,13 +80,14 @@ impl Redirect {
 
     /// Starts redirecting calls of the kernel function `name`.
     pub(crate) fn register(self: Pin<&Self>, name: &CStr) -> Result {
-        let mut buf = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)?;
-        buf.extend_from_slice(name.to_bytes(), GFP_KERNEL)?;
-        // SAFETY: `ops` is initialised and pinned; `buf` is a valid
-        // buffer of the given length that ftrace only reads.
-        to_result(unsafe {
-            bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), buf.len() as i32, 1)
-        })
+        // ftrace parses the pattern in place with strsep(): it wants a
+        // writable, NUL-terminated copy.
+        let mut buf = KVec::with_capacity(name.to_bytes_with_nul().len(), GFP_KERNEL)?;
+        buf.extend_from_slice(name.to_bytes_with_nul(), GFP_KERNEL)?;
+        let len = name.to_bytes().len() as i32;
+        // SAFETY: `ops` is initialised and pinned; `buf` is a writable,
+        // NUL-terminated buffer of `len` characters.
+        to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
         .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         // SAFETY: as above; unregistered in `drop` before `ops` goes away.
         to_result(unsafe { bindings::register_ftrace_function(self.ops.get()) })

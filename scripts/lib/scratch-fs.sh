@@ -7,15 +7,16 @@ SS_FS_BASE=/tmp/ss
 SS_FS_DIRS="$SS_FS_BASE/ext4 $SS_FS_BASE/xfs $SS_FS_BASE/tmpfs"
 export SS_FS_BASE SS_FS_DIRS
 
+# The guest's /tmp is an overlay of the host's: put everything on a tmpfs.
 scratch_fs_mount() {
+	local dev
+	mkdir -p "$SS_FS_BASE" && mount -t tmpfs -o size=1G,mode=1777 ss-scratch "$SS_FS_BASE" || return 1
 	mkdir -p "$SS_FS_BASE"/{img,ext4,xfs,tmpfs} || return 1
-	truncate -s 256M "$SS_FS_BASE/img/ext4.img" &&
-		mkfs.ext4 -q -F "$SS_FS_BASE/img/ext4.img" &&
-		mount -o loop "$SS_FS_BASE/img/ext4.img" "$SS_FS_BASE/ext4" || return 1
-	truncate -s 320M "$SS_FS_BASE/img/xfs.img" &&
-		mkfs.xfs -q -f "$SS_FS_BASE/img/xfs.img" &&
-		mount -o loop "$SS_FS_BASE/img/xfs.img" "$SS_FS_BASE/xfs" || return 1
-	mount -t tmpfs -o size=256M tmpfs "$SS_FS_BASE/tmpfs" || return 1
+	truncate -s 256M "$SS_FS_BASE/img/ext4.img" && mkfs.ext4 -q -F "$SS_FS_BASE/img/ext4.img" &&
+		dev=$(losetup -f --show "$SS_FS_BASE/img/ext4.img") && mount "$dev" "$SS_FS_BASE/ext4" || return 1
+	truncate -s 320M "$SS_FS_BASE/img/xfs.img" && mkfs.xfs -q -f "$SS_FS_BASE/img/xfs.img" &&
+		dev=$(losetup -f --show "$SS_FS_BASE/img/xfs.img") && mount "$dev" "$SS_FS_BASE/xfs" || return 1
+	mount -t tmpfs -o size=256M ss-tmpfs "$SS_FS_BASE/tmpfs" || return 1
 	chmod 1777 "$SS_FS_BASE"/{ext4,xfs,tmpfs}
 }
 
@@ -24,5 +25,7 @@ scratch_fs_umount() {
 	for d in ext4 xfs tmpfs; do
 		mountpoint -q "$SS_FS_BASE/$d" && umount "$SS_FS_BASE/$d"
 	done
+	losetup -D 2>/dev/null
+	mountpoint -q "$SS_FS_BASE" && umount "$SS_FS_BASE"
 	return 0
 }

@@ -80,23 +80,34 @@ const PAGE: usize = 4096;
 /// page 0 zeroes, splice both, overwrite both with 0xf0, read the pipe.
 /// Returns the two pages as read from the pipe.
 fn metzmacher(dir: &CStr, fifo: &CStr, stable: bool) -> Result<KVec<u8>> {
-    let s = Scratch::new(dir, fifo)?;
-    let mut page = KVec::from_elem(0x1fu8, PAGE, GFP_KERNEL)?;
-    if s.pwrite(&page, PAGE as i64)? != PAGE {
-        return Err(EIO);
+    metzmacher_steps(dir, fifo, stable)
+        .inspect_err(|(step, e)| pr_err!("metzmacher in {:?}: {} failed: {:?}\n", dir, step, e))
+        .map_err(|(_, e)| e)
+}
+
+fn metzmacher_steps(dir: &CStr, fifo: &CStr, stable: bool) -> Result<KVec<u8>, (&'static str, Error)> {
+    let s = Scratch::new(dir, fifo).map_err(|e| ("open", e))?;
+    let mut page = KVec::from_elem(0x1fu8, PAGE, GFP_KERNEL).map_err(|e| ("alloc", e.into()))?;
+    match s.pwrite(&page, PAGE as i64) {
+        Ok(PAGE) => {}
+        Ok(_) => return Err(("pwrite 0x1f", EIO)),
+        Err(e) => return Err(("pwrite 0x1f", e)),
     }
-    if s.splice(2 * PAGE, stable)? != 2 * PAGE {
-        return Err(EIO);
+    match s.splice(2 * PAGE, stable) {
+        Ok(n) if n == 2 * PAGE => {}
+        Ok(_) => return Err(("splice (short)", EIO)),
+        Err(e) => return Err(("splice", e)),
     }
     page.fill(0xf0);
-    s.pwrite(&page, 0)?;
-    s.pwrite(&page, PAGE as i64)?;
-    let mut out = KVec::from_elem(0u8, 2 * PAGE, GFP_KERNEL)?;
+    s.pwrite(&page, 0).map_err(|e| ("pwrite 0xf0 @0", e))?;
+    s.pwrite(&page, PAGE as i64).map_err(|e| ("pwrite 0xf0 @4096", e))?;
+    let mut out = KVec::from_elem(0u8, 2 * PAGE, GFP_KERNEL).map_err(|e| ("alloc", e.into()))?;
     let mut got = 0;
     while got < out.len() {
-        match s.read_pipe(&mut out[got..])? {
-            0 => return Err(EIO),
-            n => got += n,
+        match s.read_pipe(&mut out[got..]) {
+            Ok(0) => return Err(("read pipe (empty)", EIO)),
+            Ok(n) => got += n,
+            Err(e) => return Err(("read pipe", e)),
         }
     }
     Ok(out)
