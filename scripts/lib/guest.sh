@@ -10,12 +10,13 @@ fail() { echo "vm-run: FAILED: $*"; status=1; }
 export PATH="$PATH:/sbin:/usr/sbin"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 
-export SS_SCRATCH SS_ROOT
+export SS_SCRATCH SS_ROOT SS_KO SS_MODULE
+
+# Tests (and the KUnit suite) splice on ext4, xfs and tmpfs: mount all three.
+. "$SS_ROOT/scripts/lib/scratch-fs.sh"
+scratch_fs_mount || fail "could not set up scratch file systems"
 
 if [ "$SS_MODULE" = 1 ]; then
-	# The KUnit suite splices on tmpfs, ext4 and xfs: give it all three.
-	. "$SS_ROOT/scripts/lib/scratch-fs.sh"
-	scratch_fs_mount || fail "could not set up scratch file systems"
 	before=$(dmesg | wc -l)
 	if ! insmod "$SS_KO"; then
 		fail "insmod $SS_KO"
@@ -38,8 +39,8 @@ if [ "$SS_MODULE" = 1 ]; then
 	if grep -q '^stable_splice ' /proc/modules && ! rmmod stable_splice; then
 		fail "rmmod stable_splice"
 	fi
-	scratch_fs_umount
 fi
+scratch_fs_umount
 
 # Any of these in the kernel log fails the run, whatever the command said.
 bad='WARNING:|BUG:|Oops|KFENCE:|KASAN:|UBSAN:|general protection fault|possible recursive locking|possible circular locking|inconsistent lock state|possible irq lock inversion|DEBUG_LOCKS_WARN_ON|turning off the locking correctness validator|suspicious RCU usage|blocked for more than|Call Trace:|cut here'
