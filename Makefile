@@ -6,7 +6,8 @@
 #   make check           build what is missing, run every test in the VM
 #   make bench           benchmarks in the VM (separate from the tests)
 
-KDIR ?= $(HOME)/.cache/stable-splice/kernel
+STABLE_SPLICE_CACHE ?= $(HOME)/.cache/stable-splice
+KDIR ?= $(STABLE_SPLICE_CACHE)/kernel
 KUNIT ?= 0
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 export PATH := $(HOME)/.cargo/bin:$(PATH)
