@@ -2,6 +2,7 @@
 /* Headers that bindgen turns into src/bindings.rs (see Kbuild). */
 #include <linux/fs.h>
 #include <linux/ftrace.h>
+#include <linux/io_uring.h>
 #include <linux/pagemap.h>
 #include <linux/pipe_fs_i.h>
 #include <linux/splice.h>

@@ -5,6 +5,7 @@
 #include <linux/fs_struct.h>
 #include <linux/ftrace.h>
 #include <linux/highmem.h>
+#include <linux/io_uring.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
@@ -59,6 +60,36 @@ ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 		     unsigned int) = (void *)fn;
 
 	return f(in, ppos, pipe, len, flags);
+}
+
+/*
+ * io_uring reads the SQE from memory the submitter shares; take the flags
+ * once, and hand the original prep a private copy without our bit. Only
+ * the first 64 bytes carry splice fields, also on SQE128 rings.
+ */
+u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe)
+{
+	return READ_ONCE(sqe->splice_flags);
+}
+
+void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear)
+{
+	memcpy(dst, src, sizeof(*dst));
+	dst->splice_flags &= ~clear;
+}
+
+int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe)
+{
+	int (*f)(void *, const struct io_uring_sqe *) = (void *)fn;
+
+	return f(req, sqe);
+}
+
+int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags)
+{
+	int (*f)(void *, unsigned int) = (void *)fn;
+
+	return f(req, issue_flags);
 }
 
 bool ss_module_get(void)

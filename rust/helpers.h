@@ -23,6 +23,13 @@ long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
 
+/* io_uring: IORING_OP_SPLICE prep/issue */
+struct io_uring_sqe;
+u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe);
+void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear);
+int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
+int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
+
 /* module reference per buffer that points at our pipe_buf_operations */
 bool ss_module_get(void);
 void ss_module_put(void);

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Which tasks are inside a `splice(..., SPLICE_F_STABLE)` right now.
+//! Which tasks are inside a `splice(..., SPLICE_F_STABLE)` right now, and
+//! which io_uring splice requests asked for the flag.
 //!
 //! The syscall replacement strips the flag before the kernel checks it, so
 //! the file system's `splice_read` (reached through the kernel's own
 //! splice code) learns about it here, keyed by the calling task's pid.
+//! An `IORING_OP_SPLICE` request is prepared in the submitter and issued
+//! later in an io-wq worker: the request is remembered from prep to issue,
+//! and the worker is marked like a syscall caller while it runs it.
 
 use kernel::{
     prelude::*,
@@ -26,6 +30,12 @@ pub(crate) struct Calls {
     /// Entries in `by_pid`: lets plain splices skip the lookup. A task
     /// always sees its own entry, so a relaxed count is enough.
     active: Atomic<i64>,
+    /// Prepared io_uring splice requests with the flag, by request address.
+    #[pin]
+    by_request: XArray<KBox<StableCall>>,
+    /// Entries in `by_request`; prep of a request without the flag must drop
+    /// a stale entry for a recycled request, and can skip that when zero.
+    requests: Atomic<i64>,
 }
 
 impl Calls {
@@ -33,6 +43,8 @@ impl Calls {
         pin_init!(Self {
             by_pid <- XArray::new(AllocKind::Alloc),
             active: Atomic::new(0),
+            by_request <- XArray::new(AllocKind::Alloc),
+            requests: Atomic::new(0),
         })
     }
 
@@ -62,6 +74,34 @@ impl Calls {
         }
         let guard = self.by_pid.lock();
         guard.get(Self::current_index()).map(|c| c.flags)
+    }
+}
+
+impl Calls {
+    /// Records that the io_uring request at `req` asked for the flag.
+    pub(crate) fn set_request(&self, req: usize, flags: u32) -> Result {
+        let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;
+        let old = self.by_request.lock().store(req, call, GFP_KERNEL).map_err(|e| e.error)?;
+        if old.is_none() {
+            self.requests.add(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Forgets what a request that earlier lived at `req` left behind (one
+    /// that was cancelled between prep and issue).
+    pub(crate) fn forget_request(&self, req: usize) {
+        let _ = self.take_request(req);
+    }
+
+    /// Takes the flags recorded for the request at `req`.
+    pub(crate) fn take_request(&self, req: usize) -> Option<u32> {
+        if self.requests.load(Relaxed) == 0 {
+            return None;
+        }
+        let call = self.by_request.lock().remove(req)?;
+        self.requests.add(-1, Relaxed);
+        Some(call.flags)
     }
 }
 

@@ -105,6 +105,8 @@ unsafe fn splice_read(
             bindings::ss_call_splice_read(orig as _, file, ppos.cast(), pipe.cast(), len, flags)
         }
     };
+    // The syscall and io_uring paths hide the flag from the kernel's checks
+    // and mark the task instead.
     if calls().and_then(|c| c.current_flags()).is_none() {
         return call();
     }

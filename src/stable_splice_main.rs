@@ -14,6 +14,7 @@ mod counters;
 mod ftrace;
 mod splice;
 mod stable_buf;
+mod uring;
 
 #[cfg(stable_splice_kunit)]
 #[path = "../tests/kunit/mod.rs"]
@@ -35,6 +36,10 @@ struct Redirects {
     #[pin]
     shmem_splice_read: ftrace::Redirect,
     #[pin]
+    io_splice: ftrace::Redirect,
+    #[pin]
+    io_splice_prep: ftrace::Redirect,
+    #[pin]
     sys_splice: ftrace::Redirect,
 }
 
@@ -49,31 +54,46 @@ impl Redirects {
                 splice::shmem_splice_read as *const () as usize,
                 &splice::SHMEM_SPLICE_READ,
             ),
-            sys_splice <- ftrace::Redirect::new(splice::sys_splice as *const () as usize, &splice::SYS_SPLICE),
+            io_splice <- ftrace::Redirect::new(
+                uring::io_splice as *const () as usize,
+                &uring::IO_SPLICE,
+            ),
+            io_splice_prep <- ftrace::Redirect::new(
+                uring::io_splice_prep as *const () as usize,
+                &uring::IO_SPLICE_PREP,
+            ),
+            sys_splice <- ftrace::Redirect::new(
+                splice::sys_splice as *const () as usize,
+                &splice::SYS_SPLICE,
+            ),
         })
     }
 
-    /// Read side first: once the syscall accepts the flag, every page-cache
-    /// `splice_read` must already honour it.
+    /// Read side first, then io_uring's issue before its prep: once an
+    /// entry point accepts the flag, everything behind it must honour it.
     fn register(self: Pin<&Self>) -> Result {
-        // SAFETY: projections of pinned fields.
-        let (filemap, shmem, sys) = unsafe {
-            let this = self.get_ref();
-            (
-                Pin::new_unchecked(&this.filemap_splice_read),
-                Pin::new_unchecked(&this.shmem_splice_read),
-                Pin::new_unchecked(&this.sys_splice),
-            )
-        };
-        filemap.register(c"filemap_splice_read")?;
-        shmem.register(c"shmem_file_splice_read")?;
-        sys.register(c"__x64_sys_splice")
+        for (redirect, name) in self.in_order() {
+            redirect.register(name)?;
+        }
+        Ok(())
     }
 
-    pub(crate) fn all_registered(&self) -> bool {
-        self.filemap_splice_read.is_registered()
-            && self.shmem_splice_read.is_registered()
-            && self.sys_splice.is_registered()
+    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 5] {
+        let this = self.get_ref();
+        // SAFETY: projections of pinned fields, which never move.
+        unsafe {
+            [
+                (Pin::new_unchecked(&this.filemap_splice_read), c"filemap_splice_read"),
+                (Pin::new_unchecked(&this.shmem_splice_read), c"shmem_file_splice_read"),
+                (Pin::new_unchecked(&this.io_splice), c"io_splice"),
+                (Pin::new_unchecked(&this.io_splice_prep), c"io_splice_prep"),
+                (Pin::new_unchecked(&this.sys_splice), c"__x64_sys_splice"),
+            ]
+        }
+    }
+
+    pub(crate) fn all_registered(self: Pin<&Self>) -> bool {
+        self.in_order().iter().all(|(r, _)| r.is_registered())
     }
 }
 
@@ -100,7 +120,7 @@ impl kernel::Module for StableSplice {
         let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)
             .and_then(|r| r.as_ref().register().map(|()| r))
             .inspect_err(|_| teardown())?;
-        LOADED.store(redirects.all_registered(), kernel::sync::atomic::Relaxed);
+        LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
             "stable_splice: SPLICE_F_STABLE ({:#x}) enabled\n",
             splice::SPLICE_F_STABLE

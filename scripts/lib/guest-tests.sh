@@ -11,16 +11,42 @@ for dir in $SS_FS_DIRS; do
 	"$BIN" --dir "$dir" --fs-label "$fs" --expect-module || rc=1
 done
 
-echo "---- module lifecycle ----"
 n=0
-tap() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - module/$2"; else echo "not ok $n - module/$2"; rc=1; fi; }
-rmmod stable_splice; tap $? rmmod_after_tests
+tap() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi; }
+echo "---- README example (examples/splice_stable.c) ----"
+for dir in $SS_FS_DIRS; do
+	"$SS_ROOT/examples/splice_stable" "$dir"; tap $? "example/c_$(basename "$dir")"
+done
+
+echo "---- module lifecycle ----"
+# A stable buffer left in a pipe pins the module: rmmod must refuse (EBUSY,
+# "in use") rather than leave the pipe pointing at freed code.
+f=/tmp/ss/ext4/held
+head -c 65536 /dev/urandom >"$f"
+python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+r, w = os.pipe()
+print(os.splice(fd, w, 65536, offset_src=0, flags=0x10), flush=True)
+time.sleep(60)' "$f" >/tmp/ss/holder.out &
+holder=$!
+for i in $(seq 50); do [ -s /tmp/ss/holder.out ] && break; sleep 0.1; done
+[ "$(cat /tmp/ss/holder.out)" = 65536 ]; tap $? module/holder_spliced
+out=$(rmmod stable_splice 2>&1); r=$?
+echo "#   rmmod while held: status $r: $out"
+[ $r != 0 ] && grep -q '^stable_splice ' /proc/modules && echo "$out" | grep -qi 'in use'
+tap $? module/rmmod_refused_while_buffers_in_pipe
+[ "$(cat /sys/kernel/debug/stable_splice/buffers_live)" -gt 0 ]; tap $? module/counters_show_live_buffers
+kill $holder; wait $holder 2>/dev/null
+[ "$(cat /sys/kernel/debug/stable_splice/buffers_live)" = 0 ]; tap $? module/buffers_released_with_pipe
+timeout 60 sync; tap $? module/sync_completes
+rmmod stable_splice; tap $? module/rmmod_after_pipes_closed
 ok=0
 for i in $(seq 1 10); do
 	insmod "$SS_KO" >/dev/null 2>&1 && rmmod stable_splice || { ok=1; break; }
 done
-tap $ok insmod_rmmod_x10
+tap $ok module/insmod_rmmod_x10
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
-insmod "$SS_KO" >/dev/null 2>&1; tap $? reload
+insmod "$SS_KO" >/dev/null 2>&1; tap $? module/reload
 exit $rc

@@ -5,6 +5,7 @@ use crate::util::{ename, errno, Fd, TResult};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const IORING_OP_WRITE: u8 = 23;
+pub const IORING_OP_SPLICE: u8 = 30;
 const IORING_ENTER_GETEVENTS: u32 = 1;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;

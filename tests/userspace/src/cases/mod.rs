@@ -6,6 +6,7 @@ mod basic;
 mod security;
 mod snapshot;
 mod stress;
+mod uring_splice;
 
 /// Which module state a case checks.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,9 @@ pub fn all() -> Vec<Case> {
         case("snapshot_odirect", Module, snapshot::odirect),
         case("snapshot_unlink_close", Module, snapshot::unlink_close),
         case("snapshot_io_uring_write", Module, snapshot::io_uring_write),
+        case("io_uring_splice_stable", Module, uring_splice::io_uring_splice_stable),
+        case("io_uring_splice_einval_without_module", NoModule, uring_splice::io_uring_splice_einval_without_module),
+        case("io_uring_splice_unknown_flag", Any, uring_splice::io_uring_splice_unknown_flag),
         case("snapshot_tee", Module, snapshot::tee),
         case("snapshot_pipe_to_pipe", Module, snapshot::pipe_to_pipe),
         case("large_8mib", Module, snapshot::large_8mib),

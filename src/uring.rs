@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `IORING_OP_SPLICE` with `SPLICE_F_STABLE`: Samba's asynchronous path.
+//!
+//! io_uring checks splice flags in `io_splice_prep()` (in the submitter) and
+//! runs the splice in `io_splice()` (always in an io-wq worker, the prep
+//! forces async). The prep replacement hands the original a private copy of
+//! the SQE without the flag and remembers the request; the issue
+//! replacement marks the worker for the call, so the same page-cache
+//! `splice_read` replacements as for the syscall make the buffers stable.
+
+use crate::{
+    bindings,
+    counters::COUNTERS,
+    ftrace::{ModuleRef, Original},
+    splice::{calls, SPLICE_F_STABLE},
+};
+use core::{ffi::c_void, mem::MaybeUninit};
+use kernel::ffi::{c_int, c_uint};
+
+pub(crate) static IO_SPLICE_PREP: Original = Original::new();
+pub(crate) static IO_SPLICE: Original = Original::new();
+
+/// Replacement for `io_splice_prep(struct io_kiocb *, const struct io_uring_sqe *)`.
+pub(crate) unsafe extern "C" fn io_splice_prep(
+    req: *mut c_void,
+    sqe: *const bindings::io_uring_sqe,
+) -> c_int {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    let orig = IO_SPLICE_PREP.addr();
+    let call = |sqe: *const bindings::io_uring_sqe| {
+        // SAFETY: `orig` is `io_splice_prep`; arguments forwarded.
+        unsafe { bindings::ss_call_io_prep(orig as _, req, sqe) }
+    };
+    // SAFETY: `sqe` is the SQE io_uring is preparing.
+    let flags = unsafe { bindings::ss_sqe_splice_flags(sqe) };
+    let Some(calls) = calls() else {
+        return call(sqe);
+    };
+    if flags & SPLICE_F_STABLE == 0 {
+        // A recycled request must not inherit an older request's flag.
+        calls.forget_request(req as usize);
+        return call(sqe);
+    }
+    let mut copy = MaybeUninit::<bindings::io_uring_sqe>::uninit();
+    // SAFETY: `copy` has room for one SQE; `sqe` is readable.
+    unsafe { bindings::ss_sqe_copy_clearing(copy.as_mut_ptr(), sqe, SPLICE_F_STABLE) };
+    let ret = call(copy.as_ptr());
+    if ret != 0 {
+        return ret;
+    }
+    match calls.set_request(req as usize, flags) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Replacement for `io_splice(struct io_kiocb *, unsigned int issue_flags)`.
+pub(crate) unsafe extern "C" fn io_splice(req: *mut c_void, issue_flags: c_uint) -> c_int {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    let orig = IO_SPLICE.addr();
+    let call = || {
+        // SAFETY: `orig` is `io_splice`; arguments forwarded.
+        unsafe { bindings::ss_call_io_issue(orig as _, req, issue_flags) }
+    };
+    let Some(calls) = calls() else {
+        return call();
+    };
+    let Some(flags) = calls.take_request(req as usize) else {
+        return call();
+    };
+    let _marked = match calls.mark_current(flags) {
+        Ok(m) => m,
+        Err(e) => return e.to_errno(),
+    };
+    COUNTERS.stable_calls.add(1);
+    call()
+}
