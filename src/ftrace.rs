@@ -146,6 +146,10 @@ unsafe extern "C" fn redirect_callback(
 
 /// The module reference that [`redirect_callback`] took for a redirected
 /// call; dropped when the replacement returns.
+///
+/// Dropping it after the call to the original also keeps that call from
+/// being compiled as a tail call: the original's fentry must see a return
+/// address inside this module, or the callback would redirect it again.
 pub(crate) struct ModuleRef(());
 
 impl ModuleRef {

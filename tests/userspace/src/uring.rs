@@ -122,6 +122,15 @@ pub struct Uring {
 
 /// Why io_uring could not be set up: Err(errno) so callers can SKIP on
 /// ENOSYS/EPERM (io_uring disabled) and fail on anything else.
+/// A ring, or a skip where the kernel has no io_uring for us.
+pub fn setup_or_skip(entries: u32) -> TResult<Uring> {
+    match setup(entries) {
+        Ok(r) => Ok(r),
+        Err(e @ (libc::ENOSYS | libc::EPERM)) => skip!("io_uring unavailable: io_uring_setup: {}", ename(e)),
+        Err(e) => fail!("io_uring_setup: {}", ename(e)),
+    }
+}
+
 pub fn setup(entries: u32) -> Result<Uring, i32> {
     let mut p = Params::default();
     // SAFETY: io_uring_setup writes into p, a valid io_uring_params.

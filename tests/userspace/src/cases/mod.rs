@@ -3,6 +3,7 @@
 use crate::util::TResult;
 
 mod basic;
+mod contract_stress;
 mod security;
 mod snapshot;
 mod stress;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Case> {
         case("bad_input", Module, basic::bad_input),
         case("counters_zero_after_close", Module, basic::counters_zero_after_close),
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
+        Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
     ]
 }
 

@@ -218,11 +218,7 @@ pub fn unlink_close(ctx: &Ctx) -> TResult {
 
 pub fn io_uring_write(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
-    let mut ring = match uring::setup(4) {
-        Ok(r) => r,
-        Err(e @ (libc::ENOSYS | libc::EPERM)) => skip!("io_uring unavailable: io_uring_setup: {}", ename(e)),
-        Err(e) => fail!("io_uring_setup: {}", ename(e)),
-    };
+    let mut ring = uring::setup_or_skip(4)?;
     let sqe = uring::Sqe {
         opcode: uring::IORING_OP_WRITE,
         fd: s.fd(),

@@ -10,11 +10,7 @@ const LEN: usize = 4 * PAGE;
 /// Submits a file -> pipe IORING_OP_SPLICE of `len` bytes from offset 0;
 /// returns the CQE result (bytes or -errno).
 fn uring_splice(file: i32, pipe_w: i32, len: usize, flags: u32) -> TResult<i32> {
-    let mut ring = match uring::setup(4) {
-        Ok(r) => r,
-        Err(e @ (libc::ENOSYS | libc::EPERM)) => skip!("io_uring unavailable: io_uring_setup: {}", ename(e)),
-        Err(e) => fail!("io_uring_setup: {}", ename(e)),
-    };
+    let mut ring = uring::setup_or_skip(4)?;
     let sqe = uring::Sqe {
         opcode: uring::IORING_OP_SPLICE,
         fd: pipe_w,
