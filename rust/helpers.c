@@ -127,6 +127,11 @@ unsigned int ss_pipe_head(const struct pipe_inode_info *pipe)
 	return pipe->head;
 }
 
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe)
+{
+	return pipe->tail;
+}
+
 struct folio *ss_page_folio(struct page *page)
 {
 	return page_folio(page);

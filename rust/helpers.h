@@ -39,6 +39,7 @@ void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
 /* pipe */
 struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
 
 /* pages and folios */
 struct folio *ss_page_folio(struct page *page);

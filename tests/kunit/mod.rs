@@ -55,12 +55,52 @@ impl Scratch {
         if n < 0 { Err(Error::from_errno(n as i32)) } else { Ok(n as usize) }
     }
 
+    /// What the pipe holds, buffer by buffer, without consuming it.
+    pub(crate) fn inspect_pipe(&self) -> Result<KVec<BufInfo>> {
+        use crate::bindings as b;
+        let mut out = KVec::new();
+        // SAFETY: the FIFO is open; its pipe is locked while we walk it.
+        unsafe {
+            let pipe = b::ss_test_file_pipe(self.fifo);
+            b::pipe_lock(pipe);
+            let (mut slot, head) = (b::ss_pipe_tail(pipe), b::ss_pipe_head(pipe));
+            let mut res = Ok(());
+            while slot != head {
+                let buf = &*b::ss_pipe_buf(pipe, slot);
+                res = out.push(
+                    BufInfo {
+                        stable: crate::stable_buf::is_stable_buf(buf),
+                        page_cache: b::ss_page_in_page_cache(buf.page),
+                        can_merge: buf.flags & b::PIPE_BUF_FLAG_CAN_MERGE != 0,
+                        len: buf.len as usize,
+                    },
+                    GFP_KERNEL,
+                );
+                if res.is_err() {
+                    break;
+                }
+                slot = slot.wrapping_add(1);
+            }
+            b::pipe_unlock(pipe);
+            res?;
+        }
+        Ok(out)
+    }
+
     /// Drains up to `buf.len()` bytes from the FIFO.
     pub(crate) fn read_pipe(&self, buf: &mut [u8]) -> Result<usize> {
         // SAFETY: `fifo` is open; `buf` is valid for writes.
         let n = unsafe { crate::bindings::ss_test_read(self.fifo, buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 { Err(Error::from_errno(n as i32)) } else { Ok(n as usize) }
     }
+}
+
+/// One pipe buffer as [`Scratch::inspect_pipe`] saw it.
+pub(crate) struct BufInfo {
+    stable: bool,
+    page_cache: bool,
+    can_merge: bool,
+    len: usize,
 }
 
 impl Drop for Scratch {
@@ -135,6 +175,37 @@ mod tests {
     fn hooks_installed_while_loaded() {
         assert!(crate::hooks_installed());
         assert!(crate::splice::calls().is_some());
+    }
+
+    /// Plain splice puts page-cache pages into the pipe (so the next case
+    /// can tell the difference); a stable splice puts private copies there,
+    /// with the module's operations, never mergeable, and counts them.
+    #[test]
+    fn stable_buffers_are_private_copies() -> Result {
+        use crate::counters::COUNTERS;
+        let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-bufs.fifo")?;
+        let data = KVec::from_elem(0x5au8, 3 * PAGE, GFP_KERNEL)?;
+        s.pwrite(&data, 0)?;
+
+        assert_eq!(s.splice(3 * PAGE, false)?, 3 * PAGE);
+        let plain = s.inspect_pipe()?;
+        assert_eq!(plain.len(), 3);
+        assert!(plain.iter().all(|b| b.page_cache && !b.stable));
+        let mut sink = KVec::from_elem(0u8, 3 * PAGE, GFP_KERNEL)?;
+        assert_eq!(s.read_pipe(&mut sink)?, 3 * PAGE);
+
+        let copied = COUNTERS.bytes_copied_at_splice.get();
+        let live = COUNTERS.buffers_live.get();
+        assert_eq!(s.splice(3 * PAGE, true)?, 3 * PAGE);
+        let stable = s.inspect_pipe()?;
+        assert_eq!(stable.len(), 3);
+        assert!(stable.iter().all(|b| b.stable && !b.page_cache && !b.can_merge));
+        assert_eq!(stable.iter().map(|b| b.len).sum::<usize>(), 3 * PAGE);
+        assert_eq!(COUNTERS.bytes_copied_at_splice.get() - copied, 3 * PAGE as i64);
+        assert_eq!(COUNTERS.buffers_live.get() - live, 3);
+        assert_eq!(s.read_pipe(&mut sink)?, 3 * PAGE);
+        assert_eq!(COUNTERS.buffers_live.get(), live);
+        Ok(())
     }
 
     // The scratch file systems are mounted by scripts/lib/scratch-fs.sh

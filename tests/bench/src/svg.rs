@@ -71,7 +71,7 @@ pub fn render(title: &str, subtitle: &str, panels: &[Panel]) -> String {
     );
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = writeln!(s, r#"<text x="{}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#, w / 2.0, esc(title));
-    let _ = writeln!(s, r#"<text x="{}" y="38" text-anchor="middle" font-size="11" fill="#555">{}</text>"#, w / 2.0, esc(subtitle));
+    let _ = writeln!(s, r##"<text x="{}" y="38" text-anchor="middle" font-size="11" fill="#555">{}</text>"##, w / 2.0, esc(subtitle));
 
     for (pi, p) in panels.iter().enumerate() {
         let x0 = pi as f64 * PW;

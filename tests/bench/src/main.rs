@@ -1,0 +1,1326 @@
+//! stable-splice-bench: what SPLICE_F_STABLE costs (`make bench`, issue 4).
+//!
+//! Runs inside the test VM (scripts/bench -> scripts/vm-run) on each `--dir`
+//! and compares, in the same run:
+//!
+//! * throughput and CPU time per GiB of one "transfer" of S bytes
+//!   (S = 4 KiB, 64 KiB, 1 MiB, 8 MiB) from a page-cache-warm file to a sink
+//!   (/dev/null, or a loopback TCP socket drained by a receiver thread), by
+//!   - plain splice: one splice(file -> pipe) of S bytes, then the pipe is
+//!     spliced to the sink,
+//!   - stable splice: the same with SPLICE_F_STABLE on the file -> pipe splice,
+//!   - read()+write(): pread() of S bytes into a user buffer, write() to the sink,
+//!   - kernel copy: splice from an O_DIRECT descriptor of the same file, which
+//!     the kernel serves with copy_splice_read() (a private copy per page);
+//! * writer latency: pwrite(4 KiB) over a page that sits in an undrained pipe
+//!   (stable, plain, nothing held), against the time of one 4 KiB copy;
+//! * break under contention: 1 MiB splices to /dev/null while a writer thread
+//!   keeps overwriting the spliced range.
+//!
+//! Each point is the median of `--repeats` runs of at least `--secs-per-point`
+//! seconds; methods are interleaved run by run. Writes a table to stdout and
+//! bench.txt, bench.json and one SVG plot per file system to `--out`.
+//! Performance targets are reported, never asserted: the exit status is
+//! non-zero only for real errors.
+
+mod json;
+mod svg;
+mod sys;
+
+use json::Json;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sys::*;
+
+const SIZES: [usize; 4] = [4 << 10, 64 << 10, 1 << 20, 8 << 20];
+const GIB: f64 = (1u64 << 30) as f64;
+const TARGET_SIZE: usize = 8 << 20;
+
+const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR...] --out DIR [--quick] \
+[--secs-per-point S] [--repeats N] [--trials N] [--file-mib N]
+
+  --dir DIR            file system to measure (repeatable); labelled by its statfs type
+  --out DIR            where bench.json, bench.txt and throughput-<fs>.svg go
+  --quick              smoke test: 0.05 s per point, 3 repeats, 200 latency trials
+  --secs-per-point S   minimum length of one run of one point (default 0.3)
+  --repeats N          runs per point, the median is reported (default 5)
+  --trials N           writer-latency trials (default 2000)
+  --file-mib N         source file size in MiB (default 64)
+
+Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
+SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU.";
+
+struct Opts {
+    dirs: Vec<String>,
+    out: String,
+    quick: bool,
+    secs: f64,
+    repeats: usize,
+    trials: usize,
+    file_mib: usize,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut dirs = Vec::new();
+    let mut out = None;
+    let mut quick = false;
+    let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |k: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{k} needs a value"));
+        match key.as_str() {
+            "--dir" => dirs.push(value("--dir")?),
+            "--out" => out = Some(value("--out")?),
+            "--quick" => quick = true,
+            "--secs-per-point" => {
+                secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
+            }
+            "--repeats" => repeats = Some(value(&key)?.parse::<usize>().map_err(|_| "bad --repeats")?),
+            "--trials" => trials = Some(value(&key)?.parse::<usize>().map_err(|_| "bad --trials")?),
+            "--file-mib" => file_mib = Some(value(&key)?.parse::<usize>().map_err(|_| "bad --file-mib")?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+        }
+    }
+    if dirs.is_empty() {
+        return Err(format!("no --dir given\n{USAGE}"));
+    }
+    let file_mib = file_mib.unwrap_or(64);
+    if file_mib < 8 || file_mib % 8 != 0 {
+        return Err("--file-mib must be a multiple of 8 (the largest transfer)".into());
+    }
+    let o = Opts {
+        dirs,
+        out: out.unwrap_or_else(|| "bench-results".into()),
+        quick,
+        secs: secs.unwrap_or(if quick { 0.05 } else { 0.3 }),
+        repeats: repeats.unwrap_or(if quick { 3 } else { 5 }).max(1),
+        trials: trials.unwrap_or(if quick { 200 } else { 2000 }).max(10),
+        file_mib,
+    };
+    Ok(o)
+}
+
+// ---------------------------------------------------------------- methods
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Method {
+    Plain,
+    Stable,
+    ReadWrite,
+    KernelCopy,
+}
+
+const METHODS: [Method; 4] = [Method::Plain, Method::Stable, Method::ReadWrite, Method::KernelCopy];
+
+impl Method {
+    fn key(self) -> &'static str {
+        match self {
+            Method::Plain => "plain_splice",
+            Method::Stable => "stable_splice",
+            Method::ReadWrite => "read_write",
+            Method::KernelCopy => "kernel_copy_odirect_splice",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Method::Plain => "plain splice",
+            Method::Stable => "stable splice",
+            Method::ReadWrite => "read()+write()",
+            Method::KernelCopy => "kernel copy (O_DIRECT splice)",
+        }
+    }
+    fn short(self) -> &'static str {
+        match self {
+            Method::Plain => "plain splice",
+            Method::Stable => "stable splice",
+            Method::ReadWrite => "read+write",
+            Method::KernelCopy => "kcopy O_DIRECT",
+        }
+    }
+    fn color(self) -> &'static str {
+        match self {
+            Method::Plain => "#1f77b4",
+            Method::Stable => "#d62728",
+            Method::ReadWrite => "#2ca02c",
+            Method::KernelCopy => "#ff7f0e",
+        }
+    }
+    fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    DevNull,
+    Tcp,
+}
+
+const SINKS: [Sink; 2] = [Sink::DevNull, Sink::Tcp];
+
+impl Sink {
+    fn key(self) -> &'static str {
+        match self {
+            Sink::DevNull => "devnull",
+            Sink::Tcp => "tcp",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Sink::DevNull => "/dev/null",
+            Sink::Tcp => "loopback TCP",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Clone, Copy)]
+struct Run {
+    bytes: u64,
+    wall: f64,
+    cpu: f64,
+}
+
+impl Run {
+    fn gib_s(&self) -> f64 {
+        self.bytes as f64 / GIB / self.wall
+    }
+    fn cpu_per_gib(&self) -> f64 {
+        self.cpu / (self.bytes as f64 / GIB)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Lat {
+    n: usize,
+    median: u64,
+    p99: u64,
+    max: u64,
+    mean: f64,
+}
+
+fn lat(mut v: Vec<u64>) -> Lat {
+    v.sort_unstable();
+    Lat {
+        n: v.len(),
+        median: pct(&v, 50.0),
+        p99: pct(&v, 99.0),
+        max: v.last().copied().unwrap_or(0),
+        mean: if v.is_empty() { 0.0 } else { v.iter().sum::<u64>() as f64 / v.len() as f64 },
+    }
+}
+
+impl Lat {
+    fn json(&self) -> Json {
+        Json::obj()
+            .with("trials", self.n)
+            .with("median_ns", self.median)
+            .with("p99_ns", self.p99)
+            .with("max_ns", self.max)
+            .with("mean_ns", self.mean)
+    }
+}
+
+// ---------------------------------------------------------------- workloads
+
+/// Something that moves bytes: `xfer` does one transfer and returns its size,
+/// `sync` waits until the bytes have really arrived (TCP receiver).
+trait Workload {
+    fn xfer(&mut self) -> Res<u64>;
+    fn sync(&mut self) -> Res {
+        Ok(())
+    }
+}
+
+/// One timed run: transfers until `secs` passed, then sync.
+fn run_once(w: &mut dyn Workload, secs: f64) -> Res<Run> {
+    let c0 = cpu_secs();
+    let t0 = Instant::now();
+    let mut bytes = 0;
+    loop {
+        bytes += w.xfer()?;
+        if t0.elapsed().as_secs_f64() >= secs {
+            break;
+        }
+    }
+    w.sync()?;
+    let wall = t0.elapsed().as_secs_f64();
+    Ok(Run { bytes, wall, cpu: cpu_secs() - c0 })
+}
+
+/// Loopback TCP connection with a receiver thread that reads (copies) all
+/// it gets into a user buffer, as a client would.
+struct TcpSink {
+    tx: Fd,
+    received: Arc<AtomicU64>,
+    sent: u64,
+    th: Option<std::thread::JoinHandle<Res>>,
+}
+
+impl TcpSink {
+    fn new() -> Res<TcpSink> {
+        let (tx, rx) = tcp_pair()?;
+        let received = Arc::new(AtomicU64::new(0));
+        let r2 = received.clone();
+        let th = std::thread::Builder::new()
+            .name("tcp-receiver".into())
+            .spawn(move || -> Res {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = recv(rx.raw(), &mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    r2.fetch_add(n as u64, Ordering::Release);
+                }
+            })
+            .map_err(|e| format!("spawn receiver: {e}"))?;
+        Ok(TcpSink { tx, received, sent: 0, th: Some(th) })
+    }
+
+    /// Wait until the receiver has everything that was sent.
+    fn wait(&mut self) -> Res {
+        let t0 = Instant::now();
+        while self.received.load(Ordering::Acquire) < self.sent {
+            if self.th.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err("TCP receiver thread ended early".into());
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                return Err("TCP receiver did not get the data within 120 s".into());
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Res {
+        shutdown_write(self.tx.raw());
+        match self.th.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("TCP receiver thread panicked".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The throughput workload: `method` at transfer size `size` to one sink.
+struct Xfer<'a> {
+    method: Method,
+    size: usize,
+    file: i32,
+    odirect: Option<i32>,
+    file_bytes: u64,
+    next: [u64; 4],
+    pipe: &'a Pipe,
+    buf: &'a mut [u8],
+    out: i32,
+    tcp: Option<&'a mut TcpSink>,
+}
+
+impl Workload for Xfer<'_> {
+    fn xfer(&mut self) -> Res<u64> {
+        let i = self.method.idx();
+        let off = self.next[i];
+        // Walk through the file: each transfer reads pages the previous did not.
+        self.next[i] = (off + self.size as u64) % self.file_bytes;
+        match self.method {
+            Method::Plain | Method::Stable | Method::KernelCopy => {
+                let (src, flags) = match self.method {
+                    Method::Plain => (self.file, 0),
+                    Method::Stable => (self.file, SPLICE_F_STABLE),
+                    _ => (self.odirect.ok_or("no O_DIRECT descriptor")?, 0),
+                };
+                splice_file_to_pipe(src, off, self.pipe.w.raw(), self.size, flags)?;
+                drain_pipe(self.pipe.r.raw(), self.out, self.size)?;
+            }
+            Method::ReadWrite => {
+                pread_full(self.file, self.buf, off)?;
+                write_full(self.out, self.buf)?;
+            }
+        }
+        if let Some(t) = self.tcp.as_deref_mut() {
+            t.sent += self.size as u64;
+        }
+        Ok(self.size as u64)
+    }
+
+    fn sync(&mut self) -> Res {
+        match self.tcp.as_deref_mut() {
+            Some(t) => t.wait(),
+            None => Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- per-fs results
+
+struct Point {
+    sink: Sink,
+    size: usize,
+    method: Method,
+    runs: Vec<Run>,
+    counters: Counters,
+}
+
+impl Point {
+    fn gib_s(&self) -> f64 {
+        median(&self.runs.iter().map(Run::gib_s).collect::<Vec<_>>())
+    }
+    fn cpu_per_gib(&self) -> f64 {
+        median(&self.runs.iter().map(Run::cpu_per_gib).collect::<Vec<_>>())
+    }
+}
+
+struct LatencyRes {
+    stable: Option<Lat>,
+    plain: Lat,
+    unheld: Lat,
+    pread_4k: Lat,
+    pread_per_page_1mib_ns: f64,
+    memcpy_4k_ns: f64,
+    counters: Counters,
+}
+
+impl LatencyRes {
+    fn folio_copy_ns(&self) -> f64 {
+        self.pread_4k.median as f64
+    }
+}
+
+struct ContRes {
+    /// [method][contended] runs, method 0 = plain, 1 = stable.
+    runs: Vec<[Vec<Run>; 2]>,
+    writer: Vec<Option<(Lat, f64)>>,
+    counters: Vec<[Counters; 2]>,
+    methods: Vec<Method>,
+}
+
+struct FsRes {
+    dir: String,
+    label: String,
+    fstype: String,
+    file_bytes: u64,
+    odirect_error: Option<String>,
+    stable_error: Option<String>,
+    points: Vec<Point>,
+    latency: LatencyRes,
+    contention: ContRes,
+    counters: Counters,
+}
+
+impl FsRes {
+    fn point(&self, sink: Sink, size: usize, m: Method) -> Option<&Point> {
+        self.points.iter().find(|p| p.sink == sink && p.size == size && p.method == m)
+    }
+    fn gib(&self, sink: Sink, size: usize, m: Method) -> Option<f64> {
+        self.point(sink, size, m).map(Point::gib_s)
+    }
+    fn ratio(&self, sink: Sink, size: usize, a: Method, b: Method) -> Option<f64> {
+        Some(self.gib(sink, size, a)? / self.gib(sink, size, b)?)
+    }
+}
+
+// ---------------------------------------------------------------- file setup
+
+/// Fills `f` with `bytes` of non-zero data in `chunk`-sized writes, fsyncs it
+/// (no writeback during the measurements) and reads it once (cache warm).
+fn fill_and_warm(fd: i32, bytes: u64, chunk: usize) -> Res {
+    let mut buf = vec![0u8; chunk];
+    let mut off = 0;
+    while off < bytes {
+        pattern((off / chunk as u64) as u8, off, &mut buf);
+        pwrite_full(fd, &buf, off)?;
+        off += chunk as u64;
+    }
+    fsync(fd)?;
+    off = 0;
+    while off < bytes {
+        pread_full(fd, &mut buf, off)?;
+        off += chunk as u64;
+    }
+    Ok(())
+}
+
+fn progress(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+// ---------------------------------------------------------------- throughput
+
+fn throughput(
+    o: &Opts,
+    file: &BenchFile,
+    file_bytes: u64,
+    odirect: Option<&Fd>,
+    stable_ok: bool,
+    label: &str,
+) -> Res<Vec<Point>> {
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let mut points = Vec::new();
+    for sink in SINKS {
+        let mut tcp = if sink == Sink::Tcp { Some(TcpSink::new()?) } else { None };
+        let out = match &tcp {
+            Some(t) => t.tx.raw(),
+            None => devnull.raw(),
+        };
+        for size in SIZES {
+            let pipe = pipe(size)?;
+            let mut buf = vec![1u8; size];
+            let methods: Vec<Method> = METHODS
+                .into_iter()
+                .filter(|&m| match m {
+                    Method::Stable => stable_ok,
+                    Method::KernelCopy => odirect.is_some(),
+                    _ => true,
+                })
+                .collect();
+            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
+            let mut counters: Vec<Counters> = vec![Counters::new(); 4];
+            let mut w = Xfer {
+                method: Method::Plain,
+                size,
+                file: file.fd.raw(),
+                odirect: odirect.map(Fd::raw),
+                file_bytes,
+                next: [0; 4],
+                pipe: &pipe,
+                buf: &mut buf,
+                out,
+                tcp: tcp.as_mut(),
+            };
+            // Warm-up (a quarter run each), then the runs, interleaved
+            // method by method so that drift hits every method alike.
+            for &m in &methods {
+                w.method = m;
+                run_once(&mut w, o.secs / 4.0)?;
+            }
+            for _ in 0..o.repeats {
+                for &m in &methods {
+                    w.method = m;
+                    let c0 = read_counters();
+                    let r = run_once(&mut w, o.secs)?;
+                    let d = counter_delta(&c0, &read_counters());
+                    for (k, v) in d {
+                        let gauge = matches!(k.as_str(), "buffers_live" | "holds_active" | "max_writer_wait_ns");
+                        let e = counters[m.idx()].entry(k).or_insert(0);
+                        *e = if gauge { v } else { *e + v };
+                    }
+                    runs[m.idx()].push(r);
+                }
+            }
+            let mut line = format!("{label} {:>9} {:>7}:", sink.label(), svg::size_label(size));
+            for &m in &methods {
+                let p = Point {
+                    sink,
+                    size,
+                    method: m,
+                    runs: std::mem::take(&mut runs[m.idx()]),
+                    counters: std::mem::take(&mut counters[m.idx()]),
+                };
+                let _ = write!(line, "  {} {:.3} GiB/s", m.short(), p.gib_s());
+                points.push(p);
+            }
+            progress(&line);
+        }
+        if let Some(t) = tcp.take() {
+            t.finish()?;
+        }
+    }
+    Ok(points)
+}
+
+// ---------------------------------------------------------------- writer latency
+
+fn writer_latency(o: &Opts, dir: &str, stable_ok: bool) -> Res<LatencyRes> {
+    const PAGES: usize = 256;
+    let f = create_file(dir, "latency")?;
+    let fd = f.fd.raw();
+    // 4 KiB writes: order-0 folios, so "the folio" is one 4 KiB page.
+    fill_and_warm(fd, (PAGES * PAGE) as u64, PAGE)?;
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let p = pipe(0)?;
+    let mut wbuf = vec![0u8; PAGE];
+    let (mut st, mut pl, mut none) = (Vec::new(), Vec::new(), Vec::new());
+    let c0 = read_counters();
+    // Three disjoint page ranges so a trial never finds its page still held.
+    for t in 0..o.trials {
+        let k = t % (PAGES / 3);
+        pattern(t as u8, 0, &mut wbuf);
+        for (variant, page) in [(0, k), (1, PAGES / 3 + k), (2, 2 * (PAGES / 3) + k)] {
+            if variant == 0 && !stable_ok {
+                continue;
+            }
+            let off = (page * PAGE) as u64;
+            if variant < 2 {
+                let flags = if variant == 0 { SPLICE_F_STABLE } else { 0 };
+                splice_file_to_pipe(fd, off, p.w.raw(), PAGE, flags)?;
+            }
+            let t0 = Instant::now();
+            pwrite_full(fd, &wbuf, off)?;
+            let dt = t0.elapsed().as_nanos() as u64;
+            if variant < 2 {
+                drain_pipe(p.r.raw(), devnull.raw(), PAGE)?;
+            }
+            [&mut st, &mut pl, &mut none][variant].push(dt);
+        }
+    }
+    let counters = counter_delta(&c0, &read_counters());
+
+    // The cost of copying that folio: pread of 4 KiB from the warm cache,
+    // timed one by one (a kernel copy of one page plus a syscall) ...
+    let mut rbuf = vec![0u8; 1 << 20];
+    let mut pr = Vec::with_capacity(o.trials);
+    for t in 0..o.trials {
+        let off = ((t * 7 % PAGES) * PAGE) as u64;
+        let t0 = Instant::now();
+        pread_full(fd, &mut rbuf[..PAGE], off)?;
+        pr.push(t0.elapsed().as_nanos() as u64);
+    }
+    // ... the per-page time of a 1 MiB pread (copy without syscall overhead) ...
+    let mut per_page = Vec::new();
+    for _ in 0..(o.trials / 20).max(10) {
+        let t0 = Instant::now();
+        pread_full(fd, &mut rbuf, 0)?;
+        per_page.push(t0.elapsed().as_nanos() as f64 / PAGES as f64);
+    }
+    // ... and a user-space memcpy of 4 KiB (cache-hot).
+    let src = vec![7u8; PAGE];
+    let mut dst = vec![0u8; PAGE];
+    let mut mc = Vec::new();
+    for _ in 0..(o.trials / 10).max(20) {
+        const N: u32 = 256;
+        let t0 = Instant::now();
+        for _ in 0..N {
+            // SAFETY: both buffers are PAGE bytes and do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(std::hint::black_box(src.as_ptr()), dst.as_mut_ptr(), PAGE) };
+            std::hint::black_box(&mut dst);
+        }
+        mc.push(t0.elapsed().as_nanos() as f64 / N as f64);
+    }
+    Ok(LatencyRes {
+        stable: stable_ok.then(|| lat(st)),
+        plain: lat(pl),
+        unheld: lat(none),
+        pread_4k: lat(pr),
+        pread_per_page_1mib_ns: median(&per_page),
+        memcpy_4k_ns: median(&mc),
+        counters,
+    })
+}
+
+// ---------------------------------------------------------------- contention
+
+/// splice 1 MiB at offset 0 (flags) into a pipe, drain to /dev/null.
+struct Resplice<'a> {
+    fd: i32,
+    flags: u32,
+    pipe: &'a Pipe,
+    out: i32,
+}
+
+const CONT_SIZE: usize = 1 << 20;
+
+impl Workload for Resplice<'_> {
+    fn xfer(&mut self) -> Res<u64> {
+        splice_file_to_pipe(self.fd, 0, self.pipe.w.raw(), CONT_SIZE, self.flags)?;
+        drain_pipe(self.pipe.r.raw(), self.out, CONT_SIZE)?;
+        Ok(CONT_SIZE as u64)
+    }
+}
+
+/// A thread that pwrites 4 KiB blocks round-robin over the first 1 MiB
+/// until stopped; returns its per-write latencies (ns) and its run time.
+fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBool>) -> Res<std::thread::JoinHandle<Res<(Vec<u64>, f64)>>> {
+    // SAFETY: dup of a descriptor we own; the copy is owned by the thread.
+    let wfd = unsafe { libc::dup(fd) };
+    if wfd < 0 {
+        return Err(format!("dup: {}", last_err()));
+    }
+    let wfd = Fd(wfd);
+    std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || -> Res<(Vec<u64>, f64)> {
+            let mut buf = vec![0u8; PAGE];
+            let mut lats = Vec::with_capacity(1 << 16);
+            let t0 = Instant::now();
+            let mut k = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                buf[0] = k as u8 | 1;
+                let off = ((k % (CONT_SIZE / PAGE)) * PAGE) as u64;
+                let w0 = Instant::now();
+                pwrite_full(wfd.raw(), &buf, off)?;
+                if lats.len() < 4 << 20 {
+                    lats.push(w0.elapsed().as_nanos() as u64);
+                }
+                started.store(true, Ordering::Relaxed);
+                k += 1;
+            }
+            Ok((lats, t0.elapsed().as_secs_f64()))
+        })
+        .map_err(|e| format!("spawn writer: {e}"))
+}
+
+fn contention(o: &Opts, dir: &str, stable_ok: bool) -> Res<ContRes> {
+    let f = create_file(dir, "contention")?;
+    let fd = f.fd.raw();
+    fill_and_warm(fd, CONT_SIZE as u64, PAGE)?;
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let p = pipe(CONT_SIZE)?;
+    let methods: Vec<Method> = [Method::Plain, Method::Stable].into_iter().filter(|&m| m != Method::Stable || stable_ok).collect();
+    let n = methods.len();
+    let mut runs: Vec<[Vec<Run>; 2]> = (0..n).map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut counters: Vec<[Counters; 2]> = (0..n).map(|_| [Counters::new(), Counters::new()]).collect();
+    let mut wlat: Vec<(Vec<u64>, f64)> = (0..n).map(|_| (Vec::new(), 0.0)).collect();
+    for rep in 0..=o.repeats {
+        for (mi, &m) in methods.iter().enumerate() {
+            let mut w = Resplice { fd, flags: if m == Method::Stable { SPLICE_F_STABLE } else { 0 }, pipe: &p, out: devnull.raw() };
+            for contended in [false, true] {
+                let secs = if rep == 0 { o.secs / 4.0 } else { o.secs };
+                let stop = Arc::new(AtomicBool::new(false));
+                let started = Arc::new(AtomicBool::new(false));
+                let th = if contended {
+                    let th = spawn_writer(fd, stop.clone(), started.clone())?;
+                    while !started.load(Ordering::Relaxed) && !th.is_finished() {
+                        std::thread::yield_now();
+                    }
+                    Some(th)
+                } else {
+                    None
+                };
+                let c0 = read_counters();
+                let r = run_once(&mut w, secs);
+                let d = counter_delta(&c0, &read_counters());
+                stop.store(true, Ordering::Relaxed);
+                let wres = th.map(|t| t.join().map_err(|_| "writer thread panicked".to_string()).and_then(|x| x));
+                let r = r?;
+                if rep == 0 {
+                    continue; // warm-up
+                }
+                if let Some(wr) = wres {
+                    let (l, secs) = wr?;
+                    wlat[mi].0.extend(l);
+                    wlat[mi].1 += secs;
+                }
+                for (k, v) in d {
+                    *counters[mi][contended as usize].entry(k).or_insert(0) += v;
+                }
+                runs[mi][contended as usize].push(r);
+            }
+        }
+    }
+    let writer = wlat
+        .into_iter()
+        .map(|(l, secs)| {
+            let n = l.len() as f64;
+            (!l.is_empty()).then(|| (lat(l), n / secs))
+        })
+        .collect();
+    Ok(ContRes { runs, writer, counters, methods })
+}
+
+// ---------------------------------------------------------------- one file system
+
+fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error: &mut Option<String>) -> Res<FsRes> {
+    let fstype = fs_type(dir).unwrap_or("unknown").to_string();
+    let file_bytes = (o.file_mib as u64) << 20;
+    progress(&format!("{label}: writing and warming a {} MiB source file in {dir}", o.file_mib));
+    let c_fs0 = read_counters();
+    let file = create_file(dir, "source")?;
+    fill_and_warm(file.fd.raw(), file_bytes, 1 << 20)?;
+
+    // Does this kernel take the flag? (EINVAL without the module.)
+    if *stable_ok {
+        let p = pipe(0)?;
+        match splice(file.fd.raw(), Some(&mut 0i64), p.w.raw(), PAGE, SPLICE_F_STABLE) {
+            Ok(_) => {}
+            Err(e) => {
+                *stable_ok = false;
+                *stable_error = Some(format!("splice(SPLICE_F_STABLE): {e} (module not loaded?)"));
+                progress(&format!("stable splice unavailable: {e}"));
+            }
+        }
+    }
+
+    // The kernel's own copy: splice from an O_DIRECT descriptor goes through
+    // copy_splice_read(). Probe it with one page.
+    let (odirect, odirect_error) = match open(&file.path, libc::O_RDONLY | libc::O_DIRECT, 0) {
+        Ok(fd) => {
+            let p = pipe(0)?;
+            match splice(fd.raw(), Some(&mut 0i64), p.w.raw(), PAGE, 0) {
+                Ok(n) if n > 0 => (Some(fd), None),
+                Ok(n) => (None, Some(format!("splice from O_DIRECT returned {n}"))),
+                Err(e) => (None, Some(format!("splice from O_DIRECT: {e}"))),
+            }
+        }
+        Err(e) => (None, Some(format!("open(O_DIRECT): {e}"))),
+    };
+    if let Some(e) = &odirect_error {
+        progress(&format!("{label}: kernel copy unavailable: {e}"));
+    }
+
+    progress(&format!("{label}: throughput ({} s per run, {} runs per point)", o.secs, o.repeats));
+    let points = throughput(o, &file, file_bytes, odirect.as_ref(), *stable_ok, label)?;
+    drop(odirect);
+    drop(file);
+
+    progress(&format!("{label}: writer latency ({} trials)", o.trials));
+    let latency = writer_latency(o, dir, *stable_ok)?;
+    progress(&format!("{label}: break under contention"));
+    let contention = contention(o, dir, *stable_ok)?;
+    let counters = counter_delta(&c_fs0, &read_counters());
+    Ok(FsRes {
+        dir: dir.to_string(),
+        label: label.to_string(),
+        fstype,
+        file_bytes,
+        odirect_error,
+        stable_error: stable_error.clone(),
+        points,
+        latency,
+        contention,
+        counters,
+    })
+}
+
+// ---------------------------------------------------------------- machine
+
+fn first_line_value(path: &str, key: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+}
+
+fn uname_release() -> String {
+    // SAFETY: zeroed utsname is a valid out-parameter.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is writable.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: the kernel NUL-terminates release.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+struct Machine {
+    json: Json,
+    summary: String,
+}
+
+fn machine() -> Machine {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let guest_cpu = first_line_value("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let guest_flags = first_line_value("/proc/cpuinfo", "flags").unwrap_or_default();
+    let hypervisor = guest_flags.split_whitespace().any(|f| f == "hypervisor");
+    let clocksource = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let guess = if guest_cpu.contains("TCG") {
+        "tcg"
+    } else if clocksource == "kvm-clock" {
+        "kvm"
+    } else if hypervisor {
+        "unknown hypervisor"
+    } else {
+        "bare metal"
+    };
+    let accel = env("SS_BENCH_ACCEL").unwrap_or_else(|| format!("{guess} (guessed in the guest)"));
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem_kib = first_line_value("/proc/meminfo", "MemTotal").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    let kernel = uname_release();
+    let host_nproc = env("SS_BENCH_HOST_NPROC");
+    let host_cpu = env("SS_BENCH_HOST_CPU");
+    let summary = format!(
+        "kernel {kernel}; guest: {nproc} CPUs ({guest_cpu}), {} MiB, accelerator {accel}; host: {} CPUs ({})",
+        mem_kib.map_or(0, |k| k / 1024),
+        host_nproc.as_deref().unwrap_or("?"),
+        host_cpu.as_deref().unwrap_or("?")
+    );
+    let json = Json::obj()
+        .with("kernel_release", kernel)
+        .with("accelerator", accel)
+        .with("accelerator_guess_in_guest", guess)
+        .with("host_nproc", host_nproc.and_then(|v| v.parse::<u64>().ok()))
+        .with("host_cpu_model", host_cpu)
+        .with("guest_nproc", nproc)
+        .with("guest_cpu_model", guest_cpu)
+        .with("guest_cpu_hypervisor_flag", hypervisor)
+        .with("guest_clocksource", clocksource)
+        .with("guest_mem_total_kib", mem_kib);
+    Machine { json, summary }
+}
+
+// ---------------------------------------------------------------- output
+
+fn fmt_opt(v: Option<f64>, w: usize, prec: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:>w$.prec$}"),
+        _ => format!("{:>w$}", "n/a"),
+    }
+}
+
+fn us(ns: f64) -> String {
+    format!("{:.2}", ns / 1000.0)
+}
+
+struct Target {
+    name: String,
+    fs: String,
+    sink: Option<&'static str>,
+    value: Option<f64>,
+    threshold: f64,
+    /// true: value must be >= threshold; false: <=.
+    at_least: bool,
+    detail: String,
+}
+
+impl Target {
+    fn met(&self) -> Option<bool> {
+        self.value.map(|v| if self.at_least { v >= self.threshold } else { v <= self.threshold })
+    }
+}
+
+fn targets(results: &[FsRes]) -> Vec<Target> {
+    let mut t = Vec::new();
+    for r in results {
+        for sink in SINKS {
+            let (st, pl, rw) = (
+                r.gib(sink, TARGET_SIZE, Method::Stable),
+                r.gib(sink, TARGET_SIZE, Method::Plain),
+                r.gib(sink, TARGET_SIZE, Method::ReadWrite),
+            );
+            let f = |v: Option<f64>| fmt_opt(v, 0, 3);
+            t.push(Target {
+                name: "stable >= 0.95x plain splice at 8 MiB".into(),
+                fs: r.label.clone(),
+                sink: Some(sink.label()),
+                value: r.ratio(sink, TARGET_SIZE, Method::Stable, Method::Plain),
+                threshold: 0.95,
+                at_least: true,
+                detail: format!("stable {} GiB/s, plain {} GiB/s", f(st), f(pl)),
+            });
+            t.push(Target {
+                name: "stable >= 2x read()+write() at 8 MiB".into(),
+                fs: r.label.clone(),
+                sink: Some(sink.label()),
+                value: r.ratio(sink, TARGET_SIZE, Method::Stable, Method::ReadWrite),
+                threshold: 2.0,
+                at_least: true,
+                detail: format!("stable {} GiB/s, read+write {} GiB/s", f(st), f(rw)),
+            });
+        }
+        let l = &r.latency;
+        t.push(Target {
+            name: "writer p99 <= 2x one folio copy".into(),
+            fs: r.label.clone(),
+            sink: None,
+            value: l.stable.as_ref().map(|s| s.p99 as f64 / l.folio_copy_ns()),
+            threshold: 2.0,
+            at_least: false,
+            detail: format!(
+                "writer p99 {} us (stable held), one folio copy {} us (pread 4 KiB median)",
+                l.stable.as_ref().map_or("n/a".into(), |s| us(s.p99 as f64)),
+                us(l.folio_copy_ns())
+            ),
+        });
+    }
+    t
+}
+
+fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module_loaded: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "stable-splice benchmark (make bench){}", if o.quick { " -- QUICK run, not for quoting" } else { "" });
+    let _ = writeln!(s, "{}", m.summary);
+    let _ = writeln!(
+        s,
+        "each point: median of {} runs of >= {} s (methods interleaved); CPU = getrusage(RUSAGE_SELF), all threads incl. the TCP receiver",
+        o.repeats, o.secs
+    );
+    let _ = writeln!(s, "module: {}", if module_loaded { "stable_splice loaded" } else { "stable_splice NOT loaded (no counters)" });
+    for r in results {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "=== {} ({}, {}): source file {} MiB, page cache warm ===",
+            r.label,
+            r.dir,
+            r.fstype,
+            r.file_bytes >> 20
+        );
+        if let Some(e) = &r.stable_error {
+            let _ = writeln!(s, "stable splice unavailable: {e}");
+        }
+        if let Some(e) = &r.odirect_error {
+            let _ = writeln!(s, "kernel copy (O_DIRECT splice) unavailable: {e}");
+        }
+        for sink in SINKS {
+            let _ = writeln!(s, "--- sink {}: GiB/s and CPU s/GiB per method ---", sink.label());
+            let mut h1 = format!("{:<8}", "size");
+            let mut h2 = format!("{:<8}", "");
+            for mth in METHODS {
+                let _ = write!(h1, " | {:^15}", mth.short());
+                let _ = write!(h2, " | {:>7} {:>7}", "GiB/s", "s/GiB");
+            }
+            let _ = write!(h1, " | {:>8} {:>8} {:>8}", "stable/", "stable/", "stable/");
+            let _ = write!(h2, " | {:>8} {:>8} {:>8}", "plain", "rw", "kcopy");
+            let _ = writeln!(s, "{h1}\n{h2}");
+            for size in SIZES {
+                let mut row = format!("{:<8}", svg::size_label(size));
+                for mth in METHODS {
+                    let p = r.point(sink, size, mth);
+                    let _ = write!(row, " | {} {}", fmt_opt(p.map(Point::gib_s), 7, 3), fmt_opt(p.map(Point::cpu_per_gib), 7, 3));
+                }
+                let rt = |b| fmt_opt(r.ratio(sink, size, Method::Stable, b), 7, 2);
+                let _ = write!(row, " | {}x {}x {}x", rt(Method::Plain), rt(Method::ReadWrite), rt(Method::KernelCopy));
+                let _ = writeln!(s, "{row}");
+            }
+        }
+        let l = &r.latency;
+        let _ = writeln!(s, "--- writer latency: pwrite(4 KiB) over a page held in an undrained pipe, {} trials (us) ---", l.plain.n);
+        let _ = writeln!(s, "{:<28} {:>9} {:>9} {:>9}", "", "median", "p99", "max");
+        let lrow = |name: &str, x: Option<&Lat>| match x {
+            Some(x) => format!("{:<28} {:>9} {:>9} {:>9}\n", name, us(x.median as f64), us(x.p99 as f64), us(x.max as f64)),
+            None => format!("{name:<28} {:>9}\n", "n/a"),
+        };
+        s += &lrow("held by stable splice", l.stable.as_ref());
+        s += &lrow("held by plain splice", Some(&l.plain));
+        s += &lrow("nothing held", Some(&l.unheld));
+        s += &lrow("pread 4 KiB (folio copy)", Some(&l.pread_4k));
+        let _ = writeln!(
+            s,
+            "one folio copy = pread 4 KiB median {} us; per page of a 1 MiB pread {} us; user memcpy 4 KiB {} us",
+            us(l.folio_copy_ns()),
+            us(l.pread_per_page_1mib_ns),
+            us(l.memcpy_4k_ns)
+        );
+        if let Some(st) = &l.stable {
+            let _ = writeln!(
+                s,
+                "writer p99 / one folio copy = {:.2} (stable held), {:.2} (plain held), {:.2} (nothing held)",
+                st.p99 as f64 / l.folio_copy_ns(),
+                l.plain.p99 as f64 / l.folio_copy_ns(),
+                l.unheld.p99 as f64 / l.folio_copy_ns()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "counters during the trials: breaks {}, bytes_copied_at_splice {}, bytes_zero_copy {}, max_writer_wait_ns {}",
+            cget(&l.counters, "breaks"),
+            cget(&l.counters, "bytes_copied_at_splice"),
+            cget(&l.counters, "bytes_zero_copy"),
+            cget(&l.counters, "max_writer_wait_ns")
+        );
+        let c = &r.contention;
+        let _ = writeln!(s, "--- break under contention: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range ---");
+        let _ = writeln!(
+            s,
+            "{:<14} {:>12} {:>14} {:>8} {:>15} {:>12} {:>8} {:>14}",
+            "method", "alone GiB/s", "w/ writer", "ratio", "writer writes/s", "writer p99us", "breaks", "snapshot bytes"
+        );
+        for (mi, mth) in c.methods.iter().enumerate() {
+            let a = median(&c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>());
+            let b = median(&c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>());
+            let (wps, wp99) = match &c.writer[mi] {
+                Some((l, r)) => (format!("{r:.0}"), us(l.p99 as f64)),
+                None => ("n/a".into(), "n/a".into()),
+            };
+            let _ = writeln!(
+                s,
+                "{:<14} {:>12.3} {:>14.3} {:>7.2}x {:>15} {:>12} {:>8} {:>14}",
+                mth.short(),
+                a,
+                b,
+                b / a,
+                wps,
+                wp99,
+                cget(&c.counters[mi][1], "breaks"),
+                cget(&c.counters[mi][1], "snapshot_bytes")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "counters on {} (whole run): stable_calls {}, bytes_copied_at_splice {}, bytes_zero_copy {}, breaks {}",
+            r.label,
+            cget(&r.counters, "stable_calls"),
+            cget(&r.counters, "bytes_copied_at_splice"),
+            cget(&r.counters, "bytes_zero_copy"),
+            cget(&r.counters, "breaks")
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "=== targets (reported, not asserted) ===");
+    for t in tg {
+        let state = match t.met() {
+            Some(true) => "met    ",
+            Some(false) => "NOT met",
+            None => "n/a    ",
+        };
+        let where_ = match t.sink {
+            Some(k) => format!("{} -> {}", t.fs, k),
+            None => t.fs.clone(),
+        };
+        let _ = writeln!(
+            s,
+            "[{state}] {:<22} {}: {} (want {} {}; {})",
+            where_,
+            t.name,
+            fmt_opt(t.value, 0, 2),
+            if t.at_least { ">=" } else { "<=" },
+            t.threshold,
+            t.detail
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "notes: the snapshot is currently a copy taken at splice time, so stable splice costs one page copy per page;");
+    let _ = writeln!(s, "       kernel copy on a block file system is a real O_DIRECT read (here through a loop device), not only a memory copy.");
+    s
+}
+
+fn cget(c: &Counters, k: &str) -> String {
+    c.get(k).map_or("n/a".into(), |v| v.to_string())
+}
+
+fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module: &Json) -> Json {
+    let mut fss = Json::Arr(Vec::new());
+    for r in results {
+        let mut pts = Json::Arr(Vec::new());
+        for p in &r.points {
+            pts.push(
+                Json::obj()
+                    .with("sink", p.sink.key())
+                    .with("size", p.size)
+                    .with("method", p.method.key())
+                    .with("method_label", p.method.label())
+                    .with("gib_s", p.gib_s())
+                    .with("cpu_s_per_gib", p.cpu_per_gib())
+                    .with("runs_gib_s", p.runs.iter().map(Run::gib_s).collect::<Vec<_>>())
+                    .with("runs_cpu_s_per_gib", p.runs.iter().map(Run::cpu_per_gib).collect::<Vec<_>>())
+                    .with("runs_bytes", p.runs.iter().map(|r| r.bytes).collect::<Vec<_>>())
+                    .with("runs_secs", p.runs.iter().map(|r| r.wall).collect::<Vec<_>>())
+                    .with("counters_delta", &p.counters),
+            );
+        }
+        let mut ratios = Json::Arr(Vec::new());
+        for sink in SINKS {
+            for size in SIZES {
+                ratios.push(
+                    Json::obj()
+                        .with("sink", sink.key())
+                        .with("size", size)
+                        .with("stable_over_plain", r.ratio(sink, size, Method::Stable, Method::Plain))
+                        .with("stable_over_read_write", r.ratio(sink, size, Method::Stable, Method::ReadWrite))
+                        .with("stable_over_kernel_copy", r.ratio(sink, size, Method::Stable, Method::KernelCopy)),
+                );
+            }
+        }
+        let mut methods = Json::obj();
+        for mth in METHODS {
+            let avail = r.points.iter().any(|p| p.method == mth);
+            let why = match mth {
+                Method::Stable => r.stable_error.clone(),
+                Method::KernelCopy => r.odirect_error.clone(),
+                _ => None,
+            };
+            methods.set(mth.key(), Json::obj().with("label", mth.label()).with("available", avail).with("unavailable_reason", why));
+        }
+        let l = &r.latency;
+        let latency = Json::obj()
+            .with("method", "per trial: splice one 4 KiB page into a pipe, time pwrite(4 KiB) over that page, then drain the pipe")
+            .with("held_by_stable_splice", l.stable.as_ref().map(Lat::json))
+            .with("held_by_plain_splice", l.plain.json())
+            .with("nothing_held", l.unheld.json())
+            .with("pread_4k", l.pread_4k.json())
+            .with("pread_per_page_of_1mib_ns", l.pread_per_page_1mib_ns)
+            .with("memcpy_4k_user_ns", l.memcpy_4k_ns)
+            .with("one_folio_copy_ns", l.folio_copy_ns())
+            .with("one_folio_copy_definition", "median of pread(4 KiB) from the warm page cache")
+            .with("stable_p99_over_folio_copy", l.stable.as_ref().map(|s| s.p99 as f64 / l.folio_copy_ns()))
+            .with("plain_p99_over_folio_copy", l.plain.p99 as f64 / l.folio_copy_ns())
+            .with("counters_delta", &l.counters);
+        let c = &r.contention;
+        let mut cont = Json::obj()
+            .with("transfer_size", CONT_SIZE)
+            .with("sink", "devnull")
+            .with("writer", "one thread, pwrite(4 KiB) round-robin over the spliced 1 MiB, no pause");
+        for (mi, mth) in c.methods.iter().enumerate() {
+            let g = |k: usize| median(&c.runs[mi][k].iter().map(Run::gib_s).collect::<Vec<_>>());
+            let w = c.writer[mi].as_ref();
+            cont.set(
+                mth.key(),
+                Json::obj()
+                    .with("alone_gib_s", g(0))
+                    .with("contended_gib_s", g(1))
+                    .with("contended_over_alone", g(1) / g(0))
+                    .with("runs_alone_gib_s", c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>())
+                    .with("runs_contended_gib_s", c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>())
+                    .with("writer_writes_per_s", w.map(|x| x.1))
+                    .with("writer_latency", w.map(|x| x.0.json()))
+                    .with("counters_delta_alone", &c.counters[mi][0])
+                    .with("counters_delta_contended", &c.counters[mi][1]),
+            );
+        }
+        fss.push(
+            Json::obj()
+                .with("label", r.label.clone())
+                .with("dir", r.dir.clone())
+                .with("fstype", r.fstype.clone())
+                .with("source_file_bytes", r.file_bytes)
+                .with("methods", methods)
+                .with("throughput", pts)
+                .with("ratios", ratios)
+                .with("writer_latency", latency)
+                .with("contention", cont)
+                .with("counters_delta", &r.counters),
+        );
+    }
+    let mut tj = Json::Arr(Vec::new());
+    for t in tg {
+        tj.push(
+            Json::obj()
+                .with("target", t.name.clone())
+                .with("fs", t.fs.clone())
+                .with("sink", t.sink)
+                .with("value", t.value)
+                .with("threshold", t.threshold)
+                .with("comparison", if t.at_least { ">=" } else { "<=" })
+                .with("met", t.met())
+                .with("detail", t.detail.clone()),
+        );
+    }
+    Json::obj()
+        .with("schema", "stable-splice-bench/1")
+        .with("quick", o.quick)
+        .with("secs_per_point", o.secs)
+        .with("repeats", o.repeats)
+        .with("latency_trials", o.trials)
+        .with("sizes", SIZES.to_vec())
+        .with("machine", m.json.clone())
+        .with("module", module.clone())
+        .with("filesystems", fss)
+        .with("targets", tj)
+}
+
+fn plot(r: &FsRes, m: &Machine, quick: bool) -> String {
+    let panels: Vec<svg::Panel> = SINKS
+        .iter()
+        .map(|&sink| svg::Panel {
+            title: format!("{} -> {}", r.label, sink.label()),
+            series: METHODS
+                .iter()
+                .map(|&mth| svg::Series {
+                    label: mth.label().to_string(),
+                    color: mth.color(),
+                    dashed: mth == Method::Stable,
+                    points: SIZES.iter().map(|&s| (s, r.gib(sink, s, mth))).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    svg::render(
+        &format!("stable-splice: throughput vs transfer size on {}{}", r.label, if quick { " (quick run)" } else { "" }),
+        &m.summary,
+        &panels,
+    )
+}
+
+// ---------------------------------------------------------------- main
+
+fn label_for(dir: &str, used: &[String]) -> String {
+    let base = fs_type(dir).map(str::to_string).unwrap_or_else(|| {
+        std::path::Path::new(dir).file_name().map_or("fs".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let mut l = base.clone();
+    let mut i = 2;
+    while used.contains(&l) {
+        l = format!("{base}-{i}");
+        i += 1;
+    }
+    l
+}
+
+fn real_main() -> Res {
+    let o = parse_args()?;
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("create {}: {e}", o.out))?;
+    mount_debugfs();
+    let _pmax = PipeMaxGuard::raise(*SIZES.iter().max().unwrap_or(&(1 << 20)));
+    let m = machine();
+    progress(&m.summary);
+    let module_loaded = std::path::Path::new(COUNTER_DIR).is_dir();
+    let c0 = read_counters();
+    let t0 = Instant::now();
+    let mut results = Vec::new();
+    let mut labels = Vec::new();
+    let mut stable_ok = true;
+    let mut stable_error = None;
+    for dir in &o.dirs {
+        let label = label_for(dir, &labels);
+        labels.push(label.clone());
+        results.push(bench_fs(&o, dir, &label, &mut stable_ok, &mut stable_error)?);
+    }
+    let c1 = read_counters();
+    let module = Json::obj()
+        .with("loaded", module_loaded)
+        .with("counter_dir", COUNTER_DIR)
+        .with("counters_before", &c0)
+        .with("counters_after", &c1)
+        .with("counters_delta", &counter_delta(&c0, &c1));
+    let tg = targets(&results);
+    let mut txt = table(&o, &m, &results, &tg, module_loaded);
+    let _ = writeln!(txt, "total benchmark time {:.0} s", t0.elapsed().as_secs_f64());
+    print!("{txt}");
+    let mut j = to_json(&o, &m, &results, &tg, &module);
+    j.set("total_secs", t0.elapsed().as_secs_f64());
+    let out = o.out.trim_end_matches('/');
+    let write = |name: &str, data: &str| -> Res {
+        let p = format!("{out}/{name}");
+        std::fs::write(&p, data).map_err(|e| format!("write {p}: {e}"))
+    };
+    write("bench.json", &j.to_pretty())?;
+    write("bench.txt", &txt)?;
+    let mut files = vec![format!("{out}/bench.json"), format!("{out}/bench.txt")];
+    for r in &results {
+        let name = format!("throughput-{}.svg", r.label);
+        write(&name, &plot(r, &m, o.quick))?;
+        files.push(format!("{out}/{name}"));
+    }
+    progress(&format!("wrote {}", files.join(", ")));
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("stable-splice-bench: error: {e}");
+        std::process::exit(1);
+    }
+}
