@@ -19,7 +19,7 @@ int main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "/tmp";
 	char old[4096], now[4096], got[4096];
 	int fd, p[2];
-	loff_t off = 0;
+	off64_t off = 0;
 	ssize_t n;
 
 	memset(old, 'A', sizeof(old));

@@ -36,6 +36,19 @@ void ss_module_put(void);
 void ss_wait_for_module_code(void);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
 
+/* layout of the kernel structs the module reads or allocates, as the C
+ * compiler sees them (src/layout.rs compares bindgen's view at load) */
+enum ss_layout_item {
+	SS_FTRACE_OPS_SIZE, SS_FTRACE_OPS_FUNC, SS_FTRACE_OPS_FLAGS,
+	SS_PIPE_BUFFER_SIZE, SS_PIPE_BUFFER_PAGE, SS_PIPE_BUFFER_OFFSET, SS_PIPE_BUFFER_LEN,
+	SS_PIPE_BUFFER_OPS, SS_PIPE_BUFFER_FLAGS, SS_PIPE_BUFFER_PRIVATE,
+	SS_PIPE_BUF_OPERATIONS_SIZE, SS_PIPE_BUF_OPERATIONS_RELEASE, SS_PIPE_BUF_OPERATIONS_GET,
+	SS_PT_REGS_SIZE, SS_PT_REGS_R9,
+	SS_IO_URING_SQE_SIZE,
+	SS_LAYOUT_ITEMS,
+};
+unsigned long ss_layout(enum ss_layout_item item);
+
 /* pipe */
 struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);

@@ -5,7 +5,7 @@
 //!
 //! The syscall replacement strips the flag before the kernel checks it, so
 //! the file system's `splice_read` (reached through the kernel's own
-//! splice code) learns about it here, keyed by the calling task's pid.
+//! splice code) learns about it here, keyed by the calling task.
 //! An `IORING_OP_SPLICE` request is prepared in the submitter and issued
 //! later in an io-wq worker: the request is remembered from prep to issue,
 //! and the worker is marked like a syscall caller while it runs it.
@@ -48,9 +48,12 @@ impl Calls {
         })
     }
 
+    /// The current task's identity: its `task_struct` address, unique
+    /// among live tasks. Not `Task::pid()`: on GCC-built kernels bindgen's
+    /// `task_struct` layout can differ from the compiler's (seen on 7.3:
+    /// `pid` 48 bytes off), and then every task reads the same "pid".
     fn current_index() -> usize {
-        // Thread ids of live tasks are unique and positive.
-        kernel::current!().pid() as usize
+        kernel::task::Task::current_raw() as usize
     }
 
     /// Marks the current task until the returned guard drops.

@@ -12,6 +12,7 @@ mod bindings;
 mod calls;
 mod counters;
 mod ftrace;
+mod layout;
 mod splice;
 mod stable_buf;
 mod uring;
@@ -106,12 +107,14 @@ struct StableSplice {
 /// Set while the redirects are in place (for the KUnit suite).
 static LOADED: kernel::sync::atomic::Atomic<bool> = kernel::sync::atomic::Atomic::new(false);
 
+#[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
 pub(crate) fn hooks_installed() -> bool {
     LOADED.load(kernel::sync::atomic::Relaxed)
 }
 
 impl kernel::Module for StableSplice {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        layout::check()?;
         let debugfs = counters::DebugFs::new()?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
         // SAFETY: `calls` outlives the redirects: `drop` unregisters them and

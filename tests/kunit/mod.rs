@@ -172,6 +172,11 @@ mod tests {
     }
 
     #[test]
+    fn layout_matches_c_compiler() -> Result {
+        crate::layout::check()
+    }
+
+    #[test]
     fn hooks_installed_while_loaded() {
         assert!(crate::hooks_installed());
         assert!(crate::splice::calls().is_some());

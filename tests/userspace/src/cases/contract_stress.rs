@@ -31,6 +31,7 @@ struct Shared {
     stop: AtomicBool,
     max_pwrite_ns: AtomicU64,
     checked_blocks: AtomicU64,
+    spliced_bytes: AtomicU64,
     error: Mutex<Option<String>>,
 }
 
@@ -105,6 +106,7 @@ fn splicer(fd: i32, id: usize, sh: &Shared, tx: std::sync::mpsc::SyncSender<Job>
             return sh.fail(format!("splicer {id}: {e}"));
         }
         let hi: Vec<u64> = range.map(|b| sh.started[b].load(SeqCst)).collect();
+        sh.spliced_bytes.fetch_add((count * PAGE) as u64, SeqCst);
         let mut pipes = vec![p];
         n += 1;
         if n % 3 == 0 {
@@ -168,8 +170,10 @@ pub fn contract_stress(ctx: &Ctx) -> TResult {
         stop: AtomicBool::new(false),
         max_pwrite_ns: AtomicU64::new(0),
         checked_blocks: AtomicU64::new(0),
+        spliced_bytes: AtomicU64::new(0),
         error: Mutex::new(None),
     });
+    let copied0 = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0);
     let end = Instant::now() + Duration::from_secs(ctx.stress_secs.max(1));
     let mut threads = Vec::new();
     for id in 0..WRITERS {
@@ -191,8 +195,16 @@ pub fn contract_stress(ctx: &Ctx) -> TResult {
     for t in threads {
         let _ = t.join();
     }
+    let handled = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0) - copied0;
+    let spliced = sh.spliced_bytes.load(SeqCst);
+    ctx.note(format!("spliced {spliced} bytes; the module made {handled} bytes stable"));
     if let Some(e) = sh.error.lock().unwrap().take() {
         fail!("{e}");
+    }
+    // Every spliced byte must have gone through the module, not only the
+    // ones a reader happened to catch changing.
+    if counters_present() {
+        ensure!(handled >= spliced, "only {handled} of {spliced} spliced bytes were made stable");
     }
     let max = Duration::from_nanos(sh.max_pwrite_ns.load(SeqCst));
     let checked = sh.checked_blocks.load(SeqCst);
