@@ -10,6 +10,7 @@
 //! later in an io-wq worker: the request is remembered from prep to issue,
 //! and the worker is marked like a syscall caller while it runs it.
 
+use crate::counters::COUNTERS;
 use kernel::{
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
@@ -62,7 +63,10 @@ impl Calls {
         let idx = Self::current_index();
         self.active.add(1, Relaxed);
         match self.by_pid.lock().store(idx, call, GFP_KERNEL) {
-            Ok(_) => Ok(Marked { calls: self, idx }),
+            Ok(_) => {
+                COUNTERS.calls_in_flight.add(1);
+                Ok(Marked { calls: self, idx })
+            }
             Err(e) => {
                 self.active.add(-1, Relaxed);
                 Err(e.error)
@@ -87,6 +91,7 @@ impl Calls {
         let old = self.by_request.lock().store(req, call, GFP_KERNEL).map_err(|e| e.error)?;
         if old.is_none() {
             self.requests.add(1, Relaxed);
+            COUNTERS.calls_in_flight.add(1);
         }
         Ok(())
     }
@@ -104,6 +109,7 @@ impl Calls {
         }
         let call = self.by_request.lock().remove(req)?;
         self.requests.add(-1, Relaxed);
+        COUNTERS.calls_in_flight.sub(1);
         Some(call.flags)
     }
 }
@@ -118,5 +124,6 @@ impl Drop for Marked<'_> {
     fn drop(&mut self) {
         drop(self.calls.by_pid.lock().remove(self.idx));
         self.calls.active.add(-1, Relaxed);
+        COUNTERS.calls_in_flight.sub(1);
     }
 }

@@ -49,6 +49,9 @@ pub(crate) struct Counters {
     pub(crate) max_writer_wait_ns: Counter,
     /// Pipe buffers that point at this module's buffer operations.
     pub(crate) buffers_live: Counter,
+    /// Stable splices in progress: marked tasks plus io_uring requests
+    /// between prep and issue. Back to 0 when nothing is splicing.
+    pub(crate) calls_in_flight: Counter,
 }
 
 pub(crate) static COUNTERS: Counters = Counters {
@@ -60,6 +63,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     snapshot_bytes: Counter::new(),
     max_writer_wait_ns: Counter::new(),
     buffers_live: Counter::new(),
+    calls_in_flight: Counter::new(),
 };
 
 /// What a debugfs file shows: the current value of a static counter.
@@ -81,7 +85,7 @@ impl DebugFs {
     pub(crate) fn new() -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
         let c = &COUNTERS;
-        let all: [(&CStr, &'static Counter); 8] = [
+        let all: [(&CStr, &'static Counter); 9] = [
             (c"stable_calls", &c.stable_calls),
             (c"holds_active", &c.holds_active),
             (c"bytes_zero_copy", &c.bytes_zero_copy),
@@ -90,6 +94,7 @@ impl DebugFs {
             (c"snapshot_bytes", &c.snapshot_bytes),
             (c"max_writer_wait_ns", &c.max_writer_wait_ns),
             (c"buffers_live", &c.buffers_live),
+            (c"calls_in_flight", &c.calls_in_flight),
         ];
         let mut files = KVec::with_capacity(all.len(), GFP_KERNEL)?;
         for (name, counter) in all {

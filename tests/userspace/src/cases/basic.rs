@@ -312,6 +312,7 @@ pub fn bad_input(ctx: &Ctx) -> TResult {
 pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     ensure!(counters_present(), "{COUNTER_DIR} missing (module loaded? debugfs mounted?)");
     let names = [
+        "calls_in_flight",
         "holds_active",
         "bytes_zero_copy",
         "bytes_copied_at_splice",
@@ -341,13 +342,16 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     expect_bytes("pipe", &read_pipe(&p.r, PAGE)?, &data[..PAGE], None)?;
     drop(p);
     let ok = wait_until(Duration::from_secs(2), || {
-        counter("holds_active") == Some(0) && counter("buffers_live") == Some(0)
+        counter("holds_active") == Some(0)
+            && counter("buffers_live") == Some(0)
+            && counter("calls_in_flight") == Some(0)
     });
     ensure!(
         ok,
-        "after close: holds_active={:?} buffers_live={:?}",
+        "after close: holds_active={:?} buffers_live={:?} calls_in_flight={:?}",
         counter("holds_active"),
-        counter("buffers_live")
+        counter("buffers_live"),
+        counter("calls_in_flight")
     );
     Ok(())
 }

@@ -5,6 +5,7 @@ use crate::util::TResult;
 mod basic;
 mod contract_stress;
 mod security;
+mod signals;
 mod snapshot;
 mod stress;
 mod uring_splice;
@@ -93,6 +94,8 @@ pub fn all() -> Vec<Case> {
         case("dirty_pipe_no_write_path", Module, security::dirty_pipe_no_write_path),
         case("unprivileged_reader", Module, security::unprivileged_reader),
         case("bad_input", Module, basic::bad_input),
+        case("signal_eintr", Module, signals::signal_eintr),
+        case("signal_restart_keeps_flag", Module, signals::signal_restart_keeps_flag),
         case("counters_zero_after_close", Module, basic::counters_zero_after_close),
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
         Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
