@@ -50,7 +50,7 @@ const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR...] --out D
   --file-mib N         source file size in MiB (default 64)
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
-SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU.";
+SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
 
 struct Opts {
     dirs: Vec<String>,
@@ -227,6 +227,7 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 struct Lat {
     n: usize,
     median: u64,
+    p90: u64,
     p99: u64,
     max: u64,
     mean: f64,
@@ -237,6 +238,7 @@ fn lat(mut v: Vec<u64>) -> Lat {
     Lat {
         n: v.len(),
         median: pct(&v, 50.0),
+        p90: pct(&v, 90.0),
         p99: pct(&v, 99.0),
         max: v.last().copied().unwrap_or(0),
         mean: if v.is_empty() { 0.0 } else { v.iter().sum::<u64>() as f64 / v.len() as f64 },
@@ -248,6 +250,7 @@ impl Lat {
         Json::obj()
             .with("trials", self.n)
             .with("median_ns", self.median)
+            .with("p90_ns", self.p90)
             .with("p99_ns", self.p99)
             .with("max_ns", self.max)
             .with("mean_ns", self.mean)
@@ -533,11 +536,7 @@ fn throughput(
                     let c0 = read_counters();
                     let r = run_once(&mut w, o.secs)?;
                     let d = counter_delta(&c0, &read_counters());
-                    for (k, v) in d {
-                        let gauge = matches!(k.as_str(), "buffers_live" | "holds_active" | "max_writer_wait_ns");
-                        let e = counters[m.idx()].entry(k).or_insert(0);
-                        *e = if gauge { v } else { *e + v };
-                    }
+                    merge_counters(&mut counters[m.idx()], d);
                     runs[m.idx()].push(r);
                 }
             }
@@ -575,11 +574,16 @@ fn writer_latency(o: &Opts, dir: &str, stable_ok: bool) -> Res<LatencyRes> {
     let mut wbuf = vec![0u8; PAGE];
     let (mut st, mut pl, mut none) = (Vec::new(), Vec::new(), Vec::new());
     let c0 = read_counters();
-    // Three disjoint page ranges so a trial never finds its page still held.
+    // Three disjoint page ranges (stable, plain, nothing held) so a trial
+    // never finds its page still held.
     for t in 0..o.trials {
         let k = t % (PAGES / 3);
         pattern(t as u8, 0, &mut wbuf);
-        for (variant, page) in [(0, k), (1, PAGES / 3 + k), (2, 2 * (PAGES / 3) + k)] {
+        // Rotate the order of the three variants so that none always runs
+        // right after a given other one.
+        for i in 0..3 {
+            let variant = (t + i) % 3;
+            let page = variant * (PAGES / 3) + k;
             if variant == 0 && !stable_ok {
                 continue;
             }
@@ -663,7 +667,9 @@ impl Workload for Resplice<'_> {
 
 /// A thread that pwrites 4 KiB blocks round-robin over the first 1 MiB
 /// until stopped; returns its per-write latencies (ns) and its run time.
-fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBool>) -> Res<std::thread::JoinHandle<Res<(Vec<u64>, f64)>>> {
+type WriterHandle = std::thread::JoinHandle<Res<(Vec<u64>, f64)>>;
+
+fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBool>) -> Res<WriterHandle> {
     // SAFETY: dup of a descriptor we own; the copy is owned by the thread.
     let wfd = unsafe { libc::dup(fd) };
     if wfd < 0 {
@@ -734,9 +740,7 @@ fn contention(o: &Opts, dir: &str, stable_ok: bool) -> Res<ContRes> {
                     wlat[mi].0.extend(l);
                     wlat[mi].1 += secs;
                 }
-                for (k, v) in d {
-                    *counters[mi][contended as usize].entry(k).or_insert(0) += v;
-                }
+                merge_counters(&mut counters[mi][contended as usize], d);
                 runs[mi][contended as usize].push(r);
             }
         }
@@ -836,6 +840,8 @@ fn uname_release() -> String {
 struct Machine {
     json: Json,
     summary: String,
+    /// One line for the plots.
+    short: String,
 }
 
 fn machine() -> Machine {
@@ -861,11 +867,18 @@ fn machine() -> Machine {
     let kernel = uname_release();
     let host_nproc = env("SS_BENCH_HOST_NPROC");
     let host_cpu = env("SS_BENCH_HOST_CPU");
+    let host_load = env("SS_BENCH_HOST_LOADAVG");
     let summary = format!(
-        "kernel {kernel}; guest: {nproc} CPUs ({guest_cpu}), {} MiB, accelerator {accel}; host: {} CPUs ({})",
+        "kernel {kernel}; guest: {nproc} CPUs ({guest_cpu}), {} MiB, accelerator {accel}; host: {} CPUs ({}), load average at start {}",
         mem_kib.map_or(0, |k| k / 1024),
         host_nproc.as_deref().unwrap_or("?"),
-        host_cpu.as_deref().unwrap_or("?")
+        host_cpu.as_deref().unwrap_or("?"),
+        host_load.as_deref().unwrap_or("?")
+    );
+    let short = format!(
+        "kernel {kernel}, {nproc}-CPU guest ({}), host load {} at start",
+        accel.split_whitespace().next().unwrap_or("?"),
+        host_load.as_deref().unwrap_or("?")
     );
     let json = Json::obj()
         .with("kernel_release", kernel)
@@ -873,12 +886,13 @@ fn machine() -> Machine {
         .with("accelerator_guess_in_guest", guess)
         .with("host_nproc", host_nproc.and_then(|v| v.parse::<u64>().ok()))
         .with("host_cpu_model", host_cpu)
+        .with("host_loadavg_1min_at_start", host_load.and_then(|v| v.parse::<f64>().ok()))
         .with("guest_nproc", nproc)
         .with("guest_cpu_model", guest_cpu)
         .with("guest_cpu_hypervisor_flag", hypervisor)
         .with("guest_clocksource", clocksource)
         .with("guest_mem_total_kib", mem_kib);
-    Machine { json, summary }
+    Machine { json, summary, short }
 }
 
 // ---------------------------------------------------------------- output
@@ -1001,8 +1015,11 @@ fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module_loaded:
                     let p = r.point(sink, size, mth);
                     let _ = write!(row, " | {} {}", fmt_opt(p.map(Point::gib_s), 7, 3), fmt_opt(p.map(Point::cpu_per_gib), 7, 3));
                 }
-                let rt = |b| fmt_opt(r.ratio(sink, size, Method::Stable, b), 7, 2);
-                let _ = write!(row, " | {}x {}x {}x", rt(Method::Plain), rt(Method::ReadWrite), rt(Method::KernelCopy));
+                let rt = |b| match r.ratio(sink, size, Method::Stable, b) {
+                    Some(x) if x.is_finite() => format!("{x:>7.2}x"),
+                    _ => format!("{:>8}", "n/a"),
+                };
+                let _ = write!(row, " | {} {} {}", rt(Method::Plain), rt(Method::ReadWrite), rt(Method::KernelCopy));
                 let _ = writeln!(s, "{row}");
             }
         }
@@ -1231,7 +1248,7 @@ fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module: &Jso
         .with("targets", tj)
 }
 
-fn plot(r: &FsRes, m: &Machine, quick: bool) -> String {
+fn plot(r: &FsRes, m: &Machine, o: &Opts) -> String {
     let panels: Vec<svg::Panel> = SINKS
         .iter()
         .map(|&sink| svg::Panel {
@@ -1248,8 +1265,8 @@ fn plot(r: &FsRes, m: &Machine, quick: bool) -> String {
         })
         .collect();
     svg::render(
-        &format!("stable-splice: throughput vs transfer size on {}{}", r.label, if quick { " (quick run)" } else { "" }),
-        &m.summary,
+        &format!("stable-splice: throughput vs transfer size on {}{}", r.label, if o.quick { " (quick run)" } else { "" }),
+        &format!("{}; median of {} runs of >= {} s per point", m.short, o.repeats, o.secs),
         &panels,
     )
 }
@@ -1311,7 +1328,7 @@ fn real_main() -> Res {
     let mut files = vec![format!("{out}/bench.json"), format!("{out}/bench.txt")];
     for r in &results {
         let name = format!("throughput-{}.svg", r.label);
-        write(&name, &plot(r, &m, o.quick))?;
+        write(&name, &plot(r, &m, &o))?;
         files.push(format!("{out}/{name}"));
     }
     progress(&format!("wrote {}", files.join(", ")));

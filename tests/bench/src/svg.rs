@@ -20,7 +20,7 @@ pub struct Panel {
 const PW: f64 = 460.0; // panel width
 const PH: f64 = 330.0; // panel height
 const ML: f64 = 62.0; // margins inside a panel
-const MR: f64 = 14.0;
+const MR: f64 = 28.0;
 const MT: f64 = 30.0;
 const MB: f64 = 48.0;
 

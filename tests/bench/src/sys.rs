@@ -300,14 +300,26 @@ pub fn read_counters() -> Counters {
     m
 }
 
+fn is_gauge(name: &str) -> bool {
+    matches!(name, "buffers_live" | "holds_active" | "max_writer_wait_ns")
+}
+
+/// Adds a delta to an accumulated one (gauges take the latest value).
+pub fn merge_counters(acc: &mut Counters, delta: Counters) {
+    for (k, v) in delta {
+        let gauge = is_gauge(&k);
+        let e = acc.entry(k).or_insert(0);
+        *e = if gauge { v } else { *e + v };
+    }
+}
+
 /// after - before for the cumulative counters (gauges such as buffers_live,
 /// holds_active and max_writer_wait_ns are reported as their `after` value).
 pub fn counter_delta(before: &Counters, after: &Counters) -> Counters {
     after
         .iter()
         .map(|(k, &a)| {
-            let gauge = matches!(k.as_str(), "buffers_live" | "holds_active" | "max_writer_wait_ns");
-            (k.clone(), if gauge { a } else { a - before.get(k).copied().unwrap_or(0) })
+            (k.clone(), if is_gauge(k) { a } else { a - before.get(k).copied().unwrap_or(0) })
         })
         .collect()
 }
