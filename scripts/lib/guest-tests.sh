@@ -15,9 +15,10 @@ done
 
 n=0
 tap() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi; }
-echo "---- README example (examples/splice_stable.c) ----"
+echo "---- README examples (C: examples/splice_stable.c, Rust: tests/userspace/examples/) ----"
 for dir in $SS_FS_DIRS; do
 	"$SS_ROOT/examples/splice_stable" "$dir"; tap $? "example/c_$(basename "$dir")"
+	"$SS_ROOT/tests/userspace/target/release/examples/splice_stable" "$dir"; tap $? "example/rust_$(basename "$dir")"
 done
 
 echo "---- module lifecycle ----"
