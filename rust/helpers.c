@@ -116,6 +116,11 @@ unsigned long ss_layout(enum ss_layout_item item)
 	return 0;
 }
 
+int ss_current_tid(void)
+{
+	return current->pid;
+}
+
 bool ss_module_get(void)
 {
 	return try_module_get(THIS_MODULE);

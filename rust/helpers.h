@@ -30,6 +30,9 @@ void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *s
 int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
 int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
 
+/* the current task's thread id, read by the C compiler's task_struct */
+int ss_current_tid(void);
+
 /* module reference per buffer that points at our pipe_buf_operations */
 bool ss_module_get(void);
 void ss_module_put(void);

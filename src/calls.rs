@@ -49,12 +49,14 @@ impl Calls {
         })
     }
 
-    /// The current task's identity: its `task_struct` address, unique
-    /// among live tasks. Not `Task::pid()`: on GCC-built kernels bindgen's
-    /// `task_struct` layout can differ from the compiler's (seen on 7.3:
-    /// `pid` 48 bytes off), and then every task reads the same "pid".
+    /// The current task's thread id: unique among live tasks, small and
+    /// dense, so the XArray stays one or two levels deep. Read in C, not
+    /// with `Task::pid()`: on GCC-built kernels bindgen's `task_struct`
+    /// layout can differ from the compiler's (seen on 7.3: `pid` 48 bytes
+    /// off), and then every task reads the same "pid".
     fn current_index() -> usize {
-        kernel::task::Task::current_raw() as usize
+        // SAFETY: no preconditions; `current` is always valid in task context.
+        unsafe { crate::bindings::ss_current_tid() as usize }
     }
 
     /// Marks the current task until the returned guard drops.
