@@ -30,18 +30,22 @@ module! {
 }
 
 /// The functions this module takes over while loaded.
+///
+/// Fields drop in declaration order: the entry points that accept the flag
+/// go first, the `splice_read`s that honour it last (the reverse of
+/// [`Redirects::register`]).
 #[pin_data]
 struct Redirects {
     #[pin]
-    filemap_splice_read: ftrace::Redirect,
-    #[pin]
-    shmem_splice_read: ftrace::Redirect,
-    #[pin]
-    io_splice: ftrace::Redirect,
+    sys_splice: ftrace::Redirect,
     #[pin]
     io_splice_prep: ftrace::Redirect,
     #[pin]
-    sys_splice: ftrace::Redirect,
+    io_splice: ftrace::Redirect,
+    #[pin]
+    shmem_splice_read: ftrace::Redirect,
+    #[pin]
+    filemap_splice_read: ftrace::Redirect,
 }
 
 impl Redirects {
