@@ -36,6 +36,22 @@ fn full_pipe() -> TResult<(Pipe, usize)> {
     Ok((p, n))
 }
 
+/// Waits until `pid` sleeps (state S in /proc/PID/stat): blocked on the
+/// full pipe, so a signal now interrupts the splice rather than racing it.
+fn wait_sleeping(pid: i32) -> TResult {
+    let asleep = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('S')))
+            .unwrap_or(false)
+    });
+    ensure!(asleep, "child {pid} never went to sleep in splice");
+    // Sleeping at once could be the fork return path; give it a moment
+    // and check again.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(())
+}
+
 fn in_flight_zero() -> TResult {
     if counters_present() {
         let ok = wait_until(Duration::from_secs(2), || counter("calls_in_flight") == Some(0));
@@ -57,7 +73,7 @@ pub fn signal_eintr(ctx: &Ctx) -> TResult {
             Err(_) => 2,
         }
     })?;
-    std::thread::sleep(Duration::from_millis(300)); // let it block on the full pipe
+    wait_sleeping(child)?;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child, libc::SIGUSR1) };
     let Some(st) = wait_child(child, Duration::from_secs(10)) else {
@@ -81,10 +97,11 @@ pub fn signal_restart_keeps_flag(ctx: &Ctx) -> TResult {
             Err(_) => 2,
         }
     })?;
-    std::thread::sleep(Duration::from_millis(300));
+    wait_sleeping(child)?;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child, libc::SIGUSR1) };
-    std::thread::sleep(Duration::from_millis(100));
+    // The restarted splice goes back to sleep on the still-full pipe.
+    wait_sleeping(child)?;
     // Make room: the restarted splice completes.
     let filler = read_pipe(&p.r, filled)?;
     ensure!(filler.iter().all(|&b| b == b'x'), "filler bytes changed");
