@@ -33,7 +33,7 @@ r, w = os.pipe()
 print(os.splice(fd, w, 65536, offset_src=0, flags=0x10), flush=True)
 time.sleep(60)' "$f" >/tmp/ss/holder.out &
 holder=$!
-for i in $(seq 50); do [ -s /tmp/ss/holder.out ] && break; sleep 0.1; done
+for i in $(seq 300); do [ -s /tmp/ss/holder.out ] && break; sleep 0.1; done
 [ "$(cat /tmp/ss/holder.out)" = 65536 ]; tap $? module/holder_spliced
 out=$(rmmod stable_splice 2>&1); r=$?
 echo "#   rmmod while held: status $r: $out"
