@@ -246,6 +246,38 @@ fn run_case(case: &Case, full: &str, opts: &Opts) -> Verdict {
     }
 }
 
+/// After every case (all its processes are gone, so are its pipes): the
+/// module holds nothing any more, and `sync()` completes (no folio left in
+/// writeback). Returns what was left behind, if anything.
+fn left_behind() -> Option<String> {
+    let mut what = Vec::new();
+    if util::counters_present() {
+        let idle = || {
+            util::counter("buffers_live") == Some(0)
+                && util::counter("calls_in_flight").unwrap_or(0) == 0
+                && util::counter("holds_active").unwrap_or(0) == 0
+        };
+        if !util::wait_until(Duration::from_secs(2), idle) {
+            what.push(format!(
+                "buffers_live={:?} calls_in_flight={:?} holds_active={:?}",
+                util::counter("buffers_live"),
+                util::counter("calls_in_flight"),
+                util::counter("holds_active")
+            ));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: sync() has no preconditions.
+        unsafe { libc::sync() };
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        what.push("sync() did not complete within 20 s".into());
+    }
+    (!what.is_empty()).then(|| what.join("; "))
+}
+
 fn main() {
     let opts = match parse_args() {
         Ok(o) => o,
@@ -311,7 +343,16 @@ fn main() {
     for (i, c) in selected.iter().enumerate() {
         let n = i + 1;
         let full = format!("{label}/{}", c.name);
-        match run_case(c, &full, &opts) {
+        let mut verdict = run_case(c, &full, &opts);
+        if opts.expect_module && !matches!(verdict, Verdict::Skip(_)) {
+            if let Some(w) = left_behind() {
+                verdict = Verdict::Fail(match verdict {
+                    Verdict::Fail(r) => format!("{r}; and left behind: {w}"),
+                    _ => format!("left behind: {w}"),
+                });
+            }
+        }
+        match verdict {
             Verdict::Pass => {
                 pass += 1;
                 println!("ok {n} - {full}");
