@@ -13,3 +13,4 @@
 /* macros bindgen cannot evaluate */
 const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;
 const unsigned int SS_SPLICE_F_STABLE = SPLICE_F_STABLE;
+const unsigned int SS_SPLICE_F_FD_IN_FIXED = SPLICE_F_FD_IN_FIXED;

@@ -72,6 +72,11 @@ u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe)
 	return READ_ONCE(sqe->splice_flags);
 }
 
+int ss_sqe_splice_fd_in(const struct io_uring_sqe *sqe)
+{
+	return READ_ONCE(sqe->splice_fd_in);
+}
+
 void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear)
 {
 	memcpy(dst, src, sizeof(*dst));
@@ -114,6 +119,14 @@ unsigned long ss_layout(enum ss_layout_item item)
 	case SS_LAYOUT_ITEMS: break;
 	}
 	return 0;
+}
+
+bool ss_fd_is_pipe(int fd)
+{
+	CLASS(fd, f)(fd);
+
+	/* A bad descriptor is the kernel's to report (EBADF). */
+	return !fd_empty(f) && S_ISFIFO(file_inode(fd_file(f))->i_mode);
 }
 
 int ss_current_tid(void)

@@ -26,9 +26,13 @@ ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 /* io_uring: IORING_OP_SPLICE prep/issue */
 struct io_uring_sqe;
 u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe);
+int ss_sqe_splice_fd_in(const struct io_uring_sqe *sqe);
 void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear);
 int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
 int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
+
+/* whether descriptor fd of the current task is a pipe or FIFO */
+bool ss_fd_is_pipe(int fd);
 
 /* the current task's thread id, read by the C compiler's task_struct */
 int ss_current_tid(void);

@@ -4,7 +4,10 @@
 //! accepts `SPLICE_F_STABLE`, and the page-cache `splice_read`s, which make
 //! a stable splice's buffers stable while the pipe is still locked.
 
-use kernel::ffi::{c_long, c_uint};
+use kernel::{
+    error::code::EINVAL,
+    ffi::{c_long, c_uint},
+};
 use crate::{
     bindings,
     calls::Calls,
@@ -71,6 +74,12 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
     let Some(calls) = calls() else {
         return call_orig(regs); // unloading: behave as upstream (EINVAL)
     };
+    // SAFETY: as above; `di` holds `fd_in`.
+    if unsafe { bindings::ss_fd_is_pipe((*regs).di as i32) } {
+        // Pipe -> pipe moves buffers as they are, and they may be page-cache
+        // references from a plain splice: the flag cannot promise anything.
+        return EINVAL.to_errno() as c_long;
+    }
     let _marked = match calls.mark_current(flags) {
         Ok(m) => m,
         Err(e) => return e.to_errno() as c_long,

@@ -16,7 +16,10 @@ use crate::{
     splice::{calls, SPLICE_F_STABLE},
 };
 use core::{ffi::c_void, mem::MaybeUninit};
-use kernel::ffi::{c_int, c_uint};
+use kernel::{
+    error::code::EINVAL,
+    ffi::{c_int, c_uint},
+};
 
 pub(crate) static IO_SPLICE_PREP: Original = Original::new();
 pub(crate) static IO_SPLICE: Original = Original::new();
@@ -43,14 +46,28 @@ pub(crate) unsafe extern "C" fn io_splice_prep(
         calls.forget_request(req as usize);
         return call(sqe);
     }
+    // The original prep and our checks read the same private copy: the
+    // submitter may rewrite the shared SQE at any time.
     let mut copy = MaybeUninit::<bindings::io_uring_sqe>::uninit();
     // SAFETY: `copy` has room for one SQE; `sqe` is readable.
     unsafe { bindings::ss_sqe_copy_clearing(copy.as_mut_ptr(), sqe, SPLICE_F_STABLE) };
+    // SAFETY: initialised just above.
+    let (flags, fd_in) = unsafe {
+        (bindings::ss_sqe_splice_flags(copy.as_ptr()), bindings::ss_sqe_splice_fd_in(copy.as_ptr()))
+    };
+    // As for splice(2), a pipe source is refused; a registered (fixed)
+    // input file is only known at issue time and is not checked.
+    // SAFETY: a plain descriptor lookup in the current task.
+    if flags & bindings::SS_SPLICE_F_FD_IN_FIXED == 0 && unsafe { bindings::ss_fd_is_pipe(fd_in) } {
+        calls.forget_request(req as usize);
+        return EINVAL.to_errno();
+    }
     let ret = call(copy.as_ptr());
     if ret != 0 {
+        calls.forget_request(req as usize);
         return ret;
     }
-    match calls.set_request(req as usize, flags) {
+    match calls.set_request(req as usize, flags | SPLICE_F_STABLE) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }

@@ -86,6 +86,7 @@ pub fn all() -> Vec<Case> {
         case("io_uring_splice_stable", Module, uring_splice::io_uring_splice_stable),
         case("io_uring_splice_einval_without_module", NoModule, uring_splice::io_uring_splice_einval_without_module),
         case("io_uring_splice_unknown_flag", Any, uring_splice::io_uring_splice_unknown_flag),
+        case("io_uring_splice_pipe_source_einval", Module, uring_splice::io_uring_splice_pipe_source_einval),
         case("snapshot_tee", Module, snapshot::tee),
         case("snapshot_pipe_to_pipe", Module, snapshot::pipe_to_pipe),
         case("large_8mib", Module, snapshot::large_8mib),

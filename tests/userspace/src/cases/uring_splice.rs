@@ -66,3 +66,28 @@ pub fn io_uring_splice_unknown_flag(ctx: &Ctx) -> TResult {
     }
     Ok(())
 }
+
+/// A pipe source is refused through io_uring too (buffers moved from a pipe
+/// may be page-cache references from a plain splice).
+pub fn io_uring_splice_pipe_source_einval(_ctx: &Ctx) -> TResult {
+    let p1 = pipe()?;
+    let p2 = pipe()?;
+    write_all(p1.w.raw(), &pattern(0x21, 0, PAGE))?;
+    let mut ring = uring::setup_or_skip(4)?;
+    let sqe = uring::Sqe {
+        opcode: uring::IORING_OP_SPLICE,
+        fd: p2.w.raw(),
+        off: u64::MAX,
+        addr: u64::MAX, // splice_off_in = -1: a pipe has no offset
+        len: PAGE as u32,
+        rw_flags: stable(),
+        splice_fd_in: p1.r.raw(),
+        user_data: 0x5711ce,
+        ..Default::default()
+    };
+    let res = ring.submit_and_wait(sqe)?;
+    if stable_override().is_none() {
+        ensure!(res == -libc::EINVAL, "IORING_OP_SPLICE pipe -> pipe with the flag completed with {res}, expected -EINVAL");
+    }
+    Ok(())
+}
