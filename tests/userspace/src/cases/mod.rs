@@ -6,6 +6,7 @@ mod basic;
 mod contract_stress;
 mod security;
 mod signals;
+mod socket_sink;
 mod snapshot;
 mod stress;
 mod uring_splice;
@@ -87,6 +88,8 @@ pub fn all() -> Vec<Case> {
         case("io_uring_splice_einval_without_module", NoModule, uring_splice::io_uring_splice_einval_without_module),
         case("io_uring_splice_unknown_flag", Any, uring_splice::io_uring_splice_unknown_flag),
         case("io_uring_splice_pipe_source_einval", Module, uring_splice::io_uring_splice_pipe_source_einval),
+        case("socket_sink_plain_shows_overwrite", Any, socket_sink::socket_sink_plain_shows_overwrite),
+        case("socket_sink_snapshot", Module, socket_sink::socket_sink_snapshot),
         case("snapshot_tee", Module, snapshot::tee),
         case("snapshot_pipe_to_pipe", Module, snapshot::pipe_to_pipe),
         case("large_8mib", Module, snapshot::large_8mib),
