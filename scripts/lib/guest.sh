@@ -3,6 +3,7 @@
 # rmmod, then the kernel-log check. The last line is the status for vm-run.
 set -u
 SCRATCH=$1
+echo "STABLE-SPLICE-VM-START"
 . "$SCRATCH/env"
 status=0
 fail() { echo "vm-run: FAILED: $*"; status=1; }
