@@ -8,7 +8,9 @@
  * file never show through to whoever drains the pipe.
  *
  * Without the module loaded the kernel rejects the flag with EINVAL, so a
- * caller can probe for support with a zero-length splice.
+ * caller can probe for support with a one-byte splice (a zero-length splice
+ * returns 0 before the kernel looks at the flags). A pipe as the source is
+ * refused with EINVAL.
  */
 #ifndef _UAPI_LINUX_STABLE_SPLICE_H
 #define _UAPI_LINUX_STABLE_SPLICE_H
