@@ -28,3 +28,12 @@ ss_kdir() {
 	grep -q '^CONFIG_RUST=y' "$k/.config" || die "kernel at $k has no CONFIG_RUST=y: stable-splice is a Rust module"
 	(cd "$k" && pwd -P)
 }
+
+# Where vm-run caches its KVM-or-TCG answer for kernel image $1: per host
+# boot, image and qemu binary, since any of them changes the answer.
+ss_accel_cache() {
+	local key
+	key=$( (cat /proc/sys/kernel/random/boot_id; stat -c %Y "$1"; qemu-system-x86_64 --version | head -1) |
+		sha256sum | cut -c1-16)
+	echo "$SS_CACHE/accel-$key"
+}
