@@ -284,6 +284,13 @@ pub fn bad_input(ctx: &Ctx) -> TResult {
             ensure!(r == Err(libc::EINVAL), "pipe -> pipe with the flag: expected EINVAL, got {r:?}");
             ensure!(pipe_queued(p1.r.raw())? == PAGE, "refused pipe -> pipe still moved data");
         }
+        // Any pipe source, also towards a file.
+        let g = tmpfile(&ctx.dir)?;
+        let r = splice_raw(p1.r.raw(), None, g.fd.raw(), Some(&mut 0), PAGE, s);
+        if stable_override().is_none() {
+            ensure!(r == Err(libc::EINVAL), "pipe -> file with the flag: expected EINVAL, got {r:?}");
+            ensure!(file_size(g.fd.raw())? == 0, "refused pipe -> file still wrote the file");
+        }
     }
     {
         let mut sv = [0i32; 2];
