@@ -84,9 +84,7 @@ impl Calls {
         let guard = self.by_pid.lock();
         guard.get(Self::current_index()).map(|c| c.flags)
     }
-}
 
-impl Calls {
     /// Records that the io_uring request at `req` asked for the flag.
     pub(crate) fn set_request(&self, req: usize, flags: u32) -> Result {
         let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;

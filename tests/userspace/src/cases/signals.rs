@@ -60,22 +60,34 @@ fn in_flight_zero() -> TResult {
     Ok(())
 }
 
-pub fn signal_eintr(ctx: &Ctx) -> TResult {
-    let (f, _) = file_with(ctx, 0x31, PAGE)?;
-    let (p, _) = full_pipe()?;
-    let (fd, w) = (f.fd.raw(), p.w.raw());
-    let child = fork_child(|| {
-        set_handler(false);
+/// Forks a child that stable-splices a page of `fd` into the full pipe
+/// `w`, waits until it sleeps there, and sends it SIGUSR1. The child exits
+/// with `exit_code(splice result)`.
+fn interrupted_splicer(
+    fd: i32,
+    w: i32,
+    restart: bool,
+    exit_code: fn(Result<usize, i32>) -> i32,
+) -> TResult<i32> {
+    let child = fork_child(move || {
+        set_handler(restart);
         let mut off = 0i64;
-        match splice_raw(fd, Some(&mut off), w, None, PAGE, stable()) {
-            Err(libc::EINTR) => 0,
-            Ok(_) => 1,
-            Err(_) => 2,
-        }
+        exit_code(splice_raw(fd, Some(&mut off), w, None, PAGE, stable()))
     })?;
     wait_sleeping(child)?;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child, libc::SIGUSR1) };
+    Ok(child)
+}
+
+pub fn signal_eintr(ctx: &Ctx) -> TResult {
+    let (f, _) = file_with(ctx, 0x31, PAGE)?;
+    let (p, _) = full_pipe()?;
+    let child = interrupted_splicer(f.fd.raw(), p.w.raw(), false, |r| match r {
+        Err(libc::EINTR) => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    })?;
     let Some(st) = wait_child(child, Duration::from_secs(10)) else {
         kill_child(child);
         fail!("the splice did not return after SIGUSR1");
@@ -87,19 +99,12 @@ pub fn signal_eintr(ctx: &Ctx) -> TResult {
 pub fn signal_restart_keeps_flag(ctx: &Ctx) -> TResult {
     let (f, a) = file_with(ctx, 0x41, PAGE)?;
     let (p, filled) = full_pipe()?;
-    let (fd, w) = (f.fd.raw(), p.w.raw());
-    let child = fork_child(|| {
-        set_handler(true);
-        let mut off = 0i64;
-        match splice_raw(fd, Some(&mut off), w, None, PAGE, stable()) {
-            Ok(n) if n == PAGE => 0,
-            Ok(_) => 1,
-            Err(_) => 2,
-        }
+    let fd = f.fd.raw();
+    let child = interrupted_splicer(fd, p.w.raw(), true, |r| match r {
+        Ok(n) if n == PAGE => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
     })?;
-    wait_sleeping(child)?;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child, libc::SIGUSR1) };
     // The restarted splice goes back to sleep on the still-full pipe.
     wait_sleeping(child)?;
     // Make room: the restarted splice completes.
