@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Headers that bindgen turns into src/bindings.rs (see Kbuild). */
 #include <linux/fs.h>
+#include <linux/mm.h>
 #include <linux/ftrace.h>
 #include <linux/io_uring.h>
 #include <linux/pagemap.h>
@@ -14,3 +15,10 @@
 const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;
 const unsigned int SS_SPLICE_F_STABLE = SPLICE_F_STABLE;
 const unsigned int SS_SPLICE_F_FD_IN_FIXED = SPLICE_F_FD_IN_FIXED;
+const unsigned int SS_FGP_LOCK = (__force unsigned int)FGP_LOCK;
+const unsigned int SS_FGP_WRITE = (__force unsigned int)FGP_WRITE;
+const unsigned int SS_FGP_CREAT = (__force unsigned int)FGP_CREAT;
+const unsigned int SS_VM_FAULT_LOCKED = (__force unsigned int)VM_FAULT_LOCKED;
+const unsigned int SS_VM_FAULT_NOPAGE = (__force unsigned int)VM_FAULT_NOPAGE;
+const unsigned int SS_VM_FAULT_ERROR = (__force unsigned int)VM_FAULT_ERROR;
+const long long SS_PAGE_SIZE = PAGE_SIZE;

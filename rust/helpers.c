@@ -13,6 +13,11 @@
 #include <linux/rcupdate.h>
 #include <linux/namei.h>
 #include <linux/splice.h>
+#include <linux/rmap.h>
+#include <linux/sched/signal.h>
+#include <linux/ktime.h>
+#include <linux/moduleparam.h>
+#include <linux/workqueue.h>
 #include <asm/ibt.h>
 #include "helpers.h"
 
@@ -186,6 +191,17 @@ bool ss_page_in_page_cache(struct page *page)
 	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
 }
 
+/*
+ * A file page that left the page cache (truncated, or evicted by a writer
+ * breaking another stable splice's hold): nobody can write it any more.
+ */
+bool ss_page_orphaned(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return !folio_test_anon(folio) && !is_zero_folio(folio) && !READ_ONCE(folio->mapping);
+}
+
 struct page *ss_alloc_page(void)
 {
 	return alloc_page(GFP_KERNEL_ACCOUNT);
@@ -210,6 +226,190 @@ void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 		    unsigned int src_off, size_t len)
 {
 	memcpy_page(dst, dst_off, src, src_off, len);
+}
+
+/*
+ * ---- holds (src/hold.rs) ----
+ *
+ * The policy is a string parameter, which the Rust module! macro cannot
+ * declare yet; src/hold.rs interprets it.
+ */
+static char policy[8] = "cow";
+module_param_string(policy, policy, sizeof(policy), 0444);
+MODULE_PARM_DESC(policy, "cow (default): writers evict held folios; block: writers wait for the pipe (only for splicers that may write the file)");
+
+int ss_policy(void)
+{
+	if (sysfs_streq(policy, "cow"))
+		return 0;
+	if (sysfs_streq(policy, "block"))
+		return 1;
+	return -EINVAL;
+}
+
+struct address_space *ss_file_mapping(struct file *file)
+{
+	return file->f_mapping;
+}
+
+/*
+ * The file systems whose every in-place writer reaches one of the hooked
+ * choke points (write_begin's folio lookup, do_page_mkwrite, truncate of the
+ * page cache); anything else is stabilized by copying.
+ */
+bool ss_mapping_zero_copy(struct address_space *mapping)
+{
+	const char *fs = mapping->host->i_sb->s_type->name;
+
+	if (IS_DAX(mapping->host) || mapping_inaccessible(mapping))
+		return false;
+	return !strcmp(fs, "ext4") || !strcmp(fs, "xfs");
+}
+
+bool ss_file_may_write(struct file *file)
+{
+	return inode_permission(file_mnt_idmap(file), file_inode(file), MAY_WRITE) == 0;
+}
+
+struct address_space *ss_folio_mapping(struct folio *folio)
+{
+	return READ_ONCE(folio->mapping);
+}
+
+unsigned long ss_folio_pfn(struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+unsigned long ss_folio_index(struct folio *folio)
+{
+	return folio->index;
+}
+
+unsigned long ss_folio_nr_pages(struct folio *folio)
+{
+	return folio_nr_pages(folio);
+}
+
+bool ss_folio_dirty(struct folio *folio)
+{
+	return folio_test_dirty(folio);
+}
+
+bool ss_folio_maybe_pinned(struct folio *folio)
+{
+	return folio_maybe_dma_pinned(folio);
+}
+
+void ss_folio_get(struct folio *folio)
+{
+	folio_get(folio);
+}
+
+void ss_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+/*
+ * Whether nobody but the page cache, its mappings and @extra_refs known
+ * holders (plus the hold's own reference) can see @folio: no pipe buffer,
+ * no socket, no one in the middle of reading it.
+ */
+bool ss_folio_unshared(struct folio *folio, int extra_refs)
+{
+	return folio_ref_count(folio) == folio_expected_ref_count(folio) + 1 + extra_refs;
+}
+
+/*
+ * Shared mappings must fault (do_page_mkwrite) before the next store; keep
+ * what dirty ptes said in the folio's dirty bit. Folio locked.
+ */
+void ss_folio_write_protect(struct folio *folio)
+{
+	if (folio_mapped(folio) && folio_mkclean(folio))
+		folio_mark_dirty(folio);
+}
+
+/* A journal handle is open: writeback from here could wait on ourselves. */
+bool ss_in_fs_transaction(void)
+{
+	return current->journal_info != NULL;
+}
+
+/* Sleeps up to @ms; true if the task is being killed. */
+bool ss_sleep_killable_ms(unsigned int ms)
+{
+	schedule_timeout_killable(msecs_to_jiffies(ms));
+	return fatal_signal_pending(current);
+}
+
+u64 ss_ktime_ns(void)
+{
+	return ktime_get_ns();
+}
+
+long ss_ptr_err(const void *ptr)
+{
+	return IS_ERR_OR_NULL(ptr) ? (ptr ? PTR_ERR(ptr) : -ENOENT) : 0;
+}
+
+/* Lingering holds are reaped every 100 ms while there are any. */
+static void reap_lingering(struct work_struct *work)
+{
+	ss_reap_lingering();
+}
+static DECLARE_DELAYED_WORK(reap_work, reap_lingering);
+
+void ss_schedule_reap(void)
+{
+	schedule_delayed_work(&reap_work, msecs_to_jiffies(100));
+}
+
+void ss_cancel_reap(void)
+{
+	cancel_delayed_work_sync(&reap_work);
+}
+
+struct address_space *ss_vmf_mapping(struct vm_fault *vmf)
+{
+	struct file *file = vmf->vma->vm_file;
+
+	return file ? file->f_mapping : NULL;
+}
+
+struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
+				unsigned long index, unsigned int fgp, unsigned int gfp,
+				void *policy)
+{
+	struct folio *(*f)(struct address_space *, pgoff_t, fgf_t, gfp_t,
+			   struct mempolicy *) = (void *)fn;
+
+	return f(mapping, index, (__force fgf_t)fgp, (__force gfp_t)gfp, policy);
+}
+
+unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio)
+{
+	vm_fault_t (*f)(struct vm_fault *, struct folio *) = (void *)fn;
+
+	return (__force unsigned int)f(vmf, folio);
+}
+
+ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
+			     size_t len, unsigned int flags)
+{
+	ssize_t (*f)(struct pipe_inode_info *, struct file *, loff_t *, size_t,
+		     unsigned int) = (void *)fn;
+
+	return f(pipe, out, ppos, len, flags);
+}
+
+void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
+			    long long lstart, long long lend)
+{
+	void (*f)(struct address_space *, loff_t, loff_t) = (void *)fn;
+
+	f(mapping, lstart, lend);
 }
 
 /*
@@ -286,6 +486,19 @@ ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info
 	ret = vfs_splice_read(in, pos, pipe, len, 0);
 	pipe_unlock(pipe);
 	return ret;
+}
+
+/* The page at @index in @file's page cache now (identity only), or NULL. */
+struct page *ss_test_page_cache_page(struct file *file, unsigned long index)
+{
+	struct folio *folio = filemap_get_folio(file->f_mapping, index);
+	struct page *page;
+
+	if (IS_ERR(folio))
+		return NULL;
+	page = folio_file_page(folio, index);
+	folio_put(folio);
+	return page;
 }
 
 long ss_err_ptr(const void *ptr)

@@ -64,12 +64,48 @@ unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
 /* pages and folios */
 struct folio *ss_page_folio(struct page *page);
 bool ss_page_in_page_cache(struct page *page);
+bool ss_page_orphaned(struct page *page);
 struct page *ss_alloc_page(void);
 bool ss_try_get_page(struct page *page);
 void ss_put_page(struct page *page);
 void ss_folio_lock(struct folio *folio);
 void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 		    unsigned int src_off, size_t len);
+
+/* holds: zero-copy stable buffers on page-cache folios (src/hold.rs) */
+struct address_space;
+struct file;
+struct vm_fault;
+int ss_policy(void);
+struct address_space *ss_file_mapping(struct file *file);
+bool ss_mapping_zero_copy(struct address_space *mapping);
+bool ss_file_may_write(struct file *file);
+struct address_space *ss_folio_mapping(struct folio *folio);
+unsigned long ss_folio_pfn(struct folio *folio);
+unsigned long ss_folio_index(struct folio *folio);
+unsigned long ss_folio_nr_pages(struct folio *folio);
+bool ss_folio_dirty(struct folio *folio);
+bool ss_folio_maybe_pinned(struct folio *folio);
+void ss_folio_get(struct folio *folio);
+void ss_folio_put(struct folio *folio);
+bool ss_folio_unshared(struct folio *folio, int extra_refs);
+void ss_folio_write_protect(struct folio *folio);
+bool ss_in_fs_transaction(void);
+bool ss_sleep_killable_ms(unsigned int ms);
+u64 ss_ktime_ns(void);
+long ss_ptr_err(const void *ptr);
+void ss_schedule_reap(void);
+void ss_cancel_reap(void);
+void ss_reap_lingering(void);	/* src/hold.rs */
+struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
+struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
+				unsigned long index, unsigned int fgp, unsigned int gfp,
+				void *policy);
+unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
+ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
+			     size_t len, unsigned int flags);
+void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
+			    long long lstart, long long lend);
 
 /* test support (tests/kunit): a kernel-side pipe from a FIFO */
 struct file *ss_test_open_fifo(const char *path);
@@ -81,5 +117,6 @@ ssize_t ss_test_read(struct file *file, void *buf, size_t len);
 ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
 			    size_t len);
 long ss_err_ptr(const void *ptr);
+struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 
 #endif

@@ -26,6 +26,17 @@ impl Counter {
         self.0.add(-n, Relaxed);
     }
 
+    /// Raises the counter to `n` if it is below.
+    pub(crate) fn max(&self, n: i64) {
+        let mut cur = self.get();
+        while cur < n {
+            match self.0.cmpxchg(cur, n, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     pub(crate) fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
@@ -37,15 +48,22 @@ pub(crate) struct Counters {
     pub(crate) stable_calls: Counter,
     /// Folios currently held zero-copy for stable buffers.
     pub(crate) holds_active: Counter,
+    /// Holds whose buffers all went to sockets, kept until the sockets let
+    /// go of the folio (included in `holds_active`).
+    pub(crate) holds_lingering: Counter,
     /// Bytes put into pipes as references to page-cache folios.
     pub(crate) bytes_zero_copy: Counter,
     /// Bytes copied into private pages while splicing.
     pub(crate) bytes_copied_at_splice: Counter,
-    /// Holds broken by a writer (snapshot copy on contention).
+    /// Holds broken by a writer: the folio left the page cache and stays,
+    /// unchanged, with the pipe (copy-on-write without a copy).
     pub(crate) breaks: Counter,
-    /// Bytes copied into snapshots when breaking holds.
+    /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
-    /// Longest time a writer waited on a held folio, in nanoseconds.
+    /// Breaks that could not take the folio out of the page cache (the
+    /// writer went ahead); expected to stay 0.
+    pub(crate) break_failures: Counter,
+    /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
     /// Pipe buffers that point at this module's buffer operations.
     pub(crate) buffers_live: Counter,
@@ -57,10 +75,12 @@ pub(crate) struct Counters {
 pub(crate) static COUNTERS: Counters = Counters {
     stable_calls: Counter::new(),
     holds_active: Counter::new(),
+    holds_lingering: Counter::new(),
     bytes_zero_copy: Counter::new(),
     bytes_copied_at_splice: Counter::new(),
     breaks: Counter::new(),
     snapshot_bytes: Counter::new(),
+    break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
     buffers_live: Counter::new(),
     calls_in_flight: Counter::new(),
@@ -78,20 +98,23 @@ impl fmt::Debug for View {
 /// The debugfs directory; removed when dropped.
 pub(crate) struct DebugFs {
     _files: KVec<Pin<KBox<File<View>>>>,
+    _policy: Pin<KBox<File<crate::hold::Policy>>>,
     _dir: Dir,
 }
 
 impl DebugFs {
-    pub(crate) fn new() -> Result<Self> {
+    pub(crate) fn new(policy: crate::hold::Policy) -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
         let c = &COUNTERS;
-        let all: [(&CStr, &'static Counter); 9] = [
+        let all: [(&CStr, &'static Counter); 11] = [
             (c"stable_calls", &c.stable_calls),
             (c"holds_active", &c.holds_active),
+            (c"holds_lingering", &c.holds_lingering),
             (c"bytes_zero_copy", &c.bytes_zero_copy),
             (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
             (c"breaks", &c.breaks),
             (c"snapshot_bytes", &c.snapshot_bytes),
+            (c"break_failures", &c.break_failures),
             (c"max_writer_wait_ns", &c.max_writer_wait_ns),
             (c"buffers_live", &c.buffers_live),
             (c"calls_in_flight", &c.calls_in_flight),
@@ -103,6 +126,7 @@ impl DebugFs {
                 GFP_KERNEL,
             )?;
         }
-        Ok(Self { _files: files, _dir: dir })
+        let policy = KBox::pin_init(dir.read_only_file(c"policy", policy), GFP_KERNEL)?;
+        Ok(Self { _files: files, _policy: policy, _dir: dir })
     }
 }

@@ -26,6 +26,10 @@ pub(crate) const SPLICE_F_STABLE: u32 = bindings::SS_SPLICE_F_STABLE;
 pub(crate) static SYS_SPLICE: Original = Original::new();
 pub(crate) static FILEMAP_SPLICE_READ: Original = Original::new();
 pub(crate) static SHMEM_SPLICE_READ: Original = Original::new();
+pub(crate) static SPLICE_TO_SOCKET: Original = Original::new();
+
+/// The mark of a task inside `splice_to_socket` (not a splice flag).
+const IN_SOCKET_SPLICE: u32 = 1 << 31;
 
 /// The marked tasks; published while the redirects are registered.
 static CALLS: AtomicPtr<Calls> = AtomicPtr::new(core::ptr::null_mut());
@@ -116,7 +120,7 @@ unsafe fn splice_read(
     };
     // The syscall and io_uring paths hide the flag from the kernel's checks
     // and mark the task instead.
-    if calls().and_then(|c| c.current_flags()).is_none() {
+    if calls().and_then(|c| c.current_flags()).is_none_or(|f| f & SPLICE_F_STABLE == 0) {
         return call();
     }
     // SAFETY: the caller holds the pipe lock.
@@ -128,7 +132,7 @@ unsafe fn splice_read(
         return ret;
     }
     // SAFETY: pipe lock held; `[head, new head)` were just added.
-    match unsafe { stable_buf::stabilize(pipe, head, bindings::ss_pipe_head(pipe)) } {
+    match unsafe { stable_buf::stabilize(file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) } {
         Ok(()) => ret,
         Err((_, kept)) if kept > 0 => {
             // SAFETY: as above; report only what stayed in the pipe.
@@ -170,4 +174,38 @@ pub(crate) unsafe extern "C" fn shmem_splice_read(
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: forwarded from the kernel's splice code.
     unsafe { splice_read(SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+}
+
+/// Whether the current task is moving pipe buffers into a socket, which
+/// keeps references to their pages after the buffers are released.
+pub(crate) fn in_socket_splice() -> bool {
+    calls().and_then(|c| c.current_flags()).is_some_and(|f| f & IN_SOCKET_SPLICE != 0)
+}
+
+/// Replacement for `splice_to_socket()`, the `splice_write` of sockets:
+/// marks the task while held buffers may go to the socket (see
+/// `Holds::buffer_released`).
+pub(crate) unsafe extern "C" fn splice_to_socket(
+    pipe: *mut c_void,
+    out: *mut c_void,
+    ppos: *mut c_void,
+    len: usize,
+    flags: c_uint,
+) -> isize {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    // SAFETY: `SPLICE_TO_SOCKET` is `splice_to_socket`; arguments forwarded.
+    let call = || unsafe { bindings::ss_call_splice_write(SPLICE_TO_SOCKET.addr(), pipe, out, ppos, len, flags) };
+    if COUNTERS.buffers_live.get() == 0 {
+        return call();
+    }
+    let Some(calls) = calls() else {
+        return call();
+    };
+    match calls.mark_current(IN_SOCKET_SPLICE) {
+        Ok(_marked) => call(),
+        // Without the mark a hold could end while the socket still reads
+        // the folio: refuse rather than risk it.
+        Err(e) => e.to_errno() as isize,
+    }
 }

@@ -3,16 +3,21 @@
 //! Stable pipe buffers: what a stable splice leaves in the pipe.
 //!
 //! After the file system's `splice_read` filled the pipe with references to
-//! page-cache folios, [`stabilize`] turns each of them into a [`StableBuf`]:
-//! a buffer whose page nobody but the pipe can write. Today that is a
-//! private copy taken under the folio lock, while splice still holds the
-//! pipe lock, so no consumer has seen the page-cache reference.
+//! page-cache folios, [`stabilize`] makes each of them a buffer whose bytes
+//! cannot change, while splice still holds the pipe lock (no consumer has
+//! seen them):
+//!
+//! - a held buffer: on ext4 and xfs the buffer keeps pointing at the
+//!   page-cache folio, which `src/hold.rs` holds (zero copy);
+//! - a copied buffer: a private copy taken under the folio lock, for file
+//!   systems whose writers the module does not intercept (tmpfs) and when
+//!   a hold cannot be taken.
 //!
 //! Stable buffers never set `PIPE_BUF_FLAG_CAN_MERGE` (a later write into
 //! the pipe gets a fresh buffer) and cannot be stolen, so no sink can turn
 //! them into a write path (Dirty Pipe, CVE-2022-0847).
 
-use crate::{bindings, counters::COUNTERS};
+use crate::{bindings, counters::COUNTERS, hold::holds};
 use kernel::prelude::*;
 
 type PipeBuffer = bindings::pipe_buffer;
@@ -50,9 +55,53 @@ unsafe extern "C" fn stable_buf_get(_pipe: *mut Pipe, buf: *mut PipeBuffer) -> b
     true
 }
 
-/// Whether `buf` is one of ours.
+/// The buffer operations of held buffers: the page is the page-cache
+/// folio's, whose hold may end when the buffer's reference goes. Like
+/// copied buffers, they pin the module, never merge and cannot be stolen.
+static HELD_BUF_OPS: bindings::pipe_buf_operations = bindings::pipe_buf_operations {
+    confirm: None,
+    release: Some(held_buf_release),
+    try_steal: None,
+    get: Some(held_buf_get),
+};
+
+fn buf_pfn(buf: *const PipeBuffer) -> usize {
+    // SAFETY: a live buffer references its page.
+    unsafe { bindings::ss_folio_pfn(bindings::ss_page_folio((*buf).page)) as usize }
+}
+
+unsafe extern "C" fn held_buf_release(_pipe: *mut Pipe, buf: *mut PipeBuffer) {
+    let pfn = buf_pfn(buf);
+    // SAFETY: the pipe code passes one of our held buffers, which owns a
+    // page reference; the hold has its own.
+    unsafe { bindings::ss_put_page((*buf).page) };
+    if let Some(holds) = holds() {
+        holds.buffer_released(pfn, crate::splice::in_socket_splice());
+    }
+    COUNTERS.buffers_live.sub(1);
+    // SAFETY: the buffer's module reference, which kept `holds` alive.
+    unsafe { bindings::ss_module_put() };
+}
+
+unsafe extern "C" fn held_buf_get(pipe: *mut Pipe, buf: *mut PipeBuffer) -> bool {
+    // SAFETY: as for `stable_buf_get`.
+    if !unsafe { stable_buf_get(pipe, buf) } {
+        return false;
+    }
+    if let Some(holds) = holds() {
+        holds.buffer_added(buf_pfn(buf));
+    }
+    true
+}
+
+/// Whether `buf` is one of ours (copied or held).
 pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
-    core::ptr::eq(buf.ops, &STABLE_BUF_OPS)
+    core::ptr::eq(buf.ops, &STABLE_BUF_OPS) || is_held_buf(buf)
+}
+
+/// Whether `buf` is a held buffer: a page-cache folio, zero copy.
+pub(crate) fn is_held_buf(buf: &PipeBuffer) -> bool {
+    core::ptr::eq(buf.ops, &HELD_BUF_OPS)
 }
 
 /// Makes the buffers in slots `[from, to)` of `pipe` stable.
@@ -64,15 +113,20 @@ pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
 /// # Safety
 ///
 /// The caller holds the pipe lock and `[from, to)` are buffers that a
-/// `splice_read` just added at the head.
-pub(crate) unsafe fn stabilize(pipe: *mut Pipe, from: u32, to: u32) -> Result<(), (Error, usize)> {
+/// `splice_read` of `file` just added at the head.
+pub(crate) unsafe fn stabilize(
+    file: *mut bindings::file,
+    pipe: *mut Pipe,
+    from: u32,
+    to: u32,
+) -> Result<(), (Error, usize)> {
     let mut kept = 0usize;
     let mut slot = from;
     while slot != to {
         // SAFETY: the caller holds the pipe lock; `slot` is occupied.
         let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot) };
         // SAFETY: `buf` is a valid, locked pipe buffer.
-        if let Err(e) = unsafe { make_stable(pipe, buf) } {
+        if let Err(e) = unsafe { make_stable(file, pipe, buf) } {
             // SAFETY: same lock; drops the unconverted tail.
             unsafe { truncate(pipe, slot, to) };
             return Err((e, kept));
@@ -85,14 +139,88 @@ pub(crate) unsafe fn stabilize(pipe: *mut Pipe, from: u32, to: u32) -> Result<()
 
 /// # Safety
 ///
-/// Pipe lock held, `buf` a valid buffer of `pipe` no consumer has seen.
-unsafe fn make_stable(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
+/// Pipe lock held, `buf` a valid buffer of `pipe` no consumer has seen,
+/// read from `file`.
+unsafe fn make_stable(file: *mut bindings::file, pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
+    if is_stable_buf(buf) {
+        return Ok(());
+    }
     // SAFETY: `buf.page` is referenced by the buffer.
-    if is_stable_buf(buf) || !unsafe { bindings::ss_page_in_page_cache(buf.page) } {
-        // Anonymous pages (copy_splice_read, the zero page) are already
+    if unsafe { bindings::ss_page_orphaned(buf.page) } {
+        // Out of the page cache since splice_read found it (a writer broke
+        // another splice's hold, or truncate): already private to the
+        // pipes that have it. Plain page-cache buffers would fail confirm
+        // with ENODATA, so it becomes ours.
+        // SAFETY: no preconditions.
+        if !unsafe { bindings::ss_module_get() } {
+            return Err(ENODEV); // being unloaded
+        }
+        take_over(buf, &HELD_BUF_OPS);
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if !unsafe { bindings::ss_page_in_page_cache(buf.page) } {
+        // Anonymous pages (copy_splice_read) and the zero page are already
         // private to the pipe.
         return Ok(());
     }
+    // SAFETY: as above; the caller's lock keeps consumers away.
+    if unsafe { hold(file, buf) }? {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    unsafe { copy(pipe, buf) }
+}
+
+/// Turns `buf` into a held buffer if its file system allows, keeping the
+/// page-cache reference it has. Returns whether it did.
+///
+/// # Safety
+///
+/// As for [`make_stable`].
+unsafe fn hold(file: *mut bindings::file, buf: &mut PipeBuffer) -> Result<bool> {
+    let Some(holds) = holds() else {
+        return Ok(false);
+    };
+    // SAFETY: `file` is the open source file; `buf.page` is referenced.
+    let (mapping, folio) = unsafe { (bindings::ss_file_mapping(file), bindings::ss_page_folio(buf.page)) };
+    // SAFETY: the open file keeps its mapping alive.
+    if !unsafe { bindings::ss_mapping_zero_copy(mapping) } {
+        return Ok(false);
+    }
+    // SAFETY: no preconditions.
+    if !unsafe { bindings::ss_module_get() } {
+        return Err(ENODEV); // being unloaded
+    }
+    // SAFETY: the buffer's reference; pipe locked by the caller.
+    let held = unsafe { holds.hold(folio, mapping, file) };
+    if !matches!(held, Ok(true)) {
+        // SAFETY: the reference taken above.
+        unsafe { bindings::ss_module_put() };
+        return held;
+    }
+    take_over(buf, &HELD_BUF_OPS);
+    Ok(true)
+}
+
+/// Makes `buf`, which references a page that will not change any more,
+/// one of ours with `ops`, zero copy: it keeps the buffer's page reference
+/// (page-cache buffers drop one on release, as `ops` does) and the module
+/// reference the caller took for it.
+fn take_over(buf: &mut PipeBuffer, ops: &'static bindings::pipe_buf_operations) {
+    buf.ops = ops;
+    buf.flags = 0;
+    buf.private = 0;
+    COUNTERS.buffers_live.add(1);
+    COUNTERS.bytes_zero_copy.add(buf.len as i64);
+}
+
+/// Replaces `buf`'s page-cache page with a private copy.
+///
+/// # Safety
+///
+/// As for [`make_stable`].
+unsafe fn copy(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
     // SAFETY: no preconditions.
     let copy = unsafe { bindings::ss_alloc_page() };
     if copy.is_null() {

@@ -12,10 +12,12 @@ mod bindings;
 mod calls;
 mod counters;
 mod ftrace;
+mod hold;
 mod layout;
 mod splice;
 mod stable_buf;
 mod uring;
+mod writers;
 
 #[cfg(stable_splice_kunit)]
 #[path = "../tests/kunit/mod.rs"]
@@ -32,8 +34,8 @@ module! {
 /// The functions this module takes over while loaded.
 ///
 /// Fields drop in declaration order: the entry points that accept the flag
-/// go first, the `splice_read`s that honour it last (the reverse of
-/// [`Redirects::register`]).
+/// go first, then the `splice_read`s that honour it, and the writer choke
+/// points that protect holds last (the reverse of [`Redirects::register`]).
 #[pin_data]
 struct Redirects {
     #[pin]
@@ -46,11 +48,35 @@ struct Redirects {
     shmem_splice_read: ftrace::Redirect,
     #[pin]
     filemap_splice_read: ftrace::Redirect,
+    #[pin]
+    splice_to_socket: ftrace::Redirect,
+    #[pin]
+    truncate_range: ftrace::Redirect,
+    #[pin]
+    page_mkwrite: ftrace::Redirect,
+    #[pin]
+    get_folio: ftrace::Redirect,
 }
 
 impl Redirects {
     fn new() -> impl PinInit<Self> {
         pin_init!(Self {
+            get_folio <- ftrace::Redirect::new(
+                writers::get_folio as *const () as usize,
+                &writers::GET_FOLIO,
+            ),
+            page_mkwrite <- ftrace::Redirect::new(
+                writers::page_mkwrite as *const () as usize,
+                &writers::PAGE_MKWRITE,
+            ),
+            truncate_range <- ftrace::Redirect::new(
+                writers::truncate_inode_pages_range as *const () as usize,
+                &writers::TRUNCATE_RANGE,
+            ),
+            splice_to_socket <- ftrace::Redirect::new(
+                splice::splice_to_socket as *const () as usize,
+                &splice::SPLICE_TO_SOCKET,
+            ),
             filemap_splice_read <- ftrace::Redirect::new(
                 splice::filemap_splice_read as *const () as usize,
                 &splice::FILEMAP_SPLICE_READ,
@@ -74,8 +100,9 @@ impl Redirects {
         })
     }
 
-    /// Read side first, then io_uring's issue before its prep: once an
-    /// entry point accepts the flag, everything behind it must honour it.
+    /// Writer choke points first (no hold may exist without them), then the
+    /// read side, then io_uring's issue before its prep: once an entry
+    /// point accepts the flag, everything behind it must honour it.
     fn register(self: Pin<&Self>) -> Result {
         for (redirect, name) in self.in_order() {
             redirect.register(name)?;
@@ -83,11 +110,15 @@ impl Redirects {
         Ok(())
     }
 
-    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 5] {
+    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 9] {
         let this = self.get_ref();
         // SAFETY: projections of pinned fields, which never move.
         unsafe {
             [
+                (Pin::new_unchecked(&this.get_folio), c"__filemap_get_folio_mpol"),
+                (Pin::new_unchecked(&this.page_mkwrite), c"do_page_mkwrite"),
+                (Pin::new_unchecked(&this.truncate_range), c"truncate_inode_pages_range"),
+                (Pin::new_unchecked(&this.splice_to_socket), c"splice_to_socket"),
                 (Pin::new_unchecked(&this.filemap_splice_read), c"filemap_splice_read"),
                 (Pin::new_unchecked(&this.shmem_splice_read), c"shmem_file_splice_read"),
                 (Pin::new_unchecked(&this.io_splice), c"io_splice"),
@@ -105,6 +136,7 @@ impl Redirects {
 struct StableSplice {
     redirects: Option<Pin<KBox<Redirects>>>,
     _calls: Pin<KBox<calls::Calls>>,
+    _holds: Pin<KBox<hold::Holds>>,
     _debugfs: counters::DebugFs,
 }
 
@@ -119,8 +151,12 @@ pub(crate) fn hooks_installed() -> bool {
 impl kernel::Module for StableSplice {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         layout::check()?;
-        let debugfs = counters::DebugFs::new()?;
+        let policy = hold::Policy::from_param()?;
+        let debugfs = counters::DebugFs::new(policy)?;
+        let holds = KBox::pin_init(hold::Holds::new(policy), GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
+        // SAFETY: as for `calls` below.
+        unsafe { hold::publish(&*holds) };
         // SAFETY: `calls` outlives the redirects: `drop` unregisters them and
         // waits for every replacement before `calls` goes.
         unsafe { splice::publish(&*calls) };
@@ -129,12 +165,14 @@ impl kernel::Module for StableSplice {
             .inspect_err(|_| teardown())?;
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
-            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled\n",
-            splice::SPLICE_F_STABLE
+            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}\n",
+            splice::SPLICE_F_STABLE,
+            policy
         );
         Ok(Self {
             redirects: Some(redirects),
             _calls: calls,
+            _holds: holds,
             _debugfs: debugfs,
         })
     }
@@ -144,6 +182,7 @@ impl kernel::Module for StableSplice {
 /// ones that ran have left module text.
 fn teardown() {
     splice::unpublish();
+    hold::unpublish();
     // SAFETY: no preconditions.
     unsafe { bindings::ss_wait_for_module_code() };
 }

@@ -70,6 +70,8 @@ impl Scratch {
                 res = out.push(
                     BufInfo {
                         stable: crate::stable_buf::is_stable_buf(buf),
+                        held: crate::stable_buf::is_held_buf(buf),
+                        page: buf.page as usize,
                         page_cache: b::ss_page_in_page_cache(buf.page),
                         can_merge: buf.flags & b::PIPE_BUF_FLAG_CAN_MERGE != 0,
                         len: buf.len as usize,
@@ -87,6 +89,12 @@ impl Scratch {
         Ok(out)
     }
 
+    /// The page at `index` in the file's page cache right now.
+    pub(crate) fn page_cache_page(&self, index: usize) -> usize {
+        // SAFETY: `file` is open; the page is only compared, not used.
+        unsafe { crate::bindings::ss_test_page_cache_page(self.file, index as _) as usize }
+    }
+
     /// Drains up to `buf.len()` bytes from the FIFO.
     pub(crate) fn read_pipe(&self, buf: &mut [u8]) -> Result<usize> {
         // SAFETY: `fifo` is open; `buf` is valid for writes.
@@ -98,6 +106,8 @@ impl Scratch {
 /// One pipe buffer as [`Scratch::inspect_pipe`] saw it.
 pub(crate) struct BufInfo {
     stable: bool,
+    held: bool,
+    page: usize,
     page_cache: bool,
     can_merge: bool,
     len: usize,
@@ -182,13 +192,14 @@ mod tests {
         assert!(crate::splice::calls().is_some());
     }
 
-    /// Plain splice puts page-cache pages into the pipe (so the next case
-    /// can tell the difference); a stable splice puts private copies there,
-    /// with the module's operations, never mergeable, and counts them.
+    /// Plain splice puts page-cache pages into the pipe (so the cases below
+    /// can tell the difference). On tmpfs a stable splice puts private
+    /// copies there, with the module's operations, never mergeable, and
+    /// counts them.
     #[test]
-    fn stable_buffers_are_private_copies() -> Result {
+    fn tmpfs_stable_buffers_are_private_copies() -> Result {
         use crate::counters::COUNTERS;
-        let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-bufs.fifo")?;
+        let s = Scratch::new(c"/tmp/ss/tmpfs", c"/tmp/ss/kunit-tmpfs-bufs.fifo")?;
         let data = KVec::from_elem(0x5au8, 3 * PAGE, GFP_KERNEL)?;
         s.pwrite(&data, 0)?;
 
@@ -204,13 +215,61 @@ mod tests {
         assert_eq!(s.splice(3 * PAGE, true)?, 3 * PAGE);
         let stable = s.inspect_pipe()?;
         assert_eq!(stable.len(), 3);
-        assert!(stable.iter().all(|b| b.stable && !b.page_cache && !b.can_merge));
+        assert!(stable.iter().all(|b| b.stable && !b.held && !b.page_cache && !b.can_merge));
         assert_eq!(stable.iter().map(|b| b.len).sum::<usize>(), 3 * PAGE);
         assert_eq!(COUNTERS.bytes_copied_at_splice.get() - copied, 3 * PAGE as i64);
         assert_eq!(COUNTERS.buffers_live.get() - live, 3);
         assert_eq!(s.read_pipe(&mut sink)?, 3 * PAGE);
         assert_eq!(COUNTERS.buffers_live.get(), live);
         Ok(())
+    }
+
+    /// On ext4 and xfs a stable splice is zero copy: the pipe buffers are
+    /// the page-cache pages themselves, held. A write breaks the hold: the
+    /// page cache gets a new page, the pipe keeps the old one and its bytes.
+    fn zero_copy_until_written(dir: &CStr, fifo: &CStr) -> Result {
+        use crate::counters::COUNTERS;
+        let s = Scratch::new(dir, fifo)?;
+        let data = KVec::from_elem(0x5au8, 3 * PAGE, GFP_KERNEL)?;
+        s.pwrite(&data, 0)?;
+        let (zc, copied, holds, breaks) = (
+            COUNTERS.bytes_zero_copy.get(),
+            COUNTERS.bytes_copied_at_splice.get(),
+            COUNTERS.holds_active.get(),
+            COUNTERS.breaks.get(),
+        );
+        assert_eq!(s.splice(3 * PAGE, true)?, 3 * PAGE);
+        let bufs = s.inspect_pipe()?;
+        assert_eq!(bufs.len(), 3);
+        assert!(bufs.iter().all(|b| b.stable && b.held && b.page_cache && !b.can_merge));
+        for (i, b) in bufs.iter().enumerate() {
+            assert_eq!(b.page, s.page_cache_page(i));
+        }
+        assert_eq!(COUNTERS.bytes_zero_copy.get() - zc, 3 * PAGE as i64);
+        assert_eq!(COUNTERS.bytes_copied_at_splice.get(), copied);
+        assert!(COUNTERS.holds_active.get() > holds);
+
+        let new = KVec::from_elem(0xa5u8, PAGE, GFP_KERNEL)?;
+        s.pwrite(&new, 0)?;
+        assert!(COUNTERS.breaks.get() > breaks);
+        assert_ne!(s.page_cache_page(0), bufs[0].page);
+        let after = s.inspect_pipe()?;
+        assert_eq!(after[0].page, bufs[0].page);
+        let mut sink = KVec::from_elem(0u8, 3 * PAGE, GFP_KERNEL)?;
+        assert_eq!(s.read_pipe(&mut sink)?, 3 * PAGE);
+        assert!(all(&sink, 0x5a));
+        assert_eq!(COUNTERS.holds_active.get(), holds);
+        Ok(())
+    }
+
+    #[test]
+    fn ext4_zero_copy_until_written() -> Result {
+        zero_copy_until_written(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-zc.fifo")
+    }
+
+    #[test]
+    fn xfs_zero_copy_until_written() -> Result {
+        zero_copy_until_written(c"/tmp/ss/xfs", c"/tmp/ss/kunit-xfs-zc.fifo")
     }
 
     // The scratch file systems are mounted by scripts/lib/scratch-fs.sh
