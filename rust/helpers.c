@@ -404,6 +404,25 @@ ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos
 	return f(pipe, out, ppos, len, flags);
 }
 
+/* The mapping of a size change's inode and the new size, or NULL. */
+struct address_space *ss_iattr_new_size(struct dentry *dentry, struct iattr *attr, long long *size)
+{
+	struct inode *inode = d_inode(dentry);
+
+	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !S_ISREG(inode->i_mode))
+		return NULL;
+	*size = attr->ia_size;
+	return inode->i_mapping;
+}
+
+int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
+			  struct iattr *attr, void *delegated)
+{
+	int (*f)(void *, struct dentry *, struct iattr *, void *) = (void *)fn;
+
+	return f(idmap, dentry, attr, delegated);
+}
+
 void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
 			    long long lstart, long long lend)
 {

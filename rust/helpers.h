@@ -104,6 +104,11 @@ struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
 ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
 			     size_t len, unsigned int flags);
+struct dentry;
+struct iattr;
+struct address_space *ss_iattr_new_size(struct dentry *dentry, struct iattr *attr, long long *size);
+int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
+			  struct iattr *attr, void *delegated);
 void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
 			    long long lstart, long long lend);
 

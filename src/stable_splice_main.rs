@@ -53,6 +53,8 @@ struct Redirects {
     #[pin]
     truncate_range: ftrace::Redirect,
     #[pin]
+    notify_change: ftrace::Redirect,
+    #[pin]
     page_mkwrite: ftrace::Redirect,
     #[pin]
     get_folio: ftrace::Redirect,
@@ -68,6 +70,10 @@ impl Redirects {
             page_mkwrite <- ftrace::Redirect::new(
                 writers::page_mkwrite as *const () as usize,
                 &writers::PAGE_MKWRITE,
+            ),
+            notify_change <- ftrace::Redirect::new(
+                writers::notify_change as *const () as usize,
+                &writers::NOTIFY_CHANGE,
             ),
             truncate_range <- ftrace::Redirect::new(
                 writers::truncate_inode_pages_range as *const () as usize,
@@ -110,13 +116,14 @@ impl Redirects {
         Ok(())
     }
 
-    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 9] {
+    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 10] {
         let this = self.get_ref();
         // SAFETY: projections of pinned fields, which never move.
         unsafe {
             [
                 (Pin::new_unchecked(&this.get_folio), c"__filemap_get_folio_mpol"),
                 (Pin::new_unchecked(&this.page_mkwrite), c"do_page_mkwrite"),
+                (Pin::new_unchecked(&this.notify_change), c"notify_change"),
                 (Pin::new_unchecked(&this.truncate_range), c"truncate_inode_pages_range"),
                 (Pin::new_unchecked(&this.splice_to_socket), c"splice_to_socket"),
                 (Pin::new_unchecked(&this.filemap_splice_read), c"filemap_splice_read"),

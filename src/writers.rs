@@ -12,6 +12,10 @@
 //!   write-protect the folio's ptes when they are taken).
 //! - `truncate_inode_pages_range`: zeroes the partial folios at both ends
 //!   in place (truncate to a size inside a folio, punch hole).
+//! - `notify_change` with a new size: the file system may set `i_size`
+//!   before it truncates the page cache, and writeback zeroes a folio
+//!   beyond `i_size` in place, so holds are broken before the size changes
+//!   and kept out until the truncation is done.
 //!
 //! O_DIRECT writes and eviction of an unlinked file take folios out of the
 //! page cache without writing them, which leaves the pipe's copy alone.
@@ -31,6 +35,7 @@ use core::ffi::c_void;
 pub(crate) static GET_FOLIO: Original = Original::new();
 pub(crate) static PAGE_MKWRITE: Original = Original::new();
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
+pub(crate) static NOTIFY_CHANGE: Original = Original::new();
 
 type Folio = b::folio;
 type Mapping = b::address_space;
@@ -123,24 +128,57 @@ pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping
     };
     let _truncation = holds.truncation(mapping);
     for pos in [lstart, lend] {
-        if pos < 0 {
-            continue;
-        }
-        let index = (pos / b::SS_PAGE_SIZE) as usize;
-        // SAFETY: a plain lookup (no flags) of the truncating file's mapping;
-        // our own call is not redirected.
-        let folio = unsafe { b::__filemap_get_folio_mpol(mapping, index as _, 0, 0, core::ptr::null_mut()) };
-        if is_err(folio) {
-            continue;
-        }
-        // SAFETY: referenced by the lookup; the truncating caller keeps
-        // `mapping` alive.
-        unsafe {
-            if holds.is_held(mapping, folio) {
-                holds.break_hold(mapping, folio, 1);
-            }
-            b::ss_folio_put(folio);
-        }
+        // SAFETY: the truncating caller keeps `mapping` alive.
+        unsafe { break_at(holds, mapping, pos) };
     }
     truncate()
+}
+
+/// Breaks the hold on the folio that contains byte `pos` of `mapping`, if any.
+///
+/// # Safety
+///
+/// `mapping` is kept alive by the caller, who holds no folio lock.
+unsafe fn break_at(holds: &crate::hold::Holds, mapping: *mut Mapping, pos: i64) {
+    if pos < 0 {
+        return;
+    }
+    let index = (pos / b::SS_PAGE_SIZE) as usize;
+    // SAFETY: a plain lookup (no flags); our own call is not redirected.
+    let folio = unsafe { b::__filemap_get_folio_mpol(mapping, index as _, 0, 0, core::ptr::null_mut()) };
+    if is_err(folio) {
+        return;
+    }
+    // SAFETY: referenced by the lookup; `mapping` alive per the caller.
+    unsafe {
+        if holds.is_held(mapping, folio) {
+            holds.break_hold(mapping, folio, 1);
+        }
+        b::ss_folio_put(folio);
+    }
+}
+
+/// Replacement for `notify_change(idmap, dentry, attr, delegated_inode)`.
+pub(crate) unsafe extern "C" fn notify_change(
+    idmap: *mut c_void,
+    dentry: *mut b::dentry,
+    attr: *mut b::iattr,
+    delegated: *mut c_void,
+) -> i32 {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    // SAFETY: `NOTIFY_CHANGE` is `notify_change`; arguments forwarded.
+    let change = || unsafe { b::ss_call_notify_change(NOTIFY_CHANGE.addr(), idmap, dentry, attr, delegated) };
+    let mut size = 0i64;
+    // SAFETY: the caller's dentry and attributes.
+    let mapping = unsafe { b::ss_iattr_new_size(dentry, attr, &mut size) };
+    let Some(holds) = holds().filter(|_| !mapping.is_null()) else {
+        return change();
+    };
+    // The caller holds the inode lock: no writer moves the size meanwhile,
+    // and the data below the old size is written back before it changes.
+    let _truncation = holds.truncation(mapping);
+    // SAFETY: the caller's dentry keeps the inode and its mapping alive.
+    unsafe { break_at(holds, mapping, size) };
+    change()
 }

@@ -49,6 +49,20 @@ for i in $(seq 1 10); do
 	insmod "$SS_KO" >/dev/null 2>&1 && rmmod stable_splice || { ok=1; break; }
 done
 tap $ok module/insmod_rmmod_x10
+echo "---- policy parameter ----"
+insmod "$SS_KO" policy=bogus >/dev/null 2>&1
+r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?
+[ $r != 0 ] && [ $loaded != 0 ]; tap $? module/policy_invalid_refused
+insmod "$SS_KO" policy=block; tap $? module/insmod_policy_block
+while read -r line; do
+	# renumber the script's TAP lines into ours
+	case $line in
+	'ok '*) tap 0 "${line#ok * - }" ;;
+	'not ok '*) tap 1 "${line#not ok * - }" ;;
+	*) echo "$line" ;;
+	esac
+done < <(python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1)
+rmmod stable_splice; tap $? module/rmmod_policy_block
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
 insmod "$SS_KO" >/dev/null 2>&1; tap $? module/reload
