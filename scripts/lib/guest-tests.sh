@@ -53,7 +53,13 @@ echo "---- policy parameter ----"
 insmod "$SS_KO" policy=bogus >/dev/null 2>&1
 r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?
 [ $r != 0 ] && [ $loaded != 0 ]; tap $? module/policy_invalid_refused
-insmod "$SS_KO" policy=block; tap $? module/insmod_policy_block
+# The KUnit suite runs at insmod in a kthread that splices and then writes
+# the file itself: under block that write waits for its own pipe. Keep the
+# suite out of this load.
+kglob=/sys/module/kunit/parameters/filter_glob
+[ -w $kglob ] && echo no_such_suite >$kglob
+timeout 60 insmod "$SS_KO" policy=block; tap $? module/insmod_policy_block
+[ -w $kglob ] && echo '*' >$kglob
 while read -r line; do
 	# renumber the script's TAP lines into ours
 	case $line in
@@ -61,7 +67,7 @@ while read -r line; do
 	'not ok '*) tap 1 "${line#not ok * - }" ;;
 	*) echo "$line" ;;
 	esac
-done < <(python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1)
+done < <(timeout 120 python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1 || echo "not ok - policy_block/script (status $?)")
 rmmod stable_splice; tap $? module/rmmod_policy_block
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
