@@ -202,6 +202,17 @@ bool ss_page_orphaned(struct page *page)
 	return !folio_test_anon(folio) && !is_zero_folio(folio) && !READ_ONCE(folio->mapping);
 }
 
+/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
+ * one read of ->mapping, which a concurrent eviction clears. */
+int ss_page_kind(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	if (folio_test_anon(folio) || is_zero_folio(folio))
+		return 0;
+	return READ_ONCE(folio->mapping) ? 2 : 1;
+}
+
 struct page *ss_alloc_page(void)
 {
 	return alloc_page(GFP_KERNEL_ACCOUNT);

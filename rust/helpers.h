@@ -65,6 +65,7 @@ unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
 struct folio *ss_page_folio(struct page *page);
 bool ss_page_in_page_cache(struct page *page);
 bool ss_page_orphaned(struct page *page);
+int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);
 bool ss_try_get_page(struct page *page);
 void ss_put_page(struct page *page);

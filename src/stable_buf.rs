@@ -146,7 +146,8 @@ unsafe fn make_stable(file: *mut bindings::file, pipe: *mut Pipe, buf: &mut Pipe
         return Ok(());
     }
     // SAFETY: `buf.page` is referenced by the buffer.
-    if unsafe { bindings::ss_page_orphaned(buf.page) } {
+    let kind = unsafe { bindings::ss_page_kind(buf.page) };
+    if kind == 1 {
         // Out of the page cache since splice_read found it (a writer broke
         // another splice's hold, or truncate): already private to the
         // pipes that have it. Plain page-cache buffers would fail confirm
@@ -158,8 +159,7 @@ unsafe fn make_stable(file: *mut bindings::file, pipe: *mut Pipe, buf: &mut Pipe
         take_over(buf, &HELD_BUF_OPS);
         return Ok(());
     }
-    // SAFETY: as above.
-    if !unsafe { bindings::ss_page_in_page_cache(buf.page) } {
+    if kind == 0 {
         // Anonymous pages (copy_splice_read) and the zero page are already
         // private to the pipe.
         return Ok(());
