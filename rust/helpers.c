@@ -191,17 +191,6 @@ bool ss_page_in_page_cache(struct page *page)
 	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
 }
 
-/*
- * A file page that left the page cache (truncated, or evicted by a writer
- * breaking another stable splice's hold): nobody can write it any more.
- */
-bool ss_page_orphaned(struct page *page)
-{
-	struct folio *folio = page_folio(page);
-
-	return !folio_test_anon(folio) && !is_zero_folio(folio) && !READ_ONCE(folio->mapping);
-}
-
 /* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
  * one read of ->mapping, which a concurrent eviction clears. */
 int ss_page_kind(struct page *page)
@@ -358,11 +347,6 @@ bool ss_sleep_killable_ms(unsigned int ms)
 u64 ss_ktime_ns(void)
 {
 	return ktime_get_ns();
-}
-
-long ss_ptr_err(const void *ptr)
-{
-	return IS_ERR_OR_NULL(ptr) ? (ptr ? PTR_ERR(ptr) : -ENOENT) : 0;
 }
 
 /* Lingering holds are reaped every 100 ms while there are any. */

@@ -64,7 +64,6 @@ unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
 /* pages and folios */
 struct folio *ss_page_folio(struct page *page);
 bool ss_page_in_page_cache(struct page *page);
-bool ss_page_orphaned(struct page *page);
 int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);
 bool ss_try_get_page(struct page *page);
@@ -94,7 +93,6 @@ void ss_folio_write_protect(struct folio *folio);
 bool ss_in_fs_transaction(void);
 bool ss_sleep_killable_ms(unsigned int ms);
 u64 ss_ktime_ns(void);
-long ss_ptr_err(const void *ptr);
 void ss_schedule_reap(void);
 void ss_cancel_reap(void);
 void ss_reap_lingering(void);	/* src/hold.rs */

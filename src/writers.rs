@@ -47,7 +47,7 @@ const LOOKUP_ROUNDS: usize = 4;
 
 fn is_err(folio: *mut Folio) -> bool {
     // SAFETY: only inspects the pointer value.
-    unsafe { b::ss_ptr_err(folio.cast()) != 0 }
+    unsafe { b::ss_err_ptr(folio.cast()) != 0 }
 }
 
 /// Replacement for `__filemap_get_folio_mpol()`.
