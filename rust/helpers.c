@@ -6,6 +6,7 @@
 #include <linux/ftrace.h>
 #include <linux/highmem.h>
 #include <linux/io_uring.h>
+#include <linux/io_uring_types.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
@@ -126,12 +127,37 @@ unsigned long ss_layout(enum ss_layout_item item)
 	return 0;
 }
 
-bool ss_fd_is_pipe(int fd)
+/* Whether splice() treats @file as a pipe (pipes and FIFOs). */
+bool ss_file_is_pipe(struct file *file)
 {
-	CLASS(fd, f)(fd);
+	return S_ISFIFO(file_inode(file)->i_mode);
+}
 
-	/* A bad descriptor is the kernel's to report (EBADF). */
-	return !fd_empty(f) && S_ISFIFO(file_inode(fd_file(f))->i_mode);
+ssize_t ss_call_do_splice(unsigned long fn, struct file *in, long long *off_in, struct file *out,
+			  long long *off_out, size_t len, unsigned int flags)
+{
+	ssize_t (*f)(struct file *, loff_t *, struct file *, loff_t *, size_t, unsigned int) =
+		(void *)fn;
+
+	return f(in, off_in, out, off_out, len, flags);
+}
+
+/*
+ * An IORING_OP_SPLICE request accepted with the flag must come back to
+ * io_splice_cleanup() however it ends (issued, cancelled, failed link), to
+ * drop the module reference it holds. Called in prep, before anybody else
+ * sees the request.
+ */
+void ss_io_req_want_cleanup(void *req)
+{
+	((struct io_kiocb *)req)->flags |= REQ_F_NEED_CLEANUP;
+}
+
+void ss_call_io_cleanup(unsigned long fn, void *req)
+{
+	void (*f)(void *) = (void *)fn;
+
+	f(req);
 }
 
 int ss_current_tid(void)
@@ -252,20 +278,6 @@ struct address_space *ss_file_mapping(struct file *file)
 	return file->f_mapping;
 }
 
-/*
- * The file systems whose every in-place writer reaches one of the hooked
- * choke points (write_begin's folio lookup, do_page_mkwrite, truncate of the
- * page cache); anything else is stabilized by copying.
- */
-bool ss_mapping_zero_copy(struct address_space *mapping)
-{
-	const char *fs = mapping->host->i_sb->s_type->name;
-
-	if (IS_DAX(mapping->host) || mapping_inaccessible(mapping))
-		return false;
-	return !strcmp(fs, "ext4") || !strcmp(fs, "xfs");
-}
-
 bool ss_file_may_write(struct file *file)
 {
 	return inode_permission(file_mnt_idmap(file), file_inode(file), MAY_WRITE) == 0;
@@ -296,11 +308,6 @@ bool ss_folio_dirty(struct folio *folio)
 	return folio_test_dirty(folio);
 }
 
-bool ss_folio_maybe_pinned(struct folio *folio)
-{
-	return folio_maybe_dma_pinned(folio);
-}
-
 void ss_folio_get(struct folio *folio)
 {
 	folio_get(folio);
@@ -309,16 +316,6 @@ void ss_folio_get(struct folio *folio)
 void ss_folio_put(struct folio *folio)
 {
 	folio_put(folio);
-}
-
-/*
- * Whether nobody but the page cache, its mappings and @extra_refs known
- * holders (plus the hold's own reference) can see @folio: no pipe buffer,
- * no socket, no one in the middle of reading it.
- */
-bool ss_folio_unshared(struct folio *folio, int extra_refs)
-{
-	return folio_ref_count(folio) == folio_expected_ref_count(folio) + 1 + extra_refs;
 }
 
 /*
@@ -349,12 +346,12 @@ u64 ss_ktime_ns(void)
 	return ktime_get_ns();
 }
 
-/* Lingering holds are reaped every 100 ms while there are any. */
-static void reap_lingering(struct work_struct *work)
+/* Holds whose folios nobody reads any more are reaped every 100 ms. */
+static void reap_holds(struct work_struct *work)
 {
-	ss_reap_lingering();
+	ss_reap_holds();
 }
-static DECLARE_DELAYED_WORK(reap_work, reap_lingering);
+static DECLARE_DELAYED_WORK(reap_work, reap_holds);
 
 void ss_schedule_reap(void)
 {
@@ -399,15 +396,32 @@ ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos
 	return f(pipe, out, ppos, len, flags);
 }
 
-/* The mapping of a size change's inode and the new size, or NULL. */
-struct address_space *ss_iattr_new_size(struct dentry *dentry, struct iattr *attr, long long *size)
+/*
+ * For a size change of a regular file: its mapping, and in @from the lower
+ * of the old and the new size (everything from there on may be zeroed or
+ * dropped). NULL for other changes.
+ */
+struct address_space *ss_iattr_size_change(struct dentry *dentry, struct iattr *attr, long long *from)
 {
 	struct inode *inode = d_inode(dentry);
 
 	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !S_ISREG(inode->i_mode))
 		return NULL;
-	*size = attr->ia_size;
+	*from = min_t(loff_t, attr->ia_size, i_size_read(inode));
 	return inode->i_mapping;
+}
+
+int ss_call_fallocate(unsigned long fn, struct file *file, int mode, long long offset,
+		      long long len)
+{
+	int (*f)(struct file *, int, loff_t, loff_t) = (void *)fn;
+
+	return f(file, mode, offset, len);
+}
+
+void *ss_err_ptr_eagain(void)
+{
+	return ERR_PTR(-EAGAIN);
 }
 
 int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
@@ -513,6 +527,26 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index)
 	page = folio_file_page(folio, index);
 	folio_put(folio);
 	return page;
+}
+
+/*
+ * Drains every CPU's LRU batches the way user space can: drop_caches (which
+ * also drops clean, unreferenced page cache). A folio in a batch carries a
+ * reference the module cannot tell from a reader's.
+ */
+int ss_test_drain_lru(void)
+{
+	struct file *f;
+	loff_t pos = 0;
+	ssize_t n;
+
+	scoped_with_init_fs()
+		f = filp_open("/proc/sys/vm/drop_caches", O_WRONLY, 0);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	n = kernel_write(f, "1", 1, &pos);
+	fput(f);
+	return n < 0 ? n : 0;
 }
 
 long ss_err_ptr(const void *ptr)

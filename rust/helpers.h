@@ -31,8 +31,13 @@ void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *s
 int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
 int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
 
-/* whether descriptor fd of the current task is a pipe or FIFO */
-bool ss_fd_is_pipe(int fd);
+/* splice() from a pipe, io_uring request cleanup */
+struct file;
+bool ss_file_is_pipe(struct file *file);
+ssize_t ss_call_do_splice(unsigned long fn, struct file *in, long long *off_in, struct file *out,
+			  long long *off_out, size_t len, unsigned int flags);
+void ss_io_req_want_cleanup(void *req);
+void ss_call_io_cleanup(unsigned long fn, void *req);
 
 /* the current task's thread id, read by the C compiler's task_struct */
 int ss_current_tid(void);
@@ -85,17 +90,15 @@ unsigned long ss_folio_pfn(struct folio *folio);
 unsigned long ss_folio_index(struct folio *folio);
 unsigned long ss_folio_nr_pages(struct folio *folio);
 bool ss_folio_dirty(struct folio *folio);
-bool ss_folio_maybe_pinned(struct folio *folio);
 void ss_folio_get(struct folio *folio);
 void ss_folio_put(struct folio *folio);
-bool ss_folio_unshared(struct folio *folio, int extra_refs);
 void ss_folio_write_protect(struct folio *folio);
 bool ss_in_fs_transaction(void);
 bool ss_sleep_killable_ms(unsigned int ms);
 u64 ss_ktime_ns(void);
 void ss_schedule_reap(void);
 void ss_cancel_reap(void);
-void ss_reap_lingering(void);	/* src/hold.rs */
+void ss_reap_holds(void);	/* src/hold.rs */
 struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
 struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
 				unsigned long index, unsigned int fgp, unsigned int gfp,
@@ -105,7 +108,10 @@ ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos
 			     size_t len, unsigned int flags);
 struct dentry;
 struct iattr;
-struct address_space *ss_iattr_new_size(struct dentry *dentry, struct iattr *attr, long long *size);
+struct address_space *ss_iattr_size_change(struct dentry *dentry, struct iattr *attr, long long *from);
+int ss_call_fallocate(unsigned long fn, struct file *file, int mode, long long offset,
+		      long long len);
+void *ss_err_ptr_eagain(void);
 int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
 			  struct iattr *attr, void *delegated);
 void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
@@ -121,6 +127,19 @@ ssize_t ss_test_read(struct file *file, void *buf, size_t len);
 ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
 			    size_t len);
 long ss_err_ptr(const void *ptr);
+int ss_test_drain_lru(void);
 struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
+
+
+/* folios (rust/folio.c) */
+int ss_folio_extra_refs(struct folio *folio);
+bool ss_folio_writeback(struct folio *folio);
+bool ss_folio_large(struct folio *folio);
+bool ss_folio_trylock(struct folio *folio);
+bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
+bool ss_folio_release_private(struct folio *folio);
+struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old);
+void ss_folio_replace(struct folio *old, struct folio *new);
+void ss_folio_wait_writeback(struct folio *folio);
 
 #endif

@@ -85,32 +85,58 @@ impl Calls {
         guard.get(Self::current_index()).map(|c| c.flags)
     }
 
-    /// Records that the io_uring request at `req` asked for the flag.
+    /// Records that the io_uring request at `req` asked for the flag. The
+    /// record holds a module reference until [`Calls::forget_request`]
+    /// (the request's cleanup), so the module cannot go between prep and
+    /// issue and leave an accepted request to run as a plain splice.
     pub(crate) fn set_request(&self, req: usize, flags: u32) -> Result {
         let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;
-        let old = self.by_request.lock().store(req, call, GFP_KERNEL).map_err(|e| e.error)?;
-        if old.is_none() {
-            self.requests.add(1, Relaxed);
-            COUNTERS.calls_in_flight.add(1);
+        // SAFETY: no preconditions.
+        if !unsafe { crate::bindings::ss_module_get() } {
+            return Err(ENODEV); // being unloaded
         }
-        Ok(())
+        match self.by_request.lock().store(req, call, GFP_KERNEL) {
+            Ok(None) => {
+                self.requests.add(1, Relaxed);
+                COUNTERS.calls_in_flight.add(1);
+                Ok(())
+            }
+            Ok(Some(_)) => {
+                // A recycled request whose cleanup we missed: one record,
+                // one module reference.
+                // SAFETY: the reference the old record held.
+                unsafe { crate::bindings::ss_module_put() };
+                Ok(())
+            }
+            Err(e) => {
+                // SAFETY: taken above.
+                unsafe { crate::bindings::ss_module_put() };
+                Err(e.error)
+            }
+        }
     }
 
-    /// Forgets what a request that earlier lived at `req` left behind (one
-    /// that was cancelled between prep and issue).
+    /// Forgets the request at `req` (its cleanup, or a new request at a
+    /// recycled address) and lets go of its module reference.
     pub(crate) fn forget_request(&self, req: usize) {
-        let _ = self.take_request(req);
+        if self.requests.load(Relaxed) == 0 {
+            return;
+        }
+        if self.by_request.lock().remove(req).is_some() {
+            self.requests.add(-1, Relaxed);
+            COUNTERS.calls_in_flight.sub(1);
+            // SAFETY: the reference `set_request` took; the caller runs in
+            // a redirected function, which holds its own.
+            unsafe { crate::bindings::ss_module_put() };
+        }
     }
 
-    /// Takes the flags recorded for the request at `req`.
-    pub(crate) fn take_request(&self, req: usize) -> Option<u32> {
+    /// The flags recorded for the request at `req`.
+    pub(crate) fn request_flags(&self, req: usize) -> Option<u32> {
         if self.requests.load(Relaxed) == 0 {
             return None;
         }
-        let call = self.by_request.lock().remove(req)?;
-        self.requests.add(-1, Relaxed);
-        COUNTERS.calls_in_flight.sub(1);
-        Some(call.flags)
+        self.by_request.lock().get(req).map(|c| c.flags)
     }
 }
 

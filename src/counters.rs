@@ -48,20 +48,23 @@ pub(crate) struct Counters {
     pub(crate) stable_calls: Counter,
     /// Folios currently held zero-copy for stable buffers.
     pub(crate) holds_active: Counter,
-    /// Holds whose buffers all went to sockets, kept until the sockets let
-    /// go of the folio (included in `holds_active`).
-    pub(crate) holds_lingering: Counter,
+    /// Holds not taken because somebody else referenced the folio (a
+    /// writer between its lookup and its write, a plain splice, a pin, a
+    /// per-CPU LRU batch): those buffers were copied.
+    pub(crate) holds_refused: Counter,
     /// Bytes put into pipes as references to page-cache folios.
     pub(crate) bytes_zero_copy: Counter,
     /// Bytes copied into private pages while splicing.
     pub(crate) bytes_copied_at_splice: Counter,
-    /// Holds broken by a writer: the folio left the page cache and stays,
-    /// unchanged, with the pipe (copy-on-write without a copy).
+    /// Holds broken by a writer: a copy took the folio's place in the page
+    /// cache; the old folio stays, unchanged, with its readers.
     pub(crate) breaks: Counter,
+    /// Writebacks of dirty held folios that breaks waited for.
+    pub(crate) breaks_written_back: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
-    /// Breaks that could not take the folio out of the page cache (the
-    /// writer went ahead); expected to stay 0.
+    /// Breaks that could not replace the folio (the writer went ahead in
+    /// place); 0 by construction, asserted by the tests.
     pub(crate) break_failures: Counter,
     /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
@@ -75,10 +78,11 @@ pub(crate) struct Counters {
 pub(crate) static COUNTERS: Counters = Counters {
     stable_calls: Counter::new(),
     holds_active: Counter::new(),
-    holds_lingering: Counter::new(),
+    holds_refused: Counter::new(),
     bytes_zero_copy: Counter::new(),
     bytes_copied_at_splice: Counter::new(),
     breaks: Counter::new(),
+    breaks_written_back: Counter::new(),
     snapshot_bytes: Counter::new(),
     break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
@@ -106,13 +110,14 @@ impl DebugFs {
     pub(crate) fn new(policy: crate::hold::Policy) -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
         let c = &COUNTERS;
-        let all: [(&CStr, &'static Counter); 11] = [
+        let all: [(&CStr, &'static Counter); 12] = [
             (c"stable_calls", &c.stable_calls),
             (c"holds_active", &c.holds_active),
-            (c"holds_lingering", &c.holds_lingering),
+            (c"holds_refused", &c.holds_refused),
             (c"bytes_zero_copy", &c.bytes_zero_copy),
             (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
             (c"breaks", &c.breaks),
+            (c"breaks_written_back", &c.breaks_written_back),
             (c"snapshot_bytes", &c.snapshot_bytes),
             (c"break_failures", &c.break_failures),
             (c"max_writer_wait_ns", &c.max_writer_wait_ns),

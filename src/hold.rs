@@ -3,48 +3,55 @@
 //! Holds: zero-copy stable buffers on page-cache folios.
 //!
 //! A stable splice from ext4 or xfs leaves the page-cache folio itself in
-//! the pipe and registers a [`Hold`] on it. From then on the folio must not
-//! change while anybody but the page cache can see it. Every in-place writer
-//! of those file systems passes one of three choke points first (see
-//! `src/writers.rs`): the locked folio lookup of `write_begin` and partial
-//! block zeroing, `do_page_mkwrite` for stores through shared mappings, and
-//! `truncate_inode_pages_range` for partial truncation and hole punching.
-//! There, [`Holds::break_hold`] takes the held folio out of the page cache
-//! (writing it back first if it is dirty) before the writer gets it; the
-//! writer then works on a fresh folio read from disk, and the old one stays
+//! the pipe and registers a [`Hold`] on it. From then on nobody may change
+//! the folio in place while anybody but the page cache can see it. Every
+//! in-place writer of those file systems passes a choke point first (see
+//! `src/writers.rs`), where [`Holds::break_locked`] puts a *copy* of the
+//! folio into the page cache in its place (`replace_page_cache_folio`):
+//! the writer gets the copy, warm and without I/O, and the old folio stays
 //! with the pipe, the sockets it went on to and everybody reading it,
-//! unchanged. That is copy-on-write without a copy: a writer waits for at
-//! most one writeback and one read of the folio, never for the pipe.
+//! unchanged and out of every writer's reach.
 //!
-//! A hold ends with the last pipe buffer that references it, counted
-//! exactly (`buffers`). Except when a buffer went to a socket: splice to
-//! TCP keeps page references in skbs until the peer acknowledged the data
-//! (and retransmits read the folio again), so such a hold *lingers* until
-//! nobody but the page cache and its mappings references the folio; a
-//! periodic reaper ([`ss_reap_lingering`]) checks that.
+//! Lifetime by references: a hold lasts while anybody besides the page
+//! cache, its mappings, the folio's private data and the hold itself
+//! references the folio (pipe buffers, tee copies, skbs after full or
+//! partial consumption, a consumer in the middle of a copy). Writers check
+//! that under the folio lock; a reaper ends holds nobody reads any more.
+//! References that are not readers (per-CPU LRU batches) only make a hold
+//! last longer than needed, which costs a writer one page copy.
 //!
-//! With `policy=block`, holds of splicers that may write the file
-//! themselves make writers wait until the hold ends instead (killable).
+//! Taking a hold: under the folio lock, and only when nothing but the page
+//! cache, its mappings and this splice's buffers references the folio.
+//! A writer that looked the folio up holds a reference from its lookup
+//! until its write ends (also across ext4's unlock and relock in
+//! `write_begin`), and its lookup checked for holds under the folio lock:
+//! either the writer's check saw the hold, or the hold's check sees the
+//! writer's reference and the splice copies instead.
+//!
+//! Holds are indexed per mapping (buckets by mapping, keyed by mapping and
+//! page index under one spinlock per bucket): writers of other files never
+//! touch the lock, and a size change finds a range without a full scan.
 
-use crate::{bindings as b, counters::COUNTERS};
+use crate::{
+    bindings as b,
+    counters::COUNTERS,
+    folio::{FolioLock, FolioRef, LockedFolio, Mapping, RawFolio},
+};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     new_spinlock,
     prelude::*,
-    rbtree::{RBTree, RBTreeNode},
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
         SpinLock,
     },
 };
 
-type Folio = b::folio;
-type Mapping = b::address_space;
-
 /// Writer policy on contention, from the `policy` module parameter.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Policy {
-    /// Writers evict the held folio and go on (the default).
+    /// Writers put a copy in the page cache and go on (the default).
     Cow,
     /// Writers wait until the hold ends, for splicers that could write the
     /// file themselves; everybody else still gets `Cow`.
@@ -77,101 +84,78 @@ impl Policy {
 }
 
 /// One held folio.
-struct Hold {
-    /// The folio; the hold owns one reference.
-    folio: *mut Folio,
-    /// The mapping the folio was held in, for the per-mapping filter.
-    mapping: usize,
-    /// Writers wait for this hold instead of evicting the folio.
+pub(crate) struct Hold {
+    /// The hold's own reference.
+    folio: FolioRef,
+    /// Writers wait for this hold instead of breaking it (`policy=block`).
     block: bool,
-    /// Pipe buffers (ours) that reference the folio.
-    buffers: u32,
-    /// A buffer went to a socket, which may still reference the folio.
-    socket: bool,
 }
 
-impl Hold {
-    /// A hold on `folio` with a reference of its own, for one buffer.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds a reference to `folio`.
-    unsafe fn new(folio: *mut Folio, mapping: *mut Mapping, block: bool) -> Result<Node> {
-        let hold = Self { folio, mapping: mapping as usize, block, buffers: 1, socket: false };
-        // SAFETY: the caller's reference keeps the folio alive meanwhile.
-        let pfn = unsafe { b::ss_folio_pfn(folio) } as usize;
-        let node = RBTreeNode::new(pfn, hold, GFP_KERNEL);
-        if node.is_ok() {
-            // SAFETY: as above; owned by the hold from here on.
-            unsafe { b::ss_folio_get(folio) };
+/// Key of a hold: the mapping's address and the folio's page index.
+type Key = (usize, usize);
+
+/// A registry node allocated ahead, outside every lock, for one new hold.
+pub(crate) struct Spare(Option<RBTreeNodeReservation<Key, Hold>>);
+
+impl Spare {
+    pub(crate) fn new() -> Self {
+        Self(None)
+    }
+
+    fn fill(&mut self) -> Result {
+        if self.0.is_none() {
+            self.0 = Some(RBTreeNodeReservation::new(GFP_KERNEL)?);
         }
-        node
-    }
-
-    /// Whether the hold can end: no buffer of ours, and no socket or other
-    /// party that got the folio through one (`extra`: references of the
-    /// caller, which are not readers).
-    fn ended(&self, extra: i32) -> bool {
-        // SAFETY: the hold owns a reference to its folio.
-        self.buffers == 0 && (!self.socket || unsafe { b::ss_folio_unshared(self.folio, extra) })
+        Ok(())
     }
 }
 
-impl Drop for Hold {
-    fn drop(&mut self) {
-        // SAFETY: the reference `Hold::new` took; never under the registry
-        // lock (see `Holds::release`).
-        unsafe { b::ss_folio_put(self.folio) };
-    }
-}
-
-// SAFETY: `folio` is a counted reference, usable from any task.
-unsafe impl Send for Hold {}
-
-type Node = RBTreeNode<usize, Hold>;
-
-/// Buckets of the per-mapping counters (hashed mapping addresses).
+/// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;
 
-fn bucket(mapping: *const Mapping) -> usize {
+fn bucket_of(mapping: *const Mapping) -> usize {
     let a = mapping as usize;
     (a ^ (a >> 12) ^ (a >> 24)) / 64 % BUCKETS
 }
 
-/// What happened to a held folio a writer wanted.
-enum Outcome {
-    /// Out of the page cache: the pipe keeps it, the writer gets another.
-    Evicted,
-    /// Somebody else already took it out of `mapping` (truncate, reclaim).
-    Gone,
-    /// Still in the page cache (raced with a writer of the mapping).
-    Busy,
+/// What one bucket's lock protects.
+struct Bucket {
+    holds: RBTree<Key, Hold>,
+    /// Size changes and fallocate calls in progress on mappings that hash
+    /// here: no new holds until they are done.
+    fences: u32,
 }
 
-/// What the registry lock protects.
-struct Registry {
-    /// All holds, by the folio's page frame number.
-    by_pfn: RBTree<usize, Hold>,
-    /// Partial truncations in progress per mapping bucket: no new holds
-    /// there until they are done.
-    truncating: [u32; BUCKETS],
+/// How a stable splice gets a buffer of a page-cache folio.
+pub(crate) enum Taken {
+    /// Held: the buffer keeps the page-cache folio (zero copy).
+    Held,
+    /// The folio left the page cache already: nobody can write it.
+    Orphan,
+    /// Somebody else references it (or the file is being truncated): copy.
+    Copy,
+}
+
+/// What a writer that wants to change a folio of the page cache must do.
+pub(crate) enum Break {
+    /// Not held (any more): write it in place.
+    Free,
+    /// A copy took the held folio's place in the page cache: write that.
+    Replaced(LockedFolio),
+    /// Held and dirty: unlock it, write it back, look it up again.
+    WriteBack,
+    /// `policy=block`: unlock it, wait a little, look it up again.
+    Wait,
 }
 
 /// All holds.
 ///
-/// Lock order: pipe -> folio -> registry (a spinlock; nothing allocates or
-/// sleeps under it). Eviction runs without it, so writers never wait on
-/// it for I/O.
-///
-/// Dropping it (module unload, after the writer hooks are gone) ends every
-/// hold: lingering ones, which only sockets still reference, protect
-/// nothing without the hooks. Pipe buffers pin the module, so none is left.
-#[pin_data]
+/// Lock order: pipe -> folio -> bucket (a spinlock; nothing sleeps under
+/// it). Breaks copy and replace under the folio lock only.
 pub(crate) struct Holds {
-    #[pin]
-    registry: SpinLock<Registry>,
-    /// Holds per mapping bucket: writers of other files skip the lookup.
-    per_mapping: [Atomic<i32>; BUCKETS],
+    buckets: KVec<Pin<KBox<SpinLock<Bucket>>>>,
+    /// Holds per bucket: writers of mappings without holds skip the lock.
+    counts: [Atomic<i32>; BUCKETS],
     policy: Policy,
 }
 
@@ -184,7 +168,7 @@ pub(crate) fn holds() -> Option<&'static Holds> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// Publishes `holds` to the pipe buffer operations and the writer hooks.
+/// Publishes `holds` to the stable buffers and the writer hooks.
 ///
 /// # Safety
 ///
@@ -201,321 +185,328 @@ pub(crate) fn unpublish() {
     unsafe { b::ss_cancel_reap() };
 }
 
-/// The periodic reaper of lingering holds (called from C, a delayed work).
+/// The periodic reaper (called from C, a delayed work).
 #[no_mangle]
-pub(crate) extern "C" fn ss_reap_lingering() {
+pub(crate) extern "C" fn ss_reap_holds() {
     if let Some(holds) = holds() {
-        if holds.reap_lingering() > 0 {
+        if holds.reap() > 0 {
             // SAFETY: no preconditions.
             unsafe { b::ss_schedule_reap() };
         }
     }
+}
+
+/// Whether a locked, held folio has no reader left: only the page cache,
+/// its mappings, private data, the hold and `extra` known references.
+fn ended(folio: &FolioLock<'_>, extra: i32) -> bool {
+    folio.extra_refs() <= 1 + extra
 }
 
 impl Holds {
-    pub(crate) fn new(policy: Policy) -> impl PinInit<Self> {
-        pin_init!(Self {
-            registry <- new_spinlock!(
-                Registry { by_pfn: RBTree::new(), truncating: [0; BUCKETS] },
-                "stable_splice:holds"
-            ),
-            per_mapping: [const { Atomic::new(0) }; BUCKETS],
-            policy,
-        })
+    pub(crate) fn new(policy: Policy) -> Result<Self> {
+        let mut buckets = KVec::with_capacity(BUCKETS, GFP_KERNEL)?;
+        for _ in 0..BUCKETS {
+            let bucket = Bucket { holds: RBTree::new(), fences: 0 };
+            buckets.push(KBox::pin_init(new_spinlock!(bucket, "stable_splice:holds"), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(Self { buckets, counts: [const { Atomic::new(0) }; BUCKETS], policy })
     }
 
-    /// Holds `folio`, which a new pipe buffer of a stable splice from `file`
-    /// references, in the page cache of `mapping`. `Ok(true)`: the buffer
-    /// may keep pointing at the folio (and counts as one of the hold's);
-    /// `Ok(false)`: copy it instead.
+    fn bucket(&self, mapping: *const Mapping) -> (&SpinLock<Bucket>, &Atomic<i32>) {
+        let i = bucket_of(mapping);
+        (&self.buckets[i], &self.counts[i])
+    }
+
+    /// Whether any folio of `mapping` may be held (cheap, no lock).
+    pub(crate) fn may_hold(&self, mapping: *const Mapping) -> bool {
+        self.bucket(mapping).1.load(Relaxed) != 0
+    }
+
+    /// Holds `folio` of `mapping`, which `own` new pipe buffers of a stable
+    /// splice from `file` reference, if nobody else does. `spare` must be
+    /// filled; a new hold uses it up.
     ///
     /// # Safety
     ///
-    /// The caller holds a reference to `folio` and the pipe lock (so no
-    /// consumer can see the buffer yet); `file` is the splice's source.
-    pub(crate) unsafe fn hold(
+    /// The caller holds the pipe lock (no consumer has seen the buffers),
+    /// the buffers' references to `folio`, and `file` is the splice's source.
+    pub(crate) unsafe fn take(
         &self,
-        folio: *mut Folio,
+        folio: *mut RawFolio,
         mapping: *mut Mapping,
         file: *mut b::file,
-    ) -> Result<bool> {
-        // SAFETY: `folio` is referenced by the caller.
-        if unsafe { b::ss_folio_maybe_pinned(folio) } {
-            // A DMA pin (O_DIRECT read into a mapping of this file) may
-            // still write the folio behind every hook.
-            return Ok(false);
-        }
+        own: i32,
+        spare: &mut Spare,
+    ) -> Result<Taken> {
         // SAFETY: `file` is the open source file.
         let block = self.policy == Policy::Block && unsafe { b::ss_file_may_write(file) };
-        // SAFETY: the caller references `folio`.
-        let node = unsafe { Hold::new(folio, mapping, block) }?;
-        // SAFETY: lock order pipe -> folio, as in filemap_splice_read.
-        unsafe { b::ss_folio_lock(folio) };
-        let (held, unused) = self.insert_locked(folio, mapping, block, node);
-        if held && unused.is_none() {
-            // SAFETY: folio locked and newly held: stores through shared
-            // mappings now fault into do_page_mkwrite first.
-            unsafe { b::ss_folio_write_protect(folio) };
-        }
-        // SAFETY: locked above.
-        unsafe { b::folio_unlock(folio) };
-        drop(unused); // puts its folio reference: not under the folio lock
-        Ok(held)
-    }
-
-    /// The registry part of [`Holds::hold`], folio locked: whether the
-    /// folio is held, and `node` back if it was not used.
-    fn insert_locked(
-        &self,
-        folio: *mut Folio,
-        mapping: *mut Mapping,
-        block: bool,
-        node: Node,
-    ) -> (bool, Option<Node>) {
-        // SAFETY: `folio` is referenced; `mapping` is stable while it is locked.
-        if unsafe { b::ss_folio_mapping(folio) } != mapping {
-            return (false, Some(node)); // truncated or evicted since splice_read
-        }
-        let bkt = bucket(mapping);
-        // SAFETY: as above.
-        let pfn = unsafe { b::ss_folio_pfn(folio) } as usize;
-        let mut reg = self.registry.lock();
-        if reg.truncating[bkt] > 0 {
-            return (false, Some(node));
-        }
-        if let Some(old) = reg.by_pfn.get_mut(&pfn) {
-            old.buffers += 1;
-            // A hold everybody may break stays breakable.
-            old.block &= block;
-            return (true, Some(node));
-        }
-        reg.by_pfn.insert(node);
-        self.per_mapping[bkt].add(1, Relaxed);
-        COUNTERS.holds_active.add(1);
-        (true, None)
-    }
-
-    /// Whether `folio` of `mapping` is held.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds a reference to `folio`.
-    pub(crate) unsafe fn is_held(&self, mapping: *const Mapping, folio: *mut Folio) -> bool {
-        if self.per_mapping[bucket(mapping)].load(Relaxed) == 0 {
-            return false;
-        }
-        // SAFETY: `folio` is referenced.
-        let pfn = unsafe { b::ss_folio_pfn(folio) } as usize;
-        self.registry.lock().by_pfn.get(&pfn).is_some()
-    }
-
-    /// A held buffer on the folio at `pfn` was duplicated (tee).
-    pub(crate) fn buffer_added(&self, pfn: usize) {
-        if let Some(h) = self.registry.lock().by_pfn.get_mut(&pfn) {
-            h.buffers += 1;
-        }
-    }
-
-    /// A held buffer on the folio at `pfn` went away; `to_socket` if a
-    /// socket took it (and may keep referencing the folio).
-    pub(crate) fn buffer_released(&self, pfn: usize, to_socket: bool) {
-        let mut reg = self.registry.lock();
-        let Some(h) = reg.by_pfn.get_mut(&pfn) else {
-            return; // already evicted by a writer
-        };
-        h.buffers = h.buffers.saturating_sub(1);
-        if to_socket && !h.socket {
-            h.socket = true;
-            COUNTERS.holds_lingering.add(1);
-        }
-        let (ended, lingering) = (h.ended(0), h.buffers == 0 && h.socket);
-        if ended {
-            let node = reg.by_pfn.remove_node(&pfn);
-            drop(reg);
-            self.release(node);
-        } else if lingering {
-            drop(reg);
-            // SAFETY: no preconditions.
-            unsafe { b::ss_schedule_reap() };
-        }
-    }
-
-    /// Ends the hold on the folio at `pfn` if it has ended (see
-    /// [`Hold::ended`]). Returns whether the folio is not held (any more).
-    fn reap(&self, pfn: usize, extra: i32) -> bool {
-        let mut reg = self.registry.lock();
-        match reg.by_pfn.get(&pfn) {
-            None => true,
-            Some(h) if h.ended(extra) => {
-                let node = reg.by_pfn.remove_node(&pfn);
-                drop(reg);
-                self.release(node);
-                true
+        // SAFETY: referenced by the caller's buffers; the index of a folio
+        // only changes while it is out of every page cache.
+        let key = (mapping as usize, unsafe { b::ss_folio_index(folio) } as usize);
+        let (bucket, count) = self.bucket(mapping);
+        if self.may_hold(mapping) {
+            let mut b = bucket.lock();
+            if b.fences > 0 {
+                return Ok(Taken::Copy);
             }
-            Some(_) => false,
-        }
-    }
-
-    /// Ends the lingering holds whose folios only the page cache still
-    /// references; returns how many still linger.
-    fn reap_lingering(&self) -> usize {
-        let mut left = 0;
-        let mut from = 0usize;
-        loop {
-            let mut reg = self.registry.lock();
-            let mut next = None;
-            for (pfn, h) in reg.by_pfn.iter().filter(|(pfn, _)| **pfn >= from) {
-                if h.buffers == 0 && h.socket {
-                    if h.ended(0) {
-                        next = Some(*pfn);
-                        break;
-                    }
-                    left += 1;
+            if let Some(h) = b.holds.get_mut(&key) {
+                if h.folio.as_ptr() == folio {
+                    // Held already: taken when no writer had the folio, and
+                    // every writer since would have broken it. No folio
+                    // lock needed: a writer decides that a hold ended under
+                    // this bucket lock, and our buffers' references were
+                    // taken before we took it, so it sees them. A writer
+                    // that is replacing the folio right now leaves it to
+                    // our buffers, out of the page cache.
+                    h.block &= block;
+                    return Ok(Taken::Held);
                 }
             }
-            let Some(pfn) = next else {
-                return left;
-            };
-            let node = reg.by_pfn.remove_node(&pfn);
-            drop(reg);
-            self.release(node);
-            from = pfn + 1;
         }
-    }
-
-    /// Ends the hold at `pfn` whatever references remain (the folio left
-    /// the page cache, so no writer can reach it).
-    fn forget(&self, pfn: usize) {
-        let node = self.registry.lock().by_pfn.remove_node(&pfn);
-        self.release(node);
-    }
-
-    fn release(&self, node: Option<Node>) {
-        let Some(node) = node else {
-            return;
+        spare.fill()?;
+        // SAFETY: referenced by the caller's buffers, which outlive the
+        // lock. Lock order pipe -> folio, as in filemap_splice_read.
+        let locked = unsafe {
+            b::ss_folio_lock(folio);
+            FolioLock::adopt(folio)
         };
-        let (_, hold) = node.to_key_value();
-        self.per_mapping[bucket(hold.mapping as *const Mapping)].add(-1, Relaxed);
-        COUNTERS.holds_active.sub(1);
-        if hold.socket && hold.buffers == 0 {
-            COUNTERS.holds_lingering.sub(1);
+        if locked.mapping() != mapping {
+            return Ok(Taken::Orphan); // truncated or broken since splice_read
         }
-        drop(hold); // registry lock not held
+        if locked.is_large() {
+            // replace_page_cache_folio() moves one page-cache slot: a break
+            // could not replace it. Large folios are copied instead.
+            return Ok(Taken::Copy);
+        }
+        // Stores through shared mappings fault from now on; a GUP-fast pin
+        // racing with this shows in the count below or backs off.
+        locked.write_protect();
+        if locked.extra_refs() != own {
+            COUNTERS.holds_refused.add(1);
+            return Ok(Taken::Copy);
+        }
+        let Some(reservation) = spare.0.take() else {
+            return Err(ENOMEM); // filled above
+        };
+        // SAFETY: locked, hence alive.
+        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block });
+        let mut b = bucket.lock();
+        if b.fences > 0 {
+            // A fence went up since the check above: its range break may
+            // have looked already.
+            drop(b);
+            drop(node);
+            return Ok(Taken::Copy);
+        }
+        let stale = b.holds.insert(node);
+        if stale.is_none() {
+            count.add(1, Relaxed);
+            COUNTERS.holds_active.add(1);
+        }
+        drop(b);
+        drop(locked);
+        drop(stale); // a hold on a folio that left the cache at this index
+        // SAFETY: no preconditions.
+        unsafe { b::ss_schedule_reap() };
+        Ok(Taken::Held)
     }
 
-    fn blocks(&self, pfn: usize) -> bool {
-        self.registry.lock().by_pfn.get(&pfn).is_some_and(|h| h.block)
+    /// A writer holds the lock of `folio`, a folio of `mapping`, and
+    /// `extra` references to it, and is about to change it in place.
+    /// `may_wait`: `policy=block` holds may ask it to wait.
+    pub(crate) fn break_locked(&self, folio: &FolioLock<'_>, mapping: *mut Mapping, extra: i32, may_wait: bool) -> Break {
+        if !self.may_hold(mapping) {
+            return Break::Free;
+        }
+        let key = (mapping as usize, folio.index());
+        let (bucket, count) = self.bucket(mapping);
+        let mut b = bucket.lock();
+        let (same, block) = match b.holds.get(&key) {
+            None => return Break::Free,
+            Some(h) => (h.folio.as_ptr() == folio.as_ptr(), h.block),
+        };
+        if !same || folio.mapping() != mapping {
+            return Break::Free; // a stale entry of a folio that left the cache
+        }
+        if ended(folio, extra) {
+            let node = b.holds.remove(&key);
+            count.add(-1, Relaxed);
+            COUNTERS.holds_active.sub(1);
+            drop(b);
+            drop(node);
+            return Break::Free;
+        }
+        if block && may_wait {
+            return Break::Wait;
+        }
+        drop(b);
+        folio.wait_writeback();
+        if folio.is_dirty() {
+            // Its buffer heads or iomap state (delalloc reservations,
+            // unwritten extents) cannot move to a copy: write it back first.
+            return Break::WriteBack;
+        }
+        let Some(copy) = replace(folio, mapping) else {
+            COUNTERS.break_failures.add(1);
+            return Break::Free;
+        };
+        let node = {
+            let mut b = bucket.lock();
+            let node = b.holds.remove(&key);
+            if node.is_some() {
+                count.add(-1, Relaxed);
+                COUNTERS.holds_active.sub(1);
+            }
+            node
+        };
+        drop(node);
+        COUNTERS.breaks.add(1);
+        COUNTERS.snapshot_bytes.add(b::SS_PAGE_SIZE);
+        Break::Replaced(copy)
     }
 
-    /// A writer is about to change `folio` of `mapping` in place. Returns
-    /// once the folio is not held: the hold ended, or the folio left the
-    /// page cache (the writer must look it up again). Returns `false` if
-    /// the folio is still held (eviction kept failing); counted.
+    /// Keeps new holds out of `mapping` until the returned fence drops
+    /// (size changes, fallocate: writers that may zero or write inside
+    /// journal handles, where no break may be needed).
+    pub(crate) fn fence(&self, mapping: *const Mapping) -> Fence<'_> {
+        let (bucket, _) = self.bucket(mapping);
+        bucket.lock().fences += 1;
+        Fence { bucket }
+    }
+
+    /// Breaks every hold on folios `first..=last` of `mapping`.
     ///
     /// # Safety
     ///
-    /// The caller holds `extra` references to `folio` (at least one), no
-    /// folio lock, and keeps `mapping` alive (an open file or a mapping).
-    pub(crate) unsafe fn break_hold(&self, mapping: *mut Mapping, folio: *mut Folio, extra: i32) -> bool {
-        // SAFETY: referenced by the caller.
-        let pfn = unsafe { b::ss_folio_pfn(folio) } as usize;
-        // SAFETY: no preconditions.
-        let start = unsafe { b::ss_ktime_ns() };
-        let mut killed = false;
-        let mut tries = 0;
-        let done = loop {
-            if self.reap(pfn, extra) {
-                break true;
+    /// The caller keeps `mapping` alive, holds no folio lock, and may sleep
+    /// and write back (no journal handle open).
+    pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) {
+        let mut from = first;
+        while self.may_hold(mapping) {
+            let next = {
+                let (bucket, _) = self.bucket(mapping);
+                let b = bucket.lock();
+                b.holds.cursor_lower_bound(&(mapping as usize, from)).and_then(|c| {
+                    let (k, h) = c.current();
+                    // SAFETY: the hold's reference keeps the folio alive.
+                    (k.0 == mapping as usize && k.1 <= last).then(|| (k.1, unsafe { FolioRef::get(h.folio.as_ptr()) }))
+                })
+            };
+            let Some((index, folio)) = next else {
+                return;
+            };
+            for round in 0..=4 {
+                let locked = folio.lock();
+                match self.break_locked(&locked, mapping, 1, false) {
+                    // SAFETY: no preconditions.
+                    Break::WriteBack if round == 4 || unsafe { b::ss_in_fs_transaction() } => {
+                        COUNTERS.break_failures.add(1);
+                    }
+                    Break::WriteBack => {
+                        drop(locked);
+                        // SAFETY: `mapping` alive, no locks held (caller).
+                        unsafe { write_back(mapping, index) };
+                        continue;
+                    }
+                    _ => {}
+                }
+                break;
             }
-            if !killed && self.blocks(pfn) {
-                // SAFETY: sleeps in task context, no locks of ours held.
-                killed = unsafe { b::ss_sleep_killable_ms(5) };
+            if index == usize::MAX {
+                return;
+            }
+            from = index + 1;
+        }
+    }
+
+    /// Ends the holds nobody reads any more; returns how many remain.
+    fn reap(&self) -> usize {
+        let mut left = 0;
+        for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
+            if count.load(Relaxed) == 0 {
                 continue;
             }
-            // SAFETY: forwarded from the caller.
-            match unsafe { evict(mapping, folio) } {
-                Outcome::Evicted => {
-                    COUNTERS.breaks.add(1);
-                    // SAFETY: referenced.
-                    let pages = unsafe { b::ss_folio_nr_pages(folio) } as i64;
-                    COUNTERS.snapshot_bytes.add(pages * b::SS_PAGE_SIZE);
-                    self.forget(pfn);
-                    break true;
-                }
-                Outcome::Gone => {
-                    self.forget(pfn);
-                    break true;
-                }
-                Outcome::Busy => {
-                    tries += 1;
-                    if tries == 3 {
-                        COUNTERS.break_failures.add(1);
-                        break false;
-                    }
+            let mut b = bucket.lock();
+            let mut cursor = b.holds.cursor_front_mut();
+            while let Some(c) = cursor {
+                let done = {
+                    let (k, h) = c.current();
+                    let mapping = k.0;
+                    h.folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 0))
+                };
+                if done == Some(true) {
+                    let (next, node) = c.remove_current();
+                    count.add(-1, Relaxed);
+                    COUNTERS.holds_active.sub(1);
+                    drop(node); // folio_put: fine under a spinlock
+                    cursor = next;
+                } else {
+                    left += 1;
+                    cursor = c.move_next();
                 }
             }
-        };
-        // SAFETY: no preconditions.
-        let waited = (unsafe { b::ss_ktime_ns() } - start) as i64;
-        COUNTERS.max_writer_wait_ns.max(waited);
-        done
-    }
-
-    /// Keeps new holds out of `mapping` while a truncation that may zero a
-    /// part of a folio in place runs; see `writers::truncate_inode_pages_range`.
-    pub(crate) fn truncation(&self, mapping: *const Mapping) -> Truncation<'_> {
-        let bkt = bucket(mapping);
-        self.registry.lock().truncating[bkt] += 1;
-        Truncation { holds: self, bkt }
+        }
+        left
     }
 }
 
-/// A truncation in progress (see [`Holds::truncation`]).
-pub(crate) struct Truncation<'a> {
-    holds: &'a Holds,
-    bkt: usize,
-}
-
-impl Drop for Truncation<'_> {
+impl Drop for Holds {
+    /// Module unload, after the writer hooks are gone: holds protect
+    /// nothing any more. Pipe buffers pin the module, so none is left.
     fn drop(&mut self) {
-        self.holds.registry.lock().truncating[self.bkt] -= 1;
+        for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
+            let n = count.load(Relaxed);
+            let mut b = bucket.lock();
+            let tree = core::mem::replace(&mut b.holds, RBTree::new());
+            drop(b);
+            drop(tree);
+            COUNTERS.holds_active.sub(n as i64);
+            count.store(0, Relaxed);
+        }
     }
 }
 
-/// Takes `folio` out of the page cache of `mapping` the way an O_DIRECT
-/// write does: write it back if dirty, then invalidate it. The pipe's
-/// references keep the folio, unchanged, after it left the cache.
+/// New holds are kept out of a mapping while this lives (see [`Holds::fence`]).
+pub(crate) struct Fence<'a> {
+    bucket: &'a SpinLock<Bucket>,
+}
+
+impl Drop for Fence<'_> {
+    fn drop(&mut self) {
+        self.bucket.lock().fences -= 1;
+    }
+}
+
+/// Puts a copy of locked, clean `folio` into the page cache of `mapping` in
+/// its place; returns the copy, locked and referenced. The pipe's
+/// references keep the old folio, out of the page cache, unchanged.
+fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> {
+    let old = folio.as_ptr();
+    // SAFETY: locked, clean and not under writeback; these are the steps
+    // FUSE takes before replace_page_cache_folio(): not mapped (faults map
+    // a folio only under its lock, which we hold), no private data, then
+    // the swap of the page-cache slot, then the LRU.
+    unsafe {
+        if !b::ss_folio_unmap(mapping, old) || !b::ss_folio_release_private(old) {
+            return None;
+        }
+        let new = b::ss_folio_copy_new(mapping, old);
+        if new.is_null() {
+            return None;
+        }
+        b::ss_folio_replace(old, new);
+        Some(LockedFolio::adopt(new))
+    }
+}
+
+/// Writes folio `index` of `mapping` back and waits for it.
 ///
 /// # Safety
 ///
-/// As for [`Holds::break_hold`].
-unsafe fn evict(mapping: *mut Mapping, folio: *mut Folio) -> Outcome {
-    // SAFETY: referenced; the lock makes mapping and index consistent.
-    let (index, pages, dirty) = unsafe {
-        b::ss_folio_lock(folio);
-        if b::ss_folio_mapping(folio) != mapping {
-            b::folio_unlock(folio);
-            return Outcome::Gone;
-        }
-        let r = (b::ss_folio_index(folio), b::ss_folio_nr_pages(folio), b::ss_folio_dirty(folio));
-        b::folio_unlock(folio);
-        r
-    };
+/// `mapping` is alive; no folio lock or journal handle is held.
+pub(crate) unsafe fn write_back(mapping: *mut Mapping, index: usize) {
     let first = index as i64 * b::SS_PAGE_SIZE;
-    let last = (index + pages) as i64 * b::SS_PAGE_SIZE - 1;
-    // SAFETY: `mapping` is kept alive by the caller; these are the calls
-    // kiocb_invalidate_pages() makes before an O_DIRECT write. Writeback
-    // inside an open journal handle could wait for that very handle: then
-    // only a clean folio can go.
-    unsafe {
-        if dirty && !b::ss_in_fs_transaction() {
-            let _ = b::filemap_write_and_wait_range(mapping, first, last);
-        }
-        let _ = b::invalidate_inode_pages2_range(mapping, index as _, (index + pages - 1) as _);
-        if b::ss_folio_mapping(folio) != mapping {
-            Outcome::Evicted
-        } else {
-            Outcome::Busy
-        }
-    }
+    COUNTERS.breaks_written_back.add(1);
+    // SAFETY: per the caller.
+    let _ = unsafe { b::filemap_write_and_wait_range(mapping, first, first + b::SS_PAGE_SIZE - 1) };
 }

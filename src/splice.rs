@@ -26,10 +26,7 @@ pub(crate) const SPLICE_F_STABLE: u32 = bindings::SS_SPLICE_F_STABLE;
 pub(crate) static SYS_SPLICE: Original = Original::new();
 pub(crate) static FILEMAP_SPLICE_READ: Original = Original::new();
 pub(crate) static SHMEM_SPLICE_READ: Original = Original::new();
-pub(crate) static SPLICE_TO_SOCKET: Original = Original::new();
-
-/// The mark of a task inside `splice_to_socket` (not a splice flag).
-const IN_SOCKET_SPLICE: u32 = 1 << 31;
+pub(crate) static DO_SPLICE: Original = Original::new();
 
 /// The marked tasks; published while the redirects are registered.
 static CALLS: AtomicPtr<Calls> = AtomicPtr::new(core::ptr::null_mut());
@@ -78,12 +75,6 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
     let Some(calls) = calls() else {
         return call_orig(regs); // unloading: behave as upstream (EINVAL)
     };
-    // SAFETY: as above; `di` holds `fd_in`.
-    if unsafe { bindings::ss_fd_is_pipe((*regs).di as i32) } {
-        // Pipe -> pipe moves buffers as they are, and they may be page-cache
-        // references from a plain splice: the flag cannot promise anything.
-        return EINVAL.to_errno() as c_long;
-    }
     let _marked = match calls.mark_current(flags) {
         Ok(m) => m,
         Err(e) => return e.to_errno() as c_long,
@@ -176,36 +167,29 @@ pub(crate) unsafe extern "C" fn shmem_splice_read(
     unsafe { splice_read(SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
 }
 
-/// Whether the current task is moving pipe buffers into a socket, which
-/// keeps references to their pages after the buffers are released.
-pub(crate) fn in_socket_splice() -> bool {
-    calls().and_then(|c| c.current_flags()).is_some_and(|f| f & IN_SOCKET_SPLICE != 0)
-}
-
-/// Replacement for `splice_to_socket()`, the `splice_write` of sockets:
-/// marks the task while held buffers may go to the socket (see
-/// `Holds::buffer_released`).
-pub(crate) unsafe extern "C" fn splice_to_socket(
-    pipe: *mut c_void,
-    out: *mut c_void,
-    ppos: *mut c_void,
+/// Replacement for `do_splice(in, off_in, out, off_out, len, flags)`, which
+/// both `splice(2)` and `IORING_OP_SPLICE` reach with the files they
+/// resolved: a stable splice from a pipe is refused here, on the very file
+/// the kernel splices from (a check of the descriptor before the syscall
+/// would race with `dup2`, and would not see io_uring's fixed files).
+pub(crate) unsafe extern "C" fn do_splice(
+    input: *mut bindings::file,
+    off_in: *mut i64,
+    out: *mut bindings::file,
+    off_out: *mut i64,
     len: usize,
     flags: c_uint,
 ) -> isize {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
-    // SAFETY: `SPLICE_TO_SOCKET` is `splice_to_socket`; arguments forwarded.
-    let call = || unsafe { bindings::ss_call_splice_write(SPLICE_TO_SOCKET.addr(), pipe, out, ppos, len, flags) };
-    if COUNTERS.buffers_live.get() == 0 {
-        return call();
+    // SAFETY: `DO_SPLICE` is `do_splice`; arguments forwarded.
+    let call = || unsafe { bindings::ss_call_do_splice(DO_SPLICE.addr(), input, off_in, out, off_out, len, flags) };
+    let stable = calls().and_then(|c| c.current_flags()).is_some_and(|f| f & SPLICE_F_STABLE != 0);
+    // SAFETY: the caller's open file.
+    if stable && unsafe { bindings::ss_file_is_pipe(input) } {
+        // Pipe -> pipe moves buffers as they are, and they may be page-cache
+        // references from a plain splice: the flag cannot promise anything.
+        return EINVAL.to_errno() as isize;
     }
-    let Some(calls) = calls() else {
-        return call();
-    };
-    match calls.mark_current(IN_SOCKET_SPLICE) {
-        Ok(_marked) => call(),
-        // Without the mark a hold could end while the socket still reads
-        // the folio: refuse rather than risk it.
-        Err(e) => e.to_errno() as isize,
-    }
+    call()
 }

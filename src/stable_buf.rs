@@ -17,7 +17,11 @@
 //! the pipe gets a fresh buffer) and cannot be stolen, so no sink can turn
 //! them into a write path (Dirty Pipe, CVE-2022-0847).
 
-use crate::{bindings, counters::COUNTERS, hold::holds};
+use crate::{
+    bindings,
+    counters::COUNTERS,
+    hold::{holds, Spare, Taken},
+};
 use kernel::prelude::*;
 
 type PipeBuffer = bindings::pipe_buffer;
@@ -56,43 +60,16 @@ unsafe extern "C" fn stable_buf_get(_pipe: *mut Pipe, buf: *mut PipeBuffer) -> b
 }
 
 /// The buffer operations of held buffers: the page is the page-cache
-/// folio's, whose hold may end when the buffer's reference goes. Like
-/// copied buffers, they pin the module, never merge and cannot be stolen.
+/// folio's (or was, before a writer broke the hold). The hold ends by
+/// references (see `src/hold.rs`), so buffers need no bookkeeping beyond
+/// their page and module references. Like copied buffers, they never merge
+/// and cannot be stolen.
 static HELD_BUF_OPS: bindings::pipe_buf_operations = bindings::pipe_buf_operations {
     confirm: None,
-    release: Some(held_buf_release),
+    release: Some(stable_buf_release),
     try_steal: None,
-    get: Some(held_buf_get),
+    get: Some(stable_buf_get),
 };
-
-fn buf_pfn(buf: *const PipeBuffer) -> usize {
-    // SAFETY: a live buffer references its page.
-    unsafe { bindings::ss_folio_pfn(bindings::ss_page_folio((*buf).page)) as usize }
-}
-
-unsafe extern "C" fn held_buf_release(_pipe: *mut Pipe, buf: *mut PipeBuffer) {
-    let pfn = buf_pfn(buf);
-    // SAFETY: the pipe code passes one of our held buffers, which owns a
-    // page reference; the hold has its own.
-    unsafe { bindings::ss_put_page((*buf).page) };
-    if let Some(holds) = holds() {
-        holds.buffer_released(pfn, crate::splice::in_socket_splice());
-    }
-    COUNTERS.buffers_live.sub(1);
-    // SAFETY: the buffer's module reference, which kept `holds` alive.
-    unsafe { bindings::ss_module_put() };
-}
-
-unsafe extern "C" fn held_buf_get(pipe: *mut Pipe, buf: *mut PipeBuffer) -> bool {
-    // SAFETY: as for `stable_buf_get`.
-    if !unsafe { stable_buf_get(pipe, buf) } {
-        return false;
-    }
-    if let Some(holds) = holds() {
-        holds.buffer_added(buf_pfn(buf));
-    }
-    true
-}
 
 /// Whether `buf` is one of ours (copied or held).
 pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
@@ -122,97 +99,138 @@ pub(crate) unsafe fn stabilize(
 ) -> Result<(), (Error, usize)> {
     let mut kept = 0usize;
     let mut slot = from;
+    let mut spare = Spare::new();
+    // Zero-copy buffers are counted once per call: shared counters are
+    // cache lines that both CPUs fight over.
+    let mut zero_copy_bufs = ZeroCopy::default();
+    // SAFETY: the open source file keeps its mapping alive.
+    let mapping = unsafe { bindings::ss_file_mapping(file) };
+    // SAFETY: as above.
+    let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
     while slot != to {
-        // SAFETY: the caller holds the pipe lock; `slot` is occupied.
-        let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot) };
-        // SAFETY: `buf` is a valid, locked pipe buffer.
-        if let Err(e) = unsafe { make_stable(file, pipe, buf) } {
+        // Consecutive buffers on one folio (pages of a large folio, or
+        // pieces of one page) are one run: the folio's references from this
+        // splice are theirs.
+        // SAFETY: the caller holds the pipe lock; the slots are occupied.
+        let run = unsafe { run_length(pipe, slot, to) };
+        // SAFETY: `[slot, slot + run)` are valid, locked pipe buffers.
+        if let Err(e) = unsafe { make_stable(file, mapping, zero_copy, pipe, slot, run, &mut spare, &mut zero_copy_bufs) } {
             // SAFETY: same lock; drops the unconverted tail.
             unsafe { truncate(pipe, slot, to) };
             return Err((e, kept));
         }
-        kept += buf.len as usize;
-        slot = slot.wrapping_add(1);
+        for _ in 0..run {
+            // SAFETY: as above.
+            kept += unsafe { (*bindings::ss_pipe_buf(pipe, slot)).len } as usize;
+            slot = slot.wrapping_add(1);
+        }
     }
     Ok(())
 }
 
+/// Zero-copy buffers made by one call, counted when it is done (also on
+/// errors: the truncated ones release through our operations).
+#[derive(Default)]
+struct ZeroCopy {
+    buffers: i64,
+    bytes: i64,
+}
+
+impl Drop for ZeroCopy {
+    fn drop(&mut self) {
+        COUNTERS.buffers_live.add(self.buffers);
+        COUNTERS.bytes_zero_copy.add(self.bytes);
+    }
+}
+
+/// How many buffers from `slot` on (before `to`) reference the same folio.
+///
 /// # Safety
 ///
-/// Pipe lock held, `buf` a valid buffer of `pipe` no consumer has seen,
-/// read from `file`.
-unsafe fn make_stable(file: *mut bindings::file, pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
-    if is_stable_buf(buf) {
+/// Pipe lock held, `[slot, to)` occupied.
+unsafe fn run_length(pipe: *mut Pipe, slot: u32, to: u32) -> u32 {
+    // SAFETY: per the caller.
+    let folio_at = |s: u32| unsafe { bindings::ss_page_folio((*bindings::ss_pipe_buf(pipe, s)).page) };
+    let first = folio_at(slot);
+    let mut n = 1;
+    while slot.wrapping_add(n) != to && folio_at(slot.wrapping_add(n)) == first {
+        n += 1;
+    }
+    n
+}
+
+/// Makes the `run` buffers from `slot` on, which all reference one page
+/// or folio, stable.
+///
+/// # Safety
+///
+/// Pipe lock held, the buffers valid, no consumer has seen them, read from
+/// `file`, whose mapping is `mapping` (`zero_copy` if holds work there).
+unsafe fn make_stable(
+    file: *mut bindings::file,
+    mapping: *mut bindings::address_space,
+    zero_copy: bool,
+    pipe: *mut Pipe,
+    slot: u32,
+    run: u32,
+    spare: &mut Spare,
+    counted: &mut ZeroCopy,
+) -> Result {
+    // SAFETY: per the caller.
+    let buf_at = |i: u32| unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+    let first = buf_at(0);
+    if is_stable_buf(first) {
         return Ok(());
     }
-    // SAFETY: `buf.page` is referenced by the buffer.
-    let kind = unsafe { bindings::ss_page_kind(buf.page) };
-    if kind == 1 {
-        // Out of the page cache since splice_read found it (a writer broke
-        // another splice's hold, or truncate): already private to the
-        // pipes that have it. Plain page-cache buffers would fail confirm
-        // with ENODATA, so it becomes ours.
-        // SAFETY: no preconditions.
-        if !unsafe { bindings::ss_module_get() } {
-            return Err(ENODEV); // being unloaded
-        }
-        take_over(buf, &HELD_BUF_OPS);
-        return Ok(());
-    }
+    // SAFETY: `first.page` is referenced by the buffer.
+    let kind = unsafe { bindings::ss_page_kind(first.page) };
     if kind == 0 {
         // Anonymous pages (copy_splice_read) and the zero page are already
         // private to the pipe.
         return Ok(());
     }
-    // SAFETY: as above; the caller's lock keeps consumers away.
-    if unsafe { hold(file, buf) }? {
-        return Ok(());
-    }
-    // SAFETY: as above.
-    unsafe { copy(pipe, buf) }
-}
-
-/// Turns `buf` into a held buffer if its file system allows, keeping the
-/// page-cache reference it has. Returns whether it did.
-///
-/// # Safety
-///
-/// As for [`make_stable`].
-unsafe fn hold(file: *mut bindings::file, buf: &mut PipeBuffer) -> Result<bool> {
-    let Some(holds) = holds() else {
-        return Ok(false);
+    let taken = if kind == 1 {
+        Taken::Orphan
+    } else if !zero_copy {
+        Taken::Copy
+    } else {
+        // SAFETY: the buffers reference the folio; pipe locked.
+        let folio = unsafe { bindings::ss_page_folio(first.page) };
+        let holds = holds().ok_or(ENODEV)?;
+        // SAFETY: per the caller.
+        unsafe { holds.take(folio, mapping, file, run as i32, spare) }?
     };
-    // SAFETY: `file` is the open source file; `buf.page` is referenced.
-    let (mapping, folio) = unsafe { (bindings::ss_file_mapping(file), bindings::ss_page_folio(buf.page)) };
-    // SAFETY: the open file keeps its mapping alive.
-    if !unsafe { bindings::ss_mapping_zero_copy(mapping) } {
-        return Ok(false);
+    for i in 0..run {
+        let buf = buf_at(i);
+        match taken {
+            // Out of the page cache since splice_read found it (a writer
+            // broke a hold, or truncate): already private to the pipes
+            // that have it. Plain page-cache buffers would fail confirm
+            // with ENODATA, so it becomes ours too.
+            Taken::Held | Taken::Orphan => {
+                // SAFETY: no preconditions.
+                if !unsafe { bindings::ss_module_get() } {
+                    return Err(ENODEV); // being unloaded
+                }
+                take_over(buf, &HELD_BUF_OPS);
+                counted.buffers += 1;
+                counted.bytes += buf.len as i64;
+            }
+            // SAFETY: per the caller.
+            Taken::Copy => unsafe { copy(pipe, buf) }?,
+        }
     }
-    // SAFETY: no preconditions.
-    if !unsafe { bindings::ss_module_get() } {
-        return Err(ENODEV); // being unloaded
-    }
-    // SAFETY: the buffer's reference; pipe locked by the caller.
-    let held = unsafe { holds.hold(folio, mapping, file) };
-    if !matches!(held, Ok(true)) {
-        // SAFETY: the reference taken above.
-        unsafe { bindings::ss_module_put() };
-        return held;
-    }
-    take_over(buf, &HELD_BUF_OPS);
-    Ok(true)
+    Ok(())
 }
 
 /// Makes `buf`, which references a page that will not change any more,
 /// one of ours with `ops`, zero copy: it keeps the buffer's page reference
 /// (page-cache buffers drop one on release, as `ops` does) and the module
-/// reference the caller took for it.
+/// reference the caller took for it. The caller counts it.
 fn take_over(buf: &mut PipeBuffer, ops: &'static bindings::pipe_buf_operations) {
     buf.ops = ops;
     buf.flags = 0;
     buf.private = 0;
-    COUNTERS.buffers_live.add(1);
-    COUNTERS.bytes_zero_copy.add(buf.len as i64);
 }
 
 /// Replaces `buf`'s page-cache page with a private copy.

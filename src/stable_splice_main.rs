@@ -11,6 +11,7 @@ use kernel::prelude::*;
 mod bindings;
 mod calls;
 mod counters;
+mod folio;
 mod ftrace;
 mod hold;
 mod layout;
@@ -45,13 +46,17 @@ struct Redirects {
     #[pin]
     io_splice: ftrace::Redirect,
     #[pin]
+    io_splice_cleanup: ftrace::Redirect,
+    #[pin]
+    do_splice: ftrace::Redirect,
+    #[pin]
     shmem_splice_read: ftrace::Redirect,
     #[pin]
     filemap_splice_read: ftrace::Redirect,
     #[pin]
-    splice_to_socket: ftrace::Redirect,
-    #[pin]
     truncate_range: ftrace::Redirect,
+    #[pin]
+    fallocate: ftrace::Redirect,
     #[pin]
     notify_change: ftrace::Redirect,
     #[pin]
@@ -79,9 +84,17 @@ impl Redirects {
                 writers::truncate_inode_pages_range as *const () as usize,
                 &writers::TRUNCATE_RANGE,
             ),
-            splice_to_socket <- ftrace::Redirect::new(
-                splice::splice_to_socket as *const () as usize,
-                &splice::SPLICE_TO_SOCKET,
+            fallocate <- ftrace::Redirect::new(
+                writers::fallocate as *const () as usize,
+                &writers::FALLOCATE,
+            ),
+            do_splice <- ftrace::Redirect::new(
+                splice::do_splice as *const () as usize,
+                &splice::DO_SPLICE,
+            ),
+            io_splice_cleanup <- ftrace::Redirect::new(
+                uring::io_splice_cleanup as *const () as usize,
+                &uring::IO_SPLICE_CLEANUP,
             ),
             filemap_splice_read <- ftrace::Redirect::new(
                 splice::filemap_splice_read as *const () as usize,
@@ -116,7 +129,7 @@ impl Redirects {
         Ok(())
     }
 
-    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 10] {
+    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 12] {
         let this = self.get_ref();
         // SAFETY: projections of pinned fields, which never move.
         unsafe {
@@ -124,10 +137,12 @@ impl Redirects {
                 (Pin::new_unchecked(&this.get_folio), c"__filemap_get_folio_mpol"),
                 (Pin::new_unchecked(&this.page_mkwrite), c"do_page_mkwrite"),
                 (Pin::new_unchecked(&this.notify_change), c"notify_change"),
+                (Pin::new_unchecked(&this.fallocate), c"vfs_fallocate"),
                 (Pin::new_unchecked(&this.truncate_range), c"truncate_inode_pages_range"),
-                (Pin::new_unchecked(&this.splice_to_socket), c"splice_to_socket"),
                 (Pin::new_unchecked(&this.filemap_splice_read), c"filemap_splice_read"),
                 (Pin::new_unchecked(&this.shmem_splice_read), c"shmem_file_splice_read"),
+                (Pin::new_unchecked(&this.do_splice), c"do_splice"),
+                (Pin::new_unchecked(&this.io_splice_cleanup), c"io_splice_cleanup"),
                 (Pin::new_unchecked(&this.io_splice), c"io_splice"),
                 (Pin::new_unchecked(&this.io_splice_prep), c"io_splice_prep"),
                 (Pin::new_unchecked(&this.sys_splice), c"__x64_sys_splice"),
@@ -143,7 +158,7 @@ impl Redirects {
 struct StableSplice {
     redirects: Option<Pin<KBox<Redirects>>>,
     _calls: Pin<KBox<calls::Calls>>,
-    _holds: Pin<KBox<hold::Holds>>,
+    _holds: KBox<hold::Holds>,
     _debugfs: counters::DebugFs,
 }
 
@@ -160,7 +175,7 @@ impl kernel::Module for StableSplice {
         layout::check()?;
         let policy = hold::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
-        let holds = KBox::pin_init(hold::Holds::new(policy), GFP_KERNEL)?;
+        let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
         // SAFETY: as for `calls` below.
         unsafe { hold::publish(&*holds) };

@@ -17,12 +17,12 @@ use crate::{
 };
 use core::{ffi::c_void, mem::MaybeUninit};
 use kernel::{
-    error::code::EINVAL,
     ffi::{c_int, c_uint},
 };
 
 pub(crate) static IO_SPLICE_PREP: Original = Original::new();
 pub(crate) static IO_SPLICE: Original = Original::new();
+pub(crate) static IO_SPLICE_CLEANUP: Original = Original::new();
 
 /// Replacement for `io_splice_prep(struct io_kiocb *, const struct io_uring_sqe *)`.
 pub(crate) unsafe extern "C" fn io_splice_prep(
@@ -52,25 +52,35 @@ pub(crate) unsafe extern "C" fn io_splice_prep(
     // SAFETY: `copy` has room for one SQE; `sqe` is readable.
     unsafe { bindings::ss_sqe_copy_clearing(copy.as_mut_ptr(), sqe, SPLICE_F_STABLE) };
     // SAFETY: initialised just above.
-    let (flags, fd_in) = unsafe {
-        (bindings::ss_sqe_splice_flags(copy.as_ptr()), bindings::ss_sqe_splice_fd_in(copy.as_ptr()))
-    };
-    // As for splice(2), a pipe source is refused; a registered (fixed)
-    // input file is only known at issue time and is not checked.
-    // SAFETY: a plain descriptor lookup in the current task.
-    if flags & bindings::SS_SPLICE_F_FD_IN_FIXED == 0 && unsafe { bindings::ss_fd_is_pipe(fd_in) } {
-        calls.forget_request(req as usize);
-        return EINVAL.to_errno();
-    }
+    let flags = unsafe { bindings::ss_sqe_splice_flags(copy.as_ptr()) };
     let ret = call(copy.as_ptr());
     if ret != 0 {
         calls.forget_request(req as usize);
         return ret;
     }
+    // The request pins the module until io_splice_cleanup() (a pipe
+    // source is refused at issue, in `do_splice`).
     match calls.set_request(req as usize, flags | SPLICE_F_STABLE) {
-        Ok(()) => 0,
+        Ok(()) => {
+            // SAFETY: prep runs before anybody else sees the request.
+            unsafe { bindings::ss_io_req_want_cleanup(req) };
+            0
+        }
         Err(e) => e.to_errno(),
     }
+}
+
+/// Replacement for `io_splice_cleanup(struct io_kiocb *)`: every request
+/// accepted with the flag ends here (issued or not), and lets go of the
+/// module.
+pub(crate) unsafe extern "C" fn io_splice_cleanup(req: *mut c_void) {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    if let Some(calls) = calls() {
+        calls.forget_request(req as usize);
+    }
+    // SAFETY: `IO_SPLICE_CLEANUP` is `io_splice_cleanup`; argument forwarded.
+    unsafe { bindings::ss_call_io_cleanup(IO_SPLICE_CLEANUP.addr(), req) };
 }
 
 /// Replacement for `io_splice(struct io_kiocb *, unsigned int issue_flags)`.
@@ -85,7 +95,7 @@ pub(crate) unsafe extern "C" fn io_splice(req: *mut c_void, issue_flags: c_uint)
     let Some(calls) = calls() else {
         return call();
     };
-    let Some(flags) = calls.take_request(req as usize) else {
+    let Some(flags) = calls.request_flags(req as usize) else {
         return call();
     };
     let _marked = match calls.mark_current(flags) {

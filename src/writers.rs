@@ -6,29 +6,35 @@
 //! - `__filemap_get_folio_mpol` with `FGP_LOCK` and `FGP_WRITE` or
 //!   `FGP_CREAT`: `write_begin` of ext4 and iomap (write, pwrite, writev,
 //!   io_uring writes, splice and copy_file_range into the file), iomap's
-//!   zeroing and ext4's partial block zeroing (truncate, punch hole, zero
-//!   range).
+//!   zeroing and ext4's partial block zeroing. Checked after the original
+//!   returned the folio locked.
 //! - `do_page_mkwrite`: the first store through a shared mapping (holds
-//!   write-protect the folio's ptes when they are taken).
-//! - `truncate_inode_pages_range`: zeroes the partial folios at both ends
-//!   in place (truncate to a size inside a folio, punch hole).
-//! - `notify_change` with a new size: the file system may set `i_size`
-//!   before it truncates the page cache, and writeback zeroes a folio
-//!   beyond `i_size` in place, so holds are broken before the size changes
-//!   and kept out until the truncation is done.
+//!   write-protect the folio's ptes when they are taken). Checked before
+//!   the file system's `page_mkwrite`, which may dirty the folio: the
+//!   fault's reference keeps new holds off meanwhile.
+//! - `notify_change` with a new size and `vfs_fallocate`: file systems
+//!   zero and write back inside journal handles there, and writeback
+//!   zeroes a folio beyond `i_size` in place. Every held folio from the
+//!   lower of the old and new size on (size changes) or in the range on
+//!   (fallocate) is broken first, outside any handle, and new holds are
+//!   kept out of the mapping until the call returns.
+//! - `truncate_inode_pages_range`: partial folios at both ends for other
+//!   callers (xfs reflink remapping, hole punching of other file systems).
 //!
 //! O_DIRECT writes and eviction of an unlinked file take folios out of the
-//! page cache without writing them, which leaves the pipe's copy alone.
+//! page cache without writing them, which leaves the pipe's folio alone.
 //!
-//! The first two check after the original returned the folio locked: a
-//! hold needs the folio lock, so none can appear between the check and the
-//! write. Truncation zeroes inside the original, so new holds on the
-//! mapping are kept out while it runs.
+//! Why no hold can appear between a check and the write: taking a hold
+//! needs the folio lock and a folio that only the page cache and the
+//! splice reference, and every writer holds a reference from its lookup
+//! until its write is done.
 
 use crate::{
     bindings as b,
+    counters::COUNTERS,
+    folio::{FolioLock, FolioRef, Mapping, RawFolio},
     ftrace::{ModuleRef, Original},
-    hold::holds,
+    hold::{holds, write_back, Break, Holds},
 };
 use core::ffi::c_void;
 
@@ -36,18 +42,56 @@ pub(crate) static GET_FOLIO: Original = Original::new();
 pub(crate) static PAGE_MKWRITE: Original = Original::new();
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
 pub(crate) static NOTIFY_CHANGE: Original = Original::new();
+pub(crate) static FALLOCATE: Original = Original::new();
 
-type Folio = b::folio;
-type Mapping = b::address_space;
+/// How many times a writer's lookup writes a held dirty folio back before
+/// it gives up (each round needs a new stable splice of the folio and a new
+/// store into it in between).
+const LOOKUP_ROUNDS: usize = 8;
 
-/// How many times a writer's lookup evicts a held folio before it takes
-/// what it gets (each round needs a new stable splice of the new folio in
-/// between, so this bounds the writer against a splicing loop).
-const LOOKUP_ROUNDS: usize = 4;
+/// `policy=block`: how long a writer waits for a hold to end before it
+/// breaks it anyway (references the module cannot see go away, such as a
+/// per-CPU LRU batch, may keep a drained hold from ending).
+const BLOCK_MAX_NS: u64 = 5_000_000_000;
 
-fn is_err(folio: *mut Folio) -> bool {
+fn is_err(folio: *mut RawFolio) -> bool {
     // SAFETY: only inspects the pointer value.
     unsafe { b::ss_err_ptr(folio.cast()) != 0 }
+}
+
+/// Time accounting of one writer on held folios.
+struct Waited {
+    start: u64,
+    killed: bool,
+}
+
+impl Waited {
+    fn new() -> Self {
+        // SAFETY: no preconditions.
+        Self { start: unsafe { b::ss_ktime_ns() }, killed: false }
+    }
+
+    fn elapsed(&self) -> u64 {
+        // SAFETY: no preconditions.
+        unsafe { b::ss_ktime_ns() }.saturating_sub(self.start)
+    }
+
+    /// Whether the writer may still wait for a `policy=block` hold.
+    fn may_wait(&self) -> bool {
+        !self.killed && self.elapsed() < BLOCK_MAX_NS
+    }
+
+    /// Sleeps a little for a `policy=block` hold.
+    fn sleep(&mut self) {
+        // SAFETY: task context, no locks held.
+        self.killed = unsafe { b::ss_sleep_killable_ms(5) };
+    }
+}
+
+impl Drop for Waited {
+    fn drop(&mut self) {
+        COUNTERS.max_writer_wait_ns.max(self.elapsed() as i64);
+    }
 }
 
 /// Replacement for `__filemap_get_folio_mpol()`.
@@ -57,7 +101,7 @@ pub(crate) unsafe extern "C" fn get_folio(
     fgp: u32,
     gfp: u32,
     policy: *mut c_void,
-) -> *mut Folio {
+) -> *mut RawFolio {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
     let orig = GET_FOLIO.addr();
@@ -65,53 +109,102 @@ pub(crate) unsafe extern "C" fn get_folio(
     let lookup = || unsafe { b::ss_call_get_folio(orig, mapping, index as _, fgp, gfp, policy) };
     let writer = fgp & b::SS_FGP_LOCK != 0 && fgp & (b::SS_FGP_WRITE | b::SS_FGP_CREAT) != 0;
     let mut folio = lookup();
-    let Some(holds) = holds().filter(|_| writer) else {
+    let Some(holds) = holds().filter(|h| writer && h.may_hold(mapping)) else {
         return folio;
     };
-    for _ in 0..LOOKUP_ROUNDS {
-        // SAFETY: a successful lookup returns a referenced folio.
-        if is_err(folio) || !unsafe { holds.is_held(mapping, folio) } {
+    let mut waited = None::<Waited>;
+    let mut writebacks = 0;
+    loop {
+        if is_err(folio) {
             return folio;
         }
-        // SAFETY: the lookup locked it (FGP_LOCK) and gave us a reference;
-        // the caller's file keeps `mapping` alive.
-        unsafe {
-            b::folio_unlock(folio);
-            holds.break_hold(mapping, folio, 1);
-            b::ss_folio_put(folio);
+        let last = writebacks == LOOKUP_ROUNDS;
+        // SAFETY: the lookup returned it locked (FGP_LOCK) and referenced.
+        let (folio_ref, locked) = unsafe { (FolioRef::adopt(folio), FolioLock::adopt(folio)) };
+        let may_wait = waited.as_ref().is_none_or(Waited::may_wait);
+        match holds.break_locked(&locked, mapping, 1, may_wait) {
+            Break::Free => {
+                locked.keep_locked();
+                return folio_ref.into_raw();
+            }
+            Break::Replaced(copy) => return copy.into_raw(),
+            // SAFETY: no preconditions.
+            Break::WriteBack if last || unsafe { b::ss_in_fs_transaction() } => {
+                // Dirtied again after every writeback (a splicer and a
+                // mapping writer take turns with us), or a journal handle
+                // is open, which writeback could wait for: never seen, as
+                // size changes and fallocate break and fence first.
+                COUNTERS.break_failures.add(1);
+                locked.keep_locked();
+                return folio_ref.into_raw();
+            }
+            Break::WriteBack => {
+                drop(locked);
+                drop(folio_ref);
+                waited.get_or_insert_with(Waited::new);
+                if fgp & b::SS_FGP_NOWAIT != 0 {
+                    // SAFETY: no preconditions.
+                    return unsafe { b::ss_err_ptr_eagain() }.cast();
+                }
+                writebacks += 1;
+                // SAFETY: the caller's file keeps `mapping` alive; no lock
+                // of ours and no journal handle is held.
+                unsafe { write_back(mapping, index) };
+            }
+            Break::Wait => {
+                drop(locked);
+                drop(folio_ref);
+                // Bounded by `Waited::may_wait`: after BLOCK_MAX_NS, or
+                // once killed, the writer breaks the hold.
+                waited.get_or_insert_with(Waited::new).sleep();
+            }
         }
         folio = lookup();
     }
-    folio
 }
 
 /// Replacement for `do_page_mkwrite(struct vm_fault *, struct folio *)`.
-pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut Folio) -> u32 {
+pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: `PAGE_MKWRITE` holds `do_page_mkwrite`; arguments forwarded.
-    let ret = unsafe { b::ss_call_page_mkwrite(PAGE_MKWRITE.addr(), vmf, folio) };
-    if ret & (b::SS_VM_FAULT_ERROR | b::SS_VM_FAULT_NOPAGE) != 0 || ret & b::SS_VM_FAULT_LOCKED == 0 {
-        return ret;
-    }
-    let Some(holds) = holds() else {
-        return ret;
-    };
+    let call = || unsafe { b::ss_call_page_mkwrite(PAGE_MKWRITE.addr(), vmf, folio) };
     // SAFETY: the fault holds the vma, hence the file and its mapping.
     let mapping = unsafe { b::ss_vmf_mapping(vmf) };
-    // SAFETY: the fault path holds a reference to `folio`.
-    if mapping.is_null() || !unsafe { holds.is_held(mapping, folio) } {
-        return ret;
+    let Some(holds) = holds().filter(|h| !mapping.is_null() && h.may_hold(mapping)) else {
+        return call();
+    };
+    // SAFETY: the fault holds a reference to `folio` until we return.
+    let locked = unsafe {
+        b::ss_folio_lock(folio);
+        FolioLock::adopt(folio)
+    };
+    if locked.mapping() != mapping {
+        drop(locked);
+        return call(); // truncated: the file system's page_mkwrite says so
     }
-    // The folio is locked and about to become writable: let go of it and
-    // have the fault retried, which finds the page cache without it.
-    // SAFETY: locked by the original (VM_FAULT_LOCKED); the fault's
-    // reference stays with the caller, which drops it on NOPAGE.
-    unsafe {
-        b::folio_unlock(folio);
-        holds.break_hold(mapping, folio, 1);
+    let _waited = Waited::new();
+    // Stores through mappings do not wait under policy=block: a fault
+    // that is retried cannot carry a deadline. They always break.
+    match holds.break_locked(&locked, mapping, 1, false) {
+        Break::Free | Break::Wait => {
+            drop(locked);
+            call()
+        }
+        Break::Replaced(copy) => {
+            // The ptes of the old folio are gone: the retried fault maps
+            // the copy and comes back here for it.
+            drop(copy);
+            b::SS_VM_FAULT_NOPAGE
+        }
+        Break::WriteBack => {
+            let index = locked.index();
+            drop(locked);
+            // SAFETY: the vma keeps `mapping` alive; no lock of ours held.
+            unsafe { write_back(mapping, index) };
+            b::SS_VM_FAULT_NOPAGE
+        }
     }
-    b::SS_VM_FAULT_NOPAGE
 }
 
 /// Replacement for `truncate_inode_pages_range(mapping, lstart, lend)`.
@@ -123,39 +216,32 @@ pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping
     let truncate = || unsafe { b::ss_call_truncate_range(orig, mapping, lstart, lend) };
     // Dropping a whole page cache (eviction, lstart 0 to the end) zeroes
     // nothing; that is also the call reclaim makes.
-    let Some(holds) = holds().filter(|_| !(lstart == 0 && lend == -1)) else {
+    let Some(holds) = holds().filter(|h| !(lstart == 0 && lend == -1) && h.may_hold(mapping)) else {
         return truncate();
     };
-    let _truncation = holds.truncation(mapping);
+    let _fence = holds.fence(mapping);
     for pos in [lstart, lend] {
-        // SAFETY: the truncating caller keeps `mapping` alive.
-        unsafe { break_at(holds, mapping, pos) };
+        if pos >= 0 {
+            let index = (pos / b::SS_PAGE_SIZE) as usize;
+            // SAFETY: the truncating caller keeps `mapping` alive and may
+            // sleep.
+            unsafe { holds.break_range(mapping, index, index) };
+        }
     }
     truncate()
 }
 
-/// Breaks the hold on the folio that contains byte `pos` of `mapping`, if any.
+/// Breaks the holds of folios `first..` of `mapping` and keeps new ones
+/// out while `call` runs.
 ///
 /// # Safety
 ///
-/// `mapping` is kept alive by the caller, who holds no folio lock.
-unsafe fn break_at(holds: &crate::hold::Holds, mapping: *mut Mapping, pos: i64) {
-    if pos < 0 {
-        return;
-    }
-    let index = (pos / b::SS_PAGE_SIZE) as usize;
-    // SAFETY: a plain lookup (no flags); our own call is not redirected.
-    let folio = unsafe { b::__filemap_get_folio_mpol(mapping, index as _, 0, 0, core::ptr::null_mut()) };
-    if is_err(folio) {
-        return;
-    }
-    // SAFETY: referenced by the lookup; `mapping` alive per the caller.
-    unsafe {
-        if holds.is_held(mapping, folio) {
-            holds.break_hold(mapping, folio, 1);
-        }
-        b::ss_folio_put(folio);
-    }
+/// `mapping` is alive; the caller holds no folio lock or journal handle.
+unsafe fn fenced<R>(holds: &Holds, mapping: *mut Mapping, first: usize, last: usize, call: impl FnOnce() -> R) -> R {
+    let _fence = holds.fence(mapping);
+    // SAFETY: per the caller.
+    unsafe { holds.break_range(mapping, first, last) };
+    call()
 }
 
 /// Replacement for `notify_change(idmap, dentry, attr, delegated_inode)`.
@@ -169,16 +255,31 @@ pub(crate) unsafe extern "C" fn notify_change(
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: `NOTIFY_CHANGE` is `notify_change`; arguments forwarded.
     let change = || unsafe { b::ss_call_notify_change(NOTIFY_CHANGE.addr(), idmap, dentry, attr, delegated) };
-    let mut size = 0i64;
+    let mut from = 0i64;
     // SAFETY: the caller's dentry and attributes.
-    let mapping = unsafe { b::ss_iattr_new_size(dentry, attr, &mut size) };
-    let Some(holds) = holds().filter(|_| !mapping.is_null()) else {
+    let mapping = unsafe { b::ss_iattr_size_change(dentry, attr, &mut from) };
+    let Some(holds) = holds().filter(|h| !mapping.is_null() && h.may_hold(mapping)) else {
         return change();
     };
-    // The caller holds the inode lock: no writer moves the size meanwhile,
-    // and the data below the old size is written back before it changes.
-    let _truncation = holds.truncation(mapping);
-    // SAFETY: the caller's dentry keeps the inode and its mapping alive.
-    unsafe { break_at(holds, mapping, size) };
-    change()
+    // The caller holds the inode lock: the size cannot move meanwhile.
+    // SAFETY: the dentry keeps the inode and its mapping alive; VFS
+    // context, no journal handle yet.
+    unsafe { fenced(holds, mapping, (from / b::SS_PAGE_SIZE) as usize, usize::MAX, change) }
+}
+
+/// Replacement for `vfs_fallocate(file, mode, offset, len)`.
+pub(crate) unsafe extern "C" fn fallocate(file: *mut b::file, mode: i32, offset: i64, len: i64) -> i32 {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    // SAFETY: `FALLOCATE` is `vfs_fallocate`; arguments forwarded.
+    let call = || unsafe { b::ss_call_fallocate(FALLOCATE.addr(), file, mode, offset, len) };
+    // SAFETY: the caller's open file.
+    let mapping = unsafe { b::ss_file_mapping(file) };
+    let Some(holds) = holds().filter(|h| offset >= 0 && h.may_hold(mapping)) else {
+        return call();
+    };
+    // Zeroing and hole punching change [offset, offset + len); collapsing
+    // and inserting ranges move everything behind offset. Break it all.
+    // SAFETY: the open file keeps the mapping alive; VFS context.
+    unsafe { fenced(holds, mapping, (offset / b::SS_PAGE_SIZE) as usize, usize::MAX, call) }
 }

@@ -1,28 +1,38 @@
-# Scratch file systems inside the test VM: ext4 and xfs on loop devices
-# (images in the guest's tmpfs /tmp) and a tmpfs, at /tmp/ss/{ext4,xfs,tmpfs}.
+# Scratch file systems inside the test VM: ext4 (default options,
+# nodelalloc, data=journal) and xfs (reflink=1) on loop devices (images in
+# the guest's tmpfs /tmp) and a tmpfs, at /tmp/ss/{ext4,ext4-nodelalloc,
+# ext4-journal,xfs,tmpfs}.
 # Sourced by scripts/lib/guest.sh; tests find them through SS_FS_DIRS.
 # shellcheck shell=bash
 
 SS_FS_BASE=/tmp/ss
-SS_FS_DIRS="$SS_FS_BASE/ext4 $SS_FS_BASE/xfs $SS_FS_BASE/tmpfs"
+SS_FS_DIRS="$SS_FS_BASE/ext4 $SS_FS_BASE/ext4-nodelalloc $SS_FS_BASE/ext4-journal $SS_FS_BASE/xfs $SS_FS_BASE/tmpfs"
 export SS_FS_BASE SS_FS_DIRS
 
 # The guest's /tmp is an overlay of the host's: put everything on a tmpfs.
 scratch_fs_mount() {
 	local dev
-	mkdir -p "$SS_FS_BASE" && mount -t tmpfs -o size=1G,mode=1777 ss-scratch "$SS_FS_BASE" || return 1
-	mkdir -p "$SS_FS_BASE"/{img,ext4,xfs,tmpfs} || return 1
-	truncate -s 256M "$SS_FS_BASE/img/ext4.img" && mkfs.ext4 -q -F "$SS_FS_BASE/img/ext4.img" &&
-		dev=$(losetup -f --show "$SS_FS_BASE/img/ext4.img") && mount "$dev" "$SS_FS_BASE/ext4" || return 1
-	truncate -s 320M "$SS_FS_BASE/img/xfs.img" && mkfs.xfs -q -f "$SS_FS_BASE/img/xfs.img" &&
+	mkdir -p "$SS_FS_BASE" && mount -t tmpfs -o size=1600M,mode=1777 ss-scratch "$SS_FS_BASE" || return 1
+	mkdir -p "$SS_FS_BASE"/{img,ext4,ext4-nodelalloc,ext4-journal,xfs,tmpfs} || return 1
+	scratch_ext4 ext4 256M defaults || return 1
+	scratch_ext4 ext4-nodelalloc 160M nodelalloc || return 1
+	scratch_ext4 ext4-journal 160M data=journal || return 1
+	truncate -s 320M "$SS_FS_BASE/img/xfs.img" && mkfs.xfs -q -f -m reflink=1 "$SS_FS_BASE/img/xfs.img" &&
 		dev=$(losetup -f --show "$SS_FS_BASE/img/xfs.img") && mount "$dev" "$SS_FS_BASE/xfs" || return 1
 	mount -t tmpfs -o size=256M ss-tmpfs "$SS_FS_BASE/tmpfs" || return 1
-	chmod 1777 "$SS_FS_BASE"/{ext4,xfs,tmpfs}
+	chmod 1777 "$SS_FS_BASE"/{ext4,ext4-nodelalloc,ext4-journal,xfs,tmpfs}
+}
+
+# scratch_ext4 NAME SIZE MOUNT-OPTIONS
+scratch_ext4() {
+	local dev
+	truncate -s "$2" "$SS_FS_BASE/img/$1.img" && mkfs.ext4 -q -F "$SS_FS_BASE/img/$1.img" &&
+		dev=$(losetup -f --show "$SS_FS_BASE/img/$1.img") && mount -o "$3" "$dev" "$SS_FS_BASE/$1"
 }
 
 scratch_fs_umount() {
 	local d
-	for d in ext4 xfs tmpfs; do
+	for d in ext4 ext4-nodelalloc ext4-journal xfs tmpfs; do
 		mountpoint -q "$SS_FS_BASE/$d" && umount "$SS_FS_BASE/$d"
 	done
 	losetup -D 2>/dev/null

@@ -430,3 +430,30 @@ pub fn pattern(seed: u8, off: u64, buf: &mut [u8]) {
         *b = ((o as u32).wrapping_mul(31).wrapping_add((o / PAGE as u64) as u32 * 7).wrapping_add(seed as u32) as u8) | 1;
     }
 }
+
+/// Reads and writes completed by the block device that holds `dir`
+/// (`/sys/dev/block/MAJ:MIN/stat`, fields 1 and 5); None on tmpfs.
+pub fn block_io(dir: &str) -> Option<(u64, u64)> {
+    // SAFETY: zeroed stat is a valid out-parameter; the path is NUL-terminated.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let c = cstr(dir);
+    // SAFETY: as above.
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let (maj, min) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    let s = std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/stat")).ok()?;
+    let f: Vec<u64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    Some((*f.first()?, *f.get(4)?))
+}
+
+/// Writes `len` bytes at `off` of `fd` back and waits (the page is clean
+/// afterwards).
+pub fn sync_range(fd: i32, off: u64, len: usize) -> Res {
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: sync_file_range on our own descriptor.
+    if unsafe { libc::sync_file_range(fd, off as i64, len as i64, flags) } != 0 {
+        return Err(format!("sync_file_range: {}", last_err()));
+    }
+    Ok(())
+}

@@ -253,20 +253,20 @@ fn left_behind() -> Option<String> {
     let mut what = Vec::new();
     if util::counters_present() {
         let idle = || {
-            util::counter("buffers_live") == Some(0)
-                && util::counter("calls_in_flight").unwrap_or(0) == 0
-                // Holds whose folios went on to a socket may linger until
-                // the socket lets go (reaped every 100 ms, see hold.rs).
-                && util::counter("holds_active").unwrap_or(0) == util::counter("holds_lingering").unwrap_or(0)
+            util::counter("buffers_live") == Some(0) && util::counter("calls_in_flight").unwrap_or(0) == 0
         };
-        if !util::wait_until(Duration::from_secs(2), idle) {
+        // Holds end when nobody but the page cache references their folios
+        // (reaped every 100 ms; LRU batches drained if they keep one).
+        if !util::wait_until(Duration::from_secs(2), idle) || !util::wait_holds_released(Duration::from_secs(2)) {
             what.push(format!(
-                "buffers_live={:?} calls_in_flight={:?} holds_active={:?} holds_lingering={:?}",
+                "buffers_live={:?} calls_in_flight={:?} holds_active={:?}",
                 util::counter("buffers_live"),
                 util::counter("calls_in_flight"),
                 util::counter("holds_active"),
-                util::counter("holds_lingering")
             ));
+        }
+        if util::counter("break_failures").unwrap_or(0) != 0 {
+            what.push(format!("break_failures={:?}", util::counter("break_failures")));
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();

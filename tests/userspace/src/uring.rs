@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const IORING_OP_WRITE: u8 = 23;
 pub const IORING_OP_SPLICE: u8 = 30;
+pub const IORING_OP_READ: u8 = 22;
+/// IOSQE_IO_LINK: the next SQE is issued only after this one completes.
+pub const IOSQE_IO_LINK: u8 = 1 << 2;
 const IORING_ENTER_GETEVENTS: u32 = 1;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
@@ -205,5 +208,58 @@ impl Uring {
         };
         self.cq_u32(self.p.cq_off.head).store(head.wrapping_add(1), Ordering::Release);
         Ok(res)
+    }
+
+    /// Queues `sqes` (in order) and submits them without waiting.
+    pub fn submit(&mut self, sqes: &[Sqe]) -> TResult {
+        let mask = self.sq_u32(self.p.sq_off.ring_mask).load(Ordering::Relaxed);
+        let mut tail = self.sq_u32(self.p.sq_off.tail).load(Ordering::Relaxed);
+        for sqe in sqes {
+            let idx = tail & mask;
+            // SAFETY: as in submit_and_wait; the ring has room for `sqes`
+            // (callers submit fewer than the ring's entries).
+            unsafe {
+                (self.sqes.ptr as *mut Sqe).add(idx as usize).write(*sqe);
+                (self.sq.ptr.add(self.p.sq_off.array as usize) as *mut u32).add(idx as usize).write(idx);
+            }
+            tail = tail.wrapping_add(1);
+        }
+        self.sq_u32(self.p.sq_off.tail).store(tail, Ordering::Release);
+        // SAFETY: plain syscall on our ring fd; no sigset passed.
+        let r = unsafe {
+            libc::syscall(libc::SYS_io_uring_enter, self.fd.raw(), sqes.len() as u32, 0u32, 0u32, std::ptr::null::<u8>(), 0usize)
+        };
+        ensure!(r == sqes.len() as i64, "io_uring_enter submitted {r} of {}: {}", sqes.len(), ename(errno()));
+        Ok(())
+    }
+
+    /// Waits for `n` completions; returns (user_data, res) of each.
+    pub fn wait(&mut self, n: usize) -> TResult<Vec<(u64, i32)>> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            // SAFETY: plain syscall on our ring fd; no sigset passed.
+            let r = unsafe {
+                libc::syscall(libc::SYS_io_uring_enter, self.fd.raw(), 0u32, 1u32, IORING_ENTER_GETEVENTS, std::ptr::null::<u8>(), 0usize)
+            };
+            if r < 0 && errno() != libc::EINTR {
+                fail!("io_uring_enter: {}", ename(errno()));
+            }
+            let cmask = self.cq_u32(self.p.cq_off.ring_mask).load(Ordering::Relaxed);
+            loop {
+                let head = self.cq_u32(self.p.cq_off.head).load(Ordering::Relaxed);
+                let ctail = self.cq_u32(self.p.cq_off.tail).load(Ordering::Acquire);
+                if head == ctail {
+                    break;
+                }
+                // SAFETY: as in submit_and_wait.
+                let (ud, res) = unsafe {
+                    let cqe = &*(self.cq.ptr.add(self.p.cq_off.cqes as usize) as *const Cqe).add((head & cmask) as usize);
+                    (cqe.user_data, cqe.res)
+                };
+                out.push((ud, res));
+                self.cq_u32(self.p.cq_off.head).store(head.wrapping_add(1), Ordering::Release);
+            }
+        }
+        Ok(out)
     }
 }

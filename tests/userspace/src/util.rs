@@ -515,3 +515,35 @@ pub fn describe_status(st: i32) -> String {
         format!("status {st:#x}")
     }
 }
+
+/// Drains every CPU's LRU batches (and drops clean, unreferenced page
+/// cache): `echo 1 > /proc/sys/vm/drop_caches`. A folio in a batch has a
+/// reference the module cannot tell from a reader's, so it is neither held
+/// (it is copied) nor released until the batch drains.
+pub fn drain_lru_batches() -> TResult {
+    std::fs::write("/proc/sys/vm/drop_caches", "1").map_err(|e| TestErr::Fail(format!("drop_caches: {e}")))
+}
+
+/// Makes the first `len` bytes of `fd`'s page cache uncontended before a
+/// zero-copy splice: a plain splice keeps them cached while the LRU
+/// batches are drained, then lets go.
+pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe descriptor.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len.max(PAGE) as i32) };
+    splice_exact(fd, 0, p.w.raw(), len, 0)?;
+    drain_lru_batches()
+}
+
+/// Waits until the module holds nothing: holds of folios that nobody reads
+/// are reaped every 100 ms, once any LRU batch that references them has
+/// drained (drained here if they have not after a second).
+pub fn wait_holds_released(limit: Duration) -> bool {
+    let idle = || counter("holds_active") == Some(0);
+    wait_until(Duration::from_secs(1), idle) || (drain_lru_batches().is_ok() && wait_until(limit, idle))
+}
+
+/// `/sys/module/stable_splice/refcnt`.
+pub fn module_refcnt() -> Option<u64> {
+    std::fs::read_to_string("/sys/module/stable_splice/refcnt").ok()?.trim().parse().ok()
+}

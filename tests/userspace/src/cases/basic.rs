@@ -311,8 +311,11 @@ pub fn bad_input(ctx: &Ctx) -> TResult {
     }
     // All pipes are closed now: no hold may remain, and sync must not hang.
     if counters_present() {
-        let ok = wait_until(Duration::from_secs(2), || counter("holds_active") == Some(0));
-        ensure!(ok, "holds_active = {:?} after all pipes were closed", counter("holds_active"));
+        ensure!(
+            wait_holds_released(Duration::from_secs(2)),
+            "holds_active = {:?} after all pipes were closed",
+            counter("holds_active")
+        );
     } else if ctx.expect_module {
         fail!("{COUNTER_DIR} missing");
     }
@@ -354,10 +357,8 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     expect_bytes("pipe", &read_pipe(&p.r, PAGE)?, &data[..PAGE], None)?;
     drop(p);
     let ok = wait_until(Duration::from_secs(2), || {
-        counter("holds_active") == Some(0)
-            && counter("buffers_live") == Some(0)
-            && counter("calls_in_flight") == Some(0)
-    });
+        counter("buffers_live") == Some(0) && counter("calls_in_flight") == Some(0)
+    }) && wait_holds_released(Duration::from_secs(2));
     ensure!(
         ok,
         "after close: holds_active={:?} buffers_live={:?} calls_in_flight={:?}",

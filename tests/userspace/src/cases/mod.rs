@@ -4,6 +4,7 @@ use crate::util::TResult;
 
 mod basic;
 mod contract_stress;
+mod holds;
 mod security;
 mod signals;
 mod socket_sink;
@@ -101,6 +102,21 @@ pub fn all() -> Vec<Case> {
         case("signal_eintr", Module, signals::signal_eintr),
         case("signal_restart_keeps_flag", Module, signals::signal_restart_keeps_flag),
         case("counters_zero_after_close", Module, basic::counters_zero_after_close),
+        case("holds_socket_partial_read", Module, holds::holds_socket_partial_read),
+        case("holds_socket_partial_close", Module, holds::holds_socket_partial_close),
+        case("holds_socket_partial_devnull", Module, holds::holds_socket_partial_devnull),
+        case("plain_socket_partial_read", Any, holds::plain_socket_partial_read),
+        case("holds_socket_consumer_first", Module, holds::holds_socket_consumer_first),
+        case("plain_socket_consumer_first", Any, holds::plain_socket_consumer_first),
+        case("holds_zeroing", Module, holds::holds_zeroing),
+        case("holds_zeroing_chattr_j", Module, holds::holds_zeroing_chattr_j),
+        case("plain_zeroing", Any, holds::plain_zeroing),
+        case("holds_truncate_vs_writeback", Module, holds::holds_truncate_vs_writeback),
+        case("plain_truncate_vs_writeback", Any, holds::plain_truncate_vs_writeback),
+        case("holds_io_uring_prep_pins_module", Module, holds::holds_io_uring_prep_pins_module),
+        case("holds_pipe_source_dup2_race", Module, holds::holds_pipe_source_dup2_race),
+        Case { name: "holds_writer_race", needs: Module, long: true, func: holds::holds_writer_race },
+        Case { name: "plain_writer_race", needs: Any, long: true, func: holds::plain_writer_race },
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
         Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
     ]

@@ -11,7 +11,7 @@ use crate::util::*;
 const LEN: usize = 4 * PAGE;
 
 /// A connected loopback TCP pair: (sender, receiver).
-fn tcp_pair() -> TResult<(Fd, Fd)> {
+pub(super) fn tcp_pair() -> TResult<(Fd, Fd)> {
     // SAFETY: plain socket calls on descriptors we own; sockaddr_in is
     // zero-initialised and filled in before use.
     unsafe {
@@ -36,7 +36,7 @@ fn tcp_pair() -> TResult<(Fd, Fd)> {
     }
 }
 
-fn recv_exact(fd: &Fd, n: usize) -> TResult<Vec<u8>> {
+pub(super) fn recv_exact(fd: &Fd, n: usize) -> TResult<Vec<u8>> {
     let mut buf = vec![0u8; n];
     let mut got = 0;
     while got < n {

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Folio references and folio locks as owned values.
+//!
+//! [`FolioRef`] is one counted reference (`folio_put` on drop), [`FolioLock`]
+//! the folio lock (`folio_unlock` on drop). Hold and writer code takes and
+//! releases both only through them.
+
+use crate::bindings as b;
+use core::{marker::PhantomData, ptr::NonNull};
+
+pub(crate) type RawFolio = b::folio;
+pub(crate) type Mapping = b::address_space;
+
+/// One counted reference to a folio.
+pub(crate) struct FolioRef(NonNull<RawFolio>);
+
+// SAFETY: a folio reference may be dropped from any task or context.
+unsafe impl Send for FolioRef {}
+// SAFETY: shared access only reads the pointer.
+unsafe impl Sync for FolioRef {}
+
+impl FolioRef {
+    /// Takes a new reference to `folio`.
+    ///
+    /// # Safety
+    ///
+    /// `folio` is alive: the caller holds a reference or a lock that keeps it.
+    pub(crate) unsafe fn get(folio: *mut RawFolio) -> Self {
+        // SAFETY: alive per the caller.
+        unsafe { b::ss_folio_get(folio) };
+        // SAFETY: a live folio is not null.
+        Self(unsafe { NonNull::new_unchecked(folio) })
+    }
+
+    /// Takes over a reference the caller owns.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns one reference to `folio` and gives it up.
+    pub(crate) unsafe fn adopt(folio: *mut RawFolio) -> Self {
+        // SAFETY: a referenced folio is not null.
+        Self(unsafe { NonNull::new_unchecked(folio) })
+    }
+
+    /// Gives the reference up to the caller.
+    pub(crate) fn into_raw(self) -> *mut RawFolio {
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut RawFolio {
+        self.0.as_ptr()
+    }
+
+    /// Sleeps until the folio lock is ours.
+    pub(crate) fn lock(&self) -> FolioLock<'_> {
+        // SAFETY: referenced, so alive; may sleep, as callers of this do.
+        unsafe { b::ss_folio_lock(self.as_ptr()) };
+        FolioLock { folio: self.0, _ref: PhantomData }
+    }
+
+    /// The folio lock if it is free right now.
+    pub(crate) fn try_lock(&self) -> Option<FolioLock<'_>> {
+        // SAFETY: referenced, so alive.
+        unsafe { b::ss_folio_trylock(self.as_ptr()) }.then(|| FolioLock { folio: self.0, _ref: PhantomData })
+    }
+}
+
+impl Drop for FolioRef {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference.
+        unsafe { b::ss_folio_put(self.as_ptr()) };
+    }
+}
+
+/// The lock of a folio that somebody keeps alive for `'a`.
+pub(crate) struct FolioLock<'a> {
+    folio: NonNull<RawFolio>,
+    _ref: PhantomData<&'a FolioRef>,
+}
+
+impl FolioLock<'_> {
+    /// Takes over the lock of a folio the caller locked.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock of `folio` and a reference that outlives
+    /// the returned value; it gives the lock up.
+    pub(crate) unsafe fn adopt<'a>(folio: *mut RawFolio) -> FolioLock<'a> {
+        // SAFETY: a locked folio is not null.
+        FolioLock { folio: unsafe { NonNull::new_unchecked(folio) }, _ref: PhantomData }
+    }
+
+    /// Leaves the folio locked for the caller's caller.
+    pub(crate) fn keep_locked(self) -> *mut RawFolio {
+        let p = self.folio.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut RawFolio {
+        self.folio.as_ptr()
+    }
+
+    /// The page cache it is in; stable while locked.
+    pub(crate) fn mapping(&self) -> *mut Mapping {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_mapping(self.as_ptr()) }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_index(self.as_ptr()) as usize }
+    }
+
+    /// References beyond the page cache, private data and page tables;
+    /// never less than the true number while locked (see rust/folio.c).
+    pub(crate) fn extra_refs(&self) -> i32 {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_extra_refs(self.as_ptr()) }
+    }
+
+    pub(crate) fn is_large(&self) -> bool {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_large(self.as_ptr()) }
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_dirty(self.as_ptr()) }
+    }
+
+    /// Waits for writeback of the folio to end (it cannot start again
+    /// while the folio is locked).
+    pub(crate) fn wait_writeback(&self) {
+        // SAFETY: locked; writeback ends without the folio lock.
+        unsafe {
+            if b::ss_folio_writeback(self.as_ptr()) {
+                b::ss_folio_wait_writeback(self.as_ptr());
+            }
+        }
+    }
+
+    /// Write-protects the folio's ptes so the next store through a shared
+    /// mapping faults into `do_page_mkwrite`; keeps dirty ptes' news in the
+    /// folio's dirty bit.
+    pub(crate) fn write_protect(&self) {
+        // SAFETY: locked, as folio_mkclean() requires.
+        unsafe { b::ss_folio_write_protect(self.as_ptr()) };
+    }
+}
+
+impl Drop for FolioLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own the lock.
+        unsafe { b::folio_unlock(self.as_ptr()) };
+    }
+}
+
+/// A folio that is both referenced and locked by its owner, such as the
+/// copy a break puts into the page cache for the writer.
+pub(crate) struct LockedFolio(FolioRef);
+
+impl LockedFolio {
+    /// # Safety
+    ///
+    /// The caller owns a reference to `folio` and its lock, and gives both up.
+    pub(crate) unsafe fn adopt(folio: *mut RawFolio) -> Self {
+        // SAFETY: per the caller.
+        Self(unsafe { FolioRef::adopt(folio) })
+    }
+
+    /// Hands reference and lock to the caller (a locked lookup's result).
+    pub(crate) fn into_raw(self) -> *mut RawFolio {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: read out once; `this` is never dropped.
+        unsafe { core::ptr::read(&this.0) }.into_raw()
+    }
+}
+
+impl Drop for LockedFolio {
+    fn drop(&mut self) {
+        // SAFETY: we own the lock; the reference is dropped after it.
+        unsafe { b::folio_unlock(self.0.as_ptr()) };
+    }
+}

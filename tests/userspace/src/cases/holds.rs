@@ -1,0 +1,444 @@
+//! Holds that nothing gets around: the adversarial cases a reviewer of the
+//! zero-copy mechanism would try, each as a stable case (`holds_*`, must
+//! keep the snapshot) and a plain-splice control (`plain_*`, must show the
+//! change, or skip when the race was not hit), so that a pass means the
+//! case tests something.
+
+use super::socket_sink::{recv_exact, tcp_pair};
+use super::Ctx;
+use crate::uring;
+use crate::util::*;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LEN: usize = 4 * PAGE;
+
+/// A file holding A (`LEN` bytes, page cache settled so that a stable
+/// splice can hold it), B the content writers put there later.
+fn file_ab(ctx: &Ctx, len: usize) -> TResult<(TestFile, Vec<u8>, Vec<u8>)> {
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(0x2b, 0, len);
+    let b = pattern(0x6d, 0, len);
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    settle_page_cache(f.fd.raw(), len)?;
+    Ok((f, a, b))
+}
+
+/// What the control of a hazard concludes: it must see a change.
+fn control(what: &str, got: &[u8], old: &[u8]) -> TResult {
+    if got == old {
+        skip!("{what}: plain splice kept the old bytes this time (the hazard did not show)");
+    }
+    Ok(())
+}
+
+fn stable_or_control(flags: u32, what: &str, got: &[u8], old: &[u8], new: &[u8]) -> TResult {
+    if flags == 0 {
+        control(what, got, old)
+    } else {
+        expect_bytes(what, got, old, Some(("file's new content (the change showed through)", new)))
+    }
+}
+
+/// How the rest of the pipe goes after part of it went to a socket.
+#[derive(Clone, Copy)]
+pub enum Rest {
+    Read,
+    Close,
+    DevNull,
+}
+
+/// file -> pipe -> half into a TCP socket, the rest read, dropped or
+/// spliced to /dev/null; then the file is overwritten, then the receiver
+/// reads. The socket's skbs still reference the pages the pipe gave it.
+fn socket_partial(ctx: &Ctx, flags: u32, rest: Rest) -> TResult {
+    let (f, a, b) = file_ab(ctx, LEN)?;
+    let (tx, rx) = tcp_pair()?;
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+    let half = LEN / 2;
+    let n = splice_raw(p.r.raw(), None, tx.raw(), None, half, 0);
+    ensure!(n == Ok(half), "splice pipe -> socket returned {n:?}");
+    match rest {
+        Rest::Read => drop(read_pipe(&p.r, LEN - half)?),
+        Rest::Close => drop(p),
+        Rest::DevNull => {
+            let null = ck(open("/dev/null", libc::O_WRONLY, 0), "open /dev/null")?;
+            let n = splice_raw(p.r.raw(), None, null.raw(), None, LEN - half, 0);
+            ensure!(n == Ok(LEN - half), "splice pipe -> /dev/null returned {n:?}");
+        }
+    }
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = recv_exact(&rx, half)?;
+    stable_or_control(flags, "received", &got, &a[..half], &b[..half])
+}
+
+pub fn holds_socket_partial_read(ctx: &Ctx) -> TResult {
+    socket_partial(ctx, stable(), Rest::Read)
+}
+pub fn holds_socket_partial_close(ctx: &Ctx) -> TResult {
+    socket_partial(ctx, stable(), Rest::Close)
+}
+pub fn holds_socket_partial_devnull(ctx: &Ctx) -> TResult {
+    socket_partial(ctx, stable(), Rest::DevNull)
+}
+pub fn plain_socket_partial_read(ctx: &Ctx) -> TResult {
+    socket_partial(ctx, 0, Rest::Read)
+}
+
+/// A consumer already blocked in splice(pipe -> socket) when the stable
+/// buffers arrive.
+fn socket_consumer_first(ctx: &Ctx, flags: u32) -> TResult {
+    let (f, a, b) = file_ab(ctx, LEN)?;
+    let (tx, rx) = tcp_pair()?;
+    let p = pipe()?;
+    let (pr, txr) = (p.r.raw(), tx.raw());
+    let consumer = std::thread::spawn(move || {
+        let mut moved = 0;
+        while moved < LEN {
+            match splice_raw(pr, None, txr, None, LEN - moved, 0) {
+                Ok(n) if n > 0 => moved += n,
+                other => return Err(format!("splice pipe -> socket: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+    std::thread::sleep(Duration::from_millis(300)); // let it block on the empty pipe
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+    consumer.join().map_err(|_| TestErr::Fail("consumer panicked".into()))?.map_err(TestErr::Fail)?;
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = recv_exact(&rx, LEN)?;
+    stable_or_control(flags, "received", &got, &a, &b)
+}
+
+pub fn holds_socket_consumer_first(ctx: &Ctx) -> TResult {
+    socket_consumer_first(ctx, stable())
+}
+pub fn plain_socket_consumer_first(ctx: &Ctx) -> TResult {
+    socket_consumer_first(ctx, 0)
+}
+
+/// A page whose every 4-byte word is `gen`.
+fn gen_page(gen: u32) -> Vec<u8> {
+    gen.to_ne_bytes().iter().copied().cycle().take(PAGE).collect()
+}
+
+/// The generation of a page, or None if it mixes generations.
+fn page_gen(p: &[u8]) -> Option<u32> {
+    let g = u32::from_ne_bytes(p[..4].try_into().ok()?);
+    p.chunks(4).all(|w| w == g.to_ne_bytes()).then_some(g)
+}
+
+/// A writer thread rewrites page 0 with a new generation in a loop (every
+/// 8th write with fsync, which makes ext4 leave delalloc and take the
+/// journal); the splicer splices page 0, tees the buffer to a second pipe,
+/// reads the first pipe, then the tee copy. Both are the same buffer, read
+/// at two moments: with a snapshot they are equal, whole generations.
+fn writer_race(ctx: &Ctx, flags: u32) -> TResult {
+    let f = tmpfile(&ctx.dir)?;
+    pwrite_all(f.fd.raw(), &gen_page(0), 0)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let fd = f.fd.raw();
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut gen = 1u32;
+            while !stop.load(Ordering::Relaxed) {
+                let page = gen_page(gen);
+                // SAFETY: writes our buffer to our own descriptor.
+                unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, 0) };
+                if gen % 8 == 0 {
+                    // SAFETY: as above.
+                    unsafe { libc::fsync(fd) };
+                }
+                gen += 1;
+            }
+            gen
+        })
+    };
+    let (p1, p2) = (pipe()?, pipe()?);
+    let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 20));
+    let (mut iters, mut differ, mut torn) = (0u32, 0u32, 0u32);
+    let mut first = String::new();
+    while Instant::now() < deadline || iters < 2000 {
+        splice_exact(fd, 0, p1.w.raw(), PAGE, flags)?;
+        let t = tee_raw(p1.r.raw(), p2.w.raw(), PAGE, 0);
+        ensure!(t == Ok(PAGE), "tee returned {t:?}");
+        let x = read_pipe(&p1.r, PAGE)?;
+        std::thread::yield_now();
+        let y = read_pipe(&p2.r, PAGE)?;
+        let (gx, gy) = (page_gen(&x), page_gen(&y));
+        if gx.is_none() || gy.is_none() {
+            torn += 1;
+        } else if gx != gy {
+            differ += 1;
+            if first.is_empty() {
+                first = format!("iteration {iters}: read {gx:?}, tee copy {gy:?}");
+            }
+        }
+        iters += 1;
+        if iters >= 20000 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let gens = writer.join().map_err(|_| TestErr::Fail("writer panicked".into()))?;
+    ctx.note(format!("{iters} splices against {gens} writes: {differ} differed, {torn} torn; {first}"));
+    if flags == 0 {
+        if differ + torn == 0 {
+            skip!("plain splice: the race was not hit in {iters} iterations");
+        }
+        return Ok(());
+    }
+    ensure!(differ == 0 && torn == 0, "{differ} of {iters} buffers changed after splice() returned, {torn} torn ({first})");
+    Ok(())
+}
+
+pub fn holds_writer_race(ctx: &Ctx) -> TResult {
+    writer_race(ctx, stable())
+}
+pub fn plain_writer_race(ctx: &Ctx) -> TResult {
+    writer_race(ctx, 0)
+}
+
+/// FS_IOC_SETFLAGS with FS_JOURNAL_DATA_FL (chattr +j) where the file
+/// system has it; returns whether it was set.
+fn chattr_j(fd: i32) -> bool {
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+    const FS_JOURNAL_DATA_FL: libc::c_long = 0x4000;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: ioctls on our own descriptor with a valid long.
+    unsafe {
+        if libc::ioctl(fd, FS_IOC_GETFLAGS, &mut flags) != 0 {
+            return false;
+        }
+        flags |= FS_JOURNAL_DATA_FL;
+        libc::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0
+    }
+}
+
+/// Zeroing inside the file: fallocate's punch hole and zero range over
+/// parts of pages, and a truncate into the middle of a page, with the
+/// spliced range held; optionally on a file with chattr +j first.
+fn zeroing(ctx: &Ctx, flags: u32, journal: bool) -> TResult {
+    let f = tmpfile(&ctx.dir)?;
+    if journal && !chattr_j(f.fd.raw()) {
+        skip!("chattr +j not supported here: {}", ename(errno()));
+    }
+    let a = pattern(0x3c, 0, LEN);
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    settle_page_cache(f.fd.raw(), LEN)?;
+    let mut ops = 0;
+    for (mode, off, len) in [
+        (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 100, PAGE),
+        (libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, PAGE + 300, PAGE),
+    ] {
+        let p = pipe()?;
+        pwrite_all(f.fd.raw(), &a, 0)?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+        // SAFETY: fallocate on our own descriptor.
+        if unsafe { libc::fallocate(f.fd.raw(), mode, off as i64, len as i64) } != 0 {
+            if errno() == libc::EOPNOTSUPP {
+                continue;
+            }
+            fail!("fallocate({mode:#x}): {}", ename(errno()));
+        }
+        ops += 1;
+        let now = pread_vec(f.fd.raw(), LEN, 0)?;
+        ensure!(now != a, "fallocate({mode:#x}) did not change the file");
+        let got = read_pipe(&p.r, LEN)?;
+        stable_or_control(flags, &format!("pipe after fallocate({mode:#x})"), &got, &a, &now)?;
+    }
+    let p = pipe()?;
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+    ftruncate(f.fd.raw(), 2 * PAGE + 100)?;
+    ftruncate(f.fd.raw(), LEN)?;
+    let now = pread_vec(f.fd.raw(), LEN, 0)?;
+    let got = read_pipe(&p.r, LEN)?;
+    stable_or_control(flags, "pipe after truncate and extend", &got, &a, &now)?;
+    ctx.note(format!("{ops} fallocate modes supported here"));
+    if flags != 0 {
+        ensure!(counter("break_failures") == Some(0), "break_failures = {:?}", counter("break_failures"));
+    }
+    Ok(())
+}
+
+pub fn holds_zeroing(ctx: &Ctx) -> TResult {
+    zeroing(ctx, stable(), false)
+}
+pub fn holds_zeroing_chattr_j(ctx: &Ctx) -> TResult {
+    zeroing(ctx, stable(), true)
+}
+pub fn plain_zeroing(ctx: &Ctx) -> TResult {
+    zeroing(ctx, 0, false)
+}
+
+/// A shrinking truncate while another thread keeps starting writeback of
+/// the dirty, held pages: writeback zeroes a page beyond i_size in place.
+fn truncate_vs_writeback(ctx: &Ctx, flags: u32) -> TResult {
+    let len = 16 * PAGE;
+    let f = tmpfile(&ctx.dir)?;
+    let fd = f.fd.raw();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU32::new(0));
+    let flusher = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: sync_file_range on our own descriptor.
+                unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len as i32) };
+    let mut bad = None;
+    let iters = 300;
+    for i in 0..iters {
+        let a = pattern(i as u8 | 1, 0, len);
+        pwrite_all(fd, &a, 0)?;
+        splice_exact(fd, 0, p.w.raw(), len, flags)?;
+        let cut = 3 * PAGE + 100 + (i % 7) * PAGE;
+        ftruncate(fd, cut)?;
+        let got = read_pipe(&p.r, len)?;
+        if got != a && bad.is_none() {
+            let at = got.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(0);
+            bad = Some(format!("iteration {i}: byte {at} changed (truncate to {cut})"));
+        }
+        ftruncate(fd, 0)?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = flusher.join();
+    ctx.note(format!("{iters} truncates against {} writeback kicks", rounds.load(Ordering::Relaxed)));
+    match (flags, bad) {
+        (0, None) => skip!("plain splice: no change seen in {iters} iterations"),
+        (0, Some(_)) => Ok(()),
+        (_, Some(b)) => fail!("{b}"),
+        (_, None) => Ok(()),
+    }
+}
+
+pub fn holds_truncate_vs_writeback(ctx: &Ctx) -> TResult {
+    truncate_vs_writeback(ctx, stable())
+}
+pub fn plain_truncate_vs_writeback(ctx: &Ctx) -> TResult {
+    truncate_vs_writeback(ctx, 0)
+}
+
+/// An IORING_OP_SPLICE with the flag, linked behind a read that waits on an
+/// empty pipe: prepared (accepted) at once, issued only later. Meanwhile
+/// the module must stay pinned; issued, it is a stable splice; cancelled
+/// with the ring, it lets go.
+pub fn holds_io_uring_prep_pins_module(ctx: &Ctx) -> TResult {
+    let (f, a, b) = file_ab(ctx, LEN)?;
+    let gate = pipe()?;
+    let out = pipe()?;
+    let mut junk = [0u8; 8];
+    let mut chain = |ring: &mut uring::Uring| {
+        ring.submit(&[
+            uring::Sqe {
+                opcode: uring::IORING_OP_READ,
+                flags: uring::IOSQE_IO_LINK,
+                fd: gate.r.raw(),
+                addr: junk.as_mut_ptr() as u64,
+                len: 1,
+                off: u64::MAX,
+                user_data: 1,
+                ..Default::default()
+            },
+            uring::Sqe {
+                opcode: uring::IORING_OP_SPLICE,
+                fd: out.w.raw(),
+                off: u64::MAX,
+                addr: 0,
+                len: LEN as u32,
+                rw_flags: SPLICE_F_STABLE,
+                splice_fd_in: f.fd.raw(),
+                user_data: 2,
+                ..Default::default()
+            },
+        ])
+    };
+    let before = module_refcnt().ok_or_else(|| TestErr::Fail("no /sys/module/stable_splice/refcnt".into()))?;
+    let mut ring = uring::setup_or_skip(8)?;
+    chain(&mut ring)?;
+    let pinned = module_refcnt().unwrap_or(0);
+    let rmmod = std::process::Command::new("rmmod").arg("stable_splice").output();
+    let loaded = module_refcnt().is_some();
+    ctx.note(format!("refcnt {before} -> {pinned} with the request prepared; rmmod: {:?}", rmmod.as_ref().map(|o| o.status)));
+    ensure!(loaded, "rmmod unloaded the module while an accepted IORING_OP_SPLICE waited for issue");
+    ensure!(pinned > before, "the prepared request holds no module reference ({before} -> {pinned})");
+    // Open the gate: the read completes, the splice is issued.
+    write_all(gate.w.raw(), b"g")?;
+    let mut cqes = ring.wait(2)?;
+    cqes.sort();
+    ensure!(cqes == vec![(1, 1), (2, LEN as i32)], "completions {cqes:?}");
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    expect_bytes("pipe", &read_pipe(&out.r, LEN)?, &a, Some(("the new content", &b)))?;
+    // Cancelled before issue: closing the ring ends the chain.
+    chain(&mut ring)?;
+    drop(ring);
+    let back = wait_until(Duration::from_secs(5), || module_refcnt() == Some(before));
+    ensure!(back, "refcnt {:?} after the ring with a cancelled request closed, was {before}", module_refcnt());
+    Ok(())
+}
+
+/// A descriptor that flips between a file and a pipe (`dup2` in another
+/// thread) while stable splices read from it: no stable splice may ever
+/// take its data from the pipe.
+pub fn holds_pipe_source_dup2_race(ctx: &Ctx) -> TResult {
+    let (f, _a, _b) = file_ab(ctx, PAGE)?;
+    let src = pipe()?;
+    // SAFETY: dup of our own descriptor.
+    let fd = ck(cvt(unsafe { libc::dup(f.fd.raw()) } as isize), "dup")? as i32;
+    let _fd_guard = Fd(fd);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ffd, pfd) = (f.fd.raw(), src.r.raw());
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: dup2 onto a descriptor this case owns.
+                unsafe { libc::dup2(if n % 2 == 0 { pfd } else { ffd }, fd) };
+                n += 1;
+            }
+        })
+    };
+    let out = pipe()?;
+    set_nonblock(out.r.raw(), true)?;
+    let marker = vec![0xeeu8; 64];
+    let (mut from_pipe, mut tries) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        // Keep data in the source pipe so a splice from it would succeed.
+        if pipe_queued(src.r.raw()).unwrap_or(0) < 64 {
+            write_all(src.w.raw(), &marker)?;
+        }
+        match splice_raw(fd, None, out.w.raw(), None, 64, SPLICE_F_STABLE | SPLICE_F_NONBLOCK) {
+            Ok(0) => {
+                // The file's offset reached its end: start over.
+                // SAFETY: lseek on our own descriptor.
+                unsafe { libc::lseek(ffd, 0, libc::SEEK_SET) };
+            }
+            Ok(n) => {
+                let got = read_pipe(&out.r, n)?;
+                if got.iter().all(|&x| x == 0xee) {
+                    from_pipe += 1;
+                }
+            }
+            Err(_) => {}
+        }
+        tries += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = flipper.join();
+    ctx.note(format!("{tries} stable splices from a flipping descriptor"));
+    ensure!(from_pipe == 0, "{from_pipe} stable splices took their data from a pipe");
+    Ok(())
+}
