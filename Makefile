@@ -3,6 +3,9 @@
 #
 #   make                 build stable_splice.ko against $(KDIR)
 #   make KUNIT=1         ... with the KUnit suite built in
+#   make install         install it into /lib/modules/<kernel>/extra, depmod
+#                        (INSTALL_MOD_PATH=DIR stages it under DIR instead)
+#   make uninstall       remove it again
 #   make check           build what is missing, run every test in the VM
 #   make bench           benchmarks in the VM (separate from the tests)
 
@@ -21,6 +24,18 @@ module:
 	@test "$$(cat .kunit 2>/dev/null)" = "$(KUNIT)" || { echo $(KUNIT) > .kunit; rm -f src/*.o; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) KUNIT=$(KUNIT) modules
 
+# The kernel release of $(KDIR), for install paths.
+KREL = $(shell cat "$(KDIR)/include/config/kernel.release" 2>/dev/null)
+
+install: module
+	@test "$(KUNIT)" = 0 || { echo "error: make install ships the module without KUnit (KUNIT=0)" >&2; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=extra modules_install
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KREL)
+
+uninstall:
+	rm -f $(INSTALL_MOD_PATH)/lib/modules/$(KREL)/extra/stable_splice.ko*
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KREL)
+
 check:
 	@scripts/check
 
@@ -32,4 +47,4 @@ clean:
 	rm -f rust/bindings_generated.rs .kunit
 	rm -rf tests/userspace/target
 
-.PHONY: all module check bench clean
+.PHONY: all module install uninstall check bench clean

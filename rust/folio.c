@@ -31,6 +31,11 @@ bool ss_folio_writeback(struct folio *folio)
 	return folio_test_writeback(folio);
 }
 
+bool ss_folio_mapped(struct folio *folio)
+{
+	return folio_mapped(folio);
+}
+
 bool ss_folio_large(struct folio *folio)
 {
 	return folio_test_large(folio);

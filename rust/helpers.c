@@ -262,7 +262,7 @@ void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
  */
 static char policy[8] = "cow";
 module_param_string(policy, policy, sizeof(policy), 0444);
-MODULE_PARM_DESC(policy, "cow (default): writers evict held folios; block: writers wait for the pipe (only for splicers that may write the file)");
+MODULE_PARM_DESC(policy, "cow (default): a writer into a held page gets a copy of it; block: writers wait for the readers, up to 5 s (only for splicers that may write the file)");
 
 int ss_policy(void)
 {

@@ -135,6 +135,7 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_writeback(struct folio *folio);
 bool ss_folio_large(struct folio *folio);
+bool ss_folio_mapped(struct folio *folio);
 bool ss_folio_trylock(struct folio *folio);
 bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
 bool ss_folio_release_private(struct folio *folio);

@@ -48,6 +48,9 @@ pub(crate) struct Counters {
     pub(crate) stable_calls: Counter,
     /// Folios currently held zero-copy for stable buffers.
     pub(crate) holds_active: Counter,
+    /// Holds taken (new ones; splices that find a folio held already join
+    /// that hold).
+    pub(crate) holds_taken: Counter,
     /// Holds not taken because somebody else referenced the folio (a
     /// writer between its lookup and its write, a plain splice, a pin, a
     /// per-CPU LRU batch): those buffers were copied.
@@ -78,6 +81,7 @@ pub(crate) struct Counters {
 pub(crate) static COUNTERS: Counters = Counters {
     stable_calls: Counter::new(),
     holds_active: Counter::new(),
+    holds_taken: Counter::new(),
     holds_refused: Counter::new(),
     bytes_zero_copy: Counter::new(),
     bytes_copied_at_splice: Counter::new(),
@@ -110,9 +114,10 @@ impl DebugFs {
     pub(crate) fn new(policy: crate::hold::Policy) -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
         let c = &COUNTERS;
-        let all: [(&CStr, &'static Counter); 12] = [
+        let all: [(&CStr, &'static Counter); 13] = [
             (c"stable_calls", &c.stable_calls),
             (c"holds_active", &c.holds_active),
+            (c"holds_taken", &c.holds_taken),
             (c"holds_refused", &c.holds_refused),
             (c"bytes_zero_copy", &c.bytes_zero_copy),
             (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),

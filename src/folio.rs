@@ -127,6 +127,12 @@ impl FolioLock<'_> {
         unsafe { b::ss_folio_large(self.as_ptr()) }
     }
 
+    /// Whether any page table maps it.
+    pub(crate) fn is_mapped(&self) -> bool {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_mapped(self.as_ptr()) }
+    }
+
     pub(crate) fn is_dirty(&self) -> bool {
         // SAFETY: locked, hence alive.
         unsafe { b::ss_folio_dirty(self.as_ptr()) }

@@ -89,6 +89,9 @@ pub(crate) struct Hold {
     folio: FolioRef,
     /// Writers wait for this hold instead of breaking it (`policy=block`).
     block: bool,
+    /// When a splice last took or joined it (ns): the reaper keeps holds
+    /// of files that are being served again and again (see `REAP_IDLE_NS`).
+    used: u64,
 }
 
 /// Key of a hold: the mapping's address and the folio's page index.
@@ -109,6 +112,19 @@ impl Spare {
         Ok(())
     }
 }
+
+/// How long a hold nobody reads stays, if splices keep joining it: taking
+/// a hold costs a folio lock, a reference check and a registry insert,
+/// joining one a lookup. Until then the folio is pinned in the cache.
+const REAP_IDLE_NS: u64 = 1_000_000_000;
+
+fn now_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { b::ss_ktime_ns() }
+}
+
+/// A registry node allocated ahead, outside every lock.
+pub(crate) type Reservation = RBTreeNodeReservation<Key, Hold>;
 
 /// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;
@@ -222,6 +238,30 @@ impl Holds {
         self.bucket(mapping).1.load(Relaxed) != 0
     }
 
+    /// Whether holds taken for a splice from `file` make writers wait
+    /// (`policy=block` and the splicer may write the file itself).
+    pub(crate) fn blocking_for(&self, file: *mut b::file) -> bool {
+        // SAFETY: `file` is an open file of the caller's.
+        self.policy == Policy::Block && unsafe { b::ss_file_may_write(file) }
+    }
+
+    /// The holds of `mapping` under one bucket lock, to join many folios of
+    /// one splice at once; None if the mapping has none or is fenced.
+    pub(crate) fn joins(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
+        if !self.may_hold(mapping) {
+            return None;
+        }
+        self.lock_mapping(mapping)
+    }
+
+    /// The holds of `mapping` under its bucket lock, to join and create
+    /// holds without sleeping; None while the mapping is fenced.
+    pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
+        let (bucket, count) = self.bucket(mapping);
+        let bucket = bucket.lock();
+        (bucket.fences == 0).then_some(Joins { bucket, count, mapping: mapping as usize, now: now_ns() })
+    }
+
     /// Holds `folio` of `mapping`, which `own` new pipe buffers of a stable
     /// splice from `file` reference, if nobody else does. `spare` must be
     /// filled; a new hold uses it up.
@@ -238,8 +278,7 @@ impl Holds {
         own: i32,
         spare: &mut Spare,
     ) -> Result<Taken> {
-        // SAFETY: `file` is the open source file.
-        let block = self.policy == Policy::Block && unsafe { b::ss_file_may_write(file) };
+        let block = self.blocking_for(file);
         // SAFETY: referenced by the caller's buffers; the index of a folio
         // only changes while it is out of every page cache.
         let key = (mapping as usize, unsafe { b::ss_folio_index(folio) } as usize);
@@ -259,6 +298,7 @@ impl Holds {
                     // that is replacing the folio right now leaves it to
                     // our buffers, out of the page cache.
                     h.block &= block;
+                    h.used = now_ns();
                     return Ok(Taken::Held);
                 }
             }
@@ -289,7 +329,7 @@ impl Holds {
             return Err(ENOMEM); // filled above
         };
         // SAFETY: locked, hence alive.
-        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block });
+        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block, used: now_ns() });
         let mut b = bucket.lock();
         if b.fences > 0 {
             // A fence went up since the check above: its range break may
@@ -303,6 +343,7 @@ impl Holds {
             count.add(1, Relaxed);
             COUNTERS.holds_active.add(1);
         }
+        COUNTERS.holds_taken.add(1);
         drop(b);
         drop(locked);
         drop(stale); // a hold on a folio that left the cache at this index
@@ -422,6 +463,7 @@ impl Holds {
     /// Ends the holds nobody reads any more; returns how many remain.
     fn reap(&self) -> usize {
         let mut left = 0;
+        let now = now_ns();
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
             if count.load(Relaxed) == 0 {
                 continue;
@@ -431,8 +473,8 @@ impl Holds {
             while let Some(c) = cursor {
                 let done = {
                     let (k, h) = c.current();
-                    let mapping = k.0;
-                    h.folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 0))
+                    let (mapping, idle) = (k.0, now.saturating_sub(h.used) > REAP_IDLE_NS);
+                    h.folio.try_lock().map(|l| l.mapping() as usize != mapping || (idle && ended(&l, 0)))
                 };
                 if done == Some(true) {
                     let (next, node) = c.remove_current();
@@ -463,6 +505,75 @@ impl Drop for Holds {
             COUNTERS.holds_active.sub(n as i64);
             count.store(0, Relaxed);
         }
+    }
+}
+
+/// The holds of one mapping, locked (see [`Holds::joins`]).
+pub(crate) struct Joins<'a> {
+    bucket: kernel::sync::SpinLockGuard<'a, Bucket>,
+    count: &'a Atomic<i32>,
+    mapping: usize,
+    now: u64,
+}
+
+impl Joins<'_> {
+    /// Whether `folio`, which new buffers of a stable splice reference, is
+    /// held already; if so the buffers share the hold (see the join in
+    /// [`Holds::take`] for why no folio lock is needed).
+    ///
+    /// # Safety
+    ///
+    /// The caller's buffers reference `folio`.
+    pub(crate) unsafe fn held(&mut self, folio: *mut RawFolio, block: bool) -> bool {
+        // SAFETY: referenced by the caller's buffers.
+        let key = (self.mapping, unsafe { b::ss_folio_index(folio) } as usize);
+        match self.bucket.holds.get_mut(&key) {
+            Some(h) if h.folio.as_ptr() == folio => {
+                h.block &= block;
+                h.used = self.now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes a new hold on `folio` without sleeping, as [`Holds::take`]
+    /// does: only if its lock is free right now, it is small, in this
+    /// mapping, not mapped (write-protecting sleeps) and referenced by
+    /// nothing but the page cache and `own` buffers of this splice.
+    /// Otherwise gives `reservation` back, and the caller takes the slow
+    /// path.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock and the buffers' references to `folio`.
+    pub(crate) unsafe fn create(
+        &mut self,
+        folio: *mut RawFolio,
+        own: i32,
+        block: bool,
+        reservation: Reservation,
+    ) -> core::result::Result<(), Reservation> {
+        // SAFETY: referenced by the caller's buffers.
+        if !unsafe { b::ss_folio_trylock(folio) } {
+            return Err(reservation);
+        }
+        // SAFETY: locked just above; the buffers' references outlive this.
+        let locked = unsafe { FolioLock::adopt(folio) };
+        if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
+            return Err(reservation);
+        }
+        let key = (self.mapping, locked.index());
+        // SAFETY: locked, hence alive.
+        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block, used: self.now });
+        if self.bucket.holds.insert(node).is_none() {
+            self.count.add(1, Relaxed);
+            COUNTERS.holds_active.add(1);
+        }
+        COUNTERS.holds_taken.add(1);
+        // SAFETY: no preconditions; queueing work is fine under a spinlock.
+        unsafe { b::ss_schedule_reap() };
+        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    hold::{holds, Spare, Taken},
+    hold::{holds, Reservation, Spare, Taken},
 };
 use kernel::prelude::*;
 
@@ -107,6 +107,14 @@ pub(crate) unsafe fn stabilize(
     let mapping = unsafe { bindings::ss_file_mapping(file) };
     // SAFETY: as above.
     let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
+    if zero_copy {
+        // SAFETY: per the caller.
+        if let Err(e) = unsafe { hold_fast(file, mapping, pipe, from, to, &mut zero_copy_bufs) } {
+            // SAFETY: same lock; nothing of the call may stay in the pipe.
+            unsafe { truncate(pipe, from, to) };
+            return Err((e, 0));
+        }
+    }
     while slot != to {
         // Consecutive buffers on one folio (pages of a large folio, or
         // pieces of one page) are one run: the folio's references from this
@@ -141,6 +149,116 @@ impl Drop for ZeroCopy {
         COUNTERS.buffers_live.add(self.buffers);
         COUNTERS.bytes_zero_copy.add(self.bytes);
     }
+}
+
+/// The fast path over the new buffers, under one bucket lock at a time
+/// instead of one per folio: first, buffers on folios that are held already
+/// (a file served again and again) join their holds; then, with registry
+/// nodes allocated for the rest, folios whose lock is free and that nobody
+/// else references get new holds without sleeping. What is left (folio
+/// lock busy, mapped folios, contended ones) goes to [`make_stable`].
+///
+/// # Safety
+///
+/// As for [`stabilize`]; `mapping` is `file`'s.
+unsafe fn hold_fast(
+    file: *mut bindings::file,
+    mapping: *mut bindings::address_space,
+    pipe: *mut Pipe,
+    from: u32,
+    to: u32,
+    counted: &mut ZeroCopy,
+) -> Result {
+    let Some(holds) = holds() else {
+        return Ok(());
+    };
+    let block = holds.blocking_for(file);
+    let left = match holds.joins(mapping) {
+        Some(mut joins) => {
+            // SAFETY: the run's buffers reference `folio`.
+            let join = |folio, _| Ok(unsafe { joins.held(folio, block) });
+            // SAFETY: per the caller.
+            unsafe { each_run(pipe, from, to, counted, join) }?
+        }
+        // SAFETY: per the caller; only counts.
+        None => unsafe { each_run(pipe, from, to, counted, |_, _| Ok(false)) }?,
+    };
+    if left == 0 {
+        return Ok(());
+    }
+    let mut spares = KVec::with_capacity(left as usize, GFP_KERNEL)?;
+    for _ in 0..left {
+        spares.push(Reservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+    }
+    let Some(mut joins) = holds.lock_mapping(mapping) else {
+        return Ok(());
+    };
+    let join_or_create = |folio, own: u32| {
+        // SAFETY: the run's buffers reference `folio`.
+        if unsafe { joins.held(folio, block) } {
+            return Ok(true);
+        }
+        let Some(r) = spares.pop() else {
+            return Ok(false);
+        };
+        // SAFETY: pipe locked (caller), the buffers reference `folio`.
+        match unsafe { joins.create(folio, own as i32, block, r) } {
+            Ok(()) => Ok(true),
+            Err(r) => {
+                spares.push(r, GFP_ATOMIC)?;
+                Ok(false)
+            }
+        }
+    };
+    // SAFETY: per the caller.
+    unsafe { each_run(pipe, from, to, counted, join_or_create) }?;
+    Ok(())
+}
+
+/// Calls `f(folio, run length)` for each run of new page-cache buffers in
+/// `[from, to)` that is not stable yet, and makes the run held buffers when
+/// `f` says it may. Returns the number of runs left unstable.
+///
+/// # Safety
+///
+/// As for [`stabilize`].
+unsafe fn each_run(
+    pipe: *mut Pipe,
+    from: u32,
+    to: u32,
+    counted: &mut ZeroCopy,
+    mut f: impl FnMut(*mut bindings::folio, u32) -> Result<bool>,
+) -> Result<u32> {
+    let mut left = 0;
+    let mut slot = from;
+    while slot != to {
+        // SAFETY: pipe locked, slots occupied (caller).
+        let run = unsafe { run_length(pipe, slot, to) };
+        // SAFETY: as above.
+        let first = unsafe { &*bindings::ss_pipe_buf(pipe, slot) };
+        // SAFETY: the buffer references its page.
+        if !is_stable_buf(first) && unsafe { bindings::ss_page_kind(first.page) } == 2 {
+            // SAFETY: as above.
+            let folio = unsafe { bindings::ss_page_folio(first.page) };
+            if f(folio, run)? {
+                for i in 0..run {
+                    // SAFETY: no preconditions.
+                    if !unsafe { bindings::ss_module_get() } {
+                        return Err(ENODEV); // being unloaded
+                    }
+                    // SAFETY: as above.
+                    let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+                    take_over(buf, &HELD_BUF_OPS);
+                    counted.buffers += 1;
+                    counted.bytes += buf.len as i64;
+                }
+            } else {
+                left += 1;
+            }
+        }
+        slot = slot.wrapping_add(run);
+    }
+    Ok(left)
 }
 
 /// How many buffers from `slot` on (before `to`) reference the same folio.

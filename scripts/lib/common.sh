@@ -37,3 +37,38 @@ ss_accel_cache() {
 		sha256sum | cut -c1-16)
 	echo "$SS_CACHE/accel-$key"
 }
+
+# ss_make_with_progress LOG TOTAL CMD...: runs CMD (a kernel make) with its
+# output in LOG and shows progress on stderr: build steps (the make lines
+# "  CC ...", "  LD ...") out of about TOTAL, every 2 s in place on a
+# terminal, a line a minute otherwise (CI logs; SS_PROGRESS_SECS changes
+# the minute). On failure the error lines and the log's path are printed
+# and the status is CMD's.
+ss_make_with_progress() {
+	local log=$1 total=$2 pid rc t0 last=0 n pct now
+	[ "$total" -gt 0 ] 2>/dev/null || total=1
+	shift 2
+	t0=$(date +%s)
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 2
+		now=$(date +%s)
+		n=$(grep -c '^  [A-Z]' "$log" 2>/dev/null || true)
+		pct=$((n * 100 / total)); [ "$pct" -gt 99 ] && pct=99
+		if [ -t 2 ]; then
+			printf '\r    %d/~%d build steps (%d%%), %d:%02d elapsed ' "$n" "$total" "$pct" \
+				$(((now - t0) / 60)) $(((now - t0) % 60)) >&2
+		elif [ $((now - last)) -ge "${SS_PROGRESS_SECS:-60}" ]; then
+			last=$now
+			note "$n/~$total build steps ($pct%), $(((now - t0) / 60)) min elapsed"
+		fi
+	done
+	[ -t 2 ] && printf '\n' >&2
+	rc=0; wait "$pid" || rc=$?
+	if [ $rc != 0 ]; then
+		grep -E 'error|Error' "$log" | head -20 >&2
+		note "build failed; the whole make output is in $log"
+	fi
+	return $rc
+}

@@ -270,11 +270,11 @@ mod tests {
         drop(s);
         // The reaper ends the other two holds within 100 ms of the pipe
         // letting go (LRU batches drained in case one took a reference).
-        for round in 0..200 {
+        for round in 0..400 {
             if COUNTERS.holds_active.get() <= holds {
                 break;
             }
-            if round == 50 {
+            if round == 150 {
                 // SAFETY: no preconditions.
                 unsafe { crate::bindings::ss_test_drain_lru() };
             }

@@ -536,11 +536,12 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
 }
 
 /// Waits until the module holds nothing: holds of folios that nobody reads
-/// are reaped every 100 ms, once any LRU batch that references them has
-/// drained (drained here if they have not after a second).
+/// are reaped once idle for a second (checked every 100 ms), and once any
+/// LRU batch that references them has drained (drained here if they have
+/// not after 1.5 s).
 pub fn wait_holds_released(limit: Duration) -> bool {
     let idle = || counter("holds_active") == Some(0);
-    wait_until(Duration::from_secs(1), idle) || (drain_lru_batches().is_ok() && wait_until(limit, idle))
+    wait_until(Duration::from_millis(1500), idle) || (drain_lru_batches().is_ok() && wait_until(limit, idle))
 }
 
 /// `/sys/module/stable_splice/refcnt`.

@@ -158,6 +158,7 @@ fn writer_race(ctx: &Ctx, flags: u32) -> TResult {
         })
     };
     let (p1, p2) = (pipe()?, pipe()?);
+    let c0 = (counter("bytes_zero_copy"), counter("holds_refused"), counter("breaks"));
     let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 20));
     let (mut iters, mut differ, mut torn) = (0u32, 0u32, 0u32);
     let mut first = String::new();
@@ -184,7 +185,14 @@ fn writer_race(ctx: &Ctx, flags: u32) -> TResult {
     }
     stop.store(true, Ordering::Relaxed);
     let gens = writer.join().map_err(|_| TestErr::Fail("writer panicked".into()))?;
-    ctx.note(format!("{iters} splices against {gens} writes: {differ} differed, {torn} torn; {first}"));
+    let delta = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
+    ctx.note(format!(
+        "{iters} splices against {gens} writes: {differ} differed, {torn} torn; {first} \
+         (module: {} pages zero copy, {} holds refused, {} breaks)",
+        delta(c0.0, counter("bytes_zero_copy")) / PAGE as u64,
+        delta(c0.1, counter("holds_refused")),
+        delta(c0.2, counter("breaks"))
+    ));
     if flags == 0 {
         if differ + torn == 0 {
             skip!("plain splice: the race was not hit in {iters} iterations");
@@ -440,5 +448,81 @@ pub fn holds_pipe_source_dup2_race(ctx: &Ctx) -> TResult {
     let _ = flipper.join();
     ctx.note(format!("{tries} stable splices from a flipping descriptor"));
     ensure!(from_pipe == 0, "{from_pipe} stable splices took their data from a pipe");
+    Ok(())
+}
+
+/// An unprivileged splice storm against a privileged writer: four
+/// processes as `nobody` stable-splice a root-owned 0644 file round and
+/// round (taking, joining and dropping holds) while root rewrites pages of
+/// it. Reports root's longest write (a number for people, not asserted:
+/// timing under TCG is no contract) and checks that every write landed.
+pub fn holds_splice_storm(ctx: &Ctx) -> TResult {
+    const PAGES: usize = 64;
+    let f = named_file(&ctx.dir, 0o644)?;
+    pwrite_all(f.fd.raw(), &pattern(0x41, 0, PAGES * PAGE), 0)?;
+    let path = f.path.clone().unwrap_or_default();
+    let stop = pipe()?; // closed by the parent to stop the children
+    let mut kids = Vec::new();
+    for _ in 0..4 {
+        let (path, stop_r, stop_w) = (path.clone(), stop.r.raw(), stop.w.raw());
+        kids.push(fork_child(move || {
+            // SAFETY: the child's copy of the parent's end; EOF on `stop_r`
+            // must come from the parent alone.
+            unsafe { libc::close(stop_w) };
+            let Ok(fd) = open(&path, libc::O_RDONLY, 0) else { return 2 };
+            // SAFETY: dropping privileges in the child.
+            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+                return 3;
+            }
+            let Ok(p) = pipe() else { return 4 };
+            // SAFETY: fcntl on our own pipe.
+            unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, (PAGES * PAGE) as i32) };
+            let mut buf = vec![0u8; PAGES * PAGE];
+            let mut n = 0u64;
+            while !poll_in(stop_r, 0) {
+                let mut off = 0i64;
+                match splice_raw(fd.raw(), Some(&mut off), p.w.raw(), None, PAGES * PAGE, SPLICE_F_STABLE) {
+                    // SAFETY: draining into our own buffer.
+                    Ok(k) => unsafe { libc::read(p.r.raw(), buf.as_mut_ptr().cast(), k) },
+                    Err(_) => return 5,
+                };
+                n += 1;
+            }
+            if n > 0 { 0 } else { 6 }
+        })?);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    let writes = 400;
+    for i in 0..writes {
+        let page = (i * 7) % PAGES;
+        let t = Instant::now();
+        pwrite_all(f.fd.raw(), &pattern(i as u8 | 1, page * PAGE, PAGE), page * PAGE)?;
+        worst = worst.max(t.elapsed());
+    }
+    drop(stop.w);
+    let mut bad = Vec::new();
+    for pid in kids {
+        match wait_child(pid, Duration::from_secs(20)) {
+            Some(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => {}
+            Some(st) => bad.push(describe_status(st)),
+            None => {
+                kill_child(pid);
+                bad.push("did not stop".into());
+            }
+        }
+    }
+    ensure!(bad.is_empty(), "unprivileged splicers: {bad:?}");
+    // The last write to each page is what the file must hold.
+    let mut want = pattern(0x41, 0, PAGES * PAGE);
+    for i in 0..writes {
+        let page = (i * 7) % PAGES;
+        want[page * PAGE..(page + 1) * PAGE].copy_from_slice(&pattern(i as u8 | 1, page * PAGE, PAGE));
+    }
+    expect_bytes("file after the storm", &pread_vec(f.fd.raw(), PAGES * PAGE, 0)?, &want, None)?;
+    ctx.note(format!(
+        "root's longest 4 KiB pwrite during the storm: {worst:?} ({writes} writes; breaks so far {:?})",
+        counter("breaks")
+    ));
     Ok(())
 }

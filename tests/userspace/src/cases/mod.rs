@@ -4,6 +4,7 @@ use crate::util::TResult;
 
 mod basic;
 mod contract_stress;
+mod exerciser;
 mod holds;
 mod security;
 mod signals;
@@ -115,6 +116,8 @@ pub fn all() -> Vec<Case> {
         case("plain_truncate_vs_writeback", Any, holds::plain_truncate_vs_writeback),
         case("holds_io_uring_prep_pins_module", Module, holds::holds_io_uring_prep_pins_module),
         case("holds_pipe_source_dup2_race", Module, holds::holds_pipe_source_dup2_race),
+        case("holds_splice_storm", Module, holds::holds_splice_storm),
+        Case { name: "holds_exerciser", needs: Module, long: true, func: exerciser::holds_exerciser },
         Case { name: "holds_writer_race", needs: Module, long: true, func: holds::holds_writer_race },
         Case { name: "plain_writer_race", needs: Any, long: true, func: holds::plain_writer_race },
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
