@@ -259,7 +259,7 @@ impl Holds {
     pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
         let (bucket, count) = self.bucket(mapping);
         let bucket = bucket.lock();
-        (bucket.fences == 0).then_some(Joins { bucket, count, mapping: mapping as usize, now: now_ns() })
+        (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false })
     }
 
     /// Holds `folio` of `mapping`, which `own` new pipe buffers of a stable
@@ -514,6 +514,17 @@ pub(crate) struct Joins<'a> {
     count: &'a Atomic<i32>,
     mapping: usize,
     now: u64,
+    /// New holds were taken: the reaper must run (queued once, on drop).
+    created: bool,
+}
+
+impl Drop for Joins<'_> {
+    fn drop(&mut self) {
+        if self.created {
+            // SAFETY: no preconditions; queueing work is fine under a spinlock.
+            unsafe { b::ss_schedule_reap() };
+        }
+    }
 }
 
 impl Joins<'_> {
@@ -534,6 +545,41 @@ impl Joins<'_> {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// [`Joins::held`] for many folios at once: `folios` are (index, folio,
+    /// joined) in increasing index order (a splice's buffers are), found
+    /// with one walk of the tree instead of one lookup each.
+    ///
+    /// # Safety
+    ///
+    /// The caller's buffers reference every folio.
+    pub(crate) unsafe fn held_sorted(&mut self, folios: &mut [(usize, *mut RawFolio, bool)], block: bool) {
+        let Some(&(first, _, _)) = folios.first() else {
+            return;
+        };
+        let (mapping, now) = (self.mapping, self.now);
+        let mut cursor = self.bucket.holds.cursor_lower_bound_mut(&(mapping, first));
+        for item in folios.iter_mut() {
+            while let Some(c) = cursor.take() {
+                let (k, _) = c.current();
+                if *k < (mapping, item.0) {
+                    cursor = c.move_next();
+                    continue;
+                }
+                cursor = Some(c);
+                break;
+            }
+            let Some(c) = cursor.as_mut() else {
+                return;
+            };
+            let (k, h) = c.current_mut();
+            if *k == (mapping, item.0) && h.folio.as_ptr() == item.1 {
+                h.block &= block;
+                h.used = now;
+                item.2 = true;
+            }
         }
     }
 
@@ -571,8 +617,7 @@ impl Joins<'_> {
             COUNTERS.holds_active.add(1);
         }
         COUNTERS.holds_taken.add(1);
-        // SAFETY: no preconditions; queueing work is fine under a spinlock.
-        unsafe { b::ss_schedule_reap() };
+        self.created = true;
         Ok(())
     }
 }

@@ -173,63 +173,11 @@ unsafe fn hold_fast(
         return Ok(());
     };
     let block = holds.blocking_for(file);
-    let left = match holds.joins(mapping) {
-        Some(mut joins) => {
-            // SAFETY: the run's buffers reference `folio`.
-            let join = |folio, _| Ok(unsafe { joins.held(folio, block) });
-            // SAFETY: per the caller.
-            unsafe { each_run(pipe, from, to, counted, join) }?
-        }
-        // SAFETY: per the caller; only counts.
-        None => unsafe { each_run(pipe, from, to, counted, |_, _| Ok(false)) }?,
-    };
-    if left == 0 {
-        return Ok(());
-    }
-    let mut spares = KVec::with_capacity(left as usize, GFP_KERNEL)?;
-    for _ in 0..left {
-        spares.push(Reservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
-    }
-    let Some(mut joins) = holds.lock_mapping(mapping) else {
-        return Ok(());
-    };
-    let join_or_create = |folio, own: u32| {
-        // SAFETY: the run's buffers reference `folio`.
-        if unsafe { joins.held(folio, block) } {
-            return Ok(true);
-        }
-        let Some(r) = spares.pop() else {
-            return Ok(false);
-        };
-        // SAFETY: pipe locked (caller), the buffers reference `folio`.
-        match unsafe { joins.create(folio, own as i32, block, r) } {
-            Ok(()) => Ok(true),
-            Err(r) => {
-                spares.push(r, GFP_ATOMIC)?;
-                Ok(false)
-            }
-        }
-    };
-    // SAFETY: per the caller.
-    unsafe { each_run(pipe, from, to, counted, join_or_create) }?;
-    Ok(())
-}
-
-/// Calls `f(folio, run length)` for each run of new page-cache buffers in
-/// `[from, to)` that is not stable yet, and makes the run held buffers when
-/// `f` says it may. Returns the number of runs left unstable.
-///
-/// # Safety
-///
-/// As for [`stabilize`].
-unsafe fn each_run(
-    pipe: *mut Pipe,
-    from: u32,
-    to: u32,
-    counted: &mut ZeroCopy,
-    mut f: impl FnMut(*mut bindings::folio, u32) -> Result<bool>,
-) -> Result<u32> {
-    let mut left = 0;
+    // One scan of the new buffers, before any lock: the runs of page-cache
+    // buffers (first slot, length) and their folios as (index, folio,
+    // held), in index order as a splice reads them.
+    let mut runs = KVec::new();
+    let mut folios = KVec::new();
     let mut slot = from;
     while slot != to {
         // SAFETY: pipe locked, slots occupied (caller).
@@ -240,25 +188,70 @@ unsafe fn each_run(
         if !is_stable_buf(first) && unsafe { bindings::ss_page_kind(first.page) } == 2 {
             // SAFETY: as above.
             let folio = unsafe { bindings::ss_page_folio(first.page) };
-            if f(folio, run)? {
-                for i in 0..run {
-                    // SAFETY: no preconditions.
-                    if !unsafe { bindings::ss_module_get() } {
-                        return Err(ENODEV); // being unloaded
-                    }
-                    // SAFETY: as above.
-                    let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
-                    take_over(buf, &HELD_BUF_OPS);
-                    counted.buffers += 1;
-                    counted.bytes += buf.len as i64;
-                }
-            } else {
-                left += 1;
-            }
+            runs.push((slot, run), GFP_KERNEL)?;
+            folios.push((folio_index(folio), folio, false), GFP_KERNEL)?;
         }
         slot = slot.wrapping_add(run);
     }
-    Ok(left)
+    if runs.is_empty() {
+        return Ok(());
+    }
+    // Joins: which folios are held already, in one walk of the registry.
+    if let Some(mut joins) = holds.joins(mapping) {
+        if folios.windows(2).all(|w| w[0].0 < w[1].0) {
+            // SAFETY: the buffers reference these folios.
+            unsafe { joins.held_sorted(&mut folios, block) };
+        } else {
+            for f in folios.iter_mut() {
+                // SAFETY: as above.
+                f.2 = unsafe { joins.held(f.1, block) };
+            }
+        }
+    }
+    // New holds for the others, with registry nodes allocated first.
+    let left = folios.iter().filter(|f| !f.2).count();
+    if left > 0 {
+        let mut spares = KVec::with_capacity(left, GFP_KERNEL)?;
+        for _ in 0..left {
+            spares.push(Reservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        if let Some(mut joins) = holds.lock_mapping(mapping) {
+            for (f, &(_, run)) in folios.iter_mut().zip(runs.iter()).filter(|(f, _)| !f.2) {
+                // SAFETY: the run's buffers reference the folio; pipe locked.
+                f.2 = unsafe { joins.held(f.1, block) };
+                if !f.2 {
+                    let Some(r) = spares.pop() else { break };
+                    // SAFETY: as above.
+                    match unsafe { joins.create(f.1, run as i32, block, r) } {
+                        Ok(()) => f.2 = true,
+                        Err(r) => spares.push(r, GFP_ATOMIC)?,
+                    }
+                }
+            }
+        }
+    }
+    for (f, &(slot, run)) in folios.iter().zip(runs.iter()) {
+        if !f.2 {
+            continue; // make_stable's slow path
+        }
+        for i in 0..run {
+            // SAFETY: no preconditions.
+            if !unsafe { bindings::ss_module_get() } {
+                return Err(ENODEV); // being unloaded
+            }
+            // SAFETY: pipe locked, slot occupied (caller).
+            let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+            take_over(buf, &HELD_BUF_OPS);
+            counted.buffers += 1;
+            counted.bytes += buf.len as i64;
+        }
+    }
+    Ok(())
+}
+
+fn folio_index(folio: *mut bindings::folio) -> usize {
+    // SAFETY: callers pass folios that their buffers reference.
+    unsafe { bindings::ss_folio_index(folio) as usize }
 }
 
 /// How many buffers from `slot` on (before `to`) reference the same folio.
