@@ -227,17 +227,44 @@ fn chattr_j(fd: i32) -> bool {
     }
 }
 
+/// When `zeroing` turns data journalling on for the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    No,
+    /// chattr +j before anything is spliced: no holds are taken.
+    Before,
+    /// chattr +j while the first splice holds pages (holds taken under the
+    /// ordered aops, writers then journalled).
+    WhileHeld,
+}
+
 /// Zeroing inside the file: fallocate's punch hole and zero range over
 /// parts of pages, and a truncate into the middle of a page, with the
-/// spliced range held; optionally on a file with chattr +j first.
-fn zeroing(ctx: &Ctx, flags: u32, journal: bool) -> TResult {
+/// spliced range held; optionally with chattr +j.
+fn zeroing(ctx: &Ctx, flags: u32, journal: Journal) -> TResult {
     let f = tmpfile(&ctx.dir)?;
-    if journal && !chattr_j(f.fd.raw()) {
+    if journal == Journal::Before && !chattr_j(f.fd.raw()) {
         skip!("chattr +j not supported here: {}", ename(errno()));
     }
     let a = pattern(0x3c, 0, LEN);
     pwrite_all(f.fd.raw(), &a, 0)?;
     settle_page_cache(f.fd.raw(), LEN)?;
+    if journal == Journal::WhileHeld {
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+        if !chattr_j(f.fd.raw()) {
+            skip!("chattr +j not supported here: {}", ename(errno()));
+        }
+        pwrite_all(f.fd.raw(), &pattern(0x3d, 0, 100), 2 * PAGE + 7)?;
+        // SAFETY: fallocate on our own descriptor.
+        ensure!(
+            unsafe { libc::fallocate(f.fd.raw(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 100, PAGE as i64) } == 0,
+            "punch hole: {}",
+            ename(errno())
+        );
+        let now = pread_vec(f.fd.raw(), LEN, 0)?;
+        stable_or_control(flags, "pipe after chattr +j, a write and a punch", &read_pipe(&p.r, LEN)?, &a, &now)?;
+    }
     let mut ops = 0;
     for (mode, off, len) in [
         (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 100, PAGE),
@@ -275,13 +302,16 @@ fn zeroing(ctx: &Ctx, flags: u32, journal: bool) -> TResult {
 }
 
 pub fn holds_zeroing(ctx: &Ctx) -> TResult {
-    zeroing(ctx, stable(), false)
+    zeroing(ctx, stable(), Journal::No)
 }
 pub fn holds_zeroing_chattr_j(ctx: &Ctx) -> TResult {
-    zeroing(ctx, stable(), true)
+    zeroing(ctx, stable(), Journal::Before)
+}
+pub fn holds_zeroing_chattr_j_while_held(ctx: &Ctx) -> TResult {
+    zeroing(ctx, stable(), Journal::WhileHeld)
 }
 pub fn plain_zeroing(ctx: &Ctx) -> TResult {
-    zeroing(ctx, 0, false)
+    zeroing(ctx, 0, Journal::No)
 }
 
 /// A shrinking truncate while another thread keeps starting writeback of

@@ -111,6 +111,7 @@ pub fn all() -> Vec<Case> {
         case("plain_socket_consumer_first", Any, holds::plain_socket_consumer_first),
         case("holds_zeroing", Module, holds::holds_zeroing),
         case("holds_zeroing_chattr_j", Module, holds::holds_zeroing_chattr_j),
+        case("holds_zeroing_chattr_j_while_held", Module, holds::holds_zeroing_chattr_j_while_held),
         case("plain_zeroing", Any, holds::plain_zeroing),
         case("holds_truncate_vs_writeback", Module, holds::holds_truncate_vs_writeback),
         case("plain_truncate_vs_writeback", Any, holds::plain_truncate_vs_writeback),
