@@ -279,28 +279,13 @@ impl Holds {
         spare: &mut Spare,
     ) -> Result<Taken> {
         let block = self.blocking_for(file);
-        // SAFETY: referenced by the caller's buffers; the index of a folio
-        // only changes while it is out of every page cache.
-        let key = (mapping as usize, unsafe { b::ss_folio_index(folio) } as usize);
-        let (bucket, count) = self.bucket(mapping);
         if self.may_hold(mapping) {
-            let mut b = bucket.lock();
-            if b.fences > 0 {
-                return Ok(Taken::Copy);
-            }
-            if let Some(h) = b.holds.get_mut(&key) {
-                if h.folio.as_ptr() == folio {
-                    // Held already: taken when no writer had the folio, and
-                    // every writer since would have broken it. No folio
-                    // lock needed: a writer decides that a hold ended under
-                    // this bucket lock, and our buffers' references were
-                    // taken before we took it, so it sees them. A writer
-                    // that is replacing the folio right now leaves it to
-                    // our buffers, out of the page cache.
-                    h.block &= block;
-                    h.used = now_ns();
-                    return Ok(Taken::Held);
-                }
+            let Some(mut joins) = self.lock_mapping(mapping) else {
+                return Ok(Taken::Copy); // fenced
+            };
+            // SAFETY: referenced by the caller's buffers.
+            if unsafe { joins.held(folio, block) } {
+                return Ok(Taken::Held);
             }
         }
         spare.fill()?;
@@ -328,27 +313,12 @@ impl Holds {
         let Some(reservation) = spare.0.take() else {
             return Err(ENOMEM); // filled above
         };
-        // SAFETY: locked, hence alive.
-        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block, used: now_ns() });
-        let mut b = bucket.lock();
-        if b.fences > 0 {
-            // A fence went up since the check above: its range break may
-            // have looked already.
-            drop(b);
-            drop(node);
+        // A fence that went up since the check above may have done its
+        // range break already: then no new hold.
+        let Some(mut joins) = self.lock_mapping(mapping) else {
             return Ok(Taken::Copy);
-        }
-        let stale = b.holds.insert(node);
-        if stale.is_none() {
-            count.add(1, Relaxed);
-            COUNTERS.holds_active.add(1);
-        }
-        COUNTERS.holds_taken.add(1);
-        drop(b);
-        drop(locked);
-        drop(stale); // a hold on a folio that left the cache at this index
-        // SAFETY: no preconditions.
-        unsafe { b::ss_schedule_reap() };
+        };
+        joins.insert(&locked, block, reservation);
         Ok(Taken::Held)
     }
 
@@ -529,8 +499,13 @@ impl Drop for Joins<'_> {
 
 impl Joins<'_> {
     /// Whether `folio`, which new buffers of a stable splice reference, is
-    /// held already; if so the buffers share the hold (see the join in
-    /// [`Holds::take`] for why no folio lock is needed).
+    /// held already; if so the buffers share the hold. The hold was taken
+    /// when no writer had the folio, and every writer since would have
+    /// broken it. No folio lock is needed: a writer decides that a hold
+    /// ended under this bucket lock, and the buffers' references were taken
+    /// before it was taken here, so the writer sees them. A writer that is
+    /// replacing the folio right now leaves it to the buffers, out of the
+    /// page cache.
     ///
     /// # Safety
     ///
@@ -609,16 +584,24 @@ impl Joins<'_> {
         if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
             return Err(reservation);
         }
+        self.insert(&locked, block, reservation);
+        Ok(())
+    }
+
+    /// Registers a new hold on `locked`, which passed the checks of
+    /// [`Holds::take`] under its lock; replaces a stale entry of a folio
+    /// that left the cache at that index.
+    fn insert(&mut self, locked: &FolioLock<'_>, block: bool, reservation: Reservation) {
         let key = (self.mapping, locked.index());
         // SAFETY: locked, hence alive.
-        let node = reservation.into_node(key, Hold { folio: unsafe { FolioRef::get(folio) }, block, used: self.now });
+        let folio = unsafe { FolioRef::get(locked.as_ptr()) };
+        let node = reservation.into_node(key, Hold { folio, block, used: self.now });
         if self.bucket.holds.insert(node).is_none() {
             self.count.add(1, Relaxed);
             COUNTERS.holds_active.add(1);
         }
         COUNTERS.holds_taken.add(1);
         self.created = true;
-        Ok(())
     }
 }
 

@@ -231,20 +231,33 @@ unsafe fn hold_fast(
         }
     }
     for (f, &(slot, run)) in folios.iter().zip(runs.iter()) {
-        if !f.2 {
-            continue; // make_stable's slow path
+        if f.2 {
+            // SAFETY: per the caller; the run's folio is held.
+            unsafe { hold_run(pipe, slot, run, counted) }?;
         }
-        for i in 0..run {
-            // SAFETY: no preconditions.
-            if !unsafe { bindings::ss_module_get() } {
-                return Err(ENODEV); // being unloaded
-            }
-            // SAFETY: pipe locked, slot occupied (caller).
-            let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
-            take_over(buf, &HELD_BUF_OPS);
-            counted.buffers += 1;
-            counted.bytes += buf.len as i64;
+        // The others take make_stable's slow path.
+    }
+    Ok(())
+}
+
+/// Makes the `run` buffers from `slot` on held buffers, zero copy, each
+/// with a module reference, and counts them.
+///
+/// # Safety
+///
+/// Pipe lock held, the slots occupied, their page held or out of the page
+/// cache (nobody can write it).
+unsafe fn hold_run(pipe: *mut Pipe, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
+    for i in 0..run {
+        // SAFETY: no preconditions.
+        if !unsafe { bindings::ss_module_get() } {
+            return Err(ENODEV); // being unloaded
         }
+        // SAFETY: pipe locked, slot occupied (caller).
+        let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+        take_over(buf, &HELD_BUF_OPS);
+        counted.buffers += 1;
+        counted.bytes += buf.len as i64;
     }
     Ok(())
 }
@@ -311,27 +324,21 @@ unsafe fn make_stable(
         // SAFETY: per the caller.
         unsafe { holds.take(folio, mapping, file, run as i32, spare) }?
     };
-    for i in 0..run {
-        let buf = buf_at(i);
-        match taken {
-            // Out of the page cache since splice_read found it (a writer
-            // broke a hold, or truncate): already private to the pipes
-            // that have it. Plain page-cache buffers would fail confirm
-            // with ENODATA, so it becomes ours too.
-            Taken::Held | Taken::Orphan => {
-                // SAFETY: no preconditions.
-                if !unsafe { bindings::ss_module_get() } {
-                    return Err(ENODEV); // being unloaded
-                }
-                take_over(buf, &HELD_BUF_OPS);
-                counted.buffers += 1;
-                counted.bytes += buf.len as i64;
+    match taken {
+        // Orphan: out of the page cache since splice_read found it (a
+        // writer broke a hold, or truncate): already private to the pipes
+        // that have it. Plain page-cache buffers would fail confirm with
+        // ENODATA, so it becomes ours too.
+        // SAFETY: per the caller.
+        Taken::Held | Taken::Orphan => unsafe { hold_run(pipe, slot, run, counted) },
+        Taken::Copy => {
+            for i in 0..run {
+                // SAFETY: per the caller.
+                unsafe { copy(pipe, buf_at(i)) }?;
             }
-            // SAFETY: per the caller.
-            Taken::Copy => unsafe { copy(pipe, buf) }?,
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// Makes `buf`, which references a page that will not change any more,
