@@ -8,6 +8,7 @@
 #include <linux/pipe_fs_i.h>
 #include <linux/splice.h>
 #include <linux/ptrace.h>
+#include <linux/tracepoint.h>
 #include <linux/stable_splice.h>
 #include "helpers.h"
 
@@ -23,3 +24,5 @@ const unsigned int SS_VM_FAULT_LOCKED = (__force unsigned int)VM_FAULT_LOCKED;
 const unsigned int SS_VM_FAULT_NOPAGE = (__force unsigned int)VM_FAULT_NOPAGE;
 const unsigned int SS_VM_FAULT_ERROR = (__force unsigned int)VM_FAULT_ERROR;
 const long long SS_PAGE_SIZE = PAGE_SIZE;
+const unsigned int SS_SET_MODE = STABLE_SPLICE_SET_MODE;
+const unsigned int SS_GET_MODE = STABLE_SPLICE_GET_MODE;

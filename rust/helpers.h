@@ -143,4 +143,13 @@ struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old
 void ss_folio_replace(struct folio *old, struct folio *new);
 void ss_folio_wait_writeback(struct folio *folio);
 
+/* tasks and tracepoints for the stable mode (rust/task.c) */
+struct task_struct;
+struct tracepoint;
+int ss_current_tgid(void);
+int ss_task_tgid(struct task_struct *task);
+void ss_task_kill(struct task_struct *task);
+struct tracepoint *ss_tracepoint(const char *name);
+void ss_tracepoint_sync(void);
+
 #endif

@@ -76,6 +76,14 @@ pub(crate) struct Counters {
     /// Stable splices in progress: marked tasks plus io_uring requests
     /// between prep and issue. Back to 0 when nothing is splicing.
     pub(crate) calls_in_flight: Counter,
+    /// Processes in the stable mode (each keeps the module loaded).
+    pub(crate) mode_processes: Counter,
+    /// Splices into pipes made stable by the mode, not by the flag
+    /// (`sendfile()` makes one per pipe-full); also in `stable_calls`.
+    pub(crate) mode_splices: Counter,
+    /// Children of processes in the mode that were killed before they ran
+    /// because there was no memory to record them in the mode.
+    pub(crate) mode_fork_failures: Counter,
 }
 
 pub(crate) static COUNTERS: Counters = Counters {
@@ -92,7 +100,46 @@ pub(crate) static COUNTERS: Counters = Counters {
     max_writer_wait_ns: Counter::new(),
     buffers_live: Counter::new(),
     calls_in_flight: Counter::new(),
+    mode_processes: Counter::new(),
+    mode_splices: Counter::new(),
+    mode_fork_failures: Counter::new(),
 };
+
+const COUNT: usize = 16;
+
+/// Every counter with its name (debugfs file, `/dev/stable_splice` line).
+fn all() -> [(&'static CStr, &'static Counter); COUNT] {
+    let c = &COUNTERS;
+    [
+        (c"stable_calls", &c.stable_calls),
+        (c"holds_active", &c.holds_active),
+        (c"holds_taken", &c.holds_taken),
+        (c"holds_refused", &c.holds_refused),
+        (c"bytes_zero_copy", &c.bytes_zero_copy),
+        (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
+        (c"breaks", &c.breaks),
+        (c"breaks_written_back", &c.breaks_written_back),
+        (c"snapshot_bytes", &c.snapshot_bytes),
+        (c"break_failures", &c.break_failures),
+        (c"max_writer_wait_ns", &c.max_writer_wait_ns),
+        (c"buffers_live", &c.buffers_live),
+        (c"calls_in_flight", &c.calls_in_flight),
+        (c"mode_processes", &c.mode_processes),
+        (c"mode_splices", &c.mode_splices),
+        (c"mode_fork_failures", &c.mode_fork_failures),
+    ]
+}
+
+/// `policy <cow|block>` and one `name value` line per counter.
+pub(crate) fn write_all(out: &mut impl fmt::Write) -> fmt::Result {
+    if let Ok(policy) = crate::hold::Policy::from_param() {
+        writeln!(out, "policy {:?}", policy)?;
+    }
+    for (name, counter) in all() {
+        writeln!(out, "{} {}", name.to_str().map_err(|_| fmt::Error)?, counter.get())?;
+    }
+    Ok(())
+}
 
 /// What a debugfs file shows: the current value of a static counter.
 struct View(&'static Counter);
@@ -113,24 +160,8 @@ pub(crate) struct DebugFs {
 impl DebugFs {
     pub(crate) fn new(policy: crate::hold::Policy) -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
-        let c = &COUNTERS;
-        let all: [(&CStr, &'static Counter); 13] = [
-            (c"stable_calls", &c.stable_calls),
-            (c"holds_active", &c.holds_active),
-            (c"holds_taken", &c.holds_taken),
-            (c"holds_refused", &c.holds_refused),
-            (c"bytes_zero_copy", &c.bytes_zero_copy),
-            (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
-            (c"breaks", &c.breaks),
-            (c"breaks_written_back", &c.breaks_written_back),
-            (c"snapshot_bytes", &c.snapshot_bytes),
-            (c"break_failures", &c.break_failures),
-            (c"max_writer_wait_ns", &c.max_writer_wait_ns),
-            (c"buffers_live", &c.buffers_live),
-            (c"calls_in_flight", &c.calls_in_flight),
-        ];
-        let mut files = KVec::with_capacity(all.len(), GFP_KERNEL)?;
-        for (name, counter) in all {
+        let mut files = KVec::with_capacity(COUNT, GFP_KERNEL)?;
+        for (name, counter) in all() {
             files.push(
                 KBox::pin_init(dir.read_only_file(name, View(counter)), GFP_KERNEL)?,
                 GFP_KERNEL,

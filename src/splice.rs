@@ -13,7 +13,7 @@ use crate::{
     calls::Calls,
     counters::COUNTERS,
     ftrace::{ModuleRef, Original},
-    stable_buf,
+    mode, stable_buf,
 };
 use core::{
     ffi::c_void,
@@ -110,9 +110,14 @@ unsafe fn splice_read(
         }
     };
     // The syscall and io_uring paths hide the flag from the kernel's checks
-    // and mark the task instead.
+    // and mark the task instead; a process in the stable mode gets every
+    // splice into a pipe stable (sendfile()'s internal pipe included).
     if calls().and_then(|c| c.current_flags()).is_none_or(|f| f & SPLICE_F_STABLE == 0) {
-        return call();
+        if !mode::current_in_mode() {
+            return call();
+        }
+        COUNTERS.stable_calls.add(1);
+        COUNTERS.mode_splices.add(1);
     }
     // SAFETY: the caller holds the pipe lock.
     let head = unsafe { bindings::ss_pipe_head(pipe) };

@@ -10,11 +10,13 @@ use kernel::prelude::*;
 
 mod bindings;
 mod calls;
+mod control;
 mod counters;
 mod folio;
 mod ftrace;
 mod hold;
 mod layout;
+mod mode;
 mod splice;
 mod stable_buf;
 mod uring;
@@ -156,7 +158,10 @@ impl Redirects {
 }
 
 struct StableSplice {
+    control: Option<Pin<KBox<control::ControlDevice>>>,
     redirects: Option<Pin<KBox<Redirects>>>,
+    tracking: Option<mode::Tracking>,
+    _modes: Pin<KBox<mode::Modes>>,
     _calls: Pin<KBox<calls::Calls>>,
     _holds: KBox<hold::Holds>,
     _debugfs: counters::DebugFs,
@@ -177,6 +182,9 @@ impl kernel::Module for StableSplice {
         let debugfs = counters::DebugFs::new(policy)?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
+        let modes = KBox::pin_init(mode::Modes::new(), GFP_KERNEL)?;
+        // SAFETY: `modes` outlives `tracking` (dropped first in `drop`).
+        let tracking = unsafe { mode::Tracking::start(&modes)? };
         // SAFETY: as for `calls` below.
         unsafe { hold::publish(&*holds) };
         // SAFETY: `calls` outlives the redirects: `drop` unregisters them and
@@ -185,6 +193,16 @@ impl kernel::Module for StableSplice {
         let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)
             .and_then(|r| r.as_ref().register().map(|()| r))
             .inspect_err(|_| teardown())?;
+        // Last: once a process can enter the mode, everything honours it.
+        let control = match KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL) {
+            Ok(c) => c,
+            Err(e) => {
+                pr_err!("stable_splice: cannot register /dev/stable_splice\n");
+                drop(redirects);
+                teardown();
+                return Err(e);
+            }
+        };
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
             "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}\n",
@@ -192,7 +210,10 @@ impl kernel::Module for StableSplice {
             policy
         );
         Ok(Self {
+            control: Some(control),
             redirects: Some(redirects),
+            tracking: Some(tracking),
+            _modes: modes,
             _calls: calls,
             _holds: holds,
             _debugfs: debugfs,
@@ -212,7 +233,9 @@ fn teardown() {
 impl Drop for StableSplice {
     fn drop(&mut self) {
         LOADED.store(false, kernel::sync::atomic::Relaxed);
+        drop(self.control.take());
         drop(self.redirects.take());
+        drop(self.tracking.take());
         teardown();
         pr_info!("stable_splice: unloaded\n");
     }

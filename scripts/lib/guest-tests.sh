@@ -13,6 +13,17 @@ for dir in $SS_FS_DIRS; do
 	"$BIN" --dir "$dir" --fs-label "$fs" --expect-module --stress-secs $secs || rc=1
 done
 
+# End to end: Debian's nginx (sendfile on) with and without the stable
+# mode, a client that stops reading, curl while the file is rewritten.
+export SS_NGINX=$SS_CACHE/nginx/usr/sbin/nginx
+export SS_TOOL=$SS_ROOT/tools/stable-splice/target/release/stable-splice
+for dir in $SS_FS_DIRS; do
+	fs=$(basename "$dir")
+	case $fs in ext4|xfs) ;; *) continue ;; esac
+	echo "---- end to end on $fs ($dir) ----"
+	"$BIN" --dir "$dir" --fs-label "$fs" --expect-module --e2e --stress-secs 10 || rc=1
+done
+
 n=0
 tap() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; rc=1; fi; }
 echo "---- README examples (C: examples/splice_stable.c, Rust: tests/userspace/examples/) ----"
@@ -43,6 +54,20 @@ tap $? module/rmmod_refused_while_buffers_in_pipe
 kill $holder; wait $holder 2>/dev/null
 [ "$(cat /sys/kernel/debug/stable_splice/buffers_live)" = 0 ]; tap $? module/buffers_released_with_pipe
 timeout 60 sync; tap $? module/sync_completes
+# A process in the stable mode keeps the module: unloading it would turn a
+# running server's splices back into plain ones without a word.
+mp=/sys/kernel/debug/stable_splice/mode_processes
+"$SS_TOOL" exec -- sleep 60 &
+moded=$!
+for i in $(seq 100); do [ "$(cat $mp)" = 1 ] && break; sleep 0.1; done
+[ "$(cat $mp)" = 1 ]; tap $? module/mode_counts_the_process
+out=$(rmmod stable_splice 2>&1); r=$?
+echo "#   rmmod with a process in the stable mode: status $r: $out"
+[ $r != 0 ] && grep -q '^stable_splice ' /proc/modules && echo "$out" | grep -qi 'in use'
+tap $? module/rmmod_refused_while_a_process_is_in_the_mode
+kill $moded; wait $moded 2>/dev/null
+for i in $(seq 100); do [ "$(cat $mp)" = 0 ] && break; sleep 0.1; done
+[ "$(cat $mp)" = 0 ]; tap $? module/mode_left_at_exit
 rmmod stable_splice; tap $? module/rmmod_after_pipes_closed
 ok=0
 for i in $(seq 1 10); do

@@ -11,7 +11,7 @@ fail() { echo "vm-run: FAILED: $*"; status=1; }
 export PATH="$PATH:/sbin:/usr/sbin"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 
-export SS_SCRATCH SS_ROOT SS_KO SS_MODULE
+export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE
 
 # Tests (and the KUnit suite) splice on ext4, xfs and tmpfs: mount all three.
 . "$SS_ROOT/scripts/lib/scratch-fs.sh"

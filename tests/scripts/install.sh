@@ -47,8 +47,10 @@ tap $? modprobe_finds_it
 parm=$(modinfo -F parm "$ko")
 echo "$parm" | grep -q '^policy:cow (default): .*block: .*(string)$'; tap $? modinfo_describes_policy "$parm"
 modinfo -F description "$ko" | grep -q SPLICE_F_STABLE; tap $? modinfo_describes_module
+"$root/usr/local/bin/stable-splice" --help | grep -q '^usage: stable-splice exec'; tap $? tool_lands_in_bindir
 make -s -C "$tmp/repo" uninstall KDIR="$KDIR" INSTALL_MOD_PATH="$root" >/dev/null 2>&1 &&
-	[ ! -e "$ko" ] && ! grep -q stable_splice "$root/lib/modules/$KREL/modules.dep"
+	[ ! -e "$ko" ] && ! grep -q stable_splice "$root/lib/modules/$KREL/modules.dep" &&
+	[ ! -e "$root/usr/local/bin/stable-splice" ]
 tap $? make_uninstall
 
 # ---- DKMS, in private trees; depmod run here against the staging root

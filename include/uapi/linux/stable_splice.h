@@ -15,7 +15,28 @@
 #ifndef _UAPI_LINUX_STABLE_SPLICE_H
 #define _UAPI_LINUX_STABLE_SPLICE_H
 
+#include <linux/ioctl.h>
+
 /* The next free bit after SPLICE_F_GIFT (0x08); SPLICE_F_ALL is 0x0f. */
 #define SPLICE_F_STABLE (0x10)
+
+/*
+ * Stable mode, for programs that do not pass the flag (sendfile() servers):
+ * ioctls on /dev/stable_splice (mode 0666). They act on the calling process
+ * (its whole thread group) and nothing else; processes it starts afterwards
+ * inherit the mode, which survives execve(). In the mode, every splice from
+ * a page-cache file into a pipe is stable: splice() with or without the
+ * flag, sendfile(), IORING_OP_SPLICE. A splice from a pipe is left as it
+ * is. Each process in the mode keeps the module loaded.
+ *
+ * STABLE_SPLICE_SET_MODE: argument 1 enters the mode, 0 leaves it; returns 0.
+ * STABLE_SPLICE_GET_MODE: returns 1 if the caller is in the mode, else 0.
+ *
+ * Reading /dev/stable_splice gives the module's policy and counters as
+ * "name value" lines.
+ */
+#define STABLE_SPLICE_IOC_MAGIC 0xB5
+#define STABLE_SPLICE_SET_MODE _IO(STABLE_SPLICE_IOC_MAGIC, 1)
+#define STABLE_SPLICE_GET_MODE _IO(STABLE_SPLICE_IOC_MAGIC, 2)
 
 #endif /* _UAPI_LINUX_STABLE_SPLICE_H */

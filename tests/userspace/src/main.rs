@@ -26,10 +26,12 @@ struct Opts {
     list: bool,
     filter: Option<String>,
     stress_secs: u64,
+    /// Run the end-to-end cases (real servers) instead of the others.
+    e2e: bool,
 }
 
 const USAGE: &str = "usage: stable-splice-tests [--dir DIR] [--fs-label LABEL] \
-[--expect-module | --expect-no-module] [--list] [--filter SUBSTR] [--stress-secs N]";
+[--expect-module | --expect-no-module] [--list] [--filter SUBSTR] [--stress-secs N] [--e2e]";
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Opts, String> {
         list: false,
         filter: None,
         stress_secs: 3,
+        e2e: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,6 +63,7 @@ fn parse_args() -> Result<Opts, String> {
             "--expect-module" => o.expect_module = true,
             "--expect-no-module" => o.expect_module = false,
             "--list" => o.list = true,
+            "--e2e" => o.e2e = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -296,7 +300,7 @@ fn main() {
     }
     let matches = |c: &Case| {
         let full = format!("{label}/{}", c.name);
-        opts.filter.as_deref().is_none_or(|f| full.contains(f))
+        c.name.contains("e2e_") == opts.e2e && opts.filter.as_deref().is_none_or(|f| full.contains(f))
     };
 
     if opts.list {

@@ -16,7 +16,7 @@ const LEN: usize = 4 * PAGE;
 
 /// A file holding A (`LEN` bytes, page cache settled so that a stable
 /// splice can hold it), B the content writers put there later.
-fn file_ab(ctx: &Ctx, len: usize) -> TResult<(TestFile, Vec<u8>, Vec<u8>)> {
+pub(super) fn file_ab(ctx: &Ctx, len: usize) -> TResult<(TestFile, Vec<u8>, Vec<u8>)> {
     let f = tmpfile(&ctx.dir)?;
     let a = pattern(0x2b, 0, len);
     let b = pattern(0x6d, 0, len);

@@ -4,8 +4,10 @@ use crate::util::TResult;
 
 mod basic;
 mod contract_stress;
+mod e2e;
 mod exerciser;
 mod holds;
+mod mode;
 mod security;
 mod signals;
 mod socket_sink;
@@ -121,6 +123,22 @@ pub fn all() -> Vec<Case> {
         Case { name: "holds_exerciser", needs: Module, long: true, func: exerciser::holds_exerciser },
         Case { name: "holds_writer_race", needs: Module, long: true, func: holds::holds_writer_race },
         Case { name: "plain_writer_race", needs: Any, long: true, func: holds::plain_writer_race },
+        case("mode_inherited", Module, mode::mode_inherited),
+        case("mode_self_only", Module, mode::mode_self_only),
+        case("mode_splice_without_flag", Module, mode::mode_splice_without_flag),
+        case("plain_mode_splice_without_flag", Any, mode::plain_mode_splice_without_flag),
+        Case { name: "mode_sendfile_socket", needs: Module, long: true, func: mode::mode_sendfile_socket },
+        Case { name: "plain_mode_sendfile_socket", needs: Any, long: true, func: mode::plain_mode_sendfile_socket },
+        case("mode_io_uring_splice", Module, mode::mode_io_uring_splice),
+        case("plain_mode_io_uring_splice", Any, mode::plain_mode_io_uring_splice),
+        case("mode_pipe_source_unchanged", Module, mode::mode_pipe_source_unchanged),
+        case("mode_tool", Module, mode::mode_tool),
+        case("mode_tool_without_module", NoModule, mode::mode_tool_without_module),
+        // end to end (--e2e): nginx from Debian, curl
+        Case { name: "e2e_nginx_stalled_client", needs: Module, long: true, func: e2e::e2e_nginx_stalled_client },
+        Case { name: "plain_e2e_nginx_stalled_client", needs: Module, long: true, func: e2e::plain_e2e_nginx_stalled_client },
+        Case { name: "e2e_curl_rewrite", needs: Module, long: true, func: e2e::e2e_curl_rewrite },
+        Case { name: "plain_e2e_curl_rewrite", needs: Module, long: true, func: e2e::plain_e2e_curl_rewrite },
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
         Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
     ]

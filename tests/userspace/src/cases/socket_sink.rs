@@ -12,12 +12,33 @@ const LEN: usize = 4 * PAGE;
 
 /// A connected loopback TCP pair: (sender, receiver).
 pub(super) fn tcp_pair() -> TResult<(Fd, Fd)> {
+    tcp_pair_rcvbuf(None)
+}
+
+/// Sets a receive buffer of `bytes` on a socket before it connects (past
+/// rmem_max: the tests run as root), so that MBs can queue in a receiver
+/// that does not read.
+pub(super) fn force_rcvbuf(fd: i32, bytes: i32) -> TResult {
+    // SAFETY: setsockopt with an int option value.
+    let r = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&bytes as *const i32).cast(), 4)
+    };
+    ensure!(r == 0, "SO_RCVBUFFORCE: {}", ename(errno()));
+    Ok(())
+}
+
+/// A connected loopback TCP pair whose receiver has `rcvbuf` bytes of
+/// receive buffer if given.
+pub(super) fn tcp_pair_rcvbuf(rcvbuf: Option<i32>) -> TResult<(Fd, Fd)> {
     // SAFETY: plain socket calls on descriptors we own; sockaddr_in is
     // zero-initialised and filled in before use.
     unsafe {
         let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         ensure!(l >= 0, "socket: {}", ename(errno()));
         let l = Fd(l);
+        if let Some(bytes) = rcvbuf {
+            force_rcvbuf(l.raw(), bytes)?; // the accepted receiver inherits it
+        }
         let mut a: libc::sockaddr_in = std::mem::zeroed();
         a.sin_family = libc::AF_INET as u16;
         a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);

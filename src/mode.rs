@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Stable mode: `SPLICE_F_STABLE` for programs that do not pass it.
+//!
+//! Servers such as nginx send files with `sendfile()`, and Samba only uses
+//! sendfile under an exclusive oplock because a concurrent write would
+//! change bytes already on their way. A process in the stable mode gets
+//! every splice from a page-cache file into a pipe made stable, as if it
+//! had passed the flag: `splice()` with or without it, `sendfile()` (whose
+//! internal pipe is filled by the same `splice_read`), `IORING_OP_SPLICE`
+//! (run by io-wq threads of the same thread group).
+//!
+//! The mode belongs to a thread group and is inherited: the
+//! `sched_process_fork` tracepoint puts every new process of a process in
+//! the mode into it before the child first runs, `execve()` keeps the
+//! thread group, and `sched_process_exit` of the group's last thread takes
+//! it out before its pid can be reused. A process enters or leaves the mode
+//! only for itself (`/dev/stable_splice`, see [`crate::control`]), so it can
+//! reach only itself and what it starts afterwards.
+//!
+//! Every process in the mode pins the module: the promise cannot vanish
+//! under a running server by an `rmmod`.
+
+use crate::{bindings, counters::COUNTERS};
+use core::{
+    ffi::c_void,
+    sync::atomic::{AtomicPtr, Ordering},
+};
+use kernel::{
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+    xarray::{AllocKind, XArray},
+};
+
+/// A reference to this module, dropped with the value.
+pub(crate) struct ModulePin(());
+
+impl ModulePin {
+    /// `None` while the module is being unloaded.
+    fn get() -> Option<Self> {
+        // SAFETY: no preconditions.
+        unsafe { bindings::ss_module_get() }.then_some(Self(()))
+    }
+}
+
+impl Drop for ModulePin {
+    fn drop(&mut self) {
+        // SAFETY: the reference `get` took.
+        unsafe { bindings::ss_module_put() };
+    }
+}
+
+/// One thread group in the mode.
+struct Member {
+    _pin: ModulePin,
+}
+
+/// The thread groups in the stable mode, by global thread-group id.
+#[pin_data]
+pub(crate) struct Modes {
+    #[pin]
+    by_tgid: XArray<KBox<Member>>,
+    /// Entries in `by_tgid`: while 0, lookups and the tracepoints cost one
+    /// load. A process sees its own entry (it or its parent stored it before
+    /// it ran), so relaxed is enough.
+    members: Atomic<i64>,
+}
+
+impl Modes {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            by_tgid <- XArray::new(AllocKind::Alloc),
+            members: Atomic::new(0),
+        })
+    }
+
+    fn insert(&self, tgid: usize, flags: kernel::alloc::Flags) -> Result {
+        let pin = ModulePin::get().ok_or(ENODEV)?;
+        let member = KBox::new(Member { _pin: pin }, flags)?;
+        let mut guard = self.by_tgid.lock();
+        if guard.get(tgid).is_some() {
+            return Ok(());
+        }
+        guard.store(tgid, member, flags).map_err(|e| e.error)?;
+        self.members.add(1, Relaxed);
+        COUNTERS.mode_processes.add(1);
+        Ok(())
+    }
+
+    fn remove(&self, tgid: usize) {
+        let gone = self.by_tgid.lock().remove(tgid);
+        if gone.is_some() {
+            self.members.add(-1, Relaxed);
+            COUNTERS.mode_processes.sub(1);
+        }
+        drop(gone); // the module reference goes last
+    }
+
+    fn contains(&self, tgid: usize) -> bool {
+        self.members.load(Relaxed) != 0 && self.by_tgid.lock().get(tgid).is_some()
+    }
+
+    /// Puts the calling process into the mode (`on`) or takes it out.
+    pub(crate) fn set_current(&self, on: bool) -> Result {
+        let tgid = current_tgid();
+        if on {
+            self.insert(tgid, GFP_KERNEL)
+        } else {
+            self.remove(tgid);
+            Ok(())
+        }
+    }
+
+    /// Whether the calling task's process is in the mode.
+    pub(crate) fn current(&self) -> bool {
+        self.members.load(Relaxed) != 0 && self.contains(current_tgid())
+    }
+
+    /// `sched_process_fork`: `parent` is the forking task (always
+    /// `current`), the child has not run yet.
+    fn forked(&self, parent: *mut bindings::task_struct, child: *mut bindings::task_struct) {
+        if self.members.load(Relaxed) == 0 {
+            return;
+        }
+        // SAFETY: both tasks are alive for the tracepoint.
+        let (ptgid, ctgid) = unsafe { (bindings::ss_task_tgid(parent), bindings::ss_task_tgid(child)) };
+        if ptgid == ctgid || !self.contains(ptgid as usize) {
+            return; // a thread (same group) or not in the mode
+        }
+        // Preemption is off in a tracepoint: no sleeping allocation.
+        if self.insert(ctgid as usize, GFP_ATOMIC).is_err() {
+            // A child that silently left the mode would serve unstable
+            // data; it has not run a single instruction yet.
+            COUNTERS.mode_fork_failures.add(1);
+            pr_warn!("stable_splice: no memory to keep pid {} in the stable mode: killed\n", ctgid);
+            // SAFETY: `child` is a valid task.
+            unsafe { bindings::ss_task_kill(child) };
+        }
+    }
+
+    /// `sched_process_exit` of the group's last thread.
+    fn exited(&self, task: *mut bindings::task_struct) {
+        if self.members.load(Relaxed) == 0 {
+            return;
+        }
+        // SAFETY: `task` is exiting but alive for the tracepoint.
+        let tgid = unsafe { bindings::ss_task_tgid(task) };
+        self.remove(tgid as usize);
+    }
+}
+
+fn current_tgid() -> usize {
+    // SAFETY: no preconditions; `current` is valid in task context.
+    unsafe { bindings::ss_current_tgid() as usize }
+}
+
+/// The registry while the module is loaded.
+static MODES: AtomicPtr<Modes> = AtomicPtr::new(core::ptr::null_mut());
+
+pub(crate) fn modes() -> Option<&'static Modes> {
+    let p = MODES.load(Ordering::Acquire);
+    // SAFETY: see `Tracking::start`: valid while published.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Whether the calling process is in the stable mode.
+pub(crate) fn current_in_mode() -> bool {
+    modes().is_some_and(Modes::current)
+}
+
+unsafe extern "C" fn on_fork(
+    data: *mut c_void,
+    parent: *mut bindings::task_struct,
+    child: *mut bindings::task_struct,
+) {
+    // SAFETY: `data` is the `Modes` registered with the probe, alive until
+    // the probe is unregistered and the tracepoint synchronised.
+    let modes = unsafe { &*data.cast::<Modes>() };
+    modes.forked(parent, child);
+}
+
+unsafe extern "C" fn on_exit(data: *mut c_void, task: *mut bindings::task_struct, group_dead: bool) {
+    if !group_dead {
+        return;
+    }
+    // SAFETY: as in `on_fork`.
+    let modes = unsafe { &*data.cast::<Modes>() };
+    modes.exited(task);
+}
+
+/// The two tracepoint probes that carry the mode from parent to child and
+/// drop it at exit; unregistered when dropped.
+pub(crate) struct Tracking {
+    fork: *mut bindings::tracepoint,
+    exit: *mut bindings::tracepoint,
+    modes: *const Modes,
+}
+
+// SAFETY: the tracepoint pointers are static kernel objects; `modes` is
+// only read.
+unsafe impl Send for Tracking {}
+// SAFETY: as above.
+unsafe impl Sync for Tracking {}
+
+impl Tracking {
+    /// Registers the probes and publishes `modes`.
+    ///
+    /// # Safety
+    ///
+    /// `modes` must outlive the returned value.
+    pub(crate) unsafe fn start(modes: &Modes) -> Result<Self> {
+        let find = |name: &CStr| {
+            // SAFETY: `name` is NUL-terminated.
+            let tp = unsafe { bindings::ss_tracepoint(name.as_char_ptr()) };
+            if tp.is_null() {
+                pr_err!("stable_splice: no tracepoint {:?}\n", name);
+                Err(ENOENT)
+            } else {
+                Ok(tp)
+            }
+        };
+        let fork = find(c"sched_process_fork")?;
+        let exit = find(c"sched_process_exit")?;
+        let data = core::ptr::from_ref(modes).cast_mut().cast::<c_void>();
+        // SAFETY: `on_fork` has the prototype of sched_process_fork's
+        // probes; `data` outlives the registration (caller's promise).
+        kernel::error::to_result(unsafe {
+            bindings::tracepoint_probe_register(fork, on_fork as *mut c_void, data)
+        })?;
+        // SAFETY: as above, for sched_process_exit.
+        if let Err(e) = kernel::error::to_result(unsafe {
+            bindings::tracepoint_probe_register(exit, on_exit as *mut c_void, data)
+        }) {
+            // SAFETY: registered just above.
+            unsafe {
+                bindings::tracepoint_probe_unregister(fork, on_fork as *mut c_void, data);
+                bindings::ss_tracepoint_sync();
+            }
+            return Err(e);
+        }
+        MODES.store(core::ptr::from_ref(modes).cast_mut(), Ordering::Release);
+        Ok(Self { fork, exit, modes })
+    }
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        MODES.store(core::ptr::null_mut(), Ordering::Release);
+        let data = self.modes.cast_mut().cast::<c_void>();
+        // SAFETY: registered in `start` with these arguments; the sync waits
+        // for probes still running before `modes` may go.
+        unsafe {
+            bindings::tracepoint_probe_unregister(self.exit, on_exit as *mut c_void, data);
+            bindings::tracepoint_probe_unregister(self.fork, on_fork as *mut c_void, data);
+            bindings::ss_tracepoint_sync();
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The stable mode for unmodified programs (`/dev/stable_splice`,
+//! `stable-splice exec`): sendfile(), splice() without the flag and
+//! IORING_OP_SPLICE by a process in the mode are snapshots; the mode is
+//! inherited by children and threads, survives exec, reaches nobody else.
+//! Each `mode_*` case has a control without the mode that must show the
+//! hazard (or skip when it did not), so a pass proves something.
+
+use super::holds::file_ab;
+use super::socket_sink::{recv_exact, tcp_pair, tcp_pair_rcvbuf};
+use super::Ctx;
+use crate::uring;
+use crate::util::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SET_MODE: libc::c_ulong = 0xB5 << 8 | 1;
+const GET_MODE: libc::c_ulong = 0xB5 << 8 | 2;
+const LEN: usize = 16 * PAGE;
+
+fn device() -> TResult<Fd> {
+    ck(open("/dev/stable_splice", libc::O_RDONLY, 0), "open /dev/stable_splice")
+}
+
+fn ioctl(fd: &Fd, cmd: libc::c_ulong, arg: libc::c_ulong) -> Result<i32, i32> {
+    // SAFETY: the module's ioctls take their argument by value.
+    let r = unsafe { libc::ioctl(fd.raw(), cmd, arg) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Puts the calling process (the case's own) into the mode or out of it.
+pub fn set_mode(on: bool) -> TResult {
+    let d = device()?;
+    ck(ioctl(&d, SET_MODE, on as libc::c_ulong), "STABLE_SPLICE_SET_MODE")?;
+    Ok(())
+}
+
+pub fn in_mode() -> TResult<bool> {
+    let d = device()?;
+    Ok(ck(ioctl(&d, GET_MODE, 0), "STABLE_SPLICE_GET_MODE")? == 1)
+}
+
+/// The `stable-splice` tool built by `make`.
+pub fn tool() -> String {
+    std::env::var("SS_TOOL").unwrap_or_else(|_| {
+        format!("{}/tools/stable-splice/target/release/stable-splice", std::env::var("SS_ROOT").unwrap_or(".".into()))
+    })
+}
+
+fn verdict(in_mode: bool, what: &str, got: &[u8], a: &[u8], b: &[u8]) -> TResult {
+    if in_mode {
+        expect_bytes(what, got, a, Some(("the file's new content (the write showed through)", b)))
+    } else if got == a {
+        skip!("{what}: without the mode the old bytes stayed this time (the hazard did not show)")
+    } else {
+        Ok(())
+    }
+}
+
+pub fn mode_inherited(_ctx: &Ctx) -> TResult {
+    ensure!(!in_mode()?, "a fresh process is in the mode");
+    // A child that exists before the mode is switched on stays out of it.
+    let gate = pipe()?;
+    let gr = gate.r.raw();
+    let before = fork_child(move || {
+        let mut b = [0u8; 1];
+        // SAFETY: reading one byte from the inherited pipe.
+        unsafe { libc::read(gr, b.as_mut_ptr().cast(), 1) };
+        if in_mode().unwrap_or(true) { 1 } else { 0 }
+    })?;
+    let procs0 = counter("mode_processes").unwrap_or(0);
+    set_mode(true)?;
+    ensure!(in_mode()?, "STABLE_SPLICE_GET_MODE says 0 right after SET_MODE 1");
+    ensure!(counter("mode_processes").unwrap_or(0) > procs0, "mode_processes did not count this process");
+    write_all(gate.w.raw(), b"g")?;
+    let st = wait_child(before, Duration::from_secs(10));
+    ensure!(st == Some(0), "a process forked before SET_MODE is in the mode: {}", st.map_or("hung".into(), describe_status));
+    // Threads share the mode; children and grandchildren inherit it.
+    let t = std::thread::spawn(|| in_mode().ok()).join().ok().flatten();
+    ensure!(t == Some(true), "a thread of the process is not in the mode ({t:?})");
+    let child = fork_child(|| match fork_child(|| if in_mode().unwrap_or(false) { 0 } else { 1 }) {
+        Ok(gc) if in_mode().unwrap_or(false) => wait_child(gc, Duration::from_secs(10)).map_or(3, |s| if s == 0 { 0 } else { 2 }),
+        _ => 1,
+    })?;
+    let st = wait_child(child, Duration::from_secs(10));
+    ensure!(st == Some(0), "child (1) or grandchild (2) not in the mode: {}", st.map_or("hung".into(), describe_status));
+    // exec keeps it: the tool reports on its own process.
+    let out = Command::new(tool()).arg("status").output().map_err(|e| TestErr::Fail(format!("{}: {e}", tool())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(text.contains("this process is in it"), "after exec the child is not in the mode: {text}");
+    set_mode(false)?;
+    ensure!(!in_mode()?, "SET_MODE 0 did not take the process out");
+    let child = fork_child(|| if in_mode().unwrap_or(true) { 1 } else { 0 })?;
+    ensure!(wait_child(child, Duration::from_secs(10)) == Some(0), "a child forked after leaving the mode is in it");
+    Ok(())
+}
+
+/// The device is usable by any user, acts only on the caller, and refuses
+/// what it does not know.
+pub fn mode_self_only(_ctx: &Ctx) -> TResult {
+    let d = device()?;
+    ensure!(ioctl(&d, SET_MODE, 2) == Err(libc::EINVAL), "SET_MODE 2 not refused with EINVAL");
+    ensure!(ioctl(&d, 0xB5 << 8 | 9, 0) == Err(libc::ENOTTY), "an unknown ioctl not refused with ENOTTY");
+    let child = fork_child(|| {
+        // SAFETY: dropping privileges in the forked child.
+        if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+            return 10;
+        }
+        match set_mode(true).and_then(|()| in_mode()) {
+            Ok(true) => 0,
+            Ok(false) => 11,
+            Err(_) => 12,
+        }
+    })?;
+    let st = wait_child(child, Duration::from_secs(10));
+    ensure!(st == Some(0), "user nobody could not put itself in the mode: {}", st.map_or("hung".into(), describe_status));
+    ensure!(!in_mode()?, "the child's SET_MODE put its parent in the mode");
+    Ok(())
+}
+
+/// splice() without the flag from a process in the mode.
+fn splice_without_flag(ctx: &Ctx, mode: bool) -> TResult {
+    let (f, a, b) = file_ab(ctx, LEN)?;
+    set_mode(mode)?;
+    let c0 = counter("mode_splices").unwrap_or(0);
+    let p = pipe()?;
+    // SAFETY: raising our own pipe's size.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, 0)?;
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = read_pipe(&p.r, LEN)?;
+    let counted = counter("mode_splices").unwrap_or(0) > c0;
+    ensure!(counted == mode, "mode_splices {} for a splice {} the mode", if counted { "grew" } else { "did not grow" }, if mode { "in" } else { "outside" });
+    verdict(mode, "pipe after a write (splice without the flag)", &got, &a, &b)
+}
+
+pub fn mode_splice_without_flag(ctx: &Ctx) -> TResult {
+    splice_without_flag(ctx, true)
+}
+pub fn plain_mode_splice_without_flag(ctx: &Ctx) -> TResult {
+    splice_without_flag(ctx, false)
+}
+
+/// sendfile() to a TCP socket whose reader has stopped: what is queued in
+/// the receiver when the file is overwritten must stay the old content.
+fn sendfile_stalled(ctx: &Ctx, mode: bool) -> TResult {
+    const BIG: usize = 16 << 20;
+    let (f, a, b) = file_ab(ctx, BIG)?;
+    set_mode(mode)?;
+    // The receiver of a server that has stopped reading: 8 MiB of buffer
+    // (autotuning only grows it while the application reads).
+    let (tx, rx) = tcp_pair_rcvbuf(Some(8 << 20))?;
+    let (txr, fr) = (tx.raw(), f.fd.raw());
+    let sender = std::thread::spawn(move || {
+        let mut off: libc::off_t = 0;
+        while (off as usize) < BIG {
+            // SAFETY: our descriptors; `off` is advanced by the kernel.
+            let n = unsafe { libc::sendfile(txr, fr, &mut off, BIG - off as usize) };
+            if n <= 0 {
+                return Err(format!("sendfile at {off}: {}", if n == 0 { "0".into() } else { ename(errno()) }));
+            }
+        }
+        Ok(())
+    });
+    let queued = wait_queued(rx.raw())?;
+    ctx.note(format!("receiver socket holds {queued} bytes before the overwrite"));
+    ensure!(queued >= 1 << 20, "only {queued} bytes queued in the receiver: the test needs MBs in flight");
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = recv_exact(&rx, BIG)?;
+    sender.join().map_err(|_| TestErr::Fail("sender panicked".into()))?.map_err(TestErr::Fail)?;
+    verdict(mode, "bytes queued in the receiver before the write", &got[..queued], &a[..queued], &b[..queued])
+}
+
+/// Waits until a socket's receive queue stops growing; returns its size.
+pub fn wait_queued(fd: i32) -> TResult<usize> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut last, mut since) = (0usize, Instant::now());
+    loop {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        ensure!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } == 0, "FIONREAD: {}", ename(errno()));
+        let n = n as usize;
+        if n != last {
+            (last, since) = (n, Instant::now());
+        } else if n > 0 && since.elapsed() > Duration::from_millis(700) {
+            return Ok(n);
+        }
+        ensure!(Instant::now() < deadline, "the receive queue never settled ({n} bytes)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn mode_sendfile_socket(ctx: &Ctx) -> TResult {
+    sendfile_stalled(ctx, true)
+}
+pub fn plain_mode_sendfile_socket(ctx: &Ctx) -> TResult {
+    sendfile_stalled(ctx, false)
+}
+
+/// IORING_OP_SPLICE without the flag, run by an io-wq worker of the
+/// process in the mode.
+fn uring_without_flag(ctx: &Ctx, mode: bool) -> TResult {
+    let (f, a, b) = file_ab(ctx, LEN)?;
+    set_mode(mode)?;
+    let p = pipe()?;
+    // SAFETY: raising our own pipe's size.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    let mut ring = uring::setup_or_skip(4)?;
+    let r = ring.submit_and_wait(uring::Sqe {
+        opcode: uring::IORING_OP_SPLICE,
+        fd: p.w.raw(),
+        off: u64::MAX,
+        addr: 0,
+        len: LEN as u32,
+        rw_flags: 0,
+        splice_fd_in: f.fd.raw(),
+        user_data: 1,
+        ..Default::default()
+    })?;
+    ensure!(r == LEN as i32, "IORING_OP_SPLICE returned {r}");
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = read_pipe(&p.r, LEN)?;
+    verdict(mode, "pipe after a write (IORING_OP_SPLICE without the flag)", &got, &a, &b)
+}
+
+pub fn mode_io_uring_splice(ctx: &Ctx) -> TResult {
+    uring_without_flag(ctx, true)
+}
+pub fn plain_mode_io_uring_splice(ctx: &Ctx) -> TResult {
+    uring_without_flag(ctx, false)
+}
+
+/// In the mode a splice from a pipe is what it always was (a program like
+/// Samba splices file -> pipe -> socket; the second step must keep working).
+pub fn mode_pipe_source_unchanged(ctx: &Ctx) -> TResult {
+    let (f, a, _) = file_ab(ctx, LEN)?;
+    set_mode(true)?;
+    let (p1, p2) = (pipe()?, pipe()?);
+    // SAFETY: raising our own pipes' size.
+    unsafe {
+        libc::fcntl(p1.w.raw(), libc::F_SETPIPE_SZ, LEN as i32);
+        libc::fcntl(p2.w.raw(), libc::F_SETPIPE_SZ, LEN as i32);
+    }
+    splice_exact(f.fd.raw(), 0, p1.w.raw(), LEN, 0)?;
+    let n = splice_raw(p1.r.raw(), None, p2.w.raw(), None, LEN, 0);
+    ensure!(n == Ok(LEN), "splice pipe -> pipe in the mode returned {n:?}");
+    let (tx, rx) = tcp_pair()?;
+    let n = splice_raw(p2.r.raw(), None, tx.raw(), None, LEN, 0);
+    ensure!(n == Ok(LEN), "splice pipe -> socket in the mode returned {n:?}");
+    expect_bytes("received", &recv_exact(&rx, LEN)?, &a, None)
+}
+
+fn run(cmd: &mut Command) -> TResult<(Option<i32>, String, String)> {
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| TestErr::Fail(format!("{cmd:?}: {e}")))?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `stable-splice exec/status/probe` with the module loaded.
+pub fn mode_tool(ctx: &Ctx) -> TResult {
+    let t = tool();
+    let (st, _, err) = run(Command::new(&t).args(["exec", "--", "sh", "-c", "exit 7"]))?;
+    ensure!(st == Some(7), "exec: CMD's exit status 7 came back as {st:?} ({err})");
+    let (st, _, err) = run(Command::new(&t).args(["exec", "/no/such/command"]))?;
+    ensure!(st == Some(127) && err.contains("command not found"), "exec of a missing command: {st:?}, {err:?}");
+    let (st, _, err) = run(Command::new(&t).arg("exec"))?;
+    ensure!(st == Some(127) && err.contains("no command given"), "exec without a command: {st:?}, {err:?}");
+    let (st, out, _) = run(Command::new(&t).args(["exec", &t, "status"]))?;
+    ensure!(st == Some(0) && out.contains("this process is in it"), "status under exec: {st:?}: {out}");
+    // Grandchildren through a shell, and a sendfile()-free check of the
+    // counter the tool shows.
+    let script = format!("sh -c '{t} status' | grep -q 'this process is in it'");
+    let (st, _, _) = run(Command::new(&t).args(["exec", "sh", "-c", &script]))?;
+    ensure!(st == Some(0), "a grandchild through sh -c is not in the mode ({st:?})");
+    let (st, out, _) = run(Command::new(&t).arg("status"))?;
+    ensure!(st == Some(0) && out.contains("this process is not") && out.contains("policy: cow"), "status: {st:?}: {out}");
+    for word in ["zero copy", "holds:", "writers:", "failures: 0 break(s)"] {
+        ensure!(out.contains(word), "status lacks {word:?}: {out}");
+    }
+    let (st, out, _) = run(Command::new(&t).arg("probe"))?;
+    ensure!(st == Some(0), "probe with the module loaded: {st:?} {out}");
+    ctx.note(out.trim());
+    Ok(())
+}
+
+/// Without the module: exec runs nothing and says what to do; probe fails.
+pub fn mode_tool_without_module(ctx: &Ctx) -> TResult {
+    let t = tool();
+    let marker = format!("{}/ss-exec-ran.{}", ctx.dir, std::process::id());
+    let (st, _, err) = run(Command::new(&t).args(["exec", "--", "touch", &marker]))?;
+    let ran = std::path::Path::new(&marker).exists();
+    let _ = std::fs::remove_file(&marker);
+    ensure!(!ran, "exec ran the command although the mode could not be set");
+    ensure!(st == Some(125) && err.contains("not loaded") && err.contains("modprobe"), "exec without the module: {st:?}, {err:?}");
+    let (st, out, _) = run(Command::new(&t).arg("probe"))?;
+    ensure!(st == Some(1) && out.contains("EINVAL"), "probe without the module: {st:?}: {out}");
+    let (st, out, _) = run(Command::new(&t).arg("status"))?;
+    ensure!(st == Some(1) && out.contains("not loaded"), "status without the module: {st:?}: {out}");
+    Ok(())
+}
