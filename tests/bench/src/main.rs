@@ -452,6 +452,7 @@ struct FsRes {
     latency: LatencyRes,
     contention: ContRes,
     scaling: ScaleRes,
+    sendfile: SendfileRes,
     counters: Counters,
 }
 
@@ -885,6 +886,107 @@ fn scaling(o: &Opts, dir: &str, stable_ok: bool) -> Res<ScaleRes> {
     Ok(ScaleRes { gib: methods.iter().zip(&runs).map(|(&m, r)| (m, [median(&r[0]), median(&r[1])])).collect() })
 }
 
+// ---------------------------------------------------------------- sendfile, stable mode
+
+/// sendfile() of 8 MiB to loopback TCP (what nginx does with `sendfile
+/// on;`), the bench process in the stable mode against not, interleaved.
+struct SendfileRes {
+    /// Median GiB/s without the mode.
+    plain: f64,
+    /// Median GiB/s in the mode; None if the mode is unavailable.
+    mode: Option<f64>,
+    /// Counter deltas over the runs in the mode.
+    counters: Counters,
+    error: Option<String>,
+}
+
+const SENDFILE_CHUNK: usize = 8 << 20;
+
+/// Puts the bench process into the stable mode or out of it.
+fn set_stable_mode(on: bool) -> Res {
+    let dev = open("/dev/stable_splice", libc::O_RDONLY, 0).map_err(|e| format!("open /dev/stable_splice: {e}"))?;
+    // SAFETY: STABLE_SPLICE_SET_MODE takes its argument by value.
+    if unsafe { libc::ioctl(dev.raw(), 0xB5 << 8 | 1, on as libc::c_ulong) } != 0 {
+        return Err(format!("STABLE_SPLICE_SET_MODE {on}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+struct Sendfile<'a> {
+    fd: i32,
+    off: u64,
+    file: u64,
+    tcp: &'a mut TcpSink,
+}
+
+impl Workload for Sendfile<'_> {
+    fn xfer(&mut self) -> Res<u64> {
+        let mut off = self.off as libc::off_t;
+        let mut left = SENDFILE_CHUNK;
+        while left > 0 {
+            // SAFETY: our descriptors; the kernel advances `off`.
+            let n = unsafe { libc::sendfile(self.tcp.tx.raw(), self.fd, &mut off, left) };
+            if n <= 0 {
+                return Err(format!("sendfile: {}", std::io::Error::last_os_error()));
+            }
+            left -= n as usize;
+        }
+        self.off = (self.off + SENDFILE_CHUNK as u64) % self.file;
+        self.tcp.sent += SENDFILE_CHUNK as u64;
+        Ok(SENDFILE_CHUNK as u64)
+    }
+    fn sync(&mut self) -> Res {
+        self.tcp.wait()
+    }
+}
+
+fn sendfile_mode(o: &Opts, dir: &str, stable_ok: bool) -> Res<SendfileRes> {
+    const FILE: u64 = 32 << 20;
+    let f = create_file(dir, "sendfile")?;
+    fill_and_warm(f.fd.raw(), FILE, 1 << 20)?;
+    let mut tcp = TcpSink::new()?;
+    let mut error = None;
+    let mut modes = vec![false];
+    if stable_ok {
+        match set_stable_mode(false) {
+            Ok(()) => modes.push(true),
+            Err(e) => error = Some(e),
+        }
+    }
+    let mut runs: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut counters = Counters::new();
+    for rep in 0..=o.repeats {
+        for &on in &modes {
+            if stable_ok {
+                set_stable_mode(on)?;
+            }
+            let secs = if rep == 0 { o.secs / 4.0 } else { o.secs };
+            let c0 = read_counters();
+            let r = run_once(&mut Sendfile { fd: f.fd.raw(), off: 0, file: FILE, tcp: &mut tcp }, secs);
+            let d = counter_delta(&c0, &read_counters());
+            if stable_ok {
+                set_stable_mode(false)?;
+            }
+            let r = r?;
+            if rep > 0 {
+                runs[on as usize].push(r.gib_s());
+                if on {
+                    for (k, v) in d {
+                        *counters.entry(k).or_insert(0) += v;
+                    }
+                }
+            }
+        }
+    }
+    tcp.finish()?;
+    Ok(SendfileRes {
+        plain: median(&runs[0]),
+        mode: (!runs[1].is_empty()).then(|| median(&runs[1])),
+        counters,
+        error,
+    })
+}
+
 // ---------------------------------------------------------------- module overhead
 
 /// Unrelated work with the module loaded against not loaded, interleaved
@@ -1033,6 +1135,8 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
     let contention = contention(o, dir, *stable_ok)?;
     progress(&format!("{label}: 1 and 2 splicers on two files"));
     let scaling = scaling(o, dir, *stable_ok)?;
+    progress(&format!("{label}: sendfile 8 MiB to TCP with and without the stable mode"));
+    let sendfile = sendfile_mode(o, dir, *stable_ok)?;
     let counters = counter_delta(&c_fs0, &read_counters());
     Ok(FsRes {
         dir: dir.to_string(),
@@ -1045,6 +1149,7 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
         latency,
         contention,
         scaling,
+        sendfile,
         counters,
     })
 }
@@ -1379,6 +1484,29 @@ fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module_loaded:
                 g[1] / g[0]
             );
         }
+        let sf = &r.sendfile;
+        match sf.mode {
+            Some(m) => {
+                let _ = writeln!(
+                    s,
+                    "--- sendfile() 8 MiB to loopback TCP (nginx `sendfile on;`): {:.3} GiB/s plain, {:.3} GiB/s in the stable mode ({:.2}x); in the mode bytes_zero_copy {}, bytes_copied_at_splice {}, holds_refused {}",
+                    sf.plain,
+                    m,
+                    m / sf.plain,
+                    cget(&sf.counters, "bytes_zero_copy"),
+                    cget(&sf.counters, "bytes_copied_at_splice"),
+                    cget(&sf.counters, "holds_refused")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "--- sendfile() 8 MiB to loopback TCP: {:.3} GiB/s plain; stable mode not measured: {}",
+                    sf.plain,
+                    sf.error.as_deref().unwrap_or("module not loaded")
+                );
+            }
+        }
         let c = &r.contention;
         let _ = writeln!(s, "--- break under contention: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range ---");
         let _ = writeln!(
@@ -1565,6 +1693,14 @@ fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module: &Jso
                     }),
                 )
                 .with("contention", cont)
+                .with(
+                    "sendfile_8mib_tcp",
+                    Json::obj()
+                        .with("plain_gib_s", r.sendfile.plain)
+                        .with("stable_mode_gib_s", r.sendfile.mode)
+                        .with("stable_mode_over_plain", r.sendfile.mode.map(|m| m / r.sendfile.plain))
+                        .with("stable_mode_counters", &r.sendfile.counters),
+                )
                 .with("counters_delta", &r.counters),
         );
     }

@@ -124,7 +124,9 @@ pub fn mode_self_only(_ctx: &Ctx) -> TResult {
 /// splice() without the flag from a process in the mode.
 fn splice_without_flag(ctx: &Ctx, mode: bool) -> TResult {
     let (f, a, b) = file_ab(ctx, LEN)?;
-    set_mode(mode)?;
+    if mode {
+        set_mode(true)?; // a control runs as it is: a fresh process is not in the mode
+    }
     let c0 = counter("mode_splices").unwrap_or(0);
     let p = pipe()?;
     // SAFETY: raising our own pipe's size.
@@ -149,7 +151,9 @@ pub fn plain_mode_splice_without_flag(ctx: &Ctx) -> TResult {
 fn sendfile_stalled(ctx: &Ctx, mode: bool) -> TResult {
     const BIG: usize = 16 << 20;
     let (f, a, b) = file_ab(ctx, BIG)?;
-    set_mode(mode)?;
+    if mode {
+        set_mode(true)?; // a control runs as it is: a fresh process is not in the mode
+    }
     // The receiver of a server that has stopped reading: 8 MiB of buffer
     // (autotuning only grows it while the application reads).
     let (tx, rx) = tcp_pair_rcvbuf(Some(8 << 20))?;
@@ -204,7 +208,9 @@ pub fn plain_mode_sendfile_socket(ctx: &Ctx) -> TResult {
 /// process in the mode.
 fn uring_without_flag(ctx: &Ctx, mode: bool) -> TResult {
     let (f, a, b) = file_ab(ctx, LEN)?;
-    set_mode(mode)?;
+    if mode {
+        set_mode(true)?; // a control runs as it is: a fresh process is not in the mode
+    }
     let p = pipe()?;
     // SAFETY: raising our own pipe's size.
     unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
