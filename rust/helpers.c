@@ -20,6 +20,8 @@
 #include <linux/moduleparam.h>
 #include <linux/workqueue.h>
 #include <asm/ibt.h>
+#include <asm/unistd.h>
+#include <linux/sched/task_stack.h>
 #include "helpers.h"
 
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
@@ -163,6 +165,22 @@ void ss_call_io_cleanup(unsigned long fn, void *req)
 int ss_current_tid(void)
 {
 	return current->pid;
+}
+
+/*
+ * The saved r9 (splice's flags argument) of the splice() the current task
+ * is in, or 0 when it is not in one: io_uring workers and kernel threads
+ * never are. The syscall replacement marks its call in the upper half of
+ * r9, which the syscall's unsigned int flags never see.
+ */
+u64 ss_current_splice_r9(void)
+{
+	struct pt_regs *regs;
+
+	if (current->flags & (PF_KTHREAD | PF_IO_WORKER))
+		return 0;
+	regs = current_pt_regs();
+	return regs->orig_ax == __NR_splice ? regs->r9 : 0;
 }
 
 bool ss_module_get(void)

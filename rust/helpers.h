@@ -23,6 +23,8 @@ long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
 
+u64 ss_current_splice_r9(void);
+
 /* io_uring: IORING_OP_SPLICE prep/issue */
 struct io_uring_sqe;
 u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe);

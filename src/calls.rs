@@ -5,7 +5,9 @@
 //!
 //! The syscall replacement strips the flag before the kernel checks it, so
 //! the file system's `splice_read` (reached through the kernel's own
-//! splice code) learns about it here, keyed by the calling task.
+//! splice code) learns about it here: from a mark in the task's saved
+//! registers (see [`SYSCALL_MARK`]), or for io_uring workers from the set
+//! of marked tasks.
 //! An `IORING_OP_SPLICE` request is prepared in the submitter and issued
 //! later in an io-wq worker: the request is remembered from prep to issue,
 //! and the worker is marked like a syscall caller while it runs it.
@@ -16,6 +18,12 @@ use kernel::{
     sync::atomic::{Atomic, Relaxed},
     xarray::{AllocKind, XArray},
 };
+
+/// A `splice()` with the flag is marked in its own saved register frame:
+/// this bit of `r9`, above the 32 bits of the syscall's flags argument, is
+/// set by the syscall replacement for the call (no allocation, no shared
+/// state). io_uring workers, which have no such frame, are marked here.
+pub(crate) const SYSCALL_MARK: usize = 1 << 63;
 
 /// What a marked task asked for.
 pub(crate) struct StableCall {
@@ -78,6 +86,11 @@ impl Calls {
 
     /// The flags of the current task's stable splice, if it is in one.
     pub(crate) fn current_flags(&self) -> Option<u32> {
+        // SAFETY: no preconditions; reads the current task's own frame.
+        let r9 = unsafe { crate::bindings::ss_current_splice_r9() } as usize;
+        if r9 & SYSCALL_MARK != 0 {
+            return Some(r9 as u32 | crate::splice::SPLICE_F_STABLE);
+        }
         if self.active.load(Relaxed) == 0 {
             return None;
         }

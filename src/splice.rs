@@ -10,7 +10,7 @@ use kernel::{
 };
 use crate::{
     bindings,
-    calls::Calls,
+    calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
     ftrace::{ModuleRef, Original},
     mode, stable_buf,
@@ -54,9 +54,11 @@ pub(crate) fn calls() -> Option<&'static Calls> {
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.
 ///
 /// x86-64 passes the sixth syscall argument, `flags`, in `r9`. With the
-/// flag set the task is marked, the flag is hidden from the kernel's own
-/// check, and the user's `r9` is put back before returning, so a restarted
-/// syscall (ERESTARTSYS) comes through here again with the flag.
+/// flag set the flag is hidden from the kernel's own check and the call is
+/// marked in the upper half of `r9` ([`SYSCALL_MARK`]), which the syscall's
+/// 32-bit flags never read; the user's `r9` is put back before returning,
+/// so a restarted syscall (ERESTARTSYS) comes through here again with the
+/// flag.
 pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_long {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
@@ -69,22 +71,29 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
         // this function shares.
         unsafe { bindings::ss_call_syscall(orig as _, regs.cast::<c_void>()) }
     };
-    if flags & SPLICE_F_STABLE == 0 {
-        return call_orig(regs);
+    let mark = if flags & SPLICE_F_STABLE == 0 || calls().is_none() {
+        // Plain (or unloading: behave as upstream, EINVAL): only a stray
+        // mark bit from the user must not pass for ours.
+        if user_r9 & SYSCALL_MARK == 0 {
+            return call_orig(regs);
+        }
+        user_r9 & !SYSCALL_MARK
+    } else {
+        COUNTERS.stable_calls.add(1);
+        (user_r9 & !(SPLICE_F_STABLE as usize)) | SYSCALL_MARK
+    };
+    let stable = mark & SYSCALL_MARK != 0;
+    if stable {
+        COUNTERS.calls_in_flight.add(1);
     }
-    let Some(calls) = calls() else {
-        return call_orig(regs); // unloading: behave as upstream (EINVAL)
-    };
-    let _marked = match calls.mark_current(flags) {
-        Ok(m) => m,
-        Err(e) => return e.to_errno() as c_long,
-    };
-    COUNTERS.stable_calls.add(1);
     // SAFETY: as above; the frame is restored before returning to the user.
-    unsafe { (*regs).r9 = user_r9 & !(SPLICE_F_STABLE as usize) };
+    unsafe { (*regs).r9 = mark };
     let ret = call_orig(regs);
     // SAFETY: as above.
     unsafe { (*regs).r9 = user_r9 };
+    if stable {
+        COUNTERS.calls_in_flight.sub(1);
+    }
     ret
 }
 
