@@ -364,6 +364,11 @@ u64 ss_ktime_ns(void)
 	return ktime_get_ns();
 }
 
+u64 ss_ktime_coarse_ns(void)
+{
+	return ktime_get_coarse_ns();
+}
+
 /* Holds whose folios nobody reads any more are reaped every 100 ms. */
 static void reap_holds(struct work_struct *work)
 {

@@ -98,6 +98,7 @@ void ss_folio_write_protect(struct folio *folio);
 bool ss_in_fs_transaction(void);
 bool ss_sleep_killable_ms(unsigned int ms);
 u64 ss_ktime_ns(void);
+u64 ss_ktime_coarse_ns(void);
 void ss_schedule_reap(void);
 void ss_cancel_reap(void);
 void ss_reap_holds(void);	/* src/hold.rs */

@@ -118,9 +118,14 @@ impl Spare {
 /// joining one a lookup. Until then the folio is pinned in the cache.
 const REAP_IDLE_NS: u64 = 1_000_000_000;
 
+/// Holds the reaper walks per hold of a bucket lock.
+const REAP_BATCH: usize = 64;
+
+/// The clock of `Hold::used`: a tick's precision is plenty for a second of
+/// idleness, and it costs no clock read per splice.
 fn now_ns() -> u64 {
     // SAFETY: no preconditions.
-    unsafe { b::ss_ktime_ns() }
+    unsafe { b::ss_ktime_coarse_ns() }
 }
 
 /// A registry node allocated ahead, outside every lock.
@@ -431,30 +436,57 @@ impl Holds {
     }
 
     /// Ends the holds nobody reads any more; returns how many remain.
+    ///
+    /// Only idle holds (not joined for [`REAP_IDLE_NS`]) are looked at
+    /// closely (folio trylock, references); a hold on a folio that left the
+    /// page cache waits for that too, then goes. The bucket lock is dropped
+    /// every [`REAP_BATCH`] holds: splicers of a large file must not spin
+    /// while the reaper walks all of its holds.
     fn reap(&self) -> usize {
         let mut left = 0;
         let now = now_ns();
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
-            if count.load(Relaxed) == 0 {
-                continue;
-            }
-            let mut b = bucket.lock();
-            let mut cursor = b.holds.cursor_front_mut();
-            while let Some(c) = cursor {
-                let done = {
-                    let (k, h) = c.current();
-                    let (mapping, idle) = (k.0, now.saturating_sub(h.used) > REAP_IDLE_NS);
-                    h.folio.try_lock().map(|l| l.mapping() as usize != mapping || (idle && ended(&l, 0)))
+            let mut resume: Option<Key> = None;
+            loop {
+                if count.load(Relaxed) == 0 {
+                    break;
+                }
+                let mut b = bucket.lock();
+                let mut cursor = match &resume {
+                    None => b.holds.cursor_front_mut(),
+                    Some(k) => b.holds.cursor_lower_bound_mut(k),
                 };
-                if done == Some(true) {
-                    let (next, node) = c.remove_current();
-                    count.add(-1, Relaxed);
-                    COUNTERS.holds_active.sub(1);
-                    drop(node); // folio_put: fine under a spinlock
-                    cursor = next;
-                } else {
-                    left += 1;
-                    cursor = c.move_next();
+                resume = None;
+                let mut seen = 0;
+                while let Some(c) = cursor {
+                    if seen == REAP_BATCH {
+                        resume = Some(*c.current().0);
+                        break;
+                    }
+                    seen += 1;
+                    let done = {
+                        let (k, h) = c.current();
+                        let mapping = k.0;
+                        if now.saturating_sub(h.used) <= REAP_IDLE_NS {
+                            None
+                        } else {
+                            h.folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 0))
+                        }
+                    };
+                    if done == Some(true) {
+                        let (next, node) = c.remove_current();
+                        count.add(-1, Relaxed);
+                        COUNTERS.holds_active.sub(1);
+                        drop(node); // folio_put: fine under a spinlock
+                        cursor = next;
+                    } else {
+                        left += 1;
+                        cursor = c.move_next();
+                    }
+                }
+                drop(b);
+                if resume.is_none() {
+                    break;
                 }
             }
         }
