@@ -223,6 +223,25 @@ unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe)
 	return pipe->tail;
 }
 
+/* The ring of a locked pipe: its buffers and the mask of a slot. */
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask)
+{
+	*mask = pipe->ring_size - 1;
+	return pipe->bufs;
+}
+
+/* ss_page_kind(), with the folio and its index, in one call. */
+int ss_page_info(struct page *page, struct folio **folio, unsigned long *index)
+{
+	struct folio *f = page_folio(page);
+
+	*folio = f;
+	*index = f->index;
+	if (folio_test_anon(f) || is_zero_folio(f))
+		return 0;
+	return READ_ONCE(f->mapping) ? 2 : 1;
+}
+
 struct folio *ss_page_folio(struct page *page)
 {
 	return page_folio(page);

@@ -23,6 +23,8 @@ long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
 
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
+int ss_page_info(struct page *page, struct folio **folio, unsigned long *index);
 u64 ss_current_splice_r9(void);
 
 /* io_uring: IORING_OP_SPLICE prep/issue */

@@ -27,6 +27,33 @@ use kernel::prelude::*;
 type PipeBuffer = bindings::pipe_buffer;
 type Pipe = bindings::pipe_inode_info;
 
+/// A locked pipe's buffer ring, read once per call, so that a slot's
+/// buffer is an index in Rust rather than a C call per buffer
+/// (`pipe_buffer`'s layout is checked at load, `src/layout.rs`).
+#[derive(Clone, Copy)]
+struct Ring {
+    bufs: *mut PipeBuffer,
+    mask: u32,
+}
+
+impl Ring {
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock while it uses the ring (a resize
+    /// takes the lock).
+    unsafe fn of(pipe: *mut Pipe) -> Self {
+        let mut mask = 0;
+        // SAFETY: per the caller.
+        let bufs = unsafe { bindings::ss_pipe_ring(pipe, &mut mask) };
+        Self { bufs, mask }
+    }
+
+    fn buf(&self, slot: u32) -> *mut PipeBuffer {
+        // `mask` is the ring size minus one: the index stays in the ring.
+        self.bufs.wrapping_add((slot & self.mask) as usize)
+    }
+}
+
 /// The buffer operations of stable buffers. Each buffer holds a module
 /// reference so that `rmmod` refuses while one sits in a pipe.
 static STABLE_BUF_OPS: bindings::pipe_buf_operations = bindings::pipe_buf_operations {
@@ -115,7 +142,17 @@ pub(crate) unsafe fn stabilize(
             return Err((e, 0));
         }
     }
+    // SAFETY: the caller holds the pipe lock.
+    let ring = unsafe { Ring::of(pipe) };
     while slot != to {
+        // SAFETY: locked, occupied slot.
+        let buf = unsafe { &*ring.buf(slot) };
+        if is_held_buf(buf) {
+            // The fast path held it.
+            kept += buf.len as usize;
+            slot = slot.wrapping_add(1);
+            continue;
+        }
         // Consecutive buffers on one folio (pages of a large folio, or
         // pieces of one page) are one run: the folio's references from this
         // splice are theirs.
@@ -129,7 +166,7 @@ pub(crate) unsafe fn stabilize(
         }
         for _ in 0..run {
             // SAFETY: as above.
-            kept += unsafe { (*bindings::ss_pipe_buf(pipe, slot)).len } as usize;
+            kept += unsafe { (*ring.buf(slot)).len } as usize;
             slot = slot.wrapping_add(1);
         }
     }
@@ -208,22 +245,39 @@ unsafe fn hold_chunk(
     let mut folios = [(0usize, core::ptr::null_mut(), false); CHUNK];
     let mut n = 0;
     let mut slot = from;
-    while slot != to && n < CHUNK {
-        // SAFETY: pipe locked, slots occupied (caller).
-        let run = unsafe { run_length(pipe, slot, to) };
-        // SAFETY: as above.
-        let first = unsafe { &*bindings::ss_pipe_buf(pipe, slot) };
-        // SAFETY: the buffer references its page.
-        if !is_stable_buf(first) && unsafe { bindings::ss_page_kind(first.page) } == 2 {
-            // SAFETY: as above.
-            let folio = unsafe { bindings::ss_page_folio(first.page) };
-            runs[n] = (slot, run);
-            folios[n] = (folio_index(folio), folio, false);
-            n += 1;
+    // SAFETY: pipe locked (caller).
+    let ring = unsafe { Ring::of(pipe) };
+    // The run being scanned: its folio, whether it counts (page cache, not
+    // ours yet), and its first slot. One C call per buffer.
+    let mut cur: (*mut bindings::folio, bool, u32, usize) = (core::ptr::null_mut(), false, slot, 0);
+    let mut close = |cur: &(*mut bindings::folio, bool, u32, usize), end: u32, n: &mut usize| {
+        if cur.1 {
+            runs[*n] = (cur.2, end.wrapping_sub(cur.2));
+            folios[*n] = (cur.3, cur.0, false);
+            *n += 1;
         }
-        slot = slot.wrapping_add(run);
+    };
+    while slot != to {
+        // SAFETY: pipe locked, slots occupied (caller).
+        let buf = unsafe { &*ring.buf(slot) };
+        let (mut folio, mut index) = (core::ptr::null_mut(), 0);
+        // SAFETY: the buffer references its page.
+        let kind = unsafe { bindings::ss_page_info(buf.page, &mut folio, &mut index) };
+        if folio != cur.0 || slot == from {
+            if slot != from {
+                close(&cur, slot, &mut n);
+                if n == CHUNK {
+                    break;
+                }
+            }
+            cur = (folio, kind == 2 && !is_stable_buf(buf), slot, index as usize);
+        }
+        slot = slot.wrapping_add(1);
     }
-    let next = slot;
+    if slot == to && n < CHUNK {
+        close(&cur, slot, &mut n);
+    }
+    let next = if n == CHUNK && slot != to { slot } else { to };
     let (runs, folios) = (&runs[..n], &mut folios[..n]);
     if n == 0 {
         return Ok(next);
@@ -283,23 +337,20 @@ unsafe fn hold_chunk(
 /// Pipe lock held, the slots occupied, their page held or out of the page
 /// cache (nobody can write it).
 unsafe fn hold_run(pipe: *mut Pipe, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
+    // SAFETY: pipe locked (caller).
+    let ring = unsafe { Ring::of(pipe) };
     for i in 0..run {
         // SAFETY: no preconditions.
         if !unsafe { bindings::ss_module_get() } {
             return Err(ENODEV); // being unloaded
         }
         // SAFETY: pipe locked, slot occupied (caller).
-        let buf = unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+        let buf = unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
         take_over(buf, &HELD_BUF_OPS);
         counted.buffers += 1;
         counted.bytes += buf.len as i64;
     }
     Ok(())
-}
-
-fn folio_index(folio: *mut bindings::folio) -> usize {
-    // SAFETY: callers pass folios that their buffers reference.
-    unsafe { bindings::ss_folio_index(folio) as usize }
 }
 
 /// How many buffers from `slot` on (before `to`) reference the same folio.
