@@ -188,6 +188,12 @@ bool ss_module_get(void)
 	return try_module_get(THIS_MODULE);
 }
 
+/* Another reference while the caller holds one: cannot fail. */
+void ss_module_get_more(void)
+{
+	__module_get(THIS_MODULE);
+}
+
 void ss_module_put(void)
 {
 	module_put(THIS_MODULE);
@@ -383,9 +389,9 @@ u64 ss_ktime_ns(void)
 	return ktime_get_ns();
 }
 
-u64 ss_ktime_coarse_ns(void)
+u64 ss_jiffies_ns(void)
 {
-	return ktime_get_coarse_ns();
+	return jiffies_to_nsecs(get_jiffies_64());
 }
 
 /* Holds whose folios nobody reads any more are reaped every 100 ms. */

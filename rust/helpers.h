@@ -48,6 +48,7 @@ int ss_current_tid(void);
 
 /* module reference per buffer that points at our pipe_buf_operations */
 bool ss_module_get(void);
+void ss_module_get_more(void);
 void ss_module_put(void);
 void ss_wait_for_module_code(void);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
@@ -100,7 +101,7 @@ void ss_folio_write_protect(struct folio *folio);
 bool ss_in_fs_transaction(void);
 bool ss_sleep_killable_ms(unsigned int ms);
 u64 ss_ktime_ns(void);
-u64 ss_ktime_coarse_ns(void);
+u64 ss_jiffies_ns(void);
 void ss_schedule_reap(void);
 void ss_cancel_reap(void);
 void ss_reap_holds(void);	/* src/hold.rs */

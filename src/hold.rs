@@ -121,11 +121,11 @@ const REAP_IDLE_NS: u64 = 1_000_000_000;
 /// Holds the reaper walks per hold of a bucket lock.
 const REAP_BATCH: usize = 64;
 
-/// The clock of `Hold::used`: a tick's precision is plenty for a second of
-/// idleness, and it costs no clock read per splice.
+/// The clock of `Hold::used`: jiffies. A tick's precision is plenty for a
+/// second of idleness, and it costs one load, not a clock read.
 fn now_ns() -> u64 {
     // SAFETY: no preconditions.
-    unsafe { b::ss_ktime_coarse_ns() }
+    unsafe { b::ss_jiffies_ns() }
 }
 
 /// A registry node allocated ahead, outside every lock.

@@ -340,10 +340,10 @@ unsafe fn hold_run(pipe: *mut Pipe, slot: u32, run: u32, counted: &mut ZeroCopy)
     // SAFETY: pipe locked (caller).
     let ring = unsafe { Ring::of(pipe) };
     for i in 0..run {
-        // SAFETY: no preconditions.
-        if !unsafe { bindings::ss_module_get() } {
-            return Err(ENODEV); // being unloaded
-        }
+        // The redirected call that got here pins the module, so another
+        // reference cannot fail (and needs no liveness check).
+        // SAFETY: see above.
+        unsafe { bindings::ss_module_get_more() };
         // SAFETY: pipe locked, slot occupied (caller).
         let buf = unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
         take_over(buf, &HELD_BUF_OPS);
