@@ -389,9 +389,14 @@ u64 ss_ktime_ns(void)
 	return ktime_get_ns();
 }
 
+/*
+ * jiffies64_to_nsecs(), not jiffies_to_nsecs(): the latter goes through a
+ * 32-bit microsecond count, which wraps five minutes after boot (jiffies
+ * start at -300 s) and every 71 minutes after.
+ */
 u64 ss_jiffies_ns(void)
 {
-	return jiffies_to_nsecs(get_jiffies_64());
+	return jiffies64_to_nsecs(get_jiffies_64());
 }
 
 /* Holds whose folios nobody reads any more are reaped every 100 ms. */

@@ -142,6 +142,32 @@ pub fn registers_preserved(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// The module marks a stable splice() in bit 63 of the saved r9; a user
+/// who sets that bit without the flag gets a plain splice (the later write
+/// shows through), its registers back unchanged, and no stable call.
+#[cfg(target_arch = "x86_64")]
+pub fn mark_bit_without_flag_is_plain(ctx: &Ctx) -> TResult {
+    let len = 2 * PAGE;
+    let (f, data) = file_with(ctx, 6, len)?;
+    let p = pipe()?;
+    let before = counter("stable_calls");
+    let mut off: i64 = 0;
+    let flags = 1u64 << 63;
+    let args = [f.fd.raw() as u64, &mut off as *mut i64 as u64, p.w.raw() as u64, 0, len as u64, flags];
+    let (ret, out) = splice_asm(args);
+    ensure!(ret == len as i64, "raw splice with r9 = {flags:#x} returned {ret}, expected {len}");
+    ensure!(out[5] == flags, "r9 changed across the syscall: {flags:#x} -> {:#x}", out[5]);
+    ensure!(counter("stable_calls") == before, "a splice without the flag counted as stable ({before:?} -> {:?})", counter("stable_calls"));
+    let new: Vec<u8> = data.iter().map(|b| !b).collect();
+    pwrite_all(f.fd.raw(), &new, 0)?;
+    expect_bytes("pipe after a write (plain splice)", &read_pipe(&p.r, len)?, &new, Some(("the old content (treated as stable)", &data)))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn mark_bit_without_flag_is_plain(_ctx: &Ctx) -> TResult {
+    skip!("the mark is in x86_64's r9");
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 pub fn registers_preserved(_ctx: &Ctx) -> TResult {
     skip!("register check is written for x86_64 only");

@@ -75,6 +75,7 @@ pub fn all() -> Vec<Case> {
         case("unknown_flag_einval", Any, basic::unknown_flag_einval),
         case("stable_flag_accepted", Module, basic::stable_flag_accepted),
         case("registers_preserved", Module, basic::registers_preserved),
+        case("mark_bit_without_flag_is_plain", Module, basic::mark_bit_without_flag_is_plain),
         case("metzmacher_plain", Any, basic::metzmacher_plain),
         case("metzmacher_stable", Module, basic::metzmacher_stable),
         case("snapshot_pwrite", Module, snapshot::pwrite),
