@@ -113,7 +113,7 @@ impl Modes {
 
     /// Whether the calling task's process is in the mode.
     pub(crate) fn current(&self) -> bool {
-        self.members.load(Relaxed) != 0 && self.contains(current_tgid())
+        self.contains(current_tgid())
     }
 
     /// `sched_process_fork`: `parent` is the forking task (always

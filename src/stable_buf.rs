@@ -157,9 +157,9 @@ pub(crate) unsafe fn stabilize(
         // pieces of one page) are one run: the folio's references from this
         // splice are theirs.
         // SAFETY: the caller holds the pipe lock; the slots are occupied.
-        let run = unsafe { run_length(pipe, slot, to) };
+        let run = unsafe { run_length(ring, slot, to) };
         // SAFETY: `[slot, slot + run)` are valid, locked pipe buffers.
-        if let Err(e) = unsafe { make_stable(file, mapping, zero_copy, pipe, slot, run, &mut spare, &mut zero_copy_bufs) } {
+        if let Err(e) = unsafe { make_stable(file, mapping, zero_copy, pipe, ring, slot, run, &mut spare, &mut zero_copy_bufs) } {
             // SAFETY: same lock; drops the unconverted tail.
             unsafe { truncate(pipe, slot, to) };
             return Err((e, kept));
@@ -277,7 +277,8 @@ unsafe fn hold_chunk(
     if slot == to && n < CHUNK {
         close(&cur, slot, &mut n);
     }
-    let next = if n == CHUNK && slot != to { slot } else { to };
+    // Where the next chunk starts: `to`, or the run that did not fit.
+    let next = slot;
     let (runs, folios) = (&runs[..n], &mut folios[..n]);
     if n == 0 {
         return Ok(next);
@@ -322,7 +323,7 @@ unsafe fn hold_chunk(
     for (f, &(slot, run)) in folios.iter().zip(runs.iter()) {
         if f.2 {
             // SAFETY: per the caller; the run's folio is held.
-            unsafe { hold_run(pipe, slot, run, counted) }?;
+            unsafe { hold_run(ring, slot, run, counted) }?;
         }
         // The others take make_stable's slow path.
     }
@@ -336,9 +337,7 @@ unsafe fn hold_chunk(
 ///
 /// Pipe lock held, the slots occupied, their page held or out of the page
 /// cache (nobody can write it).
-unsafe fn hold_run(pipe: *mut Pipe, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
-    // SAFETY: pipe locked (caller).
-    let ring = unsafe { Ring::of(pipe) };
+unsafe fn hold_run(ring: Ring, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
     for i in 0..run {
         // The redirected call that got here pins the module, so another
         // reference cannot fail (and needs no liveness check).
@@ -358,9 +357,9 @@ unsafe fn hold_run(pipe: *mut Pipe, slot: u32, run: u32, counted: &mut ZeroCopy)
 /// # Safety
 ///
 /// Pipe lock held, `[slot, to)` occupied.
-unsafe fn run_length(pipe: *mut Pipe, slot: u32, to: u32) -> u32 {
+unsafe fn run_length(ring: Ring, slot: u32, to: u32) -> u32 {
     // SAFETY: per the caller.
-    let folio_at = |s: u32| unsafe { bindings::ss_page_folio((*bindings::ss_pipe_buf(pipe, s)).page) };
+    let folio_at = |s: u32| unsafe { bindings::ss_page_folio((*ring.buf(s)).page) };
     let first = folio_at(slot);
     let mut n = 1;
     while slot.wrapping_add(n) != to && folio_at(slot.wrapping_add(n)) == first {
@@ -374,20 +373,22 @@ unsafe fn run_length(pipe: *mut Pipe, slot: u32, to: u32) -> u32 {
 ///
 /// # Safety
 ///
-/// Pipe lock held, the buffers valid, no consumer has seen them, read from
-/// `file`, whose mapping is `mapping` (`zero_copy` if holds work there).
+/// Pipe lock held, `ring` is `pipe`'s, the buffers valid, no consumer has
+/// seen them, read from `file`, whose mapping is `mapping` (`zero_copy` if
+/// holds work there).
 unsafe fn make_stable(
     file: *mut bindings::file,
     mapping: *mut bindings::address_space,
     zero_copy: bool,
     pipe: *mut Pipe,
+    ring: Ring,
     slot: u32,
     run: u32,
     spare: &mut Spare,
     counted: &mut ZeroCopy,
 ) -> Result {
     // SAFETY: per the caller.
-    let buf_at = |i: u32| unsafe { &mut *bindings::ss_pipe_buf(pipe, slot.wrapping_add(i)) };
+    let buf_at = |i: u32| unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
     let first = buf_at(0);
     if is_stable_buf(first) {
         return Ok(());
@@ -416,7 +417,7 @@ unsafe fn make_stable(
         // that have it. Plain page-cache buffers would fail confirm with
         // ENODATA, so it becomes ours too.
         // SAFETY: per the caller.
-        Taken::Held | Taken::Orphan => unsafe { hold_run(pipe, slot, run, counted) },
+        Taken::Held | Taken::Orphan => unsafe { hold_run(ring, slot, run, counted) },
         Taken::Copy => {
             for i in 0..run {
                 // SAFETY: per the caller.

@@ -67,10 +67,9 @@ fn module_loaded() -> bool {
 /// Why `/dev/stable_splice` cannot be used, and what to do about it.
 fn device_error(e: &io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::ENOENT) if !module_loaded() => format!(
-            "the stable_splice kernel module is not loaded: load it with \
+        Some(libc::ENOENT) if !module_loaded() => "the stable_splice kernel module is not loaded: load it with \
              `modprobe stable_splice` (after `make install`) or `insmod stable_splice.ko`"
-        ),
+            .to_string(),
         Some(libc::ENOENT) => format!(
             "the module is loaded but {DEVICE} does not exist: is devtmpfs mounted on /dev?"
         ),

@@ -124,13 +124,12 @@ fn body_start(buf: &[u8]) -> Option<usize> {
 /// a local writer overwrites the file; then the client reads the rest. The
 /// bytes already queued in its socket must be the old ones in the mode.
 fn stalled_client(ctx: &Ctx, stable: bool) -> TResult {
-    let name = format!("ss-e2e.{}", std::process::id());
-    let path = format!("{}/{name}", ctx.dir);
+    let file = named_file(&ctx.dir, 0o644)?;
+    let name = served_name(&file);
     let a = pattern(0x41, 0, BIG);
     let b = pattern(0xb2, 0, BIG);
-    std::fs::write(&path, &a).map_err(|e| TestErr::Fail(e.to_string()))?;
-    let _rm = Remove(path.clone());
-    let f = ck(open(&path, libc::O_RDWR, 0), "open")?;
+    let f = &file.fd;
+    pwrite_all(f.raw(), &a, 0)?;
     settle_page_cache(f.raw(), BIG)?;
     let mode0 = counter("mode_splices").unwrap_or(0);
     let nginx = Nginx::start(&ctx.dir, stable)?;
@@ -170,11 +169,10 @@ pub fn plain_e2e_nginx_stalled_client(ctx: &Ctx) -> TResult {
     stalled_client(ctx, false)
 }
 
-struct Remove(String);
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// The name nginx serves `file` under (its root is the file's directory).
+fn served_name(file: &TestFile) -> String {
+    let path = file.path.as_deref().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default().to_string()
 }
 
 /// Page `i` of version `gen`: every 4-byte word is `gen << 16 | i`.
@@ -192,10 +190,9 @@ fn page_version(p: &[u8], i: usize) -> Option<u32> {
 /// and over: every page that arrives must be one whole version of itself.
 fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     let pages = BIG / PAGE;
-    let name = format!("ss-curl.{}", std::process::id());
-    let path = format!("{}/{name}", ctx.dir);
-    let f = ck(open(&path, libc::O_RDWR | libc::O_CREAT, 0o644), "create")?;
-    let _rm = Remove(path.clone());
+    let file = named_file(&ctx.dir, 0o644)?;
+    let name = served_name(&file);
+    let f = &file.fd;
     for i in 0..pages {
         pwrite_all(f.raw(), &version_page(0, i), i * PAGE)?;
     }
@@ -218,8 +215,8 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
             }
         })
     };
-    let out = format!("/tmp/ss-curl-out.{}", std::process::id());
-    let _rm_out = Remove(out.clone());
+    let out_file = named_file("/tmp", 0o600)?;
+    let out = out_file.path.clone().unwrap_or_default();
     let (mut torn, mut versions, mut downloads) = (0usize, std::collections::BTreeSet::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 20));
     let mut first_torn = String::new();
