@@ -12,7 +12,7 @@
 //! later in an io-wq worker: the request is remembered from prep to issue,
 //! and the worker is marked like a syscall caller while it runs it.
 
-use crate::counters::COUNTERS;
+use crate::{counters::COUNTERS, ftrace::ModuleRef};
 use kernel::{
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
@@ -31,6 +31,13 @@ pub(crate) struct StableCall {
     pub(crate) flags: u32,
 }
 
+/// A prepared io_uring splice request that asked for the flag.
+struct Request {
+    flags: u32,
+    /// The module stays until the request is cleaned up.
+    _module: ModuleRef,
+}
+
 /// The set of tasks in a stable splice.
 #[pin_data]
 pub(crate) struct Calls {
@@ -41,7 +48,7 @@ pub(crate) struct Calls {
     active: Atomic<i64>,
     /// Prepared io_uring splice requests with the flag, by request address.
     #[pin]
-    by_request: XArray<KBox<StableCall>>,
+    by_request: XArray<KBox<Request>>,
     /// Entries in `by_request`; prep of a request without the flag must drop
     /// a stale entry for a recycled request, and can skip that when zero.
     requests: Atomic<i64>,
@@ -103,44 +110,29 @@ impl Calls {
     /// (the request's cleanup), so the module cannot go between prep and
     /// issue and leave an accepted request to run as a plain splice.
     pub(crate) fn set_request(&self, req: usize, flags: u32) -> Result {
-        let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;
-        // SAFETY: no preconditions.
-        if !unsafe { crate::bindings::ss_module_get() } {
-            return Err(ENODEV); // being unloaded
+        let module = ModuleRef::get().ok_or(ENODEV)?; // being unloaded
+        let request = KBox::new(Request { flags, _module: module }, GFP_KERNEL)?;
+        // A recycled request whose cleanup we missed: the old record (and
+        // its module reference) goes.
+        let old = self.by_request.lock().store(req, request, GFP_KERNEL).map_err(|e| e.error)?;
+        if old.is_none() {
+            self.requests.add(1, Relaxed);
+            COUNTERS.calls_in_flight.add(1);
         }
-        match self.by_request.lock().store(req, call, GFP_KERNEL) {
-            Ok(None) => {
-                self.requests.add(1, Relaxed);
-                COUNTERS.calls_in_flight.add(1);
-                Ok(())
-            }
-            Ok(Some(_)) => {
-                // A recycled request whose cleanup we missed: one record,
-                // one module reference.
-                // SAFETY: the reference the old record held.
-                unsafe { crate::bindings::ss_module_put() };
-                Ok(())
-            }
-            Err(e) => {
-                // SAFETY: taken above.
-                unsafe { crate::bindings::ss_module_put() };
-                Err(e.error)
-            }
-        }
+        Ok(())
     }
 
     /// Forgets the request at `req` (its cleanup, or a new request at a
-    /// recycled address) and lets go of its module reference.
+    /// recycled address) and lets go of its module reference (the caller
+    /// runs in a redirected function, which holds its own).
     pub(crate) fn forget_request(&self, req: usize) {
         if self.requests.load(Relaxed) == 0 {
             return;
         }
-        if self.by_request.lock().remove(req).is_some() {
+        let gone = self.by_request.lock().remove(req);
+        if gone.is_some() {
             self.requests.add(-1, Relaxed);
             COUNTERS.calls_in_flight.sub(1);
-            // SAFETY: the reference `set_request` took; the caller runs in
-            // a redirected function, which holds its own.
-            unsafe { crate::bindings::ss_module_put() };
         }
     }
 

@@ -71,8 +71,6 @@ pub(crate) struct Counters {
     pub(crate) break_failures: Counter,
     /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
-    /// Pipe buffers that point at this module's buffer operations.
-    pub(crate) buffers_live: Counter,
     /// Stable splices in progress: marked tasks plus io_uring requests
     /// between prep and issue. Back to 0 when nothing is splicing.
     pub(crate) calls_in_flight: Counter,
@@ -98,14 +96,13 @@ pub(crate) static COUNTERS: Counters = Counters {
     snapshot_bytes: Counter::new(),
     break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
-    buffers_live: Counter::new(),
     calls_in_flight: Counter::new(),
     mode_processes: Counter::new(),
     mode_splices: Counter::new(),
     mode_fork_failures: Counter::new(),
 };
 
-const COUNT: usize = 16;
+const COUNT: usize = 15;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -122,7 +119,6 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"snapshot_bytes", &c.snapshot_bytes),
         (c"break_failures", &c.break_failures),
         (c"max_writer_wait_ns", &c.max_writer_wait_ns),
-        (c"buffers_live", &c.buffers_live),
         (c"calls_in_flight", &c.calls_in_flight),
         (c"mode_processes", &c.mode_processes),
         (c"mode_splices", &c.mode_splices),

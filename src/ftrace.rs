@@ -144,27 +144,49 @@ unsafe extern "C" fn redirect_callback(
     unsafe { bindings::ss_ftrace_regs_set_ip(fregs, this.target as c_ulong) };
 }
 
-/// The module reference that [`redirect_callback`] took for a redirected
-/// call; dropped when the replacement returns.
+/// A reference to this module, dropped with the value: what keeps `rmmod`
+/// out while module code may still run or a promise made by it is still
+/// being kept (a redirected call, a process in the stable mode, an
+/// io_uring request that asked for the flag, a hold).
 ///
-/// Dropping it after the call to the original also keeps that call from
-/// being compiled as a tail call: the original's fentry must see a return
-/// address inside this module, or the callback would redirect it again.
+/// Dropping a redirected call's reference after the call to the original
+/// also keeps that call from being compiled as a tail call: the original's
+/// fentry must see a return address inside this module, or the callback
+/// would redirect it again.
 pub(crate) struct ModuleRef(());
 
 impl ModuleRef {
     /// # Safety
     ///
     /// Only the replacement function of a [`Redirect`] may call this, once,
-    /// at its start: it adopts the reference the callback took.
+    /// at its start: it adopts the reference [`redirect_callback`] took.
     pub(crate) unsafe fn adopt() -> Self {
+        Self(())
+    }
+
+    /// A new reference; `None` while the module is being unloaded.
+    pub(crate) fn get() -> Option<Self> {
+        // SAFETY: no preconditions.
+        unsafe { bindings::ss_module_get() }.then(|| Self(()))
+    }
+
+    /// Another reference, without a liveness check.
+    ///
+    /// # Safety
+    ///
+    /// The caller, or one up its stack, holds a reference for the duration
+    /// of the call (a redirected call's, or module init's).
+    pub(crate) unsafe fn another() -> Self {
+        // SAFETY: per the caller, the module is pinned: cannot fail.
+        unsafe { bindings::ss_module_get_more() };
         Self(())
     }
 }
 
 impl Drop for ModuleRef {
     fn drop(&mut self) {
-        // SAFETY: balances the `ss_module_get` of the callback.
+        // SAFETY: the reference this value owns (the callback's, or one
+        // taken by `get`/`another`).
         unsafe { bindings::ss_module_put() };
     }
 }

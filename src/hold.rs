@@ -36,6 +36,7 @@ use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, LockedFolio, Mapping, RawFolio},
+    ftrace::ModuleRef,
 };
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
@@ -92,6 +93,10 @@ pub(crate) struct Hold {
     /// When a splice last took or joined it (ns): the reaper keeps holds
     /// of files that are being served again and again (see `REAP_IDLE_NS`).
     used: u64,
+    /// A hold keeps the module: unloading it would let writers change the
+    /// folio in place under whoever still reads it (a pipe, an skb). Stable
+    /// pipe buffers themselves run only core kernel code.
+    _module: ModuleRef,
 }
 
 /// Key of a hold: the mapping's address and the folio's page index.
@@ -274,7 +279,8 @@ impl Holds {
     /// # Safety
     ///
     /// The caller holds the pipe lock (no consumer has seen the buffers),
-    /// the buffers' references to `folio`, and `file` is the splice's source.
+    /// the buffers' references to `folio`, and `file` is the splice's source;
+    /// the module is pinned while it runs (a redirected call, module init).
     pub(crate) unsafe fn take(
         &self,
         folio: *mut RawFolio,
@@ -323,7 +329,8 @@ impl Holds {
         let Some(mut joins) = self.lock_mapping(mapping) else {
             return Ok(Taken::Copy);
         };
-        joins.insert(&locked, block, reservation);
+        // SAFETY: the module is pinned by the caller.
+        unsafe { joins.insert(&locked, block, reservation) };
         Ok(Taken::Held)
     }
 
@@ -496,7 +503,8 @@ impl Holds {
 
 impl Drop for Holds {
     /// Module unload, after the writer hooks are gone: holds protect
-    /// nothing any more. Pipe buffers pin the module, so none is left.
+    /// nothing any more. Holds pin the module, so none is left (but after a
+    /// failed init).
     fn drop(&mut self) {
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
             let n = count.load(Relaxed);
@@ -599,7 +607,8 @@ impl Joins<'_> {
     ///
     /// # Safety
     ///
-    /// The caller holds the pipe lock and the buffers' references to `folio`.
+    /// The caller holds the pipe lock and the buffers' references to
+    /// `folio`; the module is pinned while it runs.
     pub(crate) unsafe fn create(
         &mut self,
         folio: *mut RawFolio,
@@ -616,18 +625,25 @@ impl Joins<'_> {
         if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
             return Err(reservation);
         }
-        self.insert(&locked, block, reservation);
+        // SAFETY: the module is pinned (caller).
+        unsafe { self.insert(&locked, block, reservation) };
         Ok(())
     }
 
     /// Registers a new hold on `locked`, which passed the checks of
     /// [`Holds::take`] under its lock; replaces a stale entry of a folio
     /// that left the cache at that index.
-    fn insert(&mut self, locked: &FolioLock<'_>, block: bool, reservation: Reservation) {
+    ///
+    /// # Safety
+    ///
+    /// The module is pinned while this runs.
+    unsafe fn insert(&mut self, locked: &FolioLock<'_>, block: bool, reservation: Reservation) {
         let key = (self.mapping, locked.index());
         // SAFETY: locked, hence alive.
         let folio = unsafe { FolioRef::get(locked.as_ptr()) };
-        let node = reservation.into_node(key, Hold { folio, block, used: self.now });
+        // SAFETY: pinned (caller).
+        let module = unsafe { ModuleRef::another() };
+        let node = reservation.into_node(key, Hold { folio, block, used: self.now, _module: module });
         if self.bucket.holds.insert(node).is_none() {
             self.count.add(1, Relaxed);
             COUNTERS.holds_active.add(1);

@@ -21,7 +21,7 @@
 //! Every process in the mode pins the module: the promise cannot vanish
 //! under a running server by an `rmmod`.
 
-use crate::{bindings, counters::COUNTERS};
+use crate::{bindings, counters::COUNTERS, ftrace::ModuleRef};
 use core::{
     ffi::c_void,
     sync::atomic::{AtomicPtr, Ordering},
@@ -32,27 +32,9 @@ use kernel::{
     xarray::{AllocKind, XArray},
 };
 
-/// A reference to this module, dropped with the value.
-pub(crate) struct ModulePin(());
-
-impl ModulePin {
-    /// `None` while the module is being unloaded.
-    fn get() -> Option<Self> {
-        // SAFETY: no preconditions.
-        unsafe { bindings::ss_module_get() }.then_some(Self(()))
-    }
-}
-
-impl Drop for ModulePin {
-    fn drop(&mut self) {
-        // SAFETY: the reference `get` took.
-        unsafe { bindings::ss_module_put() };
-    }
-}
-
 /// One thread group in the mode.
 struct Member {
-    _pin: ModulePin,
+    _module: ModuleRef,
 }
 
 /// The thread groups in the stable mode, by global thread-group id.
@@ -75,8 +57,8 @@ impl Modes {
     }
 
     fn insert(&self, tgid: usize, flags: kernel::alloc::Flags) -> Result {
-        let pin = ModulePin::get().ok_or(ENODEV)?;
-        let member = KBox::new(Member { _pin: pin }, flags)?;
+        let module = ModuleRef::get().ok_or(ENODEV)?;
+        let member = KBox::new(Member { _module: module }, flags)?;
         let mut guard = self.by_tgid.lock();
         if guard.get(tgid).is_some() {
             return Ok(());

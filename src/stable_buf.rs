@@ -54,58 +54,25 @@ impl Ring {
     }
 }
 
-/// The buffer operations of stable buffers. Each buffer holds a module
-/// reference so that `rmmod` refuses while one sits in a pipe.
-static STABLE_BUF_OPS: bindings::pipe_buf_operations = bindings::pipe_buf_operations {
-    confirm: None,
-    release: Some(stable_buf_release),
-    try_steal: None,
-    get: Some(stable_buf_get),
-};
-
-unsafe extern "C" fn stable_buf_release(_pipe: *mut Pipe, buf: *mut PipeBuffer) {
-    // SAFETY: the pipe code passes one of our buffers, which owns a page
-    // reference and a module reference.
-    unsafe {
-        bindings::ss_put_page((*buf).page);
-        COUNTERS.buffers_live.sub(1);
-        bindings::ss_module_put();
-    }
+/// The buffer operations of stable buffers, copied and held alike: the
+/// kernel's own `nosteal_pipe_buf_ops` (a page reference dropped on
+/// release, taken by `tee`; no `confirm`, no `try_steal`). Core kernel code
+/// is all a stable buffer runs, so buffers neither pin the module nor call
+/// into it: what a held buffer needs after the module is gone is its hold,
+/// and holds pin the module (see `src/hold.rs`). A held page that a writer
+/// took out of the page cache stays readable: without `confirm`, nothing
+/// asks for its (cleared) mapping, unlike page-cache buffers.
+fn stable_ops() -> *const bindings::pipe_buf_operations {
+    // Only its address: an exported, immutable kernel object.
+    &raw const bindings::nosteal_pipe_buf_ops
 }
 
-unsafe extern "C" fn stable_buf_get(_pipe: *mut Pipe, buf: *mut PipeBuffer) -> bool {
-    // SAFETY: `buf` is one of our live buffers (tee duplicates it); the
-    // module is pinned by that buffer's reference, so `get` cannot fail.
-    unsafe {
-        if !bindings::ss_try_get_page((*buf).page) {
-            return false;
-        }
-        bindings::ss_module_get();
-    }
-    COUNTERS.buffers_live.add(1);
-    true
-}
-
-/// The buffer operations of held buffers: the page is the page-cache
-/// folio's (or was, before a writer broke the hold). The hold ends by
-/// references (see `src/hold.rs`), so buffers need no bookkeeping beyond
-/// their page and module references. Like copied buffers, they never merge
-/// and cannot be stolen.
-static HELD_BUF_OPS: bindings::pipe_buf_operations = bindings::pipe_buf_operations {
-    confirm: None,
-    release: Some(stable_buf_release),
-    try_steal: None,
-    get: Some(stable_buf_get),
-};
-
-/// Whether `buf` is one of ours (copied or held).
+/// Whether `buf`, a new buffer from a file's `splice_read`, is stable
+/// already (a nested stable `splice_read` made it). A file system's
+/// `splice_read` itself makes page-cache or anonymous buffers, never
+/// `nosteal` ones.
 pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
-    core::ptr::eq(buf.ops, &STABLE_BUF_OPS) || is_held_buf(buf)
-}
-
-/// Whether `buf` is a held buffer: a page-cache folio, zero copy.
-pub(crate) fn is_held_buf(buf: &PipeBuffer) -> bool {
-    core::ptr::eq(buf.ops, &HELD_BUF_OPS)
+    core::ptr::eq(buf.ops, stable_ops())
 }
 
 /// Makes the buffers in slots `[from, to)` of `pipe` stable.
@@ -117,7 +84,9 @@ pub(crate) fn is_held_buf(buf: &PipeBuffer) -> bool {
 /// # Safety
 ///
 /// The caller holds the pipe lock and `[from, to)` are buffers that a
-/// `splice_read` of `file` just added at the head.
+/// `splice_read` of `file` just added at the head; the module is pinned
+/// while it runs (the redirected call's reference; new holds take their
+/// own).
 pub(crate) unsafe fn stabilize(
     file: *mut bindings::file,
     pipe: *mut Pipe,
@@ -147,7 +116,7 @@ pub(crate) unsafe fn stabilize(
     while slot != to {
         // SAFETY: locked, occupied slot.
         let buf = unsafe { &*ring.buf(slot) };
-        if is_held_buf(buf) {
+        if is_stable_buf(buf) {
             // The fast path held it.
             kept += buf.len as usize;
             slot = slot.wrapping_add(1);
@@ -173,17 +142,14 @@ pub(crate) unsafe fn stabilize(
     Ok(())
 }
 
-/// Zero-copy buffers made by one call, counted when it is done (also on
-/// errors: the truncated ones release through our operations).
+/// Zero-copy bytes of one call, counted when it is done.
 #[derive(Default)]
 struct ZeroCopy {
-    buffers: i64,
     bytes: i64,
 }
 
 impl Drop for ZeroCopy {
     fn drop(&mut self) {
-        COUNTERS.buffers_live.add(self.buffers);
         COUNTERS.bytes_zero_copy.add(self.bytes);
     }
 }
@@ -330,8 +296,8 @@ unsafe fn hold_chunk(
     Ok(next)
 }
 
-/// Makes the `run` buffers from `slot` on held buffers, zero copy, each
-/// with a module reference, and counts them.
+/// Makes the `run` buffers from `slot` on held buffers, zero copy, and
+/// counts them.
 ///
 /// # Safety
 ///
@@ -339,14 +305,9 @@ unsafe fn hold_chunk(
 /// cache (nobody can write it).
 unsafe fn hold_run(ring: Ring, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
     for i in 0..run {
-        // The redirected call that got here pins the module, so another
-        // reference cannot fail (and needs no liveness check).
-        // SAFETY: see above.
-        unsafe { bindings::ss_module_get_more() };
         // SAFETY: pipe locked, slot occupied (caller).
         let buf = unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
-        take_over(buf, &HELD_BUF_OPS);
-        counted.buffers += 1;
+        take_over(buf);
         counted.bytes += buf.len as i64;
     }
     Ok(())
@@ -429,11 +390,10 @@ unsafe fn make_stable(
 }
 
 /// Makes `buf`, which references a page that will not change any more,
-/// one of ours with `ops`, zero copy: it keeps the buffer's page reference
-/// (page-cache buffers drop one on release, as `ops` does) and the module
-/// reference the caller took for it. The caller counts it.
-fn take_over(buf: &mut PipeBuffer, ops: &'static bindings::pipe_buf_operations) {
-    buf.ops = ops;
+/// a stable buffer, zero copy: it keeps the buffer's page reference, which
+/// the stable operations drop on release as page-cache buffers do.
+fn take_over(buf: &mut PipeBuffer) {
+    buf.ops = stable_ops();
     buf.flags = 0;
     buf.private = 0;
 }
@@ -465,13 +425,9 @@ unsafe fn copy(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
         if let Some(release) = (*buf.ops).release {
             release(pipe, buf);
         }
-        bindings::ss_module_get();
     }
     buf.page = copy;
-    buf.ops = &STABLE_BUF_OPS;
-    buf.flags = 0;
-    buf.private = 0;
-    COUNTERS.buffers_live.add(1);
+    take_over(buf);
     COUNTERS.bytes_copied_at_splice.add(buf.len as i64);
     Ok(())
 }

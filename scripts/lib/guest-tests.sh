@@ -4,6 +4,7 @@
 # load/unload cycle. Prints TAP lines that scripts/check counts.
 set -u
 BIN=$SS_ROOT/tests/userspace/target/release/stable-splice-tests
+. "$SS_ROOT/scripts/lib/holds.sh"
 rc=0
 for dir in $SS_FS_DIRS; do
 	fs=$(basename "$dir")
@@ -33,8 +34,8 @@ for dir in $SS_FS_DIRS; do
 done
 
 echo "---- module lifecycle ----"
-# A stable buffer left in a pipe pins the module: rmmod must refuse (EBUSY,
-# "in use") rather than leave the pipe pointing at freed code.
+# A folio held for a pipe pins the module: rmmod must refuse (EBUSY, "in
+# use") rather than let writers change what the pipe still has to deliver.
 f=/tmp/ss/ext4/held
 head -c 65536 /dev/urandom >"$f"
 python3 -c '
@@ -49,10 +50,10 @@ for i in $(seq 300); do [ -s /tmp/ss/holder.out ] && break; sleep 0.1; done
 out=$(rmmod stable_splice 2>&1); r=$?
 echo "#   rmmod while held: status $r: $out"
 [ $r != 0 ] && grep -q '^stable_splice ' /proc/modules && echo "$out" | grep -qi 'in use'
-tap $? module/rmmod_refused_while_buffers_in_pipe
-[ "$(cat /sys/kernel/debug/stable_splice/buffers_live)" -gt 0 ]; tap $? module/counters_show_live_buffers
+tap $? module/rmmod_refused_while_held
+[ "$(cat /sys/kernel/debug/stable_splice/holds_active)" -gt 0 ]; tap $? module/counters_show_holds
 kill $holder; wait $holder 2>/dev/null
-[ "$(cat /sys/kernel/debug/stable_splice/buffers_live)" = 0 ]; tap $? module/buffers_released_with_pipe
+ss_wait_holds_released; tap $? module/holds_end_with_pipe
 timeout 60 sync; tap $? module/sync_completes
 # A process in the stable mode keeps the module: unloading it would turn a
 # running server's splices back into plain ones without a word.
@@ -70,8 +71,9 @@ for i in $(seq 100); do [ "$(cat $mp)" = 0 ] && break; sleep 0.1; done
 [ "$(cat $mp)" = 0 ]; tap $? module/mode_left_at_exit
 rmmod stable_splice; tap $? module/rmmod_after_pipes_closed
 ok=0
+# (each insmod runs the KUnit suite, whose holds end a second later)
 for i in $(seq 1 10); do
-	insmod "$SS_KO" >/dev/null 2>&1 && rmmod stable_splice || { ok=1; break; }
+	insmod "$SS_KO" >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
 done
 tap $ok module/insmod_rmmod_x10
 echo "---- policy parameter ----"
@@ -93,7 +95,7 @@ while read -r line; do
 	*) echo "$line" ;;
 	esac
 done < <(timeout 120 python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1 || echo "not ok - policy_block/script (status $?)")
-rmmod stable_splice; tap $? module/rmmod_policy_block
+ss_rmmod; tap $? module/rmmod_policy_block
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
 insmod "$SS_KO" >/dev/null 2>&1; tap $? module/reload

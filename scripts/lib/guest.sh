@@ -15,6 +15,7 @@ export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE
 
 # Tests (and the KUnit suite) splice on ext4, xfs and tmpfs: mount all three.
 . "$SS_ROOT/scripts/lib/scratch-fs.sh"
+. "$SS_ROOT/scripts/lib/holds.sh"
 scratch_fs_mount || fail "could not set up scratch file systems"
 
 if [ "$SS_MODULE" = 1 ]; then
@@ -37,7 +38,7 @@ rc=$?
 [ $rc = 0 ] || status=$rc
 
 if [ "$SS_MODULE" = 1 ]; then
-	if grep -q '^stable_splice ' /proc/modules && ! rmmod stable_splice; then
+	if grep -q '^stable_splice ' /proc/modules && ! ss_rmmod; then
 		fail "rmmod stable_splice"
 	fi
 fi

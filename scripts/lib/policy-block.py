@@ -7,9 +7,10 @@
 #   read_only : nobody splices a root-owned 0644 file: block is not honoured,
 #               root's write returns while nobody's pipe stays full, and
 #               nobody's pipe keeps the old bytes.
-import os, sys, threading, time
+import fcntl, os, sys, threading, time
 
 STABLE = 0x10
+F_SETPIPE_SZ = 1031
 LEN = 16384
 DEBUGFS = "/sys/kernel/debug/stable_splice/"
 n = 0
@@ -32,7 +33,21 @@ def fresh(path):
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     os.pwrite(fd, b"A" * LEN, 0)
     os.fsync(fd)
+    settle(fd)
     return fd
+
+
+def settle(fd):
+    """Fresh folios sit in per-CPU LRU batches, whose reference the module
+    cannot tell from a reader's: such a folio is copied, not held. A plain
+    splice keeps the pages cached while drop_caches drains the batches."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, F_SETPIPE_SZ, LEN)
+    os.splice(fd, w, LEN, offset_src=0)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1")
+    os.close(r)
+    os.close(w)
 
 
 def drain(r):

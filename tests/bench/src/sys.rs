@@ -301,7 +301,7 @@ pub fn read_counters() -> Counters {
 }
 
 fn is_gauge(name: &str) -> bool {
-    matches!(name, "buffers_live" | "holds_active" | "max_writer_wait_ns")
+    matches!(name, "holds_active" | "max_writer_wait_ns")
 }
 
 /// Adds a delta to an accumulated one (gauges take the latest value).
@@ -313,8 +313,8 @@ pub fn merge_counters(acc: &mut Counters, delta: Counters) {
     }
 }
 
-/// after - before for the cumulative counters (gauges such as buffers_live,
-/// holds_active and max_writer_wait_ns are reported as their `after` value).
+/// after - before for the cumulative counters (the gauges holds_active and
+/// max_writer_wait_ns are reported as their `after` value).
 pub fn counter_delta(before: &Counters, after: &Counters) -> Counters {
     after
         .iter()

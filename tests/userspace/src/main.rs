@@ -257,14 +257,13 @@ fn left_behind() -> Option<String> {
     let mut what = Vec::new();
     if util::counters_present() {
         let idle = || {
-            util::counter("buffers_live") == Some(0) && util::counter("calls_in_flight").unwrap_or(0) == 0
+            util::counter("calls_in_flight").unwrap_or(0) == 0
         };
         // Holds end when nobody but the page cache references their folios
         // (reaped every 100 ms; LRU batches drained if they keep one).
         if !util::wait_until(Duration::from_secs(2), idle) || !util::wait_holds_released(Duration::from_secs(2)) {
             what.push(format!(
-                "buffers_live={:?} calls_in_flight={:?} holds_active={:?}",
-                util::counter("buffers_live"),
+                "calls_in_flight={:?} holds_active={:?}",
                 util::counter("calls_in_flight"),
                 util::counter("holds_active"),
             ));

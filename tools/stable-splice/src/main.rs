@@ -237,7 +237,6 @@ fn status() -> ExitCode {
         num("max_writer_wait_ns") as f64 / 1e6
     ));
     line(format!("snapshots kept for readers after writes: {}", bytes(num("snapshot_bytes"))));
-    line(format!("pipe buffers of this module alive: {}", num("buffers_live")));
     let failures = num("break_failures") + num("mode_fork_failures");
     line(format!(
         "failures: {} break(s) that could not keep the snapshot, {} child process(es) killed for lack of memory{}",

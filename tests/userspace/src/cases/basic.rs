@@ -360,7 +360,6 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
         "breaks",
         "snapshot_bytes",
         "max_writer_wait_ns",
-        "buffers_live",
     ];
     for n in names {
         ensure!(counter(n).is_some(), "counter {n} missing or not a decimal integer");
@@ -373,23 +372,20 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
     let delta = stable_bytes().saturating_sub(before);
     ctx.note(format!(
-        "while held: holds_active={:?} buffers_live={:?} zero_copy+copied delta={delta}",
+        "while held: holds_active={:?} zero_copy+copied delta={delta}",
         counter("holds_active"),
-        counter("buffers_live")
     ));
     ensure!(delta >= len as u64, "bytes_zero_copy + bytes_copied_at_splice grew by {delta}, spliced {len}");
     // Contend once so the close path also covers a broken hold.
     pwrite_all(f.fd.raw(), &pattern(7, 0, PAGE), 0)?;
     expect_bytes("pipe", &read_pipe(&p.r, PAGE)?, &data[..PAGE], None)?;
     drop(p);
-    let ok = wait_until(Duration::from_secs(2), || {
-        counter("buffers_live") == Some(0) && counter("calls_in_flight") == Some(0)
-    }) && wait_holds_released(Duration::from_secs(2));
+    let ok = wait_until(Duration::from_secs(2), || counter("calls_in_flight") == Some(0))
+        && wait_holds_released(Duration::from_secs(2));
     ensure!(
         ok,
-        "after close: holds_active={:?} buffers_live={:?} calls_in_flight={:?}",
+        "after close: holds_active={:?} calls_in_flight={:?}",
         counter("holds_active"),
-        counter("buffers_live"),
         counter("calls_in_flight")
     );
     Ok(())
