@@ -149,6 +149,18 @@ struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old
 void ss_folio_replace(struct folio *old, struct folio *new);
 void ss_folio_wait_writeback(struct folio *folio);
 
+/* the per-file index of held folios (rust/hold_index.c) */
+struct xarray;
+void ss_hold_index_init(struct xarray *xa);
+void ss_hold_index_destroy(struct xarray *xa);
+int ss_hold_index_store(struct xarray *xa, unsigned long index, struct folio *folio,
+			struct folio **old);
+struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
+struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
+struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
+unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
+				 struct folio *const *folios, bool *held, unsigned int n);
+
 /* tasks and tracepoints for the stable mode (rust/task.c) */
 struct task_struct;
 struct tracepoint;

@@ -3,7 +3,7 @@
 //! Holds: zero-copy stable buffers on page-cache folios.
 //!
 //! A stable splice from ext4 or xfs leaves the page-cache folio itself in
-//! the pipe and registers a [`Hold`] on it. From then on nobody may change
+//! the pipe and registers a hold on it. From then on nobody may change
 //! the folio in place while anybody but the page cache can see it. Every
 //! in-place writer of those file systems passes a choke point first (see
 //! `src/writers.rs`), where [`Holds::break_locked`] puts a *copy* of the
@@ -28,15 +28,20 @@
 //! either the writer's check saw the hold, or the hold's check sees the
 //! writer's reference and the splice copies instead.
 //!
-//! Holds are indexed per mapping (buckets by mapping, keyed by mapping and
-//! page index under one spinlock per bucket): writers of other files never
-//! touch the lock, and a size change finds a range without a full scan.
+//! Holds are indexed per file: buckets of files by mapping under one
+//! spinlock per bucket, and per file an XArray by page index
+//! (`src/hold_index.rs`), so the folios of one splice are checked in one
+//! walk of adjacent slots, writers of other files never touch the lock, and
+//! a size change finds a range without a full scan. What a hold needs
+//! besides its folio reference (when a splice last used it, whether writers
+//! wait for it, a module reference) is kept once per file.
 
 use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, LockedFolio, Mapping, RawFolio},
     ftrace::ModuleRef,
+    hold_index::HoldIndex,
 };
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
@@ -45,7 +50,7 @@ use kernel::{
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
-        SpinLock,
+        SpinLock, SpinLockGuard,
     },
 };
 
@@ -84,35 +89,60 @@ impl Policy {
     }
 }
 
-/// One held folio.
-pub(crate) struct Hold {
-    /// The hold's own reference.
-    folio: FolioRef,
-    /// Writers wait for this hold instead of breaking it (`policy=block`).
+/// The holds of one file (one mapping).
+pub(crate) struct FileHolds {
+    /// The held folios, each with the hold's own reference.
+    index: Pin<KBox<HoldIndex>>,
+    /// Entries in `index`.
+    count: usize,
+    /// Writers wait for these holds instead of breaking them
+    /// (`policy=block`): only while every splice that took or joined one
+    /// may write the file itself.
     block: bool,
-    /// When a splice last took or joined it (ns): the reaper keeps holds
-    /// of files that are being served again and again (see `REAP_IDLE_NS`).
+    /// When a splice last took or joined one (ns): the reaper keeps the
+    /// holds of files that are being served again and again (see
+    /// `REAP_IDLE_NS`).
     used: u64,
-    /// A hold keeps the module: unloading it would let writers change the
-    /// folio in place under whoever still reads it (a pipe, an skb). Stable
-    /// pipe buffers themselves run only core kernel code.
+    /// Holds keep the module: unloading it would let writers change held
+    /// folios in place under whoever still reads them (a pipe, an skb).
+    /// Stable pipe buffers themselves run only core kernel code.
     _module: ModuleRef,
 }
 
-/// Key of a hold: the mapping's address and the folio's page index.
-type Key = (usize, usize);
+impl FileHolds {
+    /// # Safety
+    ///
+    /// The module is pinned while this runs (a redirected call, module
+    /// init).
+    unsafe fn new() -> Result<Self> {
+        Ok(Self {
+            index: KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?,
+            count: 0,
+            block: false,
+            used: 0,
+            // SAFETY: pinned (caller).
+            _module: unsafe { ModuleRef::another() },
+        })
+    }
+}
 
-/// A registry node allocated ahead, outside every lock, for one new hold.
-pub(crate) struct Spare(Option<RBTreeNodeReservation<Key, Hold>>);
+/// A file's registry entry allocated ahead, outside every lock, for the
+/// first hold on a file.
+pub(crate) struct Spare(Option<(RBTreeNodeReservation<usize, FileHolds>, FileHolds)>);
 
 impl Spare {
     pub(crate) fn new() -> Self {
         Self(None)
     }
 
-    fn fill(&mut self) -> Result {
+    /// # Safety
+    ///
+    /// The module is pinned while this runs.
+    pub(crate) unsafe fn fill(&mut self) -> Result {
         if self.0.is_none() {
-            self.0 = Some(RBTreeNodeReservation::new(GFP_KERNEL)?);
+            let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            // SAFETY: per the caller.
+            self.0 = Some((node, unsafe { FileHolds::new() }?));
         }
         Ok(())
     }
@@ -126,15 +156,12 @@ const REAP_IDLE_NS: u64 = 1_000_000_000;
 /// Holds the reaper walks per hold of a bucket lock.
 const REAP_BATCH: usize = 64;
 
-/// The clock of `Hold::used`: jiffies. A tick's precision is plenty for a
+/// The clock of `FileHolds::used`: jiffies. A tick's precision is plenty for a
 /// second of idleness, and it costs one load, not a clock read.
 fn now_ns() -> u64 {
     // SAFETY: no preconditions.
     unsafe { b::ss_jiffies_ns() }
 }
-
-/// A registry node allocated ahead, outside every lock.
-pub(crate) type Reservation = RBTreeNodeReservation<Key, Hold>;
 
 /// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;
@@ -146,10 +173,39 @@ fn bucket_of(mapping: *const Mapping) -> usize {
 
 /// What one bucket's lock protects.
 struct Bucket {
-    holds: RBTree<Key, Hold>,
+    /// Files with holds, by mapping address.
+    files: RBTree<usize, FileHolds>,
     /// Size changes and fallocate calls in progress on mappings that hash
     /// here: no new holds until they are done.
     fences: u32,
+}
+
+impl Bucket {
+    /// Ends the hold at `index` of `mapping` if it is on `folio`; drops the
+    /// file's entry with its last hold. What was taken out is dropped by
+    /// the caller, best after the lock.
+    fn remove_hold(
+        &mut self,
+        mapping: usize,
+        index: usize,
+        folio: *mut RawFolio,
+        count: &Atomic<i32>,
+    ) -> (Option<FolioRef>, Option<FileHolds>) {
+        let Some(file) = self.files.get_mut(&mapping) else {
+            return (None, None);
+        };
+        if file.index.get(index) != folio {
+            return (None, None);
+        }
+        let gone = file.index.remove(index);
+        if gone.is_some() {
+            file.count -= 1;
+            count.add(-1, Relaxed);
+            COUNTERS.holds_active.sub(1);
+        }
+        let empty = file.count == 0;
+        (gone, if empty { self.files.remove(&mapping) } else { None })
+    }
 }
 
 /// How a stable splice gets a buffer of a page-cache folio.
@@ -232,7 +288,7 @@ impl Holds {
     pub(crate) fn new(policy: Policy) -> Result<Self> {
         let mut buckets = KVec::with_capacity(BUCKETS, GFP_KERNEL)?;
         for _ in 0..BUCKETS {
-            let bucket = Bucket { holds: RBTree::new(), fences: 0 };
+            let bucket = Bucket { files: RBTree::new(), fences: 0 };
             buckets.push(KBox::pin_init(new_spinlock!(bucket, "stable_splice:holds"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
         Ok(Self { buckets, counts: [const { Atomic::new(0) }; BUCKETS], policy })
@@ -272,9 +328,32 @@ impl Holds {
         (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false })
     }
 
+    /// The holds of `mapping` under its bucket lock, with its registry
+    /// entry in place (taken from `spare`, filled first if need be); None
+    /// while the mapping is fenced.
+    ///
+    /// # Safety
+    ///
+    /// The module is pinned while this runs.
+    pub(crate) unsafe fn lock_mapping_for_new(&self, mapping: *const Mapping, spare: &mut Spare, block: bool) -> Result<Option<Joins<'_>>> {
+        let Some(joins) = self.lock_mapping(mapping) else {
+            return Ok(None);
+        };
+        if joins.bucket.files.get(&(mapping as usize)).is_some() {
+            return Ok(Some(joins));
+        }
+        drop(joins);
+        // SAFETY: per the caller.
+        unsafe { spare.fill() }?;
+        let Some(mut joins) = self.lock_mapping(mapping) else {
+            return Ok(None);
+        };
+        joins.add_file(spare, block);
+        Ok(Some(joins))
+    }
+
     /// Holds `folio` of `mapping`, which `own` new pipe buffers of a stable
-    /// splice from `file` reference, if nobody else does. `spare` must be
-    /// filled; a new hold uses it up.
+    /// splice from `file` reference, if nobody else does.
     ///
     /// # Safety
     ///
@@ -290,6 +369,7 @@ impl Holds {
         spare: &mut Spare,
     ) -> Result<Taken> {
         let block = self.blocking_for(file);
+        let mut has_entry = false;
         if self.may_hold(mapping) {
             let Some(mut joins) = self.lock_mapping(mapping) else {
                 return Ok(Taken::Copy); // fenced
@@ -298,8 +378,12 @@ impl Holds {
             if unsafe { joins.held(folio, block) } {
                 return Ok(Taken::Held);
             }
+            has_entry = joins.bucket.files.get(&(mapping as usize)).is_some();
         }
-        spare.fill()?;
+        if !has_entry {
+            // SAFETY: pinned (caller).
+            unsafe { spare.fill() }?;
+        }
         // SAFETY: referenced by the caller's buffers, which outlive the
         // lock. Lock order pipe -> folio, as in filemap_splice_read.
         let locked = unsafe {
@@ -321,17 +405,14 @@ impl Holds {
             COUNTERS.holds_refused.add(1);
             return Ok(Taken::Copy);
         }
-        let Some(reservation) = spare.0.take() else {
-            return Err(ENOMEM); // filled above
-        };
         // A fence that went up since the check above may have done its
         // range break already: then no new hold.
         let Some(mut joins) = self.lock_mapping(mapping) else {
             return Ok(Taken::Copy);
         };
-        // SAFETY: the module is pinned by the caller.
-        unsafe { joins.insert(&locked, block, reservation) };
-        Ok(Taken::Held)
+        joins.add_file(spare, block);
+        // SAFETY: the checks above passed under the folio lock.
+        Ok(if unsafe { joins.insert(&locked, block) } { Taken::Held } else { Taken::Copy })
     }
 
     /// A writer holds the lock of `folio`, a folio of `mapping`, and
@@ -341,22 +422,20 @@ impl Holds {
         if !self.may_hold(mapping) {
             return Break::Free;
         }
-        let key = (mapping as usize, folio.index());
+        let (key, index) = (mapping as usize, folio.index());
         let (bucket, count) = self.bucket(mapping);
         let mut b = bucket.lock();
-        let (same, block) = match b.holds.get(&key) {
-            None => return Break::Free,
-            Some(h) => (h.folio.as_ptr() == folio.as_ptr(), h.block),
+        let Some(file) = b.files.get(&key) else {
+            return Break::Free;
         };
-        if !same || folio.mapping() != mapping {
-            return Break::Free; // a stale entry of a folio that left the cache
+        if file.index.get(index) != folio.as_ptr() || folio.mapping() != mapping {
+            return Break::Free; // not held, or a stale entry of a folio that left the cache
         }
+        let block = file.block;
         if ended(folio, extra) {
-            let node = b.holds.remove(&key);
-            count.add(-1, Relaxed);
-            COUNTERS.holds_active.sub(1);
+            let gone = b.remove_hold(key, index, folio.as_ptr(), count);
             drop(b);
-            drop(node);
+            drop(gone);
             return Break::Free;
         }
         if block && may_wait {
@@ -373,16 +452,8 @@ impl Holds {
             COUNTERS.break_failures.add(1);
             return Break::Free;
         };
-        let node = {
-            let mut b = bucket.lock();
-            let node = b.holds.remove(&key);
-            if node.is_some() {
-                count.add(-1, Relaxed);
-                COUNTERS.holds_active.sub(1);
-            }
-            node
-        };
-        drop(node);
+        let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
+        drop(gone);
         COUNTERS.breaks.add(1);
         COUNTERS.snapshot_bytes.add(b::SS_PAGE_SIZE);
         Break::Replaced(copy)
@@ -405,14 +476,13 @@ impl Holds {
     /// and write back (no journal handle open).
     pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) {
         let mut from = first;
-        while self.may_hold(mapping) {
+        while self.may_hold(mapping) && from <= last {
             let next = {
                 let (bucket, _) = self.bucket(mapping);
                 let b = bucket.lock();
-                b.holds.cursor_lower_bound(&(mapping as usize, from)).and_then(|c| {
-                    let (k, h) = c.current();
+                b.files.get(&(mapping as usize)).and_then(|file| file.index.next(from, last)).map(|(index, folio)| {
                     // SAFETY: the hold's reference keeps the folio alive.
-                    (k.0 == mapping as usize && k.1 <= last).then(|| (k.1, unsafe { FolioRef::get(h.folio.as_ptr()) }))
+                    (index, unsafe { FolioRef::get(folio) })
                 })
             };
             let Some((index, folio)) = next else {
@@ -444,55 +514,73 @@ impl Holds {
 
     /// Ends the holds nobody reads any more; returns how many remain.
     ///
-    /// Only idle holds (not joined for [`REAP_IDLE_NS`]) are looked at
-    /// closely (folio trylock, references); a hold on a folio that left the
-    /// page cache waits for that too, then goes. The bucket lock is dropped
-    /// every [`REAP_BATCH`] holds: splicers of a large file must not spin
-    /// while the reaper walks all of its holds.
+    /// Only the holds of idle files (no splice took or joined one for
+    /// [`REAP_IDLE_NS`]) are looked at closely (folio trylock, references);
+    /// a hold on a folio that left the page cache waits for that too, then
+    /// goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
+    /// splicers of a large file must not spin while the reaper walks all
+    /// of its holds.
     fn reap(&self) -> usize {
         let mut left = 0;
         let now = now_ns();
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
-            let mut resume: Option<Key> = None;
+            // Where to go on after the lock was dropped: (mapping, index).
+            let mut resume = (0usize, 0usize);
             loop {
                 if count.load(Relaxed) == 0 {
                     break;
                 }
                 let mut b = bucket.lock();
-                let mut cursor = match &resume {
-                    None => b.holds.cursor_front_mut(),
-                    Some(k) => b.holds.cursor_lower_bound_mut(k),
-                };
-                resume = None;
                 let mut seen = 0;
-                while let Some(c) = cursor {
-                    if seen == REAP_BATCH {
-                        resume = Some(*c.current().0);
+                let mut paused = false;
+                let mut cursor = b.files.cursor_lower_bound_mut(&resume.0);
+                while let Some(mut c) = cursor {
+                    let (&mapping, file) = c.current_mut();
+                    let mut from = if mapping == resume.0 { resume.1 } else { 0 };
+                    if now.saturating_sub(file.used) <= REAP_IDLE_NS {
+                        left += file.count;
+                        cursor = c.move_next();
+                        continue;
+                    }
+                    while let Some((index, folio)) = file.index.next(from, usize::MAX) {
+                        if seen == REAP_BATCH {
+                            resume = (mapping, index);
+                            paused = true;
+                            break;
+                        }
+                        seen += 1;
+                        // SAFETY: the entry's reference keeps it alive while
+                        // the bucket lock keeps the entry.
+                        let folio = unsafe { FolioRef::get(folio) };
+                        let done = folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 1));
+                        if done == Some(true) {
+                            if file.index.remove(index).is_some() {
+                                file.count -= 1;
+                                count.add(-1, Relaxed);
+                                COUNTERS.holds_active.sub(1);
+                            }
+                        } else {
+                            left += 1;
+                        }
+                        drop(folio); // folio_put: fine under a spinlock
+                        if index == usize::MAX {
+                            break;
+                        }
+                        from = index + 1;
+                    }
+                    if paused {
                         break;
                     }
-                    seen += 1;
-                    let done = {
-                        let (k, h) = c.current();
-                        let mapping = k.0;
-                        if now.saturating_sub(h.used) <= REAP_IDLE_NS {
-                            None
-                        } else {
-                            h.folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 0))
-                        }
-                    };
-                    if done == Some(true) {
+                    cursor = if file.count == 0 {
                         let (next, node) = c.remove_current();
-                        count.add(-1, Relaxed);
-                        COUNTERS.holds_active.sub(1);
-                        drop(node); // folio_put: fine under a spinlock
-                        cursor = next;
+                        drop(node); // an empty entry: its module reference
+                        next
                     } else {
-                        left += 1;
-                        cursor = c.move_next();
-                    }
+                        c.move_next()
+                    };
                 }
                 drop(b);
-                if resume.is_none() {
+                if !paused {
                     break;
                 }
             }
@@ -509,9 +597,9 @@ impl Drop for Holds {
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
             let n = count.load(Relaxed);
             let mut b = bucket.lock();
-            let tree = core::mem::replace(&mut b.holds, RBTree::new());
+            let files = core::mem::replace(&mut b.files, RBTree::new());
             drop(b);
-            drop(tree);
+            drop(files);
             COUNTERS.holds_active.sub(n as i64);
             count.store(0, Relaxed);
         }
@@ -520,7 +608,7 @@ impl Drop for Holds {
 
 /// The holds of one mapping, locked (see [`Holds::joins`]).
 pub(crate) struct Joins<'a> {
-    bucket: kernel::sync::SpinLockGuard<'a, Bucket>,
+    bucket: SpinLockGuard<'a, Bucket>,
     count: &'a Atomic<i32>,
     mapping: usize,
     now: u64,
@@ -530,6 +618,12 @@ pub(crate) struct Joins<'a> {
 
 impl Drop for Joins<'_> {
     fn drop(&mut self) {
+        // An entry put in place for new holds that were not taken after
+        // all: nothing else would end it (the reaper skips buckets without
+        // holds), and it keeps the module.
+        if self.bucket.files.get(&self.mapping).is_some_and(|f| f.count == 0) {
+            drop(self.bucket.files.remove(&self.mapping));
+        }
         if self.created {
             // SAFETY: no preconditions; queueing work is fine under a spinlock.
             unsafe { b::ss_schedule_reap() };
@@ -538,6 +632,29 @@ impl Drop for Joins<'_> {
 }
 
 impl Joins<'_> {
+    /// The mapping's registry entry, marked as used now by a splice that
+    /// does (`block`: whether it may write the file itself).
+    fn used(&mut self, block: bool) -> Option<&mut FileHolds> {
+        let now = self.now;
+        let file = self.bucket.files.get_mut(&self.mapping)?;
+        file.block &= block;
+        file.used = now;
+        Some(file)
+    }
+
+    /// Puts the entry of `spare` in place for this mapping, unless it has
+    /// one.
+    fn add_file(&mut self, spare: &mut Spare, block: bool) {
+        if self.bucket.files.get(&self.mapping).is_some() {
+            return;
+        }
+        if let Some((node, mut file)) = spare.0.take() {
+            file.block = block;
+            file.used = self.now;
+            self.bucket.files.insert(node.into_node(self.mapping, file));
+        }
+    }
+
     /// Whether `folio`, which new buffers of a stable splice reference, is
     /// held already; if so the buffers share the hold. The hold was taken
     /// when no writer had the folio, and every writer since would have
@@ -552,104 +669,87 @@ impl Joins<'_> {
     /// The caller's buffers reference `folio`.
     pub(crate) unsafe fn held(&mut self, folio: *mut RawFolio, block: bool) -> bool {
         // SAFETY: referenced by the caller's buffers.
-        let key = (self.mapping, unsafe { b::ss_folio_index(folio) } as usize);
-        match self.bucket.holds.get_mut(&key) {
-            Some(h) if h.folio.as_ptr() == folio => {
-                h.block &= block;
-                h.used = self.now;
-                true
-            }
-            _ => false,
+        let index = unsafe { b::ss_folio_index(folio) } as usize;
+        let Some(file) = self.bucket.files.get(&self.mapping) else {
+            return false;
+        };
+        let held = file.index.get(index) == folio;
+        if held {
+            self.used(block);
         }
+        held
     }
 
-    /// [`Joins::held`] for many folios at once: `folios` are (index, folio,
-    /// joined) in increasing index order (a splice's buffers are), found
-    /// with one walk of the tree instead of one lookup each.
+    /// [`Joins::held`] for many folios at once: `held[i]` is set where
+    /// `folios[i]`, at page index `indices[i]`, is held. Ascending indices
+    /// (a splice's buffers are) make it one walk of the index.
     ///
     /// # Safety
     ///
     /// The caller's buffers reference every folio.
-    pub(crate) unsafe fn held_sorted(&mut self, folios: &mut [(usize, *mut RawFolio, bool)], block: bool) {
-        let Some(&(first, _, _)) = folios.first() else {
+    pub(crate) unsafe fn held_all(&mut self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool], block: bool) {
+        let Some(file) = self.bucket.files.get(&self.mapping) else {
             return;
         };
-        let (mapping, now) = (self.mapping, self.now);
-        let mut cursor = self.bucket.holds.cursor_lower_bound_mut(&(mapping, first));
-        for item in folios.iter_mut() {
-            while let Some(c) = cursor.take() {
-                let (k, _) = c.current();
-                if *k < (mapping, item.0) {
-                    cursor = c.move_next();
-                    continue;
-                }
-                cursor = Some(c);
-                break;
-            }
-            let Some(c) = cursor.as_mut() else {
-                return;
-            };
-            let (k, h) = c.current_mut();
-            if *k == (mapping, item.0) && h.folio.as_ptr() == item.1 {
-                h.block &= block;
-                h.used = now;
-                item.2 = true;
-            }
+        if file.index.matches(indices, folios, held) > 0 {
+            self.used(block);
         }
     }
 
     /// Takes a new hold on `folio` without sleeping, as [`Holds::take`]
     /// does: only if its lock is free right now, it is small, in this
     /// mapping, not mapped (write-protecting sleeps) and referenced by
-    /// nothing but the page cache and `own` buffers of this splice.
-    /// Otherwise gives `reservation` back, and the caller takes the slow
+    /// nothing but the page cache and `own` buffers of this splice, and the
+    /// mapping has its registry entry. Otherwise the caller takes the slow
     /// path.
     ///
     /// # Safety
     ///
     /// The caller holds the pipe lock and the buffers' references to
-    /// `folio`; the module is pinned while it runs.
-    pub(crate) unsafe fn create(
-        &mut self,
-        folio: *mut RawFolio,
-        own: i32,
-        block: bool,
-        reservation: Reservation,
-    ) -> core::result::Result<(), Reservation> {
+    /// `folio`.
+    pub(crate) unsafe fn create(&mut self, folio: *mut RawFolio, own: i32, block: bool) -> bool {
         // SAFETY: referenced by the caller's buffers.
         if !unsafe { b::ss_folio_trylock(folio) } {
-            return Err(reservation);
+            return false;
         }
         // SAFETY: locked just above; the buffers' references outlive this.
         let locked = unsafe { FolioLock::adopt(folio) };
         if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
-            return Err(reservation);
+            return false;
         }
-        // SAFETY: the module is pinned (caller).
-        unsafe { self.insert(&locked, block, reservation) };
-        Ok(())
+        // SAFETY: the checks passed under the folio lock.
+        unsafe { self.insert(&locked, block) }
     }
 
     /// Registers a new hold on `locked`, which passed the checks of
     /// [`Holds::take`] under its lock; replaces a stale entry of a folio
-    /// that left the cache at that index.
+    /// that left the cache at that index. False (copy instead) if the
+    /// mapping has no registry entry or the index no memory.
     ///
     /// # Safety
     ///
-    /// The module is pinned while this runs.
-    unsafe fn insert(&mut self, locked: &FolioLock<'_>, block: bool, reservation: Reservation) {
-        let key = (self.mapping, locked.index());
+    /// `locked` passed those checks.
+    unsafe fn insert(&mut self, locked: &FolioLock<'_>, block: bool) -> bool {
+        let count = self.count;
+        let Some(file) = self.used(block) else {
+            return false;
+        };
         // SAFETY: locked, hence alive.
         let folio = unsafe { FolioRef::get(locked.as_ptr()) };
-        // SAFETY: pinned (caller).
-        let module = unsafe { ModuleRef::another() };
-        let node = reservation.into_node(key, Hold { folio, block, used: self.now, _module: module });
-        if self.bucket.holds.insert(node).is_none() {
-            self.count.add(1, Relaxed);
-            COUNTERS.holds_active.add(1);
+        match file.index.insert(locked.index(), folio) {
+            Err(_) => false,
+            Ok(stale) => {
+                if stale.is_none() {
+                    file.count += 1;
+                    count.add(1, Relaxed);
+                    COUNTERS.holds_active.add(1);
+                }
+                drop(stale); // folio_put: fine under a spinlock
+                COUNTERS.holds_taken.add(1);
+                self.created = true;
+                true
+            }
         }
-        COUNTERS.holds_taken.add(1);
-        self.created = true;
     }
 }
 

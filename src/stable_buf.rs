@@ -20,7 +20,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    hold::{holds, Reservation, Spare, Taken},
+    hold::{holds, Holds, Spare, Taken},
 };
 use kernel::prelude::*;
 
@@ -105,7 +105,7 @@ pub(crate) unsafe fn stabilize(
     let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
     if zero_copy {
         // SAFETY: per the caller.
-        if let Err(e) = unsafe { hold_fast(file, mapping, pipe, from, to, &mut zero_copy_bufs) } {
+        if let Err(e) = unsafe { hold_fast(file, mapping, pipe, from, to, &mut spare, &mut zero_copy_bufs) } {
             // SAFETY: same lock; nothing of the call may stay in the pipe.
             unsafe { truncate(pipe, from, to) };
             return Err((e, 0));
@@ -161,9 +161,9 @@ const CHUNK: usize = 32;
 
 /// The fast path over the new buffers, chunk by chunk, under one bucket
 /// lock at a time instead of one per folio: first, buffers on folios that
-/// are held already (a file served again and again) join their holds; then,
-/// with registry nodes allocated for the rest, folios whose lock is free and
-/// that nobody else references get new holds without sleeping. What is left
+/// are held already (a file served again and again) join their holds, in
+/// one walk of the file's index; then folios whose lock is free and that
+/// nobody else references get new holds without sleeping. What is left
 /// (folio lock busy, mapped folios, contended ones) goes to [`make_stable`].
 ///
 /// # Safety
@@ -175,16 +175,19 @@ unsafe fn hold_fast(
     pipe: *mut Pipe,
     from: u32,
     to: u32,
+    spare: &mut Spare,
     counted: &mut ZeroCopy,
 ) -> Result {
     let Some(holds) = holds() else {
         return Ok(());
     };
     let block = holds.blocking_for(file);
+    // SAFETY: the caller holds the pipe lock.
+    let ring = unsafe { Ring::of(pipe) };
     let mut slot = from;
     while slot != to {
         // SAFETY: per the caller.
-        slot = unsafe { hold_chunk(holds, mapping, block, pipe, slot, to, counted) }?;
+        slot = unsafe { hold_chunk(holds, mapping, block, ring, slot, to, spare, counted) }?;
     }
     Ok(())
 }
@@ -194,32 +197,34 @@ unsafe fn hold_fast(
 ///
 /// # Safety
 ///
-/// As for [`hold_fast`].
+/// As for [`hold_fast`]; `ring` is the locked pipe's.
 unsafe fn hold_chunk(
-    holds: &crate::hold::Holds,
+    holds: &Holds,
     mapping: *mut bindings::address_space,
     block: bool,
-    pipe: *mut Pipe,
+    ring: Ring,
     from: u32,
     to: u32,
+    spare: &mut Spare,
     counted: &mut ZeroCopy,
 ) -> Result<u32> {
     // One scan of the buffers, before any lock: the runs of page-cache
-    // buffers (first slot, length) and their folios as (index, folio,
-    // held), in index order as a splice reads them.
+    // buffers (first slot, length), their folios and page indices (in
+    // index order as a splice reads them), and which are held.
     let mut runs = [(0u32, 0u32); CHUNK];
-    let mut folios = [(0usize, core::ptr::null_mut(), false); CHUNK];
+    let mut indices = [0usize; CHUNK];
+    let mut folios = [core::ptr::null_mut(); CHUNK];
+    let mut held = [false; CHUNK];
     let mut n = 0;
     let mut slot = from;
-    // SAFETY: pipe locked (caller).
-    let ring = unsafe { Ring::of(pipe) };
     // The run being scanned: its folio, whether it counts (page cache, not
-    // ours yet), and its first slot. One C call per buffer.
+    // ours yet), its first slot and page index. One C call per buffer.
     let mut cur: (*mut bindings::folio, bool, u32, usize) = (core::ptr::null_mut(), false, slot, 0);
     let mut close = |cur: &(*mut bindings::folio, bool, u32, usize), end: u32, n: &mut usize| {
         if cur.1 {
             runs[*n] = (cur.2, end.wrapping_sub(cur.2));
-            folios[*n] = (cur.3, cur.0, false);
+            indices[*n] = cur.3;
+            folios[*n] = cur.0;
             *n += 1;
         }
     };
@@ -245,49 +250,29 @@ unsafe fn hold_chunk(
     }
     // Where the next chunk starts: `to`, or the run that did not fit.
     let next = slot;
-    let (runs, folios) = (&runs[..n], &mut folios[..n]);
     if n == 0 {
         return Ok(next);
     }
-    // Joins: which folios are held already, in one walk of the registry.
+    let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
+    // Joins: which folios are held already, in one walk of the index.
     if let Some(mut joins) = holds.joins(mapping) {
-        if folios.windows(2).all(|w| w[0].0 < w[1].0) {
-            // SAFETY: the buffers reference these folios.
-            unsafe { joins.held_sorted(folios, block) };
-        } else {
-            for f in folios.iter_mut() {
-                // SAFETY: as above.
-                f.2 = unsafe { joins.held(f.1, block) };
-            }
-        }
+        // SAFETY: the buffers reference these folios.
+        unsafe { joins.held_all(indices, folios, held, block) };
     }
-    // New holds for the others, with registry nodes allocated first.
-    let left = folios.iter().filter(|f| !f.2).count();
-    if left > 0 {
-        let mut spares = [const { None::<Reservation> }; CHUNK];
-        for spare in spares.iter_mut().take(left) {
-            *spare = Some(Reservation::new(GFP_KERNEL)?);
-        }
-        let mut spare = spares.iter_mut();
-        if let Some(mut joins) = holds.lock_mapping(mapping) {
-            for (f, &(_, run)) in folios.iter_mut().zip(runs.iter()).filter(|(f, _)| !f.2) {
+    // New holds for the others, the file's registry entry put in place
+    // first (allocated outside the lock).
+    if held.iter().any(|h| !h) {
+        // SAFETY: the module is pinned (caller).
+        if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
+            for ((h, &folio), &(_, run)) in held.iter_mut().zip(folios).zip(runs).filter(|((h, _), _)| !**h) {
+                // Another splice may have taken it since the walk above.
                 // SAFETY: the run's buffers reference the folio; pipe locked.
-                f.2 = unsafe { joins.held(f.1, block) };
-                if !f.2 {
-                    // One slot per folio that is not held: never runs dry.
-                    let Some(slot) = spare.next() else { break };
-                    let Some(r) = slot.take() else { break };
-                    // SAFETY: as above.
-                    match unsafe { joins.create(f.1, run as i32, block, r) } {
-                        Ok(()) => f.2 = true,
-                        Err(r) => *slot = Some(r),
-                    }
-                }
+                *h = unsafe { joins.held(folio, block) || joins.create(folio, run as i32, block) };
             }
         }
     }
-    for (f, &(slot, run)) in folios.iter().zip(runs.iter()) {
-        if f.2 {
+    for (&h, &(slot, run)) in held.iter().zip(runs) {
+        if h {
             // SAFETY: per the caller; the run's folio is held.
             unsafe { hold_run(ring, slot, run, counted) }?;
         }

@@ -15,6 +15,7 @@ mod counters;
 mod folio;
 mod ftrace;
 mod hold;
+mod hold_index;
 mod layout;
 mod mode;
 mod splice;

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The per-file index of held folios (src/hold_index.rs): an XArray from
+ * page index to the held folio, each entry owning one folio reference.
+ * In C because the Rust XArray abstraction has no cursor: a splice of 1 MiB
+ * checks 256 consecutive indices, which xas_next() steps through in one
+ * leaf node instead of 256 walks from the root. All callers hold the
+ * registry's bucket lock; the XArray's own lock is taken for changes, as
+ * the XArray API requires.
+ */
+
+#include <linux/xarray.h>
+#include "helpers.h"
+
+void ss_hold_index_init(struct xarray *xa)
+{
+	xa_init(xa);
+}
+
+void ss_hold_index_destroy(struct xarray *xa)
+{
+	xa_destroy(xa);
+}
+
+/*
+ * Stores @folio at @index without sleeping (callers hold a spinlock);
+ * returns 0 and the entry it replaced in *old, or -ENOMEM.
+ */
+int ss_hold_index_store(struct xarray *xa, unsigned long index, struct folio *folio,
+			struct folio **old)
+{
+	void *prev = xa_store(xa, index, folio, GFP_NOWAIT | __GFP_NOWARN);
+
+	if (xa_is_err(prev))
+		return xa_err(prev);
+	*old = prev;
+	return 0;
+}
+
+struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index)
+{
+	return xa_load(xa, index);
+}
+
+struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index)
+{
+	return xa_erase(xa, index);
+}
+
+/* The first entry at or after *index, up to @max; its index in *index. */
+struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max)
+{
+	return xa_find(xa, index, max, XA_PRESENT);
+}
+
+/*
+ * For each of @n folios (@indices ascending), whether the index holds
+ * exactly that folio: held[i] set, the others left alone. Returns how many
+ * matched. One walk: consecutive indices are the next slot of the node.
+ */
+unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
+				 struct folio *const *folios, bool *held, unsigned int n)
+{
+	XA_STATE(xas, xa, 0);
+	unsigned int i, found = 0;
+	void *entry;
+
+	rcu_read_lock();
+	for (i = 0; i < n; i++) {
+		if (i && indices[i] == indices[i - 1] + 1) {
+			entry = xas_next(&xas);
+		} else {
+			xas_set(&xas, indices[i]);
+			entry = xas_load(&xas);
+		}
+		if (xas_retry(&xas, entry)) {
+			xas_set(&xas, indices[i]);
+			entry = xas_load(&xas);
+		}
+		if (entry == folios[i]) {
+			held[i] = true;
+			found++;
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}

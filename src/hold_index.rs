@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The held folios of one file, by page index.
+//!
+//! An XArray whose entries are folios, each owning one reference (the
+//! hold's). Consecutive indices share a leaf node: a splice's folios are
+//! checked in one walk (`rust/hold_index.c`; the Rust XArray abstraction
+//! has no cursor). The registry's bucket lock serializes every user; the
+//! XArray's own lock, taken by the C side for changes, keeps each call
+//! sound on its own.
+
+use crate::{
+    bindings as b,
+    folio::{FolioRef, RawFolio},
+};
+use kernel::{prelude::*, types::Opaque};
+
+/// Page index -> held folio.
+#[pin_data(PinnedDrop)]
+pub(crate) struct HoldIndex {
+    #[pin]
+    xa: Opaque<b::xarray>,
+}
+
+// SAFETY: the XArray is used through its own locking only; the entries are
+// folio references, which any task may drop.
+unsafe impl Send for HoldIndex {}
+// SAFETY: as above: every method is sound under concurrent calls.
+unsafe impl Sync for HoldIndex {}
+
+impl HoldIndex {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `xa` is valid and unused while the closure runs.
+            xa <- Opaque::ffi_init(|xa| unsafe { b::ss_hold_index_init(xa) }),
+        })
+    }
+
+    fn raw(&self) -> *mut b::xarray {
+        self.xa.get()
+    }
+
+    /// The folio held at `index`: only compared, never dereferenced
+    /// beyond the caller's own reference.
+    pub(crate) fn get(&self, index: usize) -> *mut RawFolio {
+        // SAFETY: initialised XArray (type invariant).
+        unsafe { b::ss_hold_index_load(self.raw(), index as _) }
+    }
+
+    /// Stores `folio` at `index` without sleeping; returns the entry it
+    /// replaced, or gives `folio` back when no memory could be had.
+    pub(crate) fn insert(&self, index: usize, folio: FolioRef) -> Result<Option<FolioRef>, FolioRef> {
+        let mut old = core::ptr::null_mut();
+        // SAFETY: initialised XArray; on success the entry owns the
+        // reference given up by `into_raw`.
+        let err = unsafe { b::ss_hold_index_store(self.raw(), index as _, folio.as_ptr(), &mut old) };
+        if err != 0 {
+            return Err(folio);
+        }
+        let _ = folio.into_raw();
+        // SAFETY: a replaced entry owned its reference; now the caller does.
+        Ok((!old.is_null()).then(|| unsafe { FolioRef::adopt(old) }))
+    }
+
+    /// Takes the entry at `index` out, with its reference.
+    pub(crate) fn remove(&self, index: usize) -> Option<FolioRef> {
+        // SAFETY: initialised XArray; an erased entry's reference is ours.
+        let old = unsafe { b::ss_hold_index_erase(self.raw(), index as _) };
+        // SAFETY: see above.
+        (!old.is_null()).then(|| unsafe { FolioRef::adopt(old) })
+    }
+
+    /// The first entry at `from..=max`: its index and folio.
+    pub(crate) fn next(&self, from: usize, max: usize) -> Option<(usize, *mut RawFolio)> {
+        let mut index = from as _;
+        // SAFETY: initialised XArray.
+        let folio = unsafe { b::ss_hold_index_find(self.raw(), &mut index, max as _) };
+        (!folio.is_null()).then_some((index as usize, folio))
+    }
+
+    /// Sets `held[i]` where `folios[i]` is the entry at `indices[i]`;
+    /// returns how many are. Ascending indices make it one walk.
+    pub(crate) fn matches(&self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool]) -> usize {
+        let n = indices.len().min(folios.len()).min(held.len());
+        // SAFETY: initialised XArray; the slices hold `n` elements each.
+        unsafe {
+            b::ss_hold_index_match(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), held.as_mut_ptr(), n as u32)
+                as usize
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for HoldIndex {
+    fn drop(self: Pin<&mut Self>) {
+        while let Some((index, _)) = self.next(0, usize::MAX) {
+            drop(self.remove(index));
+        }
+        // SAFETY: empty and no longer used.
+        unsafe { b::ss_hold_index_destroy(self.raw()) };
+    }
+}
