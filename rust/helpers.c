@@ -236,16 +236,26 @@ struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned in
 	return pipe->bufs;
 }
 
-/* ss_page_kind(), with the folio and its index, in one call. */
-int ss_page_info(struct page *page, struct folio **folio, unsigned long *index)
+/*
+ * For the @n buffers from slot @from of a locked pipe's ring: each one's
+ * folio, the folio's page index and its kind as ss_page_kind() tells it.
+ * One call per chunk of a stable splice's fast path, not one per buffer.
+ */
+void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+		    unsigned int n, struct folio **folios, unsigned long *indices, u8 *kinds)
 {
-	struct folio *f = page_folio(page);
+	unsigned int i;
 
-	*folio = f;
-	*index = f->index;
-	if (folio_test_anon(f) || is_zero_folio(f))
-		return 0;
-	return READ_ONCE(f->mapping) ? 2 : 1;
+	for (i = 0; i < n; i++) {
+		struct folio *f = page_folio(bufs[(from + i) & mask].page);
+
+		folios[i] = f;
+		indices[i] = f->index;
+		if (folio_test_anon(f) || is_zero_folio(f))
+			kinds[i] = 0;
+		else
+			kinds[i] = READ_ONCE(f->mapping) ? 2 : 1;
+	}
 }
 
 struct folio *ss_page_folio(struct page *page)

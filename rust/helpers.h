@@ -24,7 +24,8 @@ ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
 
 struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
-int ss_page_info(struct page *page, struct folio **folio, unsigned long *index);
+void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+		    unsigned int n, struct folio **folios, unsigned long *indices, u8 *kinds);
 u64 ss_current_splice_r9(void);
 
 /* io_uring: IORING_OP_SPLICE prep/issue */

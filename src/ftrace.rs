@@ -132,9 +132,14 @@ unsafe extern "C" fn redirect_callback(
     // SAFETY: ftrace passes the ops we registered, which is the `ops` field
     // of a pinned `Redirect` that outlives its registration.
     let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
-    // SAFETY: `ip` is the fentry site of a traced kernel function.
-    let start = unsafe { bindings::ss_func_start(ip) } as usize;
-    this.original.0.store(start, Release);
+    // The original's address is learnt once: reading the instruction
+    // before the fentry site (for an ENDBR) and storing to a line that every
+    // CPU's redirected calls share cost more than the rest of the callback.
+    if this.original.0.load(Relaxed) == 0 {
+        // SAFETY: `ip` is the fentry site of a traced kernel function.
+        let start = unsafe { bindings::ss_func_start(ip) } as usize;
+        this.original.0.store(start, Release);
+    }
     // The replacement drops this reference when it returns.
     // SAFETY: no preconditions.
     if !unsafe { bindings::ss_module_get() } {

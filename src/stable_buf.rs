@@ -105,10 +105,15 @@ pub(crate) unsafe fn stabilize(
     let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
     if zero_copy {
         // SAFETY: per the caller.
-        if let Err(e) = unsafe { hold_fast(file, mapping, pipe, from, to, &mut spare, &mut zero_copy_bufs) } {
-            // SAFETY: same lock; nothing of the call may stay in the pipe.
-            unsafe { truncate(pipe, from, to) };
-            return Err((e, 0));
+        match unsafe { hold_fast(file, mapping, pipe, from, to, &mut spare, &mut zero_copy_bufs) } {
+            // All held: nothing left for the slow path to look at.
+            Ok(held) if held == to.wrapping_sub(from) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                // SAFETY: same lock; nothing of the call may stay in the pipe.
+                unsafe { truncate(pipe, from, to) };
+                return Err((e, 0));
+            }
         }
     }
     // SAFETY: the caller holds the pipe lock.
@@ -165,6 +170,7 @@ const CHUNK: usize = 32;
 /// one walk of the file's index; then folios whose lock is free and that
 /// nobody else references get new holds without sleeping. What is left
 /// (folio lock busy, mapped folios, contended ones) goes to [`make_stable`].
+/// Returns how many buffers it made held buffers.
 ///
 /// # Safety
 ///
@@ -177,23 +183,24 @@ unsafe fn hold_fast(
     to: u32,
     spare: &mut Spare,
     counted: &mut ZeroCopy,
-) -> Result {
+) -> Result<u32> {
     let Some(holds) = holds() else {
-        return Ok(());
+        return Ok(0);
     };
     let block = holds.blocking_for(file);
     // SAFETY: the caller holds the pipe lock.
     let ring = unsafe { Ring::of(pipe) };
-    let mut slot = from;
+    let (mut slot, mut held) = (from, 0);
     while slot != to {
         // SAFETY: per the caller.
-        slot = unsafe { hold_chunk(holds, mapping, block, ring, slot, to, spare, counted) }?;
+        let (next, n) = unsafe { hold_chunk(holds, mapping, block, ring, slot, to, spare, counted) }?;
+        (slot, held) = (next, held + n);
     }
-    Ok(())
+    Ok(held)
 }
 
-/// [`hold_fast`] for the runs of up to [`CHUNK`] page-cache folios from
-/// `from` on; returns the slot after the last run it looked at.
+/// [`hold_fast`] for up to [`CHUNK`] buffers from `from` on; returns the
+/// slot after the last run it looked at and how many buffers it held.
 ///
 /// # Safety
 ///
@@ -207,51 +214,59 @@ unsafe fn hold_chunk(
     to: u32,
     spare: &mut Spare,
     counted: &mut ZeroCopy,
-) -> Result<u32> {
-    // One scan of the buffers, before any lock: the runs of page-cache
-    // buffers (first slot, length), their folios and page indices (in
+) -> Result<(u32, u32)> {
+    // The folios of the next CHUNK buffers, their page indices and kinds,
+    // in one C call, before any lock.
+    let count = to.wrapping_sub(from).min(CHUNK as u32) as usize;
+    let mut buf_folios = [core::ptr::null_mut(); CHUNK];
+    let mut buf_indices = [0usize; CHUNK];
+    let mut kinds = [0u8; CHUNK];
+    // SAFETY: pipe locked, the `count` slots from `from` occupied (caller);
+    // the arrays hold CHUNK >= count elements.
+    unsafe {
+        bindings::ss_pipe_folios(
+            ring.bufs,
+            ring.mask,
+            from,
+            count as u32,
+            buf_folios.as_mut_ptr(),
+            buf_indices.as_mut_ptr().cast(),
+            kinds.as_mut_ptr(),
+        )
+    };
+    // The runs of consecutive buffers on one page-cache folio that is not
+    // ours yet (first slot, length), their folios and page indices (in
     // index order as a splice reads them), and which are held.
     let mut runs = [(0u32, 0u32); CHUNK];
     let mut indices = [0usize; CHUNK];
     let mut folios = [core::ptr::null_mut(); CHUNK];
     let mut held = [false; CHUNK];
     let mut n = 0;
-    let mut slot = from;
-    // The run being scanned: its folio, whether it counts (page cache, not
-    // ours yet), its first slot and page index. One C call per buffer.
-    let mut cur: (*mut bindings::folio, bool, u32, usize) = (core::ptr::null_mut(), false, slot, 0);
-    let mut close = |cur: &(*mut bindings::folio, bool, u32, usize), end: u32, n: &mut usize| {
-        if cur.1 {
-            runs[*n] = (cur.2, end.wrapping_sub(cur.2));
-            indices[*n] = cur.3;
-            folios[*n] = cur.0;
-            *n += 1;
+    let mut i = 0;
+    // Where the next chunk starts: `to`, or a run that may go on after
+    // this chunk (pages of a large folio), unless it is the first.
+    let mut next = from.wrapping_add(count as u32);
+    while i < count {
+        let (start, folio) = (i, buf_folios[i]);
+        while i < count && buf_folios[i] == folio {
+            i += 1;
         }
-    };
-    while slot != to {
-        // SAFETY: pipe locked, slots occupied (caller).
+        let slot = from.wrapping_add(start as u32);
+        if i == count && next != to && start > 0 {
+            next = slot;
+            break;
+        }
+        // SAFETY: pipe locked, slot occupied (caller).
         let buf = unsafe { &*ring.buf(slot) };
-        let (mut folio, mut index) = (core::ptr::null_mut(), 0);
-        // SAFETY: the buffer references its page.
-        let kind = unsafe { bindings::ss_page_info(buf.page, &mut folio, &mut index) };
-        if folio != cur.0 || slot == from {
-            if slot != from {
-                close(&cur, slot, &mut n);
-                if n == CHUNK {
-                    break;
-                }
-            }
-            cur = (folio, kind == 2 && !is_stable_buf(buf), slot, index as usize);
+        if kinds[start] == 2 && !is_stable_buf(buf) && !(i == count && next != to) {
+            runs[n] = (slot, (i - start) as u32);
+            indices[n] = buf_indices[start];
+            folios[n] = folio;
+            n += 1;
         }
-        slot = slot.wrapping_add(1);
     }
-    if slot == to && n < CHUNK {
-        close(&cur, slot, &mut n);
-    }
-    // Where the next chunk starts: `to`, or the run that did not fit.
-    let next = slot;
     if n == 0 {
-        return Ok(next);
+        return Ok((next, 0));
     }
     let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
     // Joins: which folios are held already, in one walk of the index.
@@ -271,14 +286,16 @@ unsafe fn hold_chunk(
             }
         }
     }
+    let mut done = 0;
     for (&h, &(slot, run)) in held.iter().zip(runs) {
         if h {
             // SAFETY: per the caller; the run's folio is held.
             unsafe { hold_run(ring, slot, run, counted) }?;
+            done += run;
         }
         // The others take make_stable's slow path.
     }
-    Ok(next)
+    Ok((next, done))
 }
 
 /// Makes the `run` buffers from `slot` on held buffers, zero copy, and
