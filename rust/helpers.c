@@ -29,6 +29,11 @@ void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
 	ftrace_regs_set_instruction_pointer(fregs, ip);
 }
 
+unsigned long ss_ftrace_arg(struct ftrace_regs *fregs, unsigned int n)
+{
+	return ftrace_regs_get_argument(fregs, n);
+}
+
 bool ss_within_this_module(unsigned long addr)
 {
 	return within_module(addr, THIS_MODULE);

@@ -17,6 +17,7 @@ struct pipe_buffer;
 
 /* ftrace glue */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
+unsigned long ss_ftrace_arg(struct ftrace_regs *fregs, unsigned int n);
 bool ss_within_this_module(unsigned long addr);
 unsigned long ss_func_start(unsigned long fentry_ip);
 long ss_call_syscall(unsigned long fn, const void *regs);

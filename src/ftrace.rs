@@ -46,7 +46,24 @@ pub(crate) struct Redirect {
     ops: Opaque<bindings::ftrace_ops>,
     target: usize,
     original: &'static Original,
+    /// Which calls to redirect, judged from their arguments in the
+    /// callback; `None`: all. Calls the replacement would only pass on to
+    /// the original then cost no trampoline return, module reference or
+    /// replacement.
+    wanted: Option<fn(&Args) -> bool>,
     registered: Atomic<bool>,
+}
+
+/// The arguments of a traced call, as the callback sees them.
+pub(crate) struct Args(*mut bindings::ftrace_regs);
+
+impl Args {
+    /// Argument `n` (from 0) of the traced function.
+    pub(crate) fn get(&self, n: u32) -> usize {
+        // SAFETY: the callback's `fregs`, valid while it runs (`Args` does
+        // not outlive it).
+        unsafe { bindings::ss_ftrace_arg(self.0, n) as usize }
+    }
 }
 
 // SAFETY: after initialisation the ftrace_ops is only touched by ftrace under
@@ -59,6 +76,17 @@ impl Redirect {
     /// A redirect to `target`, which must be an `extern "C"` function with the
     /// same signature as the function later named in [`Redirect::register`].
     pub(crate) fn new(target: usize, original: &'static Original) -> impl PinInit<Self> {
+        Self::filtered(target, original, None)
+    }
+
+    /// [`Redirect::new`] for the calls `wanted` picks; the others run the
+    /// original directly. `wanted` must pick every call whose replacement
+    /// would do more than call the original.
+    pub(crate) fn filtered(
+        target: usize,
+        original: &'static Original,
+        wanted: Option<fn(&Args) -> bool>,
+    ) -> impl PinInit<Self> {
         pin_init!(Self {
             ops <- Opaque::ffi_init(|ops: *mut bindings::ftrace_ops| {
                 // SAFETY: `ops` points at uninitialised memory for an
@@ -74,6 +102,7 @@ impl Redirect {
             }),
             target,
             original,
+            wanted,
             registered: Atomic::new(false),
         })
     }
@@ -132,6 +161,9 @@ unsafe extern "C" fn redirect_callback(
     // SAFETY: ftrace passes the ops we registered, which is the `ops` field
     // of a pinned `Redirect` that outlives its registration.
     let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
+    if this.wanted.is_some_and(|wanted| !wanted(&Args(fregs))) {
+        return; // the replacement would only call the original
+    }
     // The original's address is learnt once: reading the instruction
     // before the fentry site (for an ENDBR) and storing to a line that every
     // CPU's redirected calls share cost more than the rest of the callback.

@@ -71,9 +71,10 @@ struct Redirects {
 impl Redirects {
     fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            get_folio <- ftrace::Redirect::new(
+            get_folio <- ftrace::Redirect::filtered(
                 writers::get_folio as *const () as usize,
                 &writers::GET_FOLIO,
+                Some(writers::get_folio_wanted),
             ),
             page_mkwrite <- ftrace::Redirect::new(
                 writers::page_mkwrite as *const () as usize,

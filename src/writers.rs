@@ -33,7 +33,7 @@ use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
-    ftrace::{ModuleRef, Original},
+    ftrace::{Args, ModuleRef, Original},
     hold::{holds, write_back, Break, Holds},
 };
 use core::ffi::c_void;
@@ -94,6 +94,19 @@ impl Drop for Waited {
     }
 }
 
+/// Whether a lookup with these `FGP_` flags is a writer's: it locks the
+/// folio to write it (`write_begin`, `FGP_WRITEBEGIN`) or to create it.
+fn writer_lookup(fgp: u32) -> bool {
+    fgp & b::SS_FGP_LOCK != 0 && fgp & (b::SS_FGP_WRITE | b::SS_FGP_CREAT) != 0
+}
+
+/// Which `__filemap_get_folio_mpol()` calls are redirected to [`get_folio`]:
+/// writers' lookups. Page faults that read, `filemap_lock_folio()` and the
+/// other lookups run the original without the detour.
+pub(crate) fn get_folio_wanted(args: &Args) -> bool {
+    writer_lookup(args.get(2) as u32)
+}
+
 /// Replacement for `__filemap_get_folio_mpol()`.
 pub(crate) unsafe extern "C" fn get_folio(
     mapping: *mut Mapping,
@@ -107,7 +120,7 @@ pub(crate) unsafe extern "C" fn get_folio(
     let orig = GET_FOLIO.addr();
     // SAFETY: `orig` is `__filemap_get_folio_mpol`; arguments forwarded.
     let lookup = || unsafe { b::ss_call_get_folio(orig, mapping, index as _, fgp, gfp, policy) };
-    let writer = fgp & b::SS_FGP_LOCK != 0 && fgp & (b::SS_FGP_WRITE | b::SS_FGP_CREAT) != 0;
+    let writer = writer_lookup(fgp);
     let mut folio = lookup();
     let Some(holds) = holds().filter(|h| writer && h.may_hold(mapping)) else {
         return folio;

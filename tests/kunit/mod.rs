@@ -202,6 +202,61 @@ mod tests {
         assert!(crate::splice::calls().is_some());
     }
 
+    /// The per-file index of holds: entries by page index, each owning a
+    /// folio reference; one walk tells which of a splice's folios are
+    /// held, across gaps and node boundaries.
+    #[test]
+    fn hold_index_keeps_and_finds_folios() -> Result {
+        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
+        let mut folios = KVec::new();
+        for _ in 0..3 {
+            // SAFETY: no preconditions; checked for NULL below.
+            let page = unsafe { bindings::ss_alloc_page() };
+            assert!(!page.is_null());
+            // SAFETY: our page; its folio holds our reference.
+            folios.push(unsafe { FolioRef::adopt(bindings::ss_page_folio(page)) }, GFP_KERNEL)?;
+        }
+        let raw: KVec<_> = {
+            let mut v = KVec::new();
+            for f in folios.iter() {
+                v.push(f.as_ptr(), GFP_KERNEL)?;
+            }
+            v
+        };
+        // 63 and 64 straddle a leaf node's boundary.
+        let at = [63usize, 64, 200];
+        for (&i, f) in at.iter().zip(folios.iter()) {
+            // SAFETY: we hold a reference.
+            let r = unsafe { FolioRef::get(f.as_ptr()) };
+            assert!(matches!(index.insert(i, r), Ok(None)));
+        }
+        assert_eq!(index.get(64), raw[1]);
+        assert!(index.get(65).is_null());
+        assert_eq!(index.next(65, usize::MAX), Some((200, raw[2])));
+        assert_eq!(index.next(201, usize::MAX), None);
+        assert_eq!(index.next(65, 199), None);
+        // A splice of 62..=65 and 200: 63 and 64 held, 200 held by another
+        // folio than the one asked about.
+        let ask = [62usize, 63, 64, 65, 200];
+        let with = [raw[0], raw[0], raw[1], raw[1], raw[0]];
+        let mut held = [false; 5];
+        assert_eq!(index.matches(&ask, &with, &mut held), 2);
+        assert_eq!(held, [false, true, true, false, false]);
+        // Replacing an entry hands the old one back; removing takes it out.
+        // SAFETY: we hold a reference.
+        let r = unsafe { FolioRef::get(raw[0]) };
+        let old = index.insert(200, r).ok().flatten();
+        assert_eq!(old.as_ref().map(FolioRef::as_ptr), Some(raw[2]));
+        assert_eq!(index.remove(63).as_ref().map(FolioRef::as_ptr), Some(raw[0]));
+        assert!(index.remove(63).is_none());
+        // Dropping the index puts the references left in it (64, 200).
+        drop(index);
+        drop(old);
+        drop(folios);
+        Ok(())
+    }
+
     /// Plain splice puts page-cache pages into the pipe (so the cases below
     /// can tell the difference). On tmpfs a stable splice puts private
     /// copies there, with the module's operations, never mergeable, and
