@@ -50,6 +50,7 @@ use kernel::{
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
+        barrier::{smp_mb, Full},
         SpinLock, SpinLockGuard,
     },
 };
@@ -304,6 +305,17 @@ impl Holds {
         self.bucket(mapping).1.load(Relaxed) != 0
     }
 
+    /// [`Holds::may_hold`] for a writer that holds its reference to the
+    /// folio it is about to change. A new hold is counted before its
+    /// folio's references are checked (see [`Joins::insert_checked`]); with
+    /// a full barrier on both sides either the writer sees the count (and
+    /// breaks the hold under the bucket lock) or the hold's check sees the
+    /// writer's reference (and the splice copies).
+    pub(crate) fn writer_may_hold(&self, mapping: *const Mapping) -> bool {
+        smp_mb(Full);
+        self.may_hold(mapping)
+    }
+
     /// Whether holds taken for a splice from `file` make writers wait
     /// (`policy=block` and the splicer may write the file itself).
     pub(crate) fn blocking_for(&self, file: *mut b::file) -> bool {
@@ -411,8 +423,8 @@ impl Holds {
             return Ok(Taken::Copy);
         };
         joins.add_file(spare, block);
-        // SAFETY: the checks above passed under the folio lock.
-        Ok(if unsafe { joins.insert(&locked, block) } { Taken::Held } else { Taken::Copy })
+        // SAFETY: locked, in `mapping`, small, write-protected.
+        Ok(if unsafe { joins.insert_checked(&locked, own, block) } { Taken::Held } else { Taken::Copy })
     }
 
     /// A writer holds the lock of `folio`, a folio of `mapping`, and
@@ -717,32 +729,53 @@ impl Joins<'_> {
         if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
             return false;
         }
-        // SAFETY: the checks passed under the folio lock.
-        unsafe { self.insert(&locked, block) }
+        // SAFETY: locked, in this mapping, small, not mapped.
+        unsafe { self.insert_checked(&locked, own, block) }
     }
 
-    /// Registers a new hold on `locked`, which passed the checks of
-    /// [`Holds::take`] under its lock; replaces a stale entry of a folio
-    /// that left the cache at that index. False (copy instead) if the
-    /// mapping has no registry entry or the index no memory.
+    /// Registers a new hold on `locked` if nothing but the page cache, its
+    /// mappings, private data and `own` buffers of this splice reference
+    /// it; replaces a stale entry of a folio that left the cache at that
+    /// index. False (copy instead) if somebody else does, the mapping has
+    /// no registry entry or the index no memory.
+    ///
+    /// The hold is counted in the bucket *before* the references are
+    /// checked, with a full barrier between: a writer takes its folio
+    /// reference before it asks [`Holds::writer_may_hold`], so either this
+    /// check sees the writer's reference, or the writer sees the count and
+    /// waits for this bucket lock, after which it finds the hold. Checking
+    /// first and counting after would let both miss each other.
     ///
     /// # Safety
     ///
-    /// `locked` passed those checks.
-    unsafe fn insert(&mut self, locked: &FolioLock<'_>, block: bool) -> bool {
+    /// `locked` is in this mapping, small, and write-protected or not
+    /// mapped; the module is pinned while this runs.
+    unsafe fn insert_checked(&mut self, locked: &FolioLock<'_>, own: i32, block: bool) -> bool {
         let count = self.count;
+        count.add(1, Relaxed);
+        smp_mb(Full);
+        if locked.extra_refs() != own {
+            count.add(-1, Relaxed);
+            COUNTERS.holds_refused.add(1);
+            return false;
+        }
         let Some(file) = self.used(block) else {
+            count.add(-1, Relaxed);
             return false;
         };
         // SAFETY: locked, hence alive.
         let folio = unsafe { FolioRef::get(locked.as_ptr()) };
         match file.index.insert(locked.index(), folio) {
-            Err(_) => false,
+            Err(_) => {
+                count.add(-1, Relaxed);
+                false
+            }
             Ok(stale) => {
                 if stale.is_none() {
                     file.count += 1;
-                    count.add(1, Relaxed);
                     COUNTERS.holds_active.add(1);
+                } else {
+                    count.add(-1, Relaxed); // the stale entry was counted
                 }
                 drop(stale); // folio_put: fine under a spinlock
                 COUNTERS.holds_taken.add(1);

@@ -76,9 +76,10 @@ impl Redirects {
                 &writers::GET_FOLIO,
                 Some(writers::get_folio_wanted),
             ),
-            page_mkwrite <- ftrace::Redirect::new(
+            page_mkwrite <- ftrace::Redirect::filtered(
                 writers::page_mkwrite as *const () as usize,
                 &writers::PAGE_MKWRITE,
+                Some(writers::page_mkwrite_wanted),
             ),
             notify_change <- ftrace::Redirect::new(
                 writers::notify_change as *const () as usize,

@@ -122,7 +122,9 @@ pub(crate) unsafe extern "C" fn get_folio(
     let lookup = || unsafe { b::ss_call_get_folio(orig, mapping, index as _, fgp, gfp, policy) };
     let writer = writer_lookup(fgp);
     let mut folio = lookup();
-    let Some(holds) = holds().filter(|h| writer && h.may_hold(mapping)) else {
+    // The lookup took the writer's reference: now the count (see
+    // `Holds::writer_may_hold`).
+    let Some(holds) = holds().filter(|h| writer && h.writer_may_hold(mapping)) else {
         return folio;
     };
     let mut waited = None::<Waited>;
@@ -176,6 +178,18 @@ pub(crate) unsafe extern "C" fn get_folio(
     }
 }
 
+/// Which `do_page_mkwrite()` calls are redirected to [`page_mkwrite`]:
+/// those on a mapping that may have holds. Both callers (`wp_page_shared`,
+/// `do_shared_fault`) hold their reference to the folio before they call
+/// it, so the check here is the replacement's own (see
+/// `Holds::writer_may_hold`), made early: a store fault into a file
+/// without holds runs the original without the detour.
+pub(crate) fn page_mkwrite_wanted(args: &Args) -> bool {
+    // SAFETY: the fault holds the vma, hence the file and its mapping.
+    let mapping = unsafe { b::ss_vmf_mapping(args.get(0) as *mut b::vm_fault) };
+    !mapping.is_null() && holds().is_some_and(|h| h.writer_may_hold(mapping))
+}
+
 /// Replacement for `do_page_mkwrite(struct vm_fault *, struct folio *)`.
 pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
     // SAFETY: we are the replacement the callback redirected to.
@@ -184,7 +198,7 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
     let call = || unsafe { b::ss_call_page_mkwrite(PAGE_MKWRITE.addr(), vmf, folio) };
     // SAFETY: the fault holds the vma, hence the file and its mapping.
     let mapping = unsafe { b::ss_vmf_mapping(vmf) };
-    let Some(holds) = holds().filter(|h| !mapping.is_null() && h.may_hold(mapping)) else {
+    let Some(holds) = holds().filter(|h| !mapping.is_null() && h.writer_may_hold(mapping)) else {
         return call();
     };
     // SAFETY: the fault holds a reference to `folio` until we return.
