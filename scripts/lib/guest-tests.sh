@@ -41,6 +41,13 @@ head -c 65536 /dev/urandom >"$f"
 python3 -c '
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY)
+# Fresh folios sit in per-CPU LRU batches, whose reference looks like a
+# reader: they would be copied, not held. A plain splice keeps them cached
+# while drop_caches drains the batches.
+r0, w0 = os.pipe()
+os.splice(fd, w0, 65536, offset_src=0)
+open("/proc/sys/vm/drop_caches", "w").write("1")
+os.close(r0); os.close(w0)
 r, w = os.pipe()
 print(os.splice(fd, w, 65536, offset_src=0, flags=0x10), flush=True)
 time.sleep(60)' "$f" >/tmp/ss/holder.out &
