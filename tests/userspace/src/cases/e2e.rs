@@ -37,7 +37,9 @@ fn free_port() -> TResult<u16> {
 }
 
 impl Nginx {
-    fn start(root: &str, stable: bool) -> TResult<Self> {
+    /// `sndbuf`: the listening socket's `SO_SNDBUF` (bytes), if not the
+    /// default.
+    fn start(root: &str, stable: bool, sndbuf: Option<usize>) -> TResult<Self> {
         let bin = nginx_binary()?;
         let dir = format!("/tmp/ss-nginx.{}", std::process::id());
         std::fs::create_dir_all(&dir).map_err(|e| TestErr::Fail(format!("mkdir {dir}: {e}")))?;
@@ -46,11 +48,12 @@ impl Nginx {
             "daemon on; master_process on; worker_processes 2; user root;\n\
              pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
              events {{ worker_connections 64; }}\n\
-             http {{\n  sendfile on; access_log off; keepalive_timeout 0;\n\
+             http {{\n  sendfile on; sendfile_max_chunk 2m; access_log off; keepalive_timeout 0;\n\
                default_type application/octet-stream;\n\
                client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
                fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n"
+               server {{ listen 127.0.0.1:{port}{sndbuf}; root {root}; }}\n}}\n",
+            sndbuf = sndbuf.map(|b| format!(" sndbuf={b}")).unwrap_or_default()
         );
         std::fs::write(format!("{dir}/nginx.conf"), conf).map_err(|e| TestErr::Fail(e.to_string()))?;
         let mut cmd = if stable {
@@ -132,7 +135,7 @@ fn stalled_client(ctx: &Ctx, stable: bool) -> TResult {
     pwrite_all(f.raw(), &a, 0)?;
     settle_page_cache(f.raw(), BIG)?;
     let mode0 = counter("mode_splices").unwrap_or(0);
-    let nginx = Nginx::start(&ctx.dir, stable)?;
+    let nginx = Nginx::start(&ctx.dir, stable, None)?;
     let mut s = nginx.request(&name)?;
     let queued = wait_queued(std::os::fd::AsRawFd::as_raw_fd(&s))?;
     pwrite_all(f.raw(), &b, 0)?;
@@ -196,7 +199,17 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     for i in 0..pages {
         pwrite_all(f.raw(), &version_page(0, i), i * PAGE)?;
     }
-    let nginx = Nginx::start(&ctx.dir, stable)?;
+    // Every sendfile() call is one snapshot, and nginx continues a partial
+    // send with a new call from where the socket stopped taking bytes,
+    // usually inside a page: that page then arrives as two snapshots, torn
+    // by the contract's own rules. A send buffer that takes the whole file
+    // leaves only nginx's page-aligned sendfile_max_chunk (2 MiB) pieces.
+    let wmem = "/proc/sys/net/core/wmem_max";
+    let old_wmem = std::fs::read_to_string(wmem).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
+    std::fs::write(wmem, format!("{}", 4 * BIG)).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
+    let nginx = Nginx::start(&ctx.dir, stable, Some(2 * BIG));
+    let _ = std::fs::write(wmem, old_wmem.trim());
+    let nginx = nginx?;
     let stop = Arc::new(AtomicBool::new(false));
     let gens = Arc::new(AtomicU32::new(0));
     let fd = f.raw();
