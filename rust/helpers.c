@@ -241,9 +241,18 @@ struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned in
 	return pipe->bufs;
 }
 
+/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
+ * one read of ->mapping, which a concurrent eviction clears. */
+static inline int folio_kind(struct folio *folio)
+{
+	if (folio_test_anon(folio) || is_zero_folio(folio))
+		return 0;
+	return READ_ONCE(folio->mapping) ? 2 : 1;
+}
+
 /*
  * For the @n buffers from slot @from of a locked pipe's ring: each one's
- * folio, the folio's page index and its kind as ss_page_kind() tells it.
+ * folio, the folio's page index and its folio_kind().
  * One call per chunk of a stable splice's fast path, not one per buffer.
  */
 void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
@@ -256,10 +265,7 @@ void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned 
 
 		folios[i] = f;
 		indices[i] = f->index;
-		if (folio_test_anon(f) || is_zero_folio(f))
-			kinds[i] = 0;
-		else
-			kinds[i] = READ_ONCE(f->mapping) ? 2 : 1;
+		kinds[i] = folio_kind(f);
 	}
 }
 
@@ -275,15 +281,9 @@ bool ss_page_in_page_cache(struct page *page)
 	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
 }
 
-/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
- * one read of ->mapping, which a concurrent eviction clears. */
 int ss_page_kind(struct page *page)
 {
-	struct folio *folio = page_folio(page);
-
-	if (folio_test_anon(folio) || is_zero_folio(folio))
-		return 0;
-	return READ_ONCE(folio->mapping) ? 2 : 1;
+	return folio_kind(page_folio(page));
 }
 
 struct page *ss_alloc_page(void)

@@ -9,6 +9,8 @@
  * the XArray API requires.
  */
 
+#include <linux/mm.h>
+#include <linux/pipe_fs_i.h>
 #include <linux/xarray.h>
 #include "helpers.h"
 
@@ -84,4 +86,46 @@ unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices
 	}
 	rcu_read_unlock();
 	return found;
+}
+
+/*
+ * How many of the @n buffers from slot @from of a locked pipe's ring, in a
+ * row, reference folios that the index holds: a file spliced again and
+ * again finds every folio of a call held already, and one pass over the
+ * buffers, stepping through the leaf node beside them, tells so. Pages of
+ * one folio share its answer. A folio held at some index is held at its
+ * own, so the first folio's index is read and the next ones are expected
+ * at the next slots; a miss ends the prefix (the caller looks at the rest
+ * closely).
+ */
+unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
+				       unsigned int mask, unsigned int from, unsigned int n)
+{
+	struct folio *prev = NULL;
+	XA_STATE(xas, xa, 0);
+	unsigned int i;
+	void *entry;
+
+	rcu_read_lock();
+	for (i = 0; i < n; i++) {
+		struct folio *folio = page_folio(bufs[(from + i) & mask].page);
+
+		if (folio == prev)
+			continue;
+		if (prev) {
+			entry = xas_next(&xas);
+		} else {
+			xas_set(&xas, folio->index);
+			entry = xas_load(&xas);
+		}
+		if (xas_retry(&xas, entry)) {
+			xas_set(&xas, prev ? prev->index + 1 : folio->index);
+			entry = xas_load(&xas);
+		}
+		if (entry != folio)
+			break;
+		prev = folio;
+	}
+	rcu_read_unlock();
+	return i;
 }

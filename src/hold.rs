@@ -125,6 +125,13 @@ impl FileHolds {
             _module: unsafe { ModuleRef::another() },
         })
     }
+
+    /// Marks the holds as used `now` by a splice that may (`block`) or
+    /// may not write the file itself.
+    fn mark_used(&mut self, now: u64, block: bool) {
+        self.block &= block;
+        self.used = now;
+    }
 }
 
 /// A file's registry entry allocated ahead, outside every lock, for the
@@ -351,7 +358,7 @@ impl Holds {
         let Some(joins) = self.lock_mapping(mapping) else {
             return Ok(None);
         };
-        if joins.bucket.files.get(&(mapping as usize)).is_some() {
+        if joins.has_file() {
             return Ok(Some(joins));
         }
         drop(joins);
@@ -390,7 +397,7 @@ impl Holds {
             if unsafe { joins.held(folio, block) } {
                 return Ok(Taken::Held);
             }
-            has_entry = joins.bucket.files.get(&(mapping as usize)).is_some();
+            has_entry = joins.has_file();
         }
         if !has_entry {
             // SAFETY: pinned (caller).
@@ -633,7 +640,7 @@ impl Drop for Joins<'_> {
         // An entry put in place for new holds that were not taken after
         // all: nothing else would end it (the reaper skips buckets without
         // holds), and it keeps the module.
-        if self.bucket.files.get(&self.mapping).is_some_and(|f| f.count == 0) {
+        if self.file().is_some_and(|f| f.count == 0) {
             drop(self.bucket.files.remove(&self.mapping));
         }
         if self.created {
@@ -644,20 +651,20 @@ impl Drop for Joins<'_> {
 }
 
 impl Joins<'_> {
-    /// The mapping's registry entry, marked as used now by a splice that
-    /// does (`block`: whether it may write the file itself).
-    fn used(&mut self, block: bool) -> Option<&mut FileHolds> {
-        let now = self.now;
-        let file = self.bucket.files.get_mut(&self.mapping)?;
-        file.block &= block;
-        file.used = now;
-        Some(file)
+    /// Whether the mapping has its registry entry.
+    fn has_file(&self) -> bool {
+        self.bucket.files.get(&self.mapping).is_some()
+    }
+
+    /// The mapping's registry entry.
+    fn file(&mut self) -> Option<&mut FileHolds> {
+        self.bucket.files.get_mut(&self.mapping)
     }
 
     /// Puts the entry of `spare` in place for this mapping, unless it has
     /// one.
     fn add_file(&mut self, spare: &mut Spare, block: bool) {
-        if self.bucket.files.get(&self.mapping).is_some() {
+        if self.has_file() {
             return;
         }
         if let Some((node, mut file)) = spare.0.take() {
@@ -682,12 +689,13 @@ impl Joins<'_> {
     pub(crate) unsafe fn held(&mut self, folio: *mut RawFolio, block: bool) -> bool {
         // SAFETY: referenced by the caller's buffers.
         let index = unsafe { b::ss_folio_index(folio) } as usize;
-        let Some(file) = self.bucket.files.get(&self.mapping) else {
+        let now = self.now;
+        let Some(file) = self.file() else {
             return false;
         };
         let held = file.index.get(index) == folio;
         if held {
-            self.used(block);
+            file.mark_used(now, block);
         }
         held
     }
@@ -700,12 +708,35 @@ impl Joins<'_> {
     ///
     /// The caller's buffers reference every folio.
     pub(crate) unsafe fn held_all(&mut self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool], block: bool) {
-        let Some(file) = self.bucket.files.get(&self.mapping) else {
+        let now = self.now;
+        let Some(file) = self.file() else {
             return;
         };
         if file.index.matches(indices, folios, held) > 0 {
-            self.used(block);
+            file.mark_used(now, block);
         }
+    }
+
+    /// How many of the `n` new buffers of a stable splice from slot `from`
+    /// of a locked pipe's ring (`bufs`, `mask`), in a row, are on held
+    /// folios: they share those holds (see [`Joins::held`] for why no folio
+    /// lock is needed).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock; the `n` slots from `from` are
+    /// occupied and referenced by the caller's buffers.
+    pub(crate) unsafe fn held_prefix(&mut self, bufs: *const b::pipe_buffer, mask: u32, from: u32, n: u32, block: bool) -> u32 {
+        let now = self.now;
+        let Some(file) = self.file() else {
+            return 0;
+        };
+        // SAFETY: per the caller.
+        let held = unsafe { file.index.held_prefix(bufs, mask, from, n) };
+        if held > 0 {
+            file.mark_used(now, block);
+        }
+        held
     }
 
     /// Takes a new hold on `folio` without sleeping, as [`Holds::take`]
@@ -759,10 +790,12 @@ impl Joins<'_> {
             COUNTERS.holds_refused.add(1);
             return false;
         }
-        let Some(file) = self.used(block) else {
+        let now = self.now;
+        let Some(file) = self.file() else {
             count.add(-1, Relaxed);
             return false;
         };
+        file.mark_used(now, block);
         // SAFETY: locked, hence alive.
         let folio = unsafe { FolioRef::get(locked.as_ptr()) };
         match file.index.insert(locked.index(), folio) {

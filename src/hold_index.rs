@@ -88,6 +88,18 @@ impl HoldIndex {
                 as usize
         }
     }
+
+    /// How many of the `n` buffers from slot `from` of a locked pipe's ring
+    /// (`bufs`, `mask`), in a row, reference held folios: one pass over the
+    /// buffers and the index's adjacent slots.
+    ///
+    /// # Safety
+    ///
+    /// The pipe is locked and the `n` slots from `from` are occupied.
+    pub(crate) unsafe fn held_prefix(&self, bufs: *const b::pipe_buffer, mask: u32, from: u32, n: u32) -> u32 {
+        // SAFETY: initialised XArray; the slots per the caller.
+        unsafe { b::ss_hold_index_held_prefix(self.raw(), bufs, mask, from, n) }
+    }
 }
 
 #[pinned_drop]

@@ -103,11 +103,19 @@ pub(crate) unsafe fn stabilize(
     let mapping = unsafe { bindings::ss_file_mapping(file) };
     // SAFETY: as above.
     let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
-    if zero_copy {
+    // SAFETY: the caller holds the pipe lock.
+    let ring = unsafe { Ring::of(pipe) };
+    if let Some(holds) = holds().filter(|_| zero_copy) {
+        let fast = FastPath { holds, mapping, block: holds.blocking_for(file), ring };
         // SAFETY: per the caller.
-        match unsafe { hold_fast(file, mapping, pipe, from, to, &mut spare, &mut zero_copy_bufs) } {
+        let joined = unsafe { fast.join_held(from, to, &mut zero_copy_bufs) };
+        if joined == to {
+            return Ok(()); // a file served again and again
+        }
+        // SAFETY: per the caller.
+        match unsafe { fast.hold_fast(joined, to, &mut spare, &mut zero_copy_bufs) } {
             // All held: nothing left for the slow path to look at.
-            Ok(held) if held == to.wrapping_sub(from) => return Ok(()),
+            Ok(held) if held == to.wrapping_sub(joined) => return Ok(()),
             Ok(_) => {}
             Err(e) => {
                 // SAFETY: same lock; nothing of the call may stay in the pipe.
@@ -116,8 +124,6 @@ pub(crate) unsafe fn stabilize(
             }
         }
     }
-    // SAFETY: the caller holds the pipe lock.
-    let ring = unsafe { Ring::of(pipe) };
     while slot != to {
         // SAFETY: locked, occupied slot.
         let buf = unsafe { &*ring.buf(slot) };
@@ -164,138 +170,151 @@ impl Drop for ZeroCopy {
 /// cost a third of a 64 KiB stable splice under the debug kernel).
 const CHUNK: usize = 32;
 
-/// The fast path over the new buffers, chunk by chunk, under one bucket
-/// lock at a time instead of one per folio: first, buffers on folios that
-/// are held already (a file served again and again) join their holds, in
-/// one walk of the file's index; then folios whose lock is free and that
-/// nobody else references get new holds without sleeping. What is left
-/// (folio lock busy, mapped folios, contended ones) goes to [`make_stable`].
-/// Returns how many buffers it made held buffers.
-///
-/// # Safety
-///
-/// As for [`stabilize`]; `mapping` is `file`'s.
-unsafe fn hold_fast(
-    file: *mut bindings::file,
+/// What the fast paths of one stable splice from a file with holds share.
+struct FastPath<'a> {
+    holds: &'a Holds,
+    /// The file's mapping.
     mapping: *mut bindings::address_space,
-    pipe: *mut Pipe,
-    from: u32,
-    to: u32,
-    spare: &mut Spare,
-    counted: &mut ZeroCopy,
-) -> Result<u32> {
-    let Some(holds) = holds() else {
-        return Ok(0);
-    };
-    let block = holds.blocking_for(file);
-    // SAFETY: the caller holds the pipe lock.
-    let ring = unsafe { Ring::of(pipe) };
-    let (mut slot, mut held) = (from, 0);
-    while slot != to {
-        // SAFETY: per the caller.
-        let (next, n) = unsafe { hold_chunk(holds, mapping, block, ring, slot, to, spare, counted) }?;
-        (slot, held) = (next, held + n);
-    }
-    Ok(held)
+    /// Whether holds taken or joined make writers wait (`policy=block`).
+    block: bool,
+    /// The locked pipe's ring.
+    ring: Ring,
 }
 
-/// [`hold_fast`] for up to [`CHUNK`] buffers from `from` on; returns the
-/// slot after the last run it looked at and how many buffers it held.
-///
-/// # Safety
-///
-/// As for [`hold_fast`]; `ring` is the locked pipe's.
-unsafe fn hold_chunk(
-    holds: &Holds,
-    mapping: *mut bindings::address_space,
-    block: bool,
-    ring: Ring,
-    from: u32,
-    to: u32,
-    spare: &mut Spare,
-    counted: &mut ZeroCopy,
-) -> Result<(u32, u32)> {
-    // The folios of the next CHUNK buffers, their page indices and kinds,
-    // in one C call, before any lock.
-    let count = to.wrapping_sub(from).min(CHUNK as u32) as usize;
-    let mut buf_folios = [core::ptr::null_mut(); CHUNK];
-    let mut buf_indices = [0usize; CHUNK];
-    let mut kinds = [0u8; CHUNK];
-    // SAFETY: pipe locked, the `count` slots from `from` occupied (caller);
-    // the arrays hold CHUNK >= count elements.
-    unsafe {
-        bindings::ss_pipe_folios(
-            ring.bufs,
-            ring.mask,
-            from,
-            count as u32,
-            buf_folios.as_mut_ptr(),
-            buf_indices.as_mut_ptr().cast(),
-            kinds.as_mut_ptr(),
-        )
-    };
-    // The runs of consecutive buffers on one page-cache folio that is not
-    // ours yet (first slot, length), their folios and page indices (in
-    // index order as a splice reads them), and which are held.
-    let mut runs = [(0u32, 0u32); CHUNK];
-    let mut indices = [0usize; CHUNK];
-    let mut folios = [core::ptr::null_mut(); CHUNK];
-    let mut held = [false; CHUNK];
-    let mut n = 0;
-    let mut i = 0;
-    // Where the next chunk starts: `to`, or a run that may go on after
-    // this chunk (pages of a large folio), unless it is the first.
-    let mut next = from.wrapping_add(count as u32);
-    while i < count {
-        let (start, folio) = (i, buf_folios[i]);
-        while i < count && buf_folios[i] == folio {
-            i += 1;
-        }
-        let slot = from.wrapping_add(start as u32);
-        if i == count && next != to && start > 0 {
-            next = slot;
-            break;
-        }
-        // SAFETY: pipe locked, slot occupied (caller).
-        let buf = unsafe { &*ring.buf(slot) };
-        if kinds[start] == 2 && !is_stable_buf(buf) && !(i == count && next != to) {
-            runs[n] = (slot, (i - start) as u32);
-            indices[n] = buf_indices[start];
-            folios[n] = folio;
-            n += 1;
-        }
+impl FastPath<'_> {
+    /// The fastest path: the buffers from `from` on whose folios are held
+    /// already, in a row, share those holds, found in one pass over the
+    /// buffers and the file's index under one bucket lock. Returns the slot
+    /// after them.
+    ///
+    /// # Safety
+    ///
+    /// As for [`stabilize`]; `[from, to)` are the call's new buffers.
+    unsafe fn join_held(&self, from: u32, to: u32, counted: &mut ZeroCopy) -> u32 {
+        let Some(mut joins) = self.holds.joins(self.mapping) else {
+            return from;
+        };
+        let ring = self.ring;
+        // SAFETY: pipe locked, the slots occupied by the splice's new buffers.
+        let n = unsafe { joins.held_prefix(ring.bufs, ring.mask, from, to.wrapping_sub(from), self.block) };
+        drop(joins);
+        // SAFETY: per the caller; the `n` buffers' folios are held.
+        unsafe { hold_run(ring, from, n, counted) };
+        from.wrapping_add(n)
     }
-    if n == 0 {
-        return Ok((next, 0));
+
+    /// The fast path over the new buffers, chunk by chunk, under one bucket
+    /// lock at a time instead of one per folio: first, buffers on folios that
+    /// are held already join their holds, in one walk of the file's index;
+    /// then folios whose lock is free and that nobody else references get new
+    /// holds without sleeping. What is left (folio lock busy, mapped folios,
+    /// contended ones) goes to [`make_stable`]. Returns how many buffers it
+    /// made held buffers.
+    ///
+    /// # Safety
+    ///
+    /// As for [`stabilize`]; `[from, to)` are the call's new buffers.
+    unsafe fn hold_fast(&self, from: u32, to: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
+        let (mut slot, mut held) = (from, 0);
+        while slot != to {
+            // SAFETY: per the caller.
+            let (next, n) = unsafe { self.hold_chunk(slot, to, spare, counted) }?;
+            (slot, held) = (next, held + n);
+        }
+        Ok(held)
     }
-    let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
-    // Joins: which folios are held already, in one walk of the index.
-    if let Some(mut joins) = holds.joins(mapping) {
-        // SAFETY: the buffers reference these folios.
-        unsafe { joins.held_all(indices, folios, held, block) };
-    }
-    // New holds for the others, the file's registry entry put in place
-    // first (allocated outside the lock).
-    if held.iter().any(|h| !h) {
-        // SAFETY: the module is pinned (caller).
-        if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
-            for ((h, &folio), &(_, run)) in held.iter_mut().zip(folios).zip(runs).filter(|((h, _), _)| !**h) {
-                // Another splice may have taken it since the walk above.
-                // SAFETY: the run's buffers reference the folio; pipe locked.
-                *h = unsafe { joins.held(folio, block) || joins.create(folio, run as i32, block) };
+
+    /// [`FastPath::hold_fast`] for up to [`CHUNK`] buffers from `from` on;
+    /// returns the slot after the last run it looked at and how many buffers
+    /// it held.
+    ///
+    /// # Safety
+    ///
+    /// As for [`FastPath::hold_fast`].
+    unsafe fn hold_chunk(&self, from: u32, to: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, u32)> {
+        let Self { holds, mapping, block, ring } = *self;
+        // The folios of the next CHUNK buffers, their page indices and kinds,
+        // in one C call, before any lock.
+        let count = to.wrapping_sub(from).min(CHUNK as u32) as usize;
+        let mut buf_folios = [core::ptr::null_mut(); CHUNK];
+        let mut buf_indices = [0usize; CHUNK];
+        let mut kinds = [0u8; CHUNK];
+        // SAFETY: pipe locked, the `count` slots from `from` occupied (caller);
+        // the arrays hold CHUNK >= count elements.
+        unsafe {
+            bindings::ss_pipe_folios(
+                ring.bufs,
+                ring.mask,
+                from,
+                count as u32,
+                buf_folios.as_mut_ptr(),
+                buf_indices.as_mut_ptr().cast(),
+                kinds.as_mut_ptr(),
+            )
+        };
+        // The runs of consecutive buffers on one page-cache folio that is not
+        // ours yet (first slot, length), their folios and page indices (in
+        // index order as a splice reads them), and which are held.
+        let mut runs = [(0u32, 0u32); CHUNK];
+        let mut indices = [0usize; CHUNK];
+        let mut folios = [core::ptr::null_mut(); CHUNK];
+        let mut held = [false; CHUNK];
+        let mut n = 0;
+        let mut i = 0;
+        // Where the next chunk starts: `to`, or a run that may go on after
+        // this chunk (pages of a large folio), unless it is the first.
+        let mut next = from.wrapping_add(count as u32);
+        while i < count {
+            let (start, folio) = (i, buf_folios[i]);
+            while i < count && buf_folios[i] == folio {
+                i += 1;
+            }
+            let slot = from.wrapping_add(start as u32);
+            if i == count && next != to && start > 0 {
+                next = slot;
+                break;
+            }
+            // SAFETY: pipe locked, slot occupied (caller).
+            let buf = unsafe { &*ring.buf(slot) };
+            if kinds[start] == 2 && !is_stable_buf(buf) && !(i == count && next != to) {
+                runs[n] = (slot, (i - start) as u32);
+                indices[n] = buf_indices[start];
+                folios[n] = folio;
+                n += 1;
             }
         }
-    }
-    let mut done = 0;
-    for (&h, &(slot, run)) in held.iter().zip(runs) {
-        if h {
-            // SAFETY: per the caller; the run's folio is held.
-            unsafe { hold_run(ring, slot, run, counted) }?;
-            done += run;
+        if n == 0 {
+            return Ok((next, 0));
         }
-        // The others take make_stable's slow path.
+        let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
+        // Joins: which folios are held already, in one walk of the index.
+        if let Some(mut joins) = holds.joins(mapping) {
+            // SAFETY: the buffers reference these folios.
+            unsafe { joins.held_all(indices, folios, held, block) };
+        }
+        // New holds for the others, the file's registry entry put in place
+        // first (allocated outside the lock).
+        if held.iter().any(|h| !h) {
+            // SAFETY: the module is pinned (caller).
+            if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
+                for ((h, &folio), &(_, run)) in held.iter_mut().zip(folios).zip(runs).filter(|((h, _), _)| !**h) {
+                    // Another splice may have taken it since the walk above.
+                    // SAFETY: the run's buffers reference the folio; pipe locked.
+                    *h = unsafe { joins.held(folio, block) || joins.create(folio, run as i32, block) };
+                }
+            }
+        }
+        let mut done = 0;
+        for (&h, &(slot, run)) in held.iter().zip(runs) {
+            if h {
+                // SAFETY: per the caller; the run's folio is held.
+                unsafe { hold_run(ring, slot, run, counted) };
+                done += run;
+            }
+            // The others take make_stable's slow path.
+        }
+        Ok((next, done))
     }
-    Ok((next, done))
 }
 
 /// Makes the `run` buffers from `slot` on held buffers, zero copy, and
@@ -305,14 +324,13 @@ unsafe fn hold_chunk(
 ///
 /// Pipe lock held, the slots occupied, their page held or out of the page
 /// cache (nobody can write it).
-unsafe fn hold_run(ring: Ring, slot: u32, run: u32, counted: &mut ZeroCopy) -> Result {
+unsafe fn hold_run(ring: Ring, slot: u32, run: u32, counted: &mut ZeroCopy) {
     for i in 0..run {
         // SAFETY: pipe locked, slot occupied (caller).
         let buf = unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
         take_over(buf);
         counted.bytes += buf.len as i64;
     }
-    Ok(())
 }
 
 /// How many buffers from `slot` on (before `to`) reference the same folio.
@@ -380,7 +398,11 @@ unsafe fn make_stable(
         // that have it. Plain page-cache buffers would fail confirm with
         // ENODATA, so it becomes ours too.
         // SAFETY: per the caller.
-        Taken::Held | Taken::Orphan => unsafe { hold_run(ring, slot, run, counted) },
+        Taken::Held | Taken::Orphan => {
+            // SAFETY: per the caller.
+            unsafe { hold_run(ring, slot, run, counted) };
+            Ok(())
+        }
         Taken::Copy => {
             for i in 0..run {
                 // SAFETY: per the caller.

@@ -75,7 +75,7 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 /// Default label from the filesystem type of --dir.
-fn detect_fs(dir: &str) -> String {
+pub(crate) fn detect_fs(dir: &str) -> String {
     let c = util::cstr(dir);
     // SAFETY: zeroed statfs is a valid out-parameter.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };

@@ -210,6 +210,80 @@ pub fn plain_writer_race(ctx: &Ctx) -> TResult {
     writer_race(ctx, 0)
 }
 
+/// Two splices of overlapping ranges into two undrained pipes, then the
+/// whole file is overwritten. The second stable splice starts inside the
+/// first one's range, mid-page: it joins the first's holds where they
+/// overlap (the fast path's one pass over buffers and index, across its
+/// 32-buffer chunks and a 64-slot node of the index) and takes new holds
+/// past them. Both pipes keep the old bytes, none of them copied (on
+/// tmpfs all of them are).
+fn overlapping_splices(ctx: &Ctx, flags: u32) -> TResult {
+    const PAGES: usize = 96;
+    let len = PAGES * PAGE;
+    let f = tmpfile(&ctx.dir)?;
+    let (a, b) = (pattern(0x2b, 0, len), pattern(0x6d, 0, len));
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    // Written back first: writeback's folio references would make some
+    // pages copies instead of holds.
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    settle_page_cache(f.fd.raw(), len)?;
+    let (first, second) = ((8 * PAGE, 64 * PAGE), (40 * PAGE + 100, 56 * PAGE - 100));
+    let (p1, p2) = (pipe()?, pipe()?);
+    for p in [&p1, &p2] {
+        // SAFETY: fcntl on our own pipe descriptor.
+        let r = unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, (64 * PAGE) as i32) };
+        ensure!(r >= (64 * PAGE) as i32, "F_SETPIPE_SZ 256 KiB: {}", ename(errno()));
+    }
+    let watch = ["holds_taken", "bytes_zero_copy", "bytes_copied_at_splice"];
+    let snap = || watch.map(|n| counter(n).unwrap_or(0));
+    let before = snap();
+    splice_exact(f.fd.raw(), first.0, p1.w.raw(), first.1, flags)?;
+    let mid = snap();
+    splice_exact(f.fd.raw(), second.0, p2.w.raw(), second.1, flags)?;
+    let after = snap();
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got1 = read_pipe(&p1.r, first.1)?;
+    let got2 = read_pipe(&p2.r, second.1)?;
+    let (old1, old2) = (&a[first.0..first.0 + first.1], &a[second.0..second.0 + second.1]);
+    if flags == 0 {
+        return control("pipes of two overlapping plain splices", &[got1, got2].concat(), &[old1, old2].concat());
+    }
+    expect_bytes("first pipe", &got1, old1, Some(("new content", &b[first.0..first.0 + first.1])))?;
+    expect_bytes("second pipe (joined holds)", &got2, old2, Some(("new content", &b[second.0..second.0 + second.1])))?;
+    let d = |i: usize, x: [u64; 3], y: [u64; 3]| y[i].wrapping_sub(x[i]);
+    if crate::detect_fs(&ctx.dir) == "tmpfs" {
+        let copied = d(2, before, after);
+        ensure!(copied == (first.1 + second.1) as u64, "tmpfs: copied {copied} bytes at splice, want all {}", first.1 + second.1);
+    } else {
+        // Pages 8..72 new holds; then 40..72 joined, 72..96 new. A page
+        // that somebody else references for a moment is copied instead of
+        // held (sound, and counted with the holds here); it must not be
+        // among the pages the second splice joined.
+        let (page, pages) = (PAGE as u64, |i: u64| i / PAGE as u64);
+        let new1 = d(0, before, mid) + pages(d(2, before, mid));
+        let new2 = d(0, mid, after) + pages(d(2, mid, after));
+        ensure!(
+            new1 == 64 && new2 == 24,
+            "pages held or copied: {new1} by the first splice (want 64), {new2} by the second (want 24: pages 72..96, the rest joined); {watch:?} {before:?} -> {mid:?} -> {after:?}"
+        );
+        let zero_copy2 = d(1, mid, after);
+        ensure!(
+            zero_copy2 >= second.1 as u64 - 24 * page,
+            "the second splice left {zero_copy2} bytes zero copy: the {} bytes it shares with the first were not joined",
+            second.1 - 24 * PAGE
+        );
+    }
+    Ok(())
+}
+
+pub fn holds_overlapping_splices(ctx: &Ctx) -> TResult {
+    overlapping_splices(ctx, stable())
+}
+pub fn plain_overlapping_splices(ctx: &Ctx) -> TResult {
+    overlapping_splices(ctx, 0)
+}
+
 /// FS_IOC_SETFLAGS with FS_JOURNAL_DATA_FL (chattr +j) where the file
 /// system has it; returns whether it was set.
 fn chattr_j(fd: i32) -> bool {

@@ -112,6 +112,8 @@ pub fn all() -> Vec<Case> {
         case("plain_socket_partial_read", Any, holds::plain_socket_partial_read),
         case("holds_socket_consumer_first", Module, holds::holds_socket_consumer_first),
         case("plain_socket_consumer_first", Any, holds::plain_socket_consumer_first),
+        case("holds_overlapping_splices", Module, holds::holds_overlapping_splices),
+        case("plain_overlapping_splices", Any, holds::plain_overlapping_splices),
         case("holds_zeroing", Module, holds::holds_zeroing),
         case("holds_zeroing_chattr_j", Module, holds::holds_zeroing_chattr_j),
         case("holds_zeroing_chattr_j_while_held", Module, holds::holds_zeroing_chattr_j_while_held),
