@@ -548,3 +548,30 @@ pub fn wait_holds_released(limit: Duration) -> bool {
 pub fn module_refcnt() -> Option<u64> {
     std::fs::read_to_string("/sys/module/stable_splice/refcnt").ok()?.trim().parse().ok()
 }
+
+/// The mount options of the file system `dir` is on (the longest mount
+/// point in /proc/self/mounts that contains it).
+pub fn mount_options(dir: &str) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let within = |m: &str| dir == m || m == "/" || dir.strip_prefix(m).is_some_and(|r| r.starts_with('/'));
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 3 && within(f[1])).then(|| (f[1].len(), f[3].to_string()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, o)| o)
+        .unwrap_or_default()
+}
+
+/// Whether stable splices of files in `dir` copy at splice time instead of
+/// holding: tmpfs, and ext4 with `data=journal` (journalled data cannot
+/// move to a copy of its folio).
+pub fn copies_at_splice(dir: &str) -> bool {
+    match crate::detect_fs(dir).as_str() {
+        "tmpfs" => true,
+        "ext4" => mount_options(dir).split(',').any(|o| o == "data=journal"),
+        _ => false,
+    }
+}
