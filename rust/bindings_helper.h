@@ -26,3 +26,14 @@ const unsigned int SS_VM_FAULT_ERROR = (__force unsigned int)VM_FAULT_ERROR;
 const long long SS_PAGE_SIZE = PAGE_SIZE;
 const unsigned int SS_SET_MODE = STABLE_SPLICE_SET_MODE;
 const unsigned int SS_GET_MODE = STABLE_SPLICE_GET_MODE;
+
+/*
+ * A redirect rewrites the traced call's return address. Where ftrace_regs
+ * carry the arguments and the instruction pointer (x86-64), that needs no
+ * full pt_regs save, as for livepatch.
+ */
+#ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+const unsigned long SS_FTRACE_REDIRECT_FLAGS = FTRACE_OPS_FL_IPMODIFY;
+#else
+const unsigned long SS_FTRACE_REDIRECT_FLAGS = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_SAVE_REGS;
+#endif

@@ -95,9 +95,10 @@ impl Redirect {
                 unsafe {
                     ops.write_bytes(0, 1);
                     (*ops).func = Some(redirect_callback);
-                    (*ops).flags = (bindings::FTRACE_OPS_FL_SAVE_REGS
-                        | bindings::FTRACE_OPS_FL_IPMODIFY
-                        | bindings::FTRACE_OPS_FL_RECURSION) as c_ulong;
+                    // No FTRACE_OPS_FL_RECURSION: the callback calls no
+                    // function that any redirect traces, so it cannot
+                    // recurse, and the trampoline calls it directly.
+                    (*ops).flags = bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
                 }
             }),
             target,
@@ -145,8 +146,9 @@ impl PinnedDrop for Redirect {
     }
 }
 
-/// The ftrace callback: runs at the entry of the traced function with
-/// preemption disabled and recursion guarded by ftrace.
+/// The ftrace callback: runs at the entry of the traced function, maybe
+/// preemptible (ftrace waits for tasks in callbacks when the ops is
+/// unregistered).
 unsafe extern "C" fn redirect_callback(
     ip: c_ulong,
     parent_ip: c_ulong,
@@ -177,7 +179,7 @@ unsafe extern "C" fn redirect_callback(
     if !unsafe { bindings::ss_module_get() } {
         return; // module going away: leave the call alone
     }
-    // SAFETY: `fregs` comes from ftrace with SAVE_REGS|IPMODIFY.
+    // SAFETY: `fregs` comes from ftrace for an IPMODIFY ops.
     unsafe { bindings::ss_ftrace_regs_set_ip(fregs, this.target as c_ulong) };
 }
 
