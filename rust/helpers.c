@@ -34,9 +34,16 @@ unsigned long ss_ftrace_arg(struct ftrace_regs *fregs, unsigned int n)
 	return ftrace_regs_get_argument(fregs, n);
 }
 
+/*
+ * Whether @addr is in this module's core text, where the replacements call
+ * the originals from: one range, where within_module() checks every kind
+ * of module memory (on every traced call).
+ */
 bool ss_within_this_module(unsigned long addr)
 {
-	return within_module(addr, THIS_MODULE);
+	const struct module_memory *text = &THIS_MODULE->mem[MOD_TEXT];
+
+	return addr - (unsigned long)text->base < text->size;
 }
 
 /*
