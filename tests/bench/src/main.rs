@@ -452,6 +452,7 @@ struct FsRes {
     latency: LatencyRes,
     contention: ContRes,
     scaling: ScaleRes,
+    first: Option<FirstRes>,
     sendfile: SendfileRes,
     counters: Counters,
 }
@@ -886,6 +887,61 @@ fn scaling(o: &Opts, dir: &str, stable_ok: bool) -> Res<ScaleRes> {
     Ok(ScaleRes { gib: methods.iter().zip(&runs).map(|(&m, r)| (m, [median(&r[0]), median(&r[1])])).collect() })
 }
 
+// ---------------------------------------------------------------- first holds
+
+/// Stable splices that take a new hold on every folio (nobody spliced the
+/// file for a while: a file served once), against plain splice: whole
+/// passes of 1 MiB splices over a file, the file's holds reaped before each
+/// stable pass, plain and stable passes interleaved.
+struct FirstRes {
+    /// Median GiB/s of plain and of stable passes.
+    gib: [f64; 2],
+    /// New holds per stable pass (median) and pages per pass.
+    holds_per_pass: f64,
+    pages: usize,
+}
+
+const FIRST_FILE: usize = 32 << 20;
+
+fn first_holds(o: &Opts, dir: &str, stable_ok: bool) -> Res<Option<FirstRes>> {
+    if !stable_ok {
+        return Ok(None);
+    }
+    let f = create_file(dir, "first")?;
+    fill_and_warm(f.fd.raw(), FIRST_FILE as u64, 1 << 20)?;
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let p = pipe(CONT_SIZE)?;
+    let pass = |flags: u32| -> Res<f64> {
+        let t0 = Instant::now();
+        for off in (0..FIRST_FILE).step_by(CONT_SIZE) {
+            splice_file_to_pipe(f.fd.raw(), off as u64, p.w.raw(), CONT_SIZE, flags)?;
+            drain_pipe(p.r.raw(), devnull.raw(), CONT_SIZE)?;
+        }
+        Ok(FIRST_FILE as f64 / GIB / t0.elapsed().as_secs_f64())
+    };
+    let holds_taken = || read_counters().get("holds_taken").copied().unwrap_or(0);
+    let (mut gib, mut holds) = ([Vec::new(), Vec::new()], Vec::new());
+    for rep in 0..=o.repeats {
+        let plain = pass(0)?;
+        // Holds of a file nobody splices end a second after its last use.
+        let released = Instant::now();
+        while read_counters().get("holds_active").copied().unwrap_or(0) != 0 {
+            if released.elapsed().as_secs() > 10 {
+                return Err("holds_active did not drop to 0 within 10 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let before = holds_taken();
+        let stable = pass(SPLICE_F_STABLE)?;
+        if rep > 0 {
+            gib[0].push(plain);
+            gib[1].push(stable);
+            holds.push((holds_taken() - before) as f64);
+        }
+    }
+    Ok(Some(FirstRes { gib: [median(&gib[0]), median(&gib[1])], holds_per_pass: median(&holds), pages: FIRST_FILE / PAGE }))
+}
+
 // ---------------------------------------------------------------- sendfile, stable mode
 
 /// sendfile() of 8 MiB to loopback TCP (what nginx does with `sendfile
@@ -1135,6 +1191,8 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
     let contention = contention(o, dir, *stable_ok)?;
     progress(&format!("{label}: 1 and 2 splicers on two files"));
     let scaling = scaling(o, dir, *stable_ok)?;
+    progress(&format!("{label}: first stable splice of every page (new holds)"));
+    let first = first_holds(o, dir, *stable_ok)?;
     progress(&format!("{label}: sendfile 8 MiB to TCP with and without the stable mode"));
     let sendfile = sendfile_mode(o, dir, *stable_ok)?;
     let counters = counter_delta(&c_fs0, &read_counters());
@@ -1149,6 +1207,7 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
         latency,
         contention,
         scaling,
+        first,
         sendfile,
         counters,
     })
@@ -1484,6 +1543,18 @@ fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module_loaded:
                 g[1] / g[0]
             );
         }
+        if let Some(fr) = &r.first {
+            let _ = writeln!(
+                s,
+                "--- first stable splice of every page (a file served once: its holds reaped before each pass), 1 MiB to /dev/null over {} MiB: plain {:.3} GiB/s, stable {:.3} GiB/s ({:.2}x); {:.0} new holds per pass of {} pages",
+                FIRST_FILE >> 20,
+                fr.gib[0],
+                fr.gib[1],
+                fr.gib[1] / fr.gib[0],
+                fr.holds_per_pass,
+                fr.pages
+            );
+        }
         let sf = &r.sendfile;
         match sf.mode {
             Some(m) => {
@@ -1690,6 +1761,18 @@ fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module: &Jso
                     "scaling_1_vs_2_splicers",
                     r.scaling.gib.iter().fold(Json::obj(), |j, (m, g)| {
                         j.with(m.key(), Json::obj().with("one_gib_s", g[0]).with("two_gib_s", g[1]))
+                    }),
+                )
+                .with(
+                    "first_holds_1mib_devnull",
+                    r.first.as_ref().map(|f| {
+                        Json::obj()
+                            .with("file_bytes", FIRST_FILE)
+                            .with("plain_gib_s", f.gib[0])
+                            .with("stable_gib_s", f.gib[1])
+                            .with("stable_over_plain", f.gib[1] / f.gib[0])
+                            .with("new_holds_per_pass", f.holds_per_pass)
+                            .with("pages_per_pass", f.pages)
                     }),
                 )
                 .with("contention", cont)
