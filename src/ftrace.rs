@@ -155,16 +155,18 @@ unsafe extern "C" fn redirect_callback(
     op: *mut bindings::ftrace_ops,
     fregs: *mut bindings::ftrace_regs,
 ) {
+    // SAFETY: ftrace passes the ops we registered, which is the `ops` field
+    // of a pinned `Redirect` that outlives its registration.
+    let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
+    // First the filter: most calls of a filtered function (page-cache
+    // lookups of readers and faults) end here.
+    if this.wanted.is_some_and(|wanted| !wanted(&Args(fregs))) {
+        return; // the replacement would only call the original
+    }
     // SAFETY: plain address comparison against this module's layout.
     if unsafe { bindings::ss_within_this_module(parent_ip) } {
         // Our replacement calling the original: let it run.
         return;
-    }
-    // SAFETY: ftrace passes the ops we registered, which is the `ops` field
-    // of a pinned `Redirect` that outlives its registration.
-    let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
-    if this.wanted.is_some_and(|wanted| !wanted(&Args(fregs))) {
-        return; // the replacement would only call the original
     }
     // The original's address is learnt once: reading the instruction
     // before the fentry site (for an ENDBR) and storing to a line that every

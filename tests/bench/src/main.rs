@@ -1357,14 +1357,21 @@ fn targets(results: &[FsRes], overhead: Option<&OverheadRes>) -> Vec<Target> {
         let l = &r.latency;
         let io = |v: Held| l.io_per_write.get(v as usize).copied().flatten();
         if let (Some(st), Some((rd, wr))) = (l.stable.as_ref(), io(Held::StableClean)) {
+            // Background writeback (ext4's journal commits every 5 s) lands
+            // in a timed write now and then, held or not: what counts is the
+            // I/O beyond the controls'. A break that read or wrote the page
+            // would add 1 per write.
+            let control = [Held::Plain, Held::Nothing].into_iter().filter_map(io).map(|(r, w)| r + w).fold(0.0, f64::max);
             t.push(Target {
-                name: "writer into a held clean page: no device I/O".into(),
+                name: "writer into a held clean page: no device I/O (beyond the controls')".into(),
                 fs: r.label.clone(),
                 sink: None,
-                value: Some(rd + wr),
-                threshold: 0.0,
+                value: Some(rd + wr - control),
+                threshold: 0.01,
                 at_least: false,
-                detail: format!("{rd:.3} reads and {wr:.3} writes per pwrite({WRITE_LEN} B)"),
+                detail: format!(
+                    "{rd:.3} reads and {wr:.3} writes per pwrite({WRITE_LEN} B); {control:.3} in the controls (page in a plain pipe, page not held)"
+                ),
             });
             t.push(Target {
                 name: "writer into a held clean page: p99 <= 2x nothing held".into(),
