@@ -162,6 +162,8 @@ struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
 unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
 				 struct folio *const *folios, bool *held, unsigned int n);
+unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
+				     struct folio *const *folios, struct folio **old, unsigned int n);
 struct pipe_buffer;
 unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
 				       unsigned int mask, unsigned int from, unsigned int n);

@@ -129,3 +129,27 @@ unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buff
 	rcu_read_unlock();
 	return i;
 }
+
+/*
+ * Stores @n folios at @indices under one hold of the XArray's lock, without
+ * sleeping; the entries they replace in @old. Returns how many, from the
+ * first, were stored (no memory for the next one).
+ */
+unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
+				     struct folio *const *folios, struct folio **old, unsigned int n)
+{
+	XA_STATE(xas, xa, 0);
+	unsigned int i = 0;
+
+	do {
+		xas_lock(&xas);
+		for (; i < n; i++) {
+			xas_set(&xas, indices[i]);
+			old[i] = xas_store(&xas, folios[i]);
+			if (xas_error(&xas))
+				break;
+		}
+		xas_unlock(&xas);
+	} while (i < n && xas_nomem(&xas, GFP_NOWAIT | __GFP_NOWARN));
+	return i;
+}

@@ -171,6 +171,12 @@ fn now_ns() -> u64 {
     unsafe { b::ss_jiffies_ns() }
 }
 
+/// Buffers the fast path (`src/stable_buf.rs`) handles per pass over the
+/// registry: its scratch lives on the stack (allocating it per call,
+/// growing it push by push, cost a third of a 64 KiB stable splice under
+/// the debug kernel).
+pub(crate) const CHUNK: usize = 32;
+
 /// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;
 
@@ -739,29 +745,101 @@ impl Joins<'_> {
         held
     }
 
-    /// Takes a new hold on `folio` without sleeping, as [`Holds::take`]
-    /// does: only if its lock is free right now, it is small, in this
+    /// Takes new holds on `folios` (`owns[i]` buffers of this splice
+    /// reference `folios[i]`) without sleeping, as [`Holds::take`] does: on
+    /// each folio whose lock is free right now, that is small, in this
     /// mapping, not mapped (write-protecting sleeps) and referenced by
-    /// nothing but the page cache and `own` buffers of this splice, and the
-    /// mapping has its registry entry. Otherwise the caller takes the slow
-    /// path.
+    /// nothing but the page cache and its buffers, if the mapping has its
+    /// registry entry. The candidates are counted in the bucket together,
+    /// then one barrier, then each one's references are checked (the order
+    /// of [`Joins::insert_checked`]), and their index entries are stored
+    /// under one lock of the index. Sets `held[i]` for the new holds and for
+    /// folios another splice held meanwhile; the others take the slow path.
     ///
     /// # Safety
     ///
-    /// The caller holds the pipe lock and the buffers' references to
-    /// `folio`.
-    pub(crate) unsafe fn create(&mut self, folio: *mut RawFolio, own: i32, block: bool) -> bool {
-        // SAFETY: referenced by the caller's buffers.
-        if !unsafe { b::ss_folio_trylock(folio) } {
-            return false;
+    /// The caller holds the pipe lock and the buffers' references to the
+    /// folios; the module is pinned while this runs.
+    pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], owns: &[i32], held: &mut [bool], block: bool) {
+        const N: usize = CHUNK;
+        let n = folios.len().min(owns.len()).min(held.len()).min(N);
+        let mut locks: [Option<FolioLock<'_>>; N] = [const { None }; N];
+        let mut k = 0i32;
+        for i in 0..n {
+            if held[i] {
+                continue;
+            }
+            // Another splice may have taken it since the caller's walk.
+            // SAFETY: referenced by the caller's buffers.
+            if unsafe { self.held(folios[i], block) } {
+                held[i] = true;
+                continue;
+            }
+            // SAFETY: as above.
+            if !unsafe { b::ss_folio_trylock(folios[i]) } {
+                continue;
+            }
+            // SAFETY: locked just above; the buffers' references outlive this.
+            let locked = unsafe { FolioLock::adopt(folios[i]) };
+            if locked.mapping() as usize == self.mapping && !locked.is_large() && !locked.is_mapped() && locked.extra_refs() == owns[i] {
+                locks[i] = Some(locked);
+                k += 1;
+            }
         }
-        // SAFETY: locked just above; the buffers' references outlive this.
-        let locked = unsafe { FolioLock::adopt(folio) };
-        if locked.mapping() as usize != self.mapping || locked.is_large() || locked.is_mapped() || locked.extra_refs() != own {
-            return false;
+        if k == 0 {
+            return;
         }
-        // SAFETY: locked, in this mapping, small, not mapped.
-        unsafe { self.insert_checked(&locked, own, block) }
+        // Counted first, then the references: see `insert_checked`.
+        let count = self.count;
+        count.add(k, Relaxed);
+        smp_mb(Full);
+        let (mut indices, mut refs, mut slots, mut m) = ([0usize; N], [core::ptr::null_mut(); N], [0usize; N], 0);
+        for (i, lock) in locks.iter_mut().enumerate().take(n) {
+            let Some(locked) = lock else { continue };
+            if locked.extra_refs() != owns[i] {
+                COUNTERS.holds_refused.add(1);
+                *lock = None;
+                continue;
+            }
+            // SAFETY: locked, hence alive; the entry will own it.
+            refs[m] = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
+            indices[m] = locked.index();
+            slots[m] = i;
+            m += 1;
+        }
+        let now = self.now;
+        let mut olds = [core::ptr::null_mut(); N];
+        let (stored, fresh) = match self.file() {
+            None => (0, 0),
+            Some(file) => {
+                // SAFETY: each of `refs` carries the reference its entry owns.
+                let stored = unsafe { file.index.insert_all(&indices[..m], &refs[..m], &mut olds[..m]) };
+                let fresh = olds[..stored].iter().filter(|o| o.is_null()).count();
+                if stored > 0 {
+                    file.count += fresh;
+                    file.mark_used(now, block);
+                }
+                (stored, fresh)
+            }
+        };
+        for &r in &refs[stored..m] {
+            // SAFETY: not stored: the reference is still ours.
+            drop(unsafe { FolioRef::adopt(r) });
+        }
+        for &o in olds[..stored].iter().filter(|o| !o.is_null()) {
+            // SAFETY: a replaced (stale) entry's reference is ours now.
+            drop(unsafe { FolioRef::adopt(o) }); // folio_put: fine under a spinlock
+        }
+        for &i in &slots[..stored] {
+            held[i] = true;
+        }
+        // Only the new entries stay counted.
+        count.add(fresh as i32 - k, Relaxed);
+        if stored > 0 {
+            COUNTERS.holds_active.add(fresh as i64);
+            COUNTERS.holds_taken.add(stored as i64);
+            self.created = true;
+        }
     }
 
     /// Registers a new hold on `locked` if nothing but the page cache, its

@@ -62,6 +62,22 @@ impl HoldIndex {
         Ok((!old.is_null()).then(|| unsafe { FolioRef::adopt(old) }))
     }
 
+    /// Stores `folios[i]` at `indices[i]` without sleeping, under one hold
+    /// of the XArray's lock; `old[i]` gets the entry replaced. Returns how
+    /// many, from the first, were stored.
+    ///
+    /// # Safety
+    ///
+    /// Each folio carries a reference that its entry owns once stored; the
+    /// replaced entries' references are the caller's.
+    pub(crate) unsafe fn insert_all(&self, indices: &[usize], folios: &[*mut RawFolio], old: &mut [*mut RawFolio]) -> usize {
+        let n = indices.len().min(folios.len()).min(old.len());
+        // SAFETY: initialised XArray; the slices hold `n` elements each.
+        unsafe {
+            b::ss_hold_index_store_all(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), old.as_mut_ptr().cast(), n as u32) as usize
+        }
+    }
+
     /// Takes the entry at `index` out, with its reference.
     pub(crate) fn remove(&self, index: usize) -> Option<FolioRef> {
         // SAFETY: initialised XArray; an erased entry's reference is ours.

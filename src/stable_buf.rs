@@ -20,7 +20,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    hold::{holds, Holds, Spare, Taken},
+    hold::{holds, Holds, Spare, Taken, CHUNK},
 };
 use kernel::prelude::*;
 
@@ -165,10 +165,6 @@ impl Drop for ZeroCopy {
     }
 }
 
-/// Buffers [`hold_chunk`] handles per pass over the registry: its scratch
-/// lives on the stack (allocating it per call, growing it push by push,
-/// cost a third of a 64 KiB stable splice under the debug kernel).
-const CHUNK: usize = 32;
 
 /// What the fast paths of one stable splice from a file with holds share.
 struct FastPath<'a> {
@@ -297,11 +293,12 @@ impl FastPath<'_> {
         if held.iter().any(|h| !h) {
             // SAFETY: the module is pinned (caller).
             if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
-                for ((h, &folio), &(_, run)) in held.iter_mut().zip(folios).zip(runs).filter(|((h, _), _)| !**h) {
-                    // Another splice may have taken it since the walk above.
-                    // SAFETY: the run's buffers reference the folio; pipe locked.
-                    *h = unsafe { joins.held(folio, block) || joins.create(folio, run as i32, block) };
+                let mut owns = [0i32; CHUNK];
+                for (o, &(_, run)) in owns.iter_mut().zip(runs) {
+                    *o = run as i32;
                 }
+                // SAFETY: the runs' buffers reference the folios; pipe locked.
+                unsafe { joins.create_all(folios, &owns[..runs.len()], held, block) };
             }
         }
         let mut done = 0;
