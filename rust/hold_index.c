@@ -133,7 +133,9 @@ unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buff
 /*
  * Stores @n folios at @indices under one hold of the XArray's lock, without
  * sleeping; the entries they replace in @old. Returns how many, from the
- * first, were stored (no memory for the next one).
+ * first, were stored (no memory for the next one). The loop only stops on
+ * an error, so xas_nomem() either allocates for a retry or, without an
+ * error, frees what a retry did not use.
  */
 unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
 				     struct folio *const *folios, struct folio **old, unsigned int n)
@@ -150,6 +152,6 @@ unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *ind
 				break;
 		}
 		xas_unlock(&xas);
-	} while (i < n && xas_nomem(&xas, GFP_NOWAIT | __GFP_NOWARN));
+	} while (xas_nomem(&xas, GFP_NOWAIT | __GFP_NOWARN));
 	return i;
 }
