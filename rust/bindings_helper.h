@@ -32,6 +32,10 @@ const unsigned int SS_GET_MODE = STABLE_SPLICE_GET_MODE;
  * carry the arguments and the instruction pointer (x86-64), that needs no
  * full pt_regs save, as for livepatch.
  */
+const unsigned long SS_FTRACE_OPS_FL_PERMANENT = FTRACE_OPS_FL_PERMANENT;
+#ifndef CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS
+#error "stable_splice needs CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS (as BPF trampolines do)"
+#endif
 #ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
 const unsigned long SS_FTRACE_REDIRECT_FLAGS = FTRACE_OPS_FL_IPMODIFY;
 #else

@@ -445,23 +445,6 @@ struct address_space *ss_vmf_mapping(struct vm_fault *vmf)
 	return file ? file->f_mapping : NULL;
 }
 
-struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
-				unsigned long index, unsigned int fgp, unsigned int gfp,
-				void *policy)
-{
-	struct folio *(*f)(struct address_space *, pgoff_t, fgf_t, gfp_t,
-			   struct mempolicy *) = (void *)fn;
-
-	return f(mapping, index, (__force fgf_t)fgp, (__force gfp_t)gfp, policy);
-}
-
-unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio)
-{
-	vm_fault_t (*f)(struct vm_fault *, struct folio *) = (void *)fn;
-
-	return (__force unsigned int)f(vmf, folio);
-}
-
 ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
 			     size_t len, unsigned int flags)
 {

@@ -108,10 +108,17 @@ void ss_schedule_reap(void);
 void ss_cancel_reap(void);
 void ss_reap_holds(void);	/* src/hold.rs */
 struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
-struct folio *ss_call_get_folio(unsigned long fn, struct address_space *mapping,
-				unsigned long index, unsigned int fgp, unsigned int gfp,
-				void *policy);
-unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
+
+/* direct ftrace trampolines (rust/trampolines.S, rust/direct.c) */
+void ss_direct_get_folio(void);
+void ss_direct_page_mkwrite(void);
+int ss_direct_init(void);
+void ss_direct_call_enter(void);
+void ss_direct_call_exit(void);
+void ss_direct_drain(void);
+struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
+				unsigned int fgp, unsigned int gfp, void *policy);
+unsigned int ss_call_page_mkwrite(struct vm_fault *vmf, struct folio *folio);
 ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
 			     size_t len, unsigned int flags);
 struct dentry;

@@ -12,6 +12,14 @@
 //! Every redirected call takes a module reference in the callback and the
 //! replacement drops it when done (see [`ModuleRef`]), so `rmmod` cannot
 //! free the replacement while a task sleeps in it.
+//!
+//! The two redirects on paths of unrelated work (every writer's page-cache
+//! lookup, every store fault into a shared file mapping) use ftrace direct
+//! calls instead, as BPF trampolines do: the fentry call goes straight to a
+//! small trampoline in `rust/trampolines.S` that picks the calls to redirect
+//! in a few instructions, with no ftrace_regs saved, no callback and no
+//! return through ftrace. Their replacements count themselves in a per-CPU
+//! reference ([`DirectCall`]) that unload waits for.
 
 use crate::bindings;
 use kernel::ffi::c_ulong;
@@ -44,26 +52,17 @@ impl Original {
 pub(crate) struct Redirect {
     #[pin]
     ops: Opaque<bindings::ftrace_ops>,
-    target: usize,
-    original: &'static Original,
-    /// Which calls to redirect, judged from their arguments in the
-    /// callback; `None`: all. Calls the replacement would only pass on to
-    /// the original then cost no trampoline return, module reference or
-    /// replacement.
-    wanted: Option<fn(&Args) -> bool>,
+    kind: Kind,
     registered: Atomic<bool>,
 }
 
-/// The arguments of a traced call, as the callback sees them.
-pub(crate) struct Args(*mut bindings::ftrace_regs);
-
-impl Args {
-    /// Argument `n` (from 0) of the traced function.
-    pub(crate) fn get(&self, n: u32) -> usize {
-        // SAFETY: the callback's `fregs`, valid while it runs (`Args` does
-        // not outlive it).
-        unsafe { bindings::ss_ftrace_arg(self.0, n) as usize }
-    }
+enum Kind {
+    /// [`redirect_callback`] sends every call but the replacement's own to
+    /// `target`, learning `original` on the way.
+    Callback { target: usize, original: &'static Original },
+    /// The fentry call goes to `trampoline`, which picks the calls for its
+    /// replacement itself (rust/trampolines.S).
+    Direct { trampoline: usize },
 }
 
 // SAFETY: after initialisation the ftrace_ops is only touched by ftrace under
@@ -76,17 +75,18 @@ impl Redirect {
     /// A redirect to `target`, which must be an `extern "C"` function with the
     /// same signature as the function later named in [`Redirect::register`].
     pub(crate) fn new(target: usize, original: &'static Original) -> impl PinInit<Self> {
-        Self::filtered(target, original, None)
+        let flags = bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
+        Self::with(Kind::Callback { target, original }, Some(redirect_callback), flags)
     }
 
-    /// [`Redirect::new`] for the calls `wanted` picks; the others run the
-    /// original directly. `wanted` must pick every call whose replacement
-    /// would do more than call the original.
-    pub(crate) fn filtered(
-        target: usize,
-        original: &'static Original,
-        wanted: Option<fn(&Args) -> bool>,
-    ) -> impl PinInit<Self> {
+    /// A direct redirect through `trampoline`, one of rust/trampolines.S.
+    pub(crate) fn direct(trampoline: usize) -> impl PinInit<Self> {
+        // register_ftrace_direct() sets the ops' function and the flags of
+        // a direct call (an IPMODIFY flag would be refused beside them).
+        Self::with(Kind::Direct { trampoline }, None, 0)
+    }
+
+    fn with(kind: Kind, func: bindings::ftrace_func_t, flags: c_ulong) -> impl PinInit<Self> {
         pin_init!(Self {
             ops <- Opaque::ffi_init(|ops: *mut bindings::ftrace_ops| {
                 // SAFETY: `ops` points at uninitialised memory for an
@@ -94,16 +94,19 @@ impl Redirect {
                 // initial state, then we set the callback and flags.
                 unsafe {
                     ops.write_bytes(0, 1);
-                    (*ops).func = Some(redirect_callback);
+                    (*ops).func = func;
                     // No FTRACE_OPS_FL_RECURSION: the callback calls no
                     // function that any redirect traces, so it cannot
                     // recurse, and the trampoline calls it directly.
-                    (*ops).flags = bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
+                    // PERMANENT: where the ftrace_enabled sysctl still
+                    // switches ftrace off (7.3 has deprecated it and refuses
+                    // every 0 with EOPNOTSUPP; older kernels obey), a 0 would drop
+                    // every redirect and leave holds unguarded; ftrace
+                    // refuses it with EBUSY while we are loaded.
+                    (*ops).flags = flags | bindings::SS_FTRACE_OPS_FL_PERMANENT as c_ulong;
                 }
             }),
-            target,
-            original,
-            wanted,
+            kind,
             registered: Atomic::new(false),
         })
     }
@@ -118,10 +121,17 @@ impl Redirect {
         // SAFETY: `ops` is initialised and pinned; `buf` is a writable,
         // NUL-terminated buffer of `len` characters.
         to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
-        .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
+            .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         // SAFETY: as above; unregistered in `drop` before `ops` goes away.
-        to_result(unsafe { bindings::register_ftrace_function(self.ops.get()) })
-            .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
+        let ret = unsafe {
+            match self.kind {
+                Kind::Callback { .. } => bindings::register_ftrace_function(self.ops.get()),
+                Kind::Direct { trampoline } => {
+                    bindings::register_ftrace_direct(self.ops.get(), trampoline as c_ulong)
+                }
+            }
+        };
+        to_result(ret).inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
         self.registered.store(true, Release);
         Ok(())
     }
@@ -136,9 +146,16 @@ impl Redirect {
 impl PinnedDrop for Redirect {
     fn drop(self: Pin<&mut Self>) {
         if self.registered.load(Relaxed) {
-            // SAFETY: registered in `register`; ftrace waits for running
-            // callbacks before this returns.
-            unsafe { bindings::unregister_ftrace_function(self.ops.get()) };
+            // SAFETY: registered in `register`; ftrace waits for tasks in
+            // callbacks and trampolines before this returns.
+            unsafe {
+                match self.kind {
+                    Kind::Callback { .. } => bindings::unregister_ftrace_function(self.ops.get()),
+                    Kind::Direct { trampoline } => {
+                        bindings::unregister_ftrace_direct(self.ops.get(), trampoline as c_ulong, false)
+                    }
+                }
+            };
         }
         // The hash that `ftrace_set_filter` allocated is freed with the ops.
         // SAFETY: the ops is unregistered (or never was) and not used again.
@@ -158,11 +175,9 @@ unsafe extern "C" fn redirect_callback(
     // SAFETY: ftrace passes the ops we registered, which is the `ops` field
     // of a pinned `Redirect` that outlives its registration.
     let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
-    // First the filter: most calls of a filtered function (page-cache
-    // lookups of readers and faults) end here.
-    if this.wanted.is_some_and(|wanted| !wanted(&Args(fregs))) {
-        return; // the replacement would only call the original
-    }
+    let Kind::Callback { target, original } = this.kind else {
+        return; // not registered with this callback
+    };
     // SAFETY: plain address comparison against this module's layout.
     if unsafe { bindings::ss_within_this_module(parent_ip) } {
         // Our replacement calling the original: let it run.
@@ -171,10 +186,10 @@ unsafe extern "C" fn redirect_callback(
     // The original's address is learnt once: reading the instruction
     // before the fentry site (for an ENDBR) and storing to a line that every
     // CPU's redirected calls share cost more than the rest of the callback.
-    if this.original.0.load(Relaxed) == 0 {
+    if original.0.load(Relaxed) == 0 {
         // SAFETY: `ip` is the fentry site of a traced kernel function.
         let start = unsafe { bindings::ss_func_start(ip) } as usize;
-        this.original.0.store(start, Release);
+        original.0.store(start, Release);
     }
     // The replacement drops this reference when it returns.
     // SAFETY: no preconditions.
@@ -182,7 +197,7 @@ unsafe extern "C" fn redirect_callback(
         return; // module going away: leave the call alone
     }
     // SAFETY: `fregs` comes from ftrace for an IPMODIFY ops.
-    unsafe { bindings::ss_ftrace_regs_set_ip(fregs, this.target as c_ulong) };
+    unsafe { bindings::ss_ftrace_regs_set_ip(fregs, target as c_ulong) };
 }
 
 /// A reference to this module, dropped with the value: what keeps `rmmod`
@@ -229,5 +244,53 @@ impl Drop for ModuleRef {
         // SAFETY: the reference this value owns (the callback's, or one
         // taken by `get`/`another`).
         unsafe { bindings::ss_module_put() };
+    }
+}
+
+/// A replacement entered through a direct trampoline, counted until it
+/// returns: module unload waits for these after the direct redirects are
+/// gone (`ss_direct_drain`).
+///
+/// Dropped after the call to the original, it also keeps that call from
+/// being compiled as a tail call: the trampoline must see a return address
+/// inside this module, or it would redirect the call again.
+pub(crate) struct DirectCall(());
+
+impl DirectCall {
+    /// # Safety
+    ///
+    /// Only the replacement of a direct redirect may call this, at its start.
+    pub(crate) unsafe fn enter() -> Self {
+        // SAFETY: the count lives from module init to after the direct
+        // redirects are unregistered.
+        unsafe { bindings::ss_direct_call_enter() };
+        Self(())
+    }
+}
+
+impl Drop for DirectCall {
+    fn drop(&mut self) {
+        // SAFETY: entered in `enter`.
+        unsafe { bindings::ss_direct_call_exit() };
+    }
+}
+
+/// The count of [`DirectCall`]s, from module init until every direct
+/// redirect is gone: dropping it waits for the replacements still running.
+pub(crate) struct DirectCalls(());
+
+impl DirectCalls {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: called once, at module init.
+        to_result(unsafe { bindings::ss_direct_init() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for DirectCalls {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`; the owner drops the direct
+        // redirects first, so no new call enters.
+        unsafe { bindings::ss_direct_drain() };
     }
 }

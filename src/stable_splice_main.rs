@@ -71,16 +71,8 @@ struct Redirects {
 impl Redirects {
     fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            get_folio <- ftrace::Redirect::filtered(
-                writers::get_folio as *const () as usize,
-                &writers::GET_FOLIO,
-                Some(writers::get_folio_wanted),
-            ),
-            page_mkwrite <- ftrace::Redirect::filtered(
-                writers::page_mkwrite as *const () as usize,
-                &writers::PAGE_MKWRITE,
-                Some(writers::page_mkwrite_wanted),
-            ),
+            get_folio <- ftrace::Redirect::direct(bindings::ss_direct_get_folio as *const () as usize),
+            page_mkwrite <- ftrace::Redirect::direct(bindings::ss_direct_page_mkwrite as *const () as usize),
             notify_change <- ftrace::Redirect::new(
                 writers::notify_change as *const () as usize,
                 &writers::NOTIFY_CHANGE,
@@ -163,6 +155,7 @@ impl Redirects {
 struct StableSplice {
     control: Option<Pin<KBox<control::ControlDevice>>>,
     redirects: Option<Pin<KBox<Redirects>>>,
+    direct_calls: Option<ftrace::DirectCalls>,
     tracking: Option<mode::Tracking>,
     _modes: Pin<KBox<mode::Modes>>,
     _calls: Pin<KBox<calls::Calls>>,
@@ -183,6 +176,7 @@ impl kernel::Module for StableSplice {
         layout::check()?;
         let policy = hold::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
+        let direct_calls = ftrace::DirectCalls::new()?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
         let modes = KBox::pin_init(mode::Modes::new(), GFP_KERNEL)?;
@@ -193,16 +187,22 @@ impl kernel::Module for StableSplice {
         // SAFETY: `calls` outlives the redirects: `drop` unregisters them and
         // waits for every replacement before `calls` goes.
         unsafe { splice::publish(&*calls) };
-        let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)
+        let redirects = match KBox::pin_init(Redirects::new(), GFP_KERNEL)
             .and_then(|r| r.as_ref().register().map(|()| r))
-            .inspect_err(|_| teardown())?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                teardown(direct_calls);
+                return Err(e);
+            }
+        };
         // Last: once a process can enter the mode, everything honours it.
         let control = match KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL) {
             Ok(c) => c,
             Err(e) => {
                 pr_err!("stable_splice: cannot register /dev/stable_splice\n");
                 drop(redirects);
-                teardown();
+                teardown(direct_calls);
                 return Err(e);
             }
         };
@@ -215,6 +215,7 @@ impl kernel::Module for StableSplice {
         Ok(Self {
             control: Some(control),
             redirects: Some(redirects),
+            direct_calls: Some(direct_calls),
             tracking: Some(tracking),
             _modes: modes,
             _calls: calls,
@@ -224,9 +225,11 @@ impl kernel::Module for StableSplice {
     }
 }
 
-/// After the redirects are gone: no replacement starts any more, and the
-/// ones that ran have left module text.
-fn teardown() {
+/// After the redirects are gone: no replacement starts any more, the direct
+/// ones still running are waited for, and the ones that ran have left
+/// module text.
+fn teardown(direct_calls: ftrace::DirectCalls) {
+    drop(direct_calls);
     splice::unpublish();
     hold::unpublish();
     // SAFETY: no preconditions.
@@ -239,7 +242,9 @@ impl Drop for StableSplice {
         drop(self.control.take());
         drop(self.redirects.take());
         drop(self.tracking.take());
-        teardown();
+        if let Some(direct_calls) = self.direct_calls.take() {
+            teardown(direct_calls);
+        }
         pr_info!("stable_splice: unloaded\n");
     }
 }

@@ -33,13 +33,11 @@ use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
-    ftrace::{Args, ModuleRef, Original},
+    ftrace::{DirectCall, ModuleRef, Original},
     hold::{holds, write_back, Break, Holds},
 };
 use core::ffi::c_void;
 
-pub(crate) static GET_FOLIO: Original = Original::new();
-pub(crate) static PAGE_MKWRITE: Original = Original::new();
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
 pub(crate) static NOTIFY_CHANGE: Original = Original::new();
 pub(crate) static FALLOCATE: Original = Original::new();
@@ -100,14 +98,10 @@ fn writer_lookup(fgp: u32) -> bool {
     fgp & b::SS_FGP_LOCK != 0 && fgp & (b::SS_FGP_WRITE | b::SS_FGP_CREAT) != 0
 }
 
-/// Which `__filemap_get_folio_mpol()` calls are redirected to [`get_folio`]:
-/// writers' lookups. Page faults that read, `filemap_lock_folio()` and the
-/// other lookups run the original without the detour.
-pub(crate) fn get_folio_wanted(args: &Args) -> bool {
-    writer_lookup(args.get(2) as u32)
-}
-
-/// Replacement for `__filemap_get_folio_mpol()`.
+/// Replacement for `__filemap_get_folio_mpol()`, for writers' lookups only
+/// (`ss_direct_get_folio` in rust/trampolines.S tests [`writer_lookup`]'s
+/// flags; readers' lookups and page faults never come here).
+#[export_name = "ss_redirected_get_folio"]
 pub(crate) unsafe extern "C" fn get_folio(
     mapping: *mut Mapping,
     index: usize,
@@ -115,11 +109,10 @@ pub(crate) unsafe extern "C" fn get_folio(
     gfp: u32,
     policy: *mut c_void,
 ) -> *mut RawFolio {
-    // SAFETY: we are the replacement the callback redirected to.
-    let _module = unsafe { ModuleRef::adopt() };
-    let orig = GET_FOLIO.addr();
-    // SAFETY: `orig` is `__filemap_get_folio_mpol`; arguments forwarded.
-    let lookup = || unsafe { b::ss_call_get_folio(orig, mapping, index as _, fgp, gfp, policy) };
+    // SAFETY: we are the replacement the trampoline jumped to.
+    let _call = unsafe { DirectCall::enter() };
+    // SAFETY: the arguments of the redirected call, forwarded.
+    let lookup = || unsafe { b::ss_call_get_folio(mapping, index as _, fgp, gfp, policy) };
     let writer = writer_lookup(fgp);
     let mut folio = lookup();
     // The lookup took the writer's reference: now the count (see
@@ -178,24 +171,26 @@ pub(crate) unsafe extern "C" fn get_folio(
     }
 }
 
-/// Which `do_page_mkwrite()` calls are redirected to [`page_mkwrite`]:
-/// those on a mapping that may have holds. Both callers (`wp_page_shared`,
-/// `do_shared_fault`) hold their reference to the folio before they call
-/// it, so the check here is the replacement's own (see
+/// Which `do_page_mkwrite()` calls `ss_direct_page_mkwrite` redirects to
+/// [`page_mkwrite`]: those on a mapping that may have holds. Both callers
+/// (`wp_page_shared`, `do_shared_fault`) hold their reference to the folio
+/// before they call it, so the check here is the replacement's own (see
 /// `Holds::writer_may_hold`), made early: a store fault into a file
 /// without holds runs the original without the detour.
-pub(crate) fn page_mkwrite_wanted(args: &Args) -> bool {
+#[export_name = "ss_page_mkwrite_wanted"]
+extern "C" fn page_mkwrite_wanted(vmf: *mut b::vm_fault) -> bool {
     // SAFETY: the fault holds the vma, hence the file and its mapping.
-    let mapping = unsafe { b::ss_vmf_mapping(args.get(0) as *mut b::vm_fault) };
+    let mapping = unsafe { b::ss_vmf_mapping(vmf) };
     !mapping.is_null() && holds().is_some_and(|h| h.writer_may_hold(mapping))
 }
 
 /// Replacement for `do_page_mkwrite(struct vm_fault *, struct folio *)`.
+#[export_name = "ss_redirected_page_mkwrite"]
 pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
-    // SAFETY: we are the replacement the callback redirected to.
-    let _module = unsafe { ModuleRef::adopt() };
-    // SAFETY: `PAGE_MKWRITE` holds `do_page_mkwrite`; arguments forwarded.
-    let call = || unsafe { b::ss_call_page_mkwrite(PAGE_MKWRITE.addr(), vmf, folio) };
+    // SAFETY: we are the replacement the trampoline jumped to.
+    let _call = unsafe { DirectCall::enter() };
+    // SAFETY: the arguments of the redirected call, forwarded.
+    let call = || unsafe { b::ss_call_page_mkwrite(vmf, folio) };
     // SAFETY: the fault holds the vma, hence the file and its mapping.
     let mapping = unsafe { b::ss_vmf_mapping(vmf) };
     let Some(holds) = holds().filter(|h| !mapping.is_null() && h.writer_may_hold(mapping)) else {

@@ -53,6 +53,10 @@ const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR...] --out D
   --repeats N          runs per point, the median is reported (default 5)
   --trials N           writer-latency trials (default 2000)
   --file-mib N         source file size in MiB (default 64)
+  --overhead-only      measure only the module loaded against not loaded (on the
+                       first --dir, pinned to one CPU) and write overhead.tsv; meant
+                       for a VM whose clock counts instructions (qemu -icount)
+  --overhead-from F    take those rows from F (an overhead.tsv) instead of measuring
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
 SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
@@ -65,12 +69,15 @@ struct Opts {
     repeats: usize,
     trials: usize,
     file_mib: usize,
+    overhead_only: bool,
+    overhead_from: Option<String>,
 }
 
 fn parse_args() -> Result<Opts, String> {
     let mut dirs = Vec::new();
     let mut out = None;
     let mut quick = false;
+    let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -83,6 +90,8 @@ fn parse_args() -> Result<Opts, String> {
             "--dir" => dirs.push(value("--dir")?),
             "--out" => out = Some(value("--out")?),
             "--quick" => quick = true,
+            "--overhead-only" => overhead_only = true,
+            "--overhead-from" => overhead_from = Some(value(&key)?),
             "--secs-per-point" => {
                 secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
             }
@@ -111,6 +120,8 @@ fn parse_args() -> Result<Opts, String> {
         repeats: repeats.unwrap_or(if quick { 3 } else { 5 }).max(1),
         trials: trials.unwrap_or(if quick { 200 } else { 2000 }).max(10),
         file_mib,
+        overhead_only,
+        overhead_from,
     };
     Ok(o)
 }
@@ -1081,6 +1092,35 @@ fn overhead_run(fd: i32, map: *mut u8, pages: usize, which: usize, secs: f64) ->
     Ok(ops as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// The rows as `overhead.tsv`: workload, loaded ops/s, not loaded ops/s.
+fn overhead_tsv(ov: &OverheadRes) -> String {
+    ov.rows.iter().map(|(n, on, off)| format!("{n}\t{on}\t{off}\n")).collect()
+}
+
+fn read_overhead_tsv(path: &str) -> Res<OverheadRes> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let name = OVERHEAD_WORK.iter().find(|&&n| f.first() == Some(&n)).ok_or(format!("{path}: bad line {line:?}"))?;
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).ok_or(format!("{path}: bad line {line:?}"));
+        rows.push((*name, num(1)?, num(2)?));
+    }
+    Ok(OverheadRes { rows })
+}
+
+/// Keeps the workloads on one CPU: no TLB shootdowns between vCPUs, which
+/// an emulator makes expensive and uneven.
+fn pin_to_last_cpu() {
+    // SAFETY: a zeroed cpu_set_t is empty; we set one CPU and pass its size.
+    unsafe {
+        let n = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(n - 1, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
     let Ok(ko) = std::env::var("SS_KO") else {
         return Ok(None);
@@ -1425,7 +1465,12 @@ fn targets(results: &[FsRes], overhead: Option<&OverheadRes>) -> Vec<Target> {
 fn overhead_table(ov: Option<&OverheadRes>) -> String {
     let mut s = String::new();
     if let Some(ov) = ov {
-        let _ = writeln!(s, "--- module loaded against not loaded (interleaved, rmmod/insmod between runs; ops/s medians) ---");
+        let _ = writeln!(
+            s,
+            "--- module loaded against not loaded (interleaved, rmmod/insmod between runs; ops/s medians; \
+             with scripts/bench in a VM whose clock counts guest instructions, qemu -icount shift=0: \
+             ops/s there are work per op, not emulator speed) ---"
+        );
         for &(n, on, off) in &ov.rows {
             let _ = writeln!(s, "{n:<28} loaded {on:>12.0}  not loaded {off:>12.0}  ratio {:.3}", on / off);
         }
@@ -1867,6 +1912,16 @@ fn real_main() -> Res {
     let m = machine();
     progress(&m.summary);
     let module_loaded = std::path::Path::new(COUNTER_DIR).is_dir();
+    if o.overhead_only {
+        pin_to_last_cpu();
+        progress("module loaded against not loaded (rmmod/insmod between runs)");
+        let ov = module_overhead(&o, &o.dirs[0])?.ok_or("module not loaded, or SS_KO not set")?;
+        print!("{}", overhead_table(Some(&ov)));
+        let p = format!("{}/overhead.tsv", o.out.trim_end_matches('/'));
+        std::fs::write(&p, overhead_tsv(&ov)).map_err(|e| format!("write {p}: {e}"))?;
+        progress(&format!("wrote {p}"));
+        return Ok(());
+    }
     let c0 = read_counters();
     let t0 = Instant::now();
     let mut results = Vec::new();
@@ -1886,6 +1941,7 @@ fn real_main() -> Res {
         .with("counters_after", &c1)
         .with("counters_delta", &counter_delta(&c0, &c1));
     let overhead = match results.first() {
+        _ if o.overhead_from.is_some() => o.overhead_from.as_deref().map(read_overhead_tsv).transpose()?,
         Some(r) if module_loaded => {
             progress(&format!("{}: module loaded against not loaded (rmmod/insmod between runs)", r.label));
             module_overhead(&o, &r.dir)?

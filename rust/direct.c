@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Glue for the direct ftrace trampolines in rust/trampolines.S: what they
+ * read (this module's text range, the learnt function sites), calling the
+ * originals from the replacements, and the count of replacements running,
+ * which module unload waits for.
+ */
+
+#include <linux/completion.h>
+#include <linux/ftrace.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/pagemap.h>
+#include <linux/percpu-refcount.h>
+#include "direct.h"
+#include "helpers.h"
+
+static_assert(SS_FGP_LOCK_BIT == (__force unsigned int)FGP_LOCK);
+static_assert(SS_FGP_WRITER_BITS == (__force unsigned int)(FGP_WRITE | FGP_CREAT));
+
+/* Read by the trampolines: calls from here are replacements' own. */
+unsigned long ss_text_start, ss_text_size;
+/* Written once by its trampoline: do_page_mkwrite() behind its fentry call. */
+unsigned long ss_page_mkwrite_site;
+
+/*
+ * Replacements entered through a trampoline and not yet returned. Per-CPU:
+ * every buffered write in the system enters and leaves one; a module
+ * reference there was a shared atomic bounced between all CPUs.
+ */
+static struct percpu_ref direct_calls;
+static DECLARE_COMPLETION(direct_calls_done);
+
+static void direct_calls_release(struct percpu_ref *ref)
+{
+	complete(&direct_calls_done);
+}
+
+int ss_direct_init(void)
+{
+	const struct module_memory *text = &THIS_MODULE->mem[MOD_TEXT];
+
+	ss_text_start = (unsigned long)text->base;
+	ss_text_size = text->size;
+	return percpu_ref_init(&direct_calls, direct_calls_release, 0, GFP_KERNEL);
+}
+
+void ss_direct_call_enter(void)
+{
+	percpu_ref_get(&direct_calls);
+}
+
+void ss_direct_call_exit(void)
+{
+	percpu_ref_put(&direct_calls);
+}
+
+/*
+ * Waits for the replacements still running; the direct redirects are
+ * unregistered (ftrace waited for tasks on the way from a trampoline into a
+ * replacement), so no new one starts.
+ */
+void ss_direct_drain(void)
+{
+	percpu_ref_kill(&direct_calls);
+	wait_for_completion(&direct_calls_done);
+	percpu_ref_exit(&direct_calls);
+}
+
+struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
+				unsigned int fgp, unsigned int gfp, void *policy)
+{
+	return __filemap_get_folio_mpol(mapping, index, (__force fgf_t)fgp, (__force gfp_t)gfp,
+					policy);
+}
+
+/* do_page_mkwrite() is static: called at the start the trampoline saw. */
+unsigned int ss_call_page_mkwrite(struct vm_fault *vmf, struct folio *folio)
+{
+	static unsigned long start;
+	vm_fault_t (*f)(struct vm_fault *, struct folio *);
+
+	if (!READ_ONCE(start))
+		WRITE_ONCE(start, ss_func_start(READ_ONCE(ss_page_mkwrite_site) - MCOUNT_INSN_SIZE));
+	f = (void *)READ_ONCE(start);
+	return (__force unsigned int)f(vmf, folio);
+}

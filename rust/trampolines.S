@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Direct ftrace trampolines for the two redirects that sit on paths of
+ * unrelated work: every writer's page-cache lookup and every store fault
+ * into a shared file mapping pass them (see src/ftrace.rs, DirectRedirect).
+ *
+ * The traced function's fentry call lands here with the function's
+ * arguments in their registers and two return addresses on the stack:
+ * (%rsp) back into the function behind its fentry call, 8(%rsp) to its
+ * caller. A call that is left alone returns into the function. A
+ * redirected one drops the first return address and jumps to the
+ * replacement, which then returns straight to the caller. The caller's own
+ * registers are the function's: only scratch registers that carry no
+ * argument of the traced function are touched.
+ */
+#include <linux/linkage.h>
+#include <asm/ibt.h>
+#include <asm/nospec-branch.h>
+#include <asm/unwind_hints.h>
+#include "direct.h"
+
+	.text
+
+/* Jumps to \pass when the call comes from this module's text: a
+ * replacement calling its original. */
+.macro FROM_THIS_MODULE pass
+	movq	8(%rsp), %r11
+	subq	ss_text_start(%rip), %r11
+	cmpq	ss_text_size(%rip), %r11
+	jb	\pass
+.endm
+
+/* Records where the traced function's body starts, once, in \site. */
+.macro LEARN site
+	cmpq	$0, \site(%rip)
+	jne	.Lknown_\@
+	movq	(%rsp), %r11
+	movq	%r11, \site(%rip)
+.Lknown_\@:
+.endm
+
+/* Turns the fentry call into a call of \target by the function's caller. */
+.macro REDIRECT target
+	addq	$8, %rsp
+	UNWIND_HINT_FUNC
+	jmp	\target
+.endm
+
+/*
+ * __filemap_get_folio_mpol(mapping, index, fgp_flags, gfp, policy): only
+ * writers' lookups (FGP_LOCK with FGP_WRITE or FGP_CREAT, in %edx) go to
+ * the replacement; readers' and faults' lookups cost four instructions.
+ */
+SYM_FUNC_START(ss_direct_get_folio)
+	ENDBR
+	CALL_DEPTH_ACCOUNT
+	testl	$SS_FGP_LOCK_BIT, %edx
+	jz	.Lpass_get_folio
+	testl	$SS_FGP_WRITER_BITS, %edx
+	jz	.Lpass_get_folio
+	FROM_THIS_MODULE .Lpass_get_folio
+	REDIRECT ss_redirected_get_folio
+.Lpass_get_folio:
+	RET
+SYM_FUNC_END(ss_direct_get_folio)
+
+/*
+ * do_page_mkwrite(vmf, folio): only stores into a mapping that may have
+ * holds go to the replacement; ss_page_mkwrite_wanted() decides (it may
+ * clobber every scratch register; do_page_mkwrite has two arguments).
+ */
+SYM_FUNC_START(ss_direct_page_mkwrite)
+	ENDBR
+	CALL_DEPTH_ACCOUNT
+	FROM_THIS_MODULE .Lpass_page_mkwrite
+	pushq	%rbp
+	movq	%rsp, %rbp
+	pushq	%rdi
+	pushq	%rsi
+	call	ss_page_mkwrite_wanted
+	popq	%rsi
+	popq	%rdi
+	popq	%rbp
+	testb	%al, %al
+	jz	.Lpass_page_mkwrite
+	LEARN ss_page_mkwrite_site
+	REDIRECT ss_redirected_page_mkwrite
+.Lpass_page_mkwrite:
+	RET
+SYM_FUNC_END(ss_direct_page_mkwrite)
