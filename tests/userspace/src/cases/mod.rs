@@ -83,6 +83,7 @@ pub fn all() -> Vec<Case> {
         case("snapshot_writev", Module, snapshot::writev),
         case("snapshot_mmap_after_splice", Module, snapshot::mmap_after_splice),
         case("snapshot_mmap_dirty_before_splice", Module, snapshot::mmap_dirty_before_splice),
+        case("snapshot_beside_function_tracer", Module, snapshot::beside_function_tracer),
         case("snapshot_ftruncate_zero", Module, snapshot::ftruncate_zero),
         case("snapshot_ftruncate_mid_page", Module, snapshot::ftruncate_mid_page),
         case("snapshot_punch_hole", Module, snapshot::punch_hole),

@@ -312,3 +312,63 @@ pub fn large_8mib(ctx: &Ctx) -> TResult {
     expect_bytes("file after overwrite", &pread_vec(f.fd.raw(), BIG, 0)?, &b, None)?;
     check_pipe_a(&p, &a, &b)
 }
+
+/// The function tracer of tracefs on the named functions, until dropped.
+struct FunctionTracer {
+    root: &'static str,
+}
+
+impl FunctionTracer {
+    const ROOT: &'static str = "/sys/kernel/tracing";
+
+    fn on(functions: &[&str]) -> TResult<Self> {
+        let root = Self::ROOT;
+        if !std::path::Path::new(&format!("{root}/current_tracer")).exists() {
+            let dir = std::ffi::CString::new(root).unwrap();
+            // SAFETY: NUL-terminated strings that live across the call.
+            let r = unsafe { libc::mount(c"nodev".as_ptr(), dir.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+            ensure!(r == 0, "mount tracefs on {root}: {}", ename(errno()));
+        }
+        let write = |file: &str, what: &str| {
+            std::fs::write(format!("{root}/{file}"), what).map_err(|e| TestErr::Fail(format!("{root}/{file} <- {what:?}: {e}")))
+        };
+        let this = Self { root };
+        write("trace", "")?;
+        write("set_ftrace_filter", &functions.join(" "))?;
+        write("current_tracer", "function")?;
+        write("tracing_on", "1")?;
+        Ok(this)
+    }
+
+    fn trace(&self) -> TResult<String> {
+        std::fs::read_to_string(format!("{}/trace", self.root)).map_err(|e| TestErr::Fail(format!("read trace: {e}")))
+    }
+}
+
+impl Drop for FunctionTracer {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("{}/current_tracer", self.root), "nop");
+        let _ = std::fs::write(format!("{}/set_ftrace_filter", self.root), "");
+        let _ = std::fs::write(format!("{}/trace", self.root), "");
+    }
+}
+
+/// Another ftrace user on the two functions the module redirects with
+/// direct calls (`__filemap_get_folio_mpol`, `do_page_mkwrite`): ftrace then
+/// reaches the module's trampolines from its own register-saving caller
+/// rather than straight from the fentry call. A pwrite and stores through a
+/// shared mapping must still leave the pipe's snapshot alone.
+pub fn beside_function_tracer(ctx: &Ctx) -> TResult {
+    let tracer = FunctionTracer::on(&["__filemap_get_folio_mpol", "do_page_mkwrite"])?;
+    let s = setup(ctx, false, LEN)?;
+    pwrite_all(s.fd(), &s.b[..PAGE], 0)?;
+    let m = Map::shared_file(s.fd(), s.len)?;
+    m.store(PAGE, &s.b[PAGE..]);
+    s.check_file(&s.b, "a pwrite and stores through a shared mmap")?;
+    let trace = tracer.trace()?;
+    drop(tracer);
+    for f in ["__filemap_get_folio_mpol", "do_page_mkwrite"] {
+        ensure!(trace.contains(f), "the function tracer saw no call of {f}: the test did not share the functions");
+    }
+    s.check_pipe()
+}
