@@ -18,7 +18,12 @@
 static_assert(SS_FGP_LOCK_BIT == (__force unsigned int)FGP_LOCK);
 static_assert(SS_FGP_WRITER_BITS == (__force unsigned int)(FGP_WRITE | FGP_CREAT));
 
-/* Read by the trampolines: calls from here are replacements' own. */
+/*
+ * This module's core text, where the replacements call the originals from:
+ * set by ss_direct_init() before any redirect is registered, read by the
+ * trampolines and the redirect callback (one range, where within_module()
+ * checks every kind of module memory on every call).
+ */
 unsigned long ss_text_start, ss_text_size;
 /* Written once by its trampoline: do_page_mkwrite() behind its fentry call. */
 unsigned long ss_page_mkwrite_site;
@@ -43,6 +48,11 @@ int ss_direct_init(void)
 	ss_text_start = (unsigned long)text->base;
 	ss_text_size = text->size;
 	return percpu_ref_init(&direct_calls, direct_calls_release, 0, GFP_KERNEL);
+}
+
+bool ss_within_this_module(unsigned long addr)
+{
+	return addr - ss_text_start < ss_text_size;
 }
 
 void ss_direct_call_enter(void)
@@ -74,14 +84,18 @@ struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long ind
 					policy);
 }
 
-/* do_page_mkwrite() is static: called at the start the trampoline saw. */
-unsigned int ss_call_page_mkwrite(struct vm_fault *vmf, struct folio *folio)
+/* do_page_mkwrite()'s fentry call, once its trampoline has seen it (else 0). */
+unsigned long ss_page_mkwrite_fentry(void)
 {
-	static unsigned long start;
-	vm_fault_t (*f)(struct vm_fault *, struct folio *);
+	unsigned long site = READ_ONCE(ss_page_mkwrite_site);
 
-	if (!READ_ONCE(start))
-		WRITE_ONCE(start, ss_func_start(READ_ONCE(ss_page_mkwrite_site) - MCOUNT_INSN_SIZE));
-	f = (void *)READ_ONCE(start);
+	return site ? site - MCOUNT_INSN_SIZE : 0;
+}
+
+/* do_page_mkwrite() is static: called where src/ftrace.rs's Original learnt it. */
+unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio)
+{
+	vm_fault_t (*f)(struct vm_fault *, struct folio *) = (void *)fn;
+
 	return (__force unsigned int)f(vmf, folio);
 }

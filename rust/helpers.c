@@ -29,23 +29,6 @@ void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
 	ftrace_regs_set_instruction_pointer(fregs, ip);
 }
 
-unsigned long ss_ftrace_arg(struct ftrace_regs *fregs, unsigned int n)
-{
-	return ftrace_regs_get_argument(fregs, n);
-}
-
-/*
- * Whether @addr is in this module's core text, where the replacements call
- * the originals from: one range, where within_module() checks every kind
- * of module memory (on every traced call).
- */
-bool ss_within_this_module(unsigned long addr)
-{
-	const struct module_memory *text = &THIS_MODULE->mem[MOD_TEXT];
-
-	return addr - (unsigned long)text->base < text->size;
-}
-
 /*
  * ftrace reports the address of the fentry call; with IBT it sits behind an
  * ENDBR that an indirect call must land on.

@@ -17,8 +17,6 @@ struct pipe_buffer;
 
 /* ftrace glue */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
-unsigned long ss_ftrace_arg(struct ftrace_regs *fregs, unsigned int n);
-bool ss_within_this_module(unsigned long addr);
 unsigned long ss_func_start(unsigned long fentry_ip);
 long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
@@ -118,7 +116,9 @@ void ss_direct_call_exit(void);
 void ss_direct_drain(void);
 struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
 				unsigned int fgp, unsigned int gfp, void *policy);
-unsigned int ss_call_page_mkwrite(struct vm_fault *vmf, struct folio *folio);
+bool ss_within_this_module(unsigned long addr);
+unsigned long ss_page_mkwrite_fentry(void);
+unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
 ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
 			     size_t len, unsigned int flags);
 struct dentry;
@@ -162,8 +162,6 @@ void ss_folio_wait_writeback(struct folio *folio);
 struct xarray;
 void ss_hold_index_init(struct xarray *xa);
 void ss_hold_index_destroy(struct xarray *xa);
-int ss_hold_index_store(struct xarray *xa, unsigned long index, struct folio *folio,
-			struct folio **old);
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);

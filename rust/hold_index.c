@@ -24,21 +24,6 @@ void ss_hold_index_destroy(struct xarray *xa)
 	xa_destroy(xa);
 }
 
-/*
- * Stores @folio at @index without sleeping (callers hold a spinlock);
- * returns 0 and the entry it replaced in *old, or -ENOMEM.
- */
-int ss_hold_index_store(struct xarray *xa, unsigned long index, struct folio *folio,
-			struct folio **old)
-{
-	void *prev = xa_store(xa, index, folio, GFP_NOWAIT | __GFP_NOWARN);
-
-	if (xa_is_err(prev))
-		return xa_err(prev);
-	*old = prev;
-	return 0;
-}
-
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index)
 {
 	return xa_load(xa, index);

@@ -41,9 +41,21 @@ impl Original {
     }
 
     /// Address of the original function. Only meaningful inside the
-    /// replacement, which runs only after the callback stored it.
+    /// replacement, which runs only after [`Original::learn`].
     pub(crate) fn addr(&self) -> usize {
         self.0.load(Acquire)
+    }
+
+    /// Learns the original from the address of its fentry call, once:
+    /// reading the instruction before it (for an ENDBR) and storing to a
+    /// line that every CPU's redirected calls share would cost more than
+    /// the rest of a redirect.
+    pub(crate) fn learn(&self, fentry_ip: usize) {
+        if self.0.load(Relaxed) == 0 {
+            // SAFETY: `fentry_ip` is the fentry site of a kernel function.
+            let start = unsafe { bindings::ss_func_start(fentry_ip as c_ulong) } as usize;
+            self.0.store(start, Release);
+        }
     }
 }
 
@@ -75,6 +87,9 @@ impl Redirect {
     /// A redirect to `target`, which must be an `extern "C"` function with the
     /// same signature as the function later named in [`Redirect::register`].
     pub(crate) fn new(target: usize, original: &'static Original) -> impl PinInit<Self> {
+        // No FTRACE_OPS_FL_RECURSION: the callback calls no function that
+        // any redirect traces, so it cannot recurse, and the trampoline
+        // calls it directly.
         let flags = bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
         Self::with(Kind::Callback { target, original }, Some(redirect_callback), flags)
     }
@@ -95,9 +110,6 @@ impl Redirect {
                 unsafe {
                     ops.write_bytes(0, 1);
                     (*ops).func = func;
-                    // No FTRACE_OPS_FL_RECURSION: the callback calls no
-                    // function that any redirect traces, so it cannot
-                    // recurse, and the trampoline calls it directly.
                     // PERMANENT: where the ftrace_enabled sysctl still
                     // switches ftrace off (7.3 has deprecated it and refuses
                     // every 0 with EOPNOTSUPP; older kernels obey), a 0 would drop
@@ -183,14 +195,7 @@ unsafe extern "C" fn redirect_callback(
         // Our replacement calling the original: let it run.
         return;
     }
-    // The original's address is learnt once: reading the instruction
-    // before the fentry site (for an ENDBR) and storing to a line that every
-    // CPU's redirected calls share cost more than the rest of the callback.
-    if original.0.load(Relaxed) == 0 {
-        // SAFETY: `ip` is the fentry site of a traced kernel function.
-        let start = unsafe { bindings::ss_func_start(ip) } as usize;
-        original.0.store(start, Release);
-    }
+    original.learn(ip as usize);
     // The replacement drops this reference when it returns.
     // SAFETY: no preconditions.
     if !unsafe { bindings::ss_module_get() } {

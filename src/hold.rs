@@ -320,7 +320,7 @@ impl Holds {
 
     /// [`Holds::may_hold`] for a writer that holds its reference to the
     /// folio it is about to change. A new hold is counted before its
-    /// folio's references are checked (see [`Joins::insert_checked`]); with
+    /// folio's references are checked (see [`Joins::insert_locked`]); with
     /// a full barrier on both sides either the writer sees the count (and
     /// breaks the hold under the bucket lock) or the hold's check sees the
     /// writer's reference (and the splice copies).
@@ -436,8 +436,10 @@ impl Holds {
             return Ok(Taken::Copy);
         };
         joins.add_file(spare, block);
-        // SAFETY: locked, in `mapping`, small, write-protected.
-        Ok(if unsafe { joins.insert_checked(&locked, own, block) } { Taken::Held } else { Taken::Copy })
+        let mut held = [false];
+        // SAFETY: locked, in `mapping`, small, write-protected; pinned (caller).
+        unsafe { joins.insert_locked(&[Some(&locked)], &[own], &mut held, block) };
+        Ok(if held[0] { Taken::Held } else { Taken::Copy })
     }
 
     /// A writer holds the lock of `folio`, a folio of `mapping`, and
@@ -745,26 +747,22 @@ impl Joins<'_> {
         held
     }
 
-    /// Takes new holds on `folios` (`owns[i]` buffers of this splice
-    /// reference `folios[i]`) without sleeping, as [`Holds::take`] does: on
-    /// each folio whose lock is free right now, that is small, in this
-    /// mapping, not mapped (write-protecting sleeps) and referenced by
-    /// nothing but the page cache and its buffers, if the mapping has its
-    /// registry entry. The candidates are counted in the bucket together,
-    /// then one barrier, then each one's references are checked (the order
-    /// of [`Joins::insert_checked`]), and their index entries are stored
-    /// under one lock of the index. Sets `held[i]` for the new holds and for
-    /// folios another splice held meanwhile; the others take the slow path.
+    /// Takes new holds on `folios` (`runs[i].1` buffers of this splice, the
+    /// run from slot `runs[i].0`, reference `folios[i]`) without sleeping,
+    /// as [`Holds::take`] does: on each folio whose lock is free right now,
+    /// that is small, in this mapping and not mapped (write-protecting
+    /// sleeps), then [`Joins::insert_locked`] for all of them at once. Sets
+    /// `held[i]` for the new holds and for folios another splice held
+    /// meanwhile; the others take the slow path.
     ///
     /// # Safety
     ///
     /// The caller holds the pipe lock and the buffers' references to the
     /// folios; the module is pinned while this runs.
-    pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], owns: &[i32], held: &mut [bool], block: bool) {
-        const N: usize = CHUNK;
-        let n = folios.len().min(owns.len()).min(held.len()).min(N);
-        let mut locks: [Option<FolioLock<'_>>; N] = [const { None }; N];
-        let mut k = 0i32;
+    pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], runs: &[(u32, u32)], held: &mut [bool], block: bool) {
+        let n = folios.len().min(runs.len()).min(held.len()).min(CHUNK);
+        let mut locks: [Option<FolioLock<'_>>; CHUNK] = [const { None }; CHUNK];
+        let mut owns = [0i32; CHUNK];
         for i in 0..n {
             if held[i] {
                 continue;
@@ -781,24 +779,49 @@ impl Joins<'_> {
             }
             // SAFETY: locked just above; the buffers' references outlive this.
             let locked = unsafe { FolioLock::adopt(folios[i]) };
+            owns[i] = runs[i].1 as i32;
             if locked.mapping() as usize == self.mapping && !locked.is_large() && !locked.is_mapped() && locked.extra_refs() == owns[i] {
                 locks[i] = Some(locked);
-                k += 1;
             }
         }
+        let locks: [Option<&FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| locks[i].as_ref());
+        // SAFETY: locked, in this mapping, small, not mapped; pinned (caller).
+        unsafe { self.insert_locked(&locks[..n], &owns[..n], held, block) };
+    }
+
+    /// Registers new holds on the `Some` folios of `locks`, each if nothing
+    /// but the page cache, its mappings, private data and `owns[i]` buffers
+    /// of this splice reference it, and sets `held[i]` for those; replaces
+    /// stale entries of folios that left the cache at those indices. The
+    /// others are copied instead: somebody else references them, or the
+    /// mapping has no registry entry, or the index no memory.
+    ///
+    /// The holds are counted in the bucket *before* the references are
+    /// checked, with a full barrier between: a writer takes its folio
+    /// reference before it asks [`Holds::writer_may_hold`], so either this
+    /// check sees the writer's reference, or the writer sees the count and
+    /// waits for this bucket lock, after which it finds the hold. Checking
+    /// first and counting after would let both miss each other. The index
+    /// entries are stored under one lock of the index.
+    ///
+    /// # Safety
+    ///
+    /// Every `Some` folio is locked, in this mapping, small, and
+    /// write-protected or not mapped; the module is pinned while this runs.
+    unsafe fn insert_locked(&mut self, locks: &[Option<&FolioLock<'_>>], owns: &[i32], held: &mut [bool], block: bool) {
+        let n = locks.len().min(owns.len()).min(held.len()).min(CHUNK);
+        let k = locks[..n].iter().flatten().count() as i32;
         if k == 0 {
             return;
         }
-        // Counted first, then the references: see `insert_checked`.
         let count = self.count;
         count.add(k, Relaxed);
         smp_mb(Full);
-        let (mut indices, mut refs, mut slots, mut m) = ([0usize; N], [core::ptr::null_mut(); N], [0usize; N], 0);
-        for (i, lock) in locks.iter_mut().enumerate().take(n) {
-            let Some(locked) = lock else { continue };
+        let (mut indices, mut refs, mut slots, mut m) = ([0usize; CHUNK], [core::ptr::null_mut(); CHUNK], [0usize; CHUNK], 0);
+        for (i, locked) in locks[..n].iter().enumerate() {
+            let Some(locked) = locked else { continue };
             if locked.extra_refs() != owns[i] {
                 COUNTERS.holds_refused.add(1);
-                *lock = None;
                 continue;
             }
             // SAFETY: locked, hence alive; the entry will own it.
@@ -808,7 +831,7 @@ impl Joins<'_> {
             m += 1;
         }
         let now = self.now;
-        let mut olds = [core::ptr::null_mut(); N];
+        let mut olds = [core::ptr::null_mut(); CHUNK];
         let (stored, fresh) = match self.file() {
             None => (0, 0),
             Some(file) => {
@@ -839,60 +862,6 @@ impl Joins<'_> {
             COUNTERS.holds_active.add(fresh as i64);
             COUNTERS.holds_taken.add(stored as i64);
             self.created = true;
-        }
-    }
-
-    /// Registers a new hold on `locked` if nothing but the page cache, its
-    /// mappings, private data and `own` buffers of this splice reference
-    /// it; replaces a stale entry of a folio that left the cache at that
-    /// index. False (copy instead) if somebody else does, the mapping has
-    /// no registry entry or the index no memory.
-    ///
-    /// The hold is counted in the bucket *before* the references are
-    /// checked, with a full barrier between: a writer takes its folio
-    /// reference before it asks [`Holds::writer_may_hold`], so either this
-    /// check sees the writer's reference, or the writer sees the count and
-    /// waits for this bucket lock, after which it finds the hold. Checking
-    /// first and counting after would let both miss each other.
-    ///
-    /// # Safety
-    ///
-    /// `locked` is in this mapping, small, and write-protected or not
-    /// mapped; the module is pinned while this runs.
-    unsafe fn insert_checked(&mut self, locked: &FolioLock<'_>, own: i32, block: bool) -> bool {
-        let count = self.count;
-        count.add(1, Relaxed);
-        smp_mb(Full);
-        if locked.extra_refs() != own {
-            count.add(-1, Relaxed);
-            COUNTERS.holds_refused.add(1);
-            return false;
-        }
-        let now = self.now;
-        let Some(file) = self.file() else {
-            count.add(-1, Relaxed);
-            return false;
-        };
-        file.mark_used(now, block);
-        // SAFETY: locked, hence alive.
-        let folio = unsafe { FolioRef::get(locked.as_ptr()) };
-        match file.index.insert(locked.index(), folio) {
-            Err(_) => {
-                count.add(-1, Relaxed);
-                false
-            }
-            Ok(stale) => {
-                if stale.is_none() {
-                    file.count += 1;
-                    COUNTERS.holds_active.add(1);
-                } else {
-                    count.add(-1, Relaxed); // the stale entry was counted
-                }
-                drop(stale); // folio_put: fine under a spinlock
-                COUNTERS.holds_taken.add(1);
-                self.created = true;
-                true
-            }
         }
     }
 }

@@ -49,17 +49,17 @@ impl HoldIndex {
 
     /// Stores `folio` at `index` without sleeping; returns the entry it
     /// replaced, or gives `folio` back when no memory could be had.
+    #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
     pub(crate) fn insert(&self, index: usize, folio: FolioRef) -> Result<Option<FolioRef>, FolioRef> {
-        let mut old = core::ptr::null_mut();
-        // SAFETY: initialised XArray; on success the entry owns the
-        // reference given up by `into_raw`.
-        let err = unsafe { b::ss_hold_index_store(self.raw(), index as _, folio.as_ptr(), &mut old) };
-        if err != 0 {
-            return Err(folio);
+        let raw = folio.into_raw();
+        let mut old = [core::ptr::null_mut()];
+        // SAFETY: `raw` carries the reference that its entry owns once stored.
+        if unsafe { self.insert_all(&[index], &[raw], &mut old) } == 0 {
+            // SAFETY: not stored: the reference is still ours.
+            return Err(unsafe { FolioRef::adopt(raw) });
         }
-        let _ = folio.into_raw();
         // SAFETY: a replaced entry owned its reference; now the caller does.
-        Ok((!old.is_null()).then(|| unsafe { FolioRef::adopt(old) }))
+        Ok((!old[0].is_null()).then(|| unsafe { FolioRef::adopt(old[0]) }))
     }
 
     /// Stores `folios[i]` at `indices[i]` without sleeping, under one hold

@@ -112,6 +112,8 @@ pub(crate) unsafe fn stabilize(
         if joined == to {
             return Ok(()); // a file served again and again
         }
+        // The slow path below starts behind the joined buffers.
+        (slot, kept) = (joined, zero_copy_bufs.bytes as usize);
         // SAFETY: per the caller.
         match unsafe { fast.hold_fast(joined, to, &mut spare, &mut zero_copy_bufs) } {
             // All held: nothing left for the slow path to look at.
@@ -293,12 +295,8 @@ impl FastPath<'_> {
         if held.iter().any(|h| !h) {
             // SAFETY: the module is pinned (caller).
             if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
-                let mut owns = [0i32; CHUNK];
-                for (o, &(_, run)) in owns.iter_mut().zip(runs) {
-                    *o = run as i32;
-                }
                 // SAFETY: the runs' buffers reference the folios; pipe locked.
-                unsafe { joins.create_all(folios, &owns[..runs.len()], held, block) };
+                unsafe { joins.create_all(folios, runs, held, block) };
             }
         }
         let mut done = 0;

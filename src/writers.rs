@@ -41,6 +41,8 @@ use core::ffi::c_void;
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
 pub(crate) static NOTIFY_CHANGE: Original = Original::new();
 pub(crate) static FALLOCATE: Original = Original::new();
+/// `do_page_mkwrite()`, learnt from the site its trampoline saw.
+static PAGE_MKWRITE: Original = Original::new();
 
 /// How many times a writer's lookup writes a held dirty folio back before
 /// it gives up (each round needs a new stable splice of the folio and a new
@@ -189,8 +191,12 @@ extern "C" fn page_mkwrite_wanted(vmf: *mut b::vm_fault) -> bool {
 pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
     // SAFETY: we are the replacement the trampoline jumped to.
     let _call = unsafe { DirectCall::enter() };
-    // SAFETY: the arguments of the redirected call, forwarded.
-    let call = || unsafe { b::ss_call_page_mkwrite(vmf, folio) };
+    // SAFETY: no preconditions; the trampoline stored the site before it
+    // jumped here.
+    PAGE_MKWRITE.learn(unsafe { b::ss_page_mkwrite_fentry() } as usize);
+    let orig = PAGE_MKWRITE.addr();
+    // SAFETY: `orig` is `do_page_mkwrite`; arguments forwarded.
+    let call = || unsafe { b::ss_call_page_mkwrite(orig as _, vmf, folio) };
     // SAFETY: the fault holds the vma, hence the file and its mapping.
     let mapping = unsafe { b::ss_vmf_mapping(vmf) };
     let Some(holds) = holds().filter(|h| !mapping.is_null() && h.writer_may_hold(mapping)) else {
