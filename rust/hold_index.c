@@ -126,12 +126,19 @@ unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *ind
 				     struct folio *const *folios, struct folio **old, unsigned int n)
 {
 	XA_STATE(xas, xa, 0);
-	unsigned int i = 0;
+	unsigned int i = 0, first;
 
 	do {
 		xas_lock(&xas);
-		for (; i < n; i++) {
-			xas_set(&xas, indices[i]);
+		for (first = i; i < n; i++) {
+			/*
+			 * A chunk's indices are mostly consecutive: step to the
+			 * next slot of the node instead of walking from the root.
+			 */
+			if (i > first && indices[i] == indices[i - 1] + 1)
+				xas_next(&xas);
+			else
+				xas_set(&xas, indices[i]);
 			old[i] = xas_store(&xas, folios[i]);
 			if (xas_error(&xas))
 				break;

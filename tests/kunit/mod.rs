@@ -173,6 +173,19 @@ fn metzmacher_steps(dir: &CStr, fifo: &CStr, stable: bool) -> Result<KVec<u8>, (
     Ok(out)
 }
 
+/// Three freshly allocated pages' folios, our reference on each.
+fn three_folios() -> Result<KVec<crate::folio::FolioRef>> {
+    let mut folios = KVec::new();
+    for _ in 0..3 {
+        // SAFETY: no preconditions; checked for NULL below.
+        let page = unsafe { crate::bindings::ss_alloc_page() };
+        assert!(!page.is_null());
+        // SAFETY: our page; its folio holds our reference.
+        folios.push(unsafe { crate::folio::FolioRef::adopt(crate::bindings::ss_page_folio(page)) }, GFP_KERNEL)?;
+    }
+    Ok(folios)
+}
+
 fn all(bytes: &[u8], v: u8) -> bool {
     bytes.iter().all(|&b| b == v)
 }
@@ -209,14 +222,7 @@ mod tests {
     fn hold_index_keeps_and_finds_folios() -> Result {
         use crate::{folio::FolioRef, hold_index::HoldIndex};
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
-        let mut folios = KVec::new();
-        for _ in 0..3 {
-            // SAFETY: no preconditions; checked for NULL below.
-            let page = unsafe { bindings::ss_alloc_page() };
-            assert!(!page.is_null());
-            // SAFETY: our page; its folio holds our reference.
-            folios.push(unsafe { FolioRef::adopt(bindings::ss_page_folio(page)) }, GFP_KERNEL)?;
-        }
+        let folios = three_folios()?;
         let raw: KVec<_> = {
             let mut v = KVec::new();
             for f in folios.iter() {
@@ -253,6 +259,49 @@ mod tests {
         // Dropping the index puts the references left in it (64, 200).
         drop(index);
         drop(old);
+        drop(folios);
+        Ok(())
+    }
+
+    /// A chunk's stores step from slot to slot: runs of consecutive indices
+    /// from an entry kept in the XArray's head (index 0) across leaf node
+    /// boundaries and through the tree growing a level (4096), then the
+    /// same runs again, replacing every entry.
+    #[test]
+    fn hold_index_stores_runs() -> Result {
+        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
+        let folios = three_folios()?;
+        let mut at = KVec::new();
+        for (first, last) in [(0usize, 130usize), (500, 700), (4090, 4100)] {
+            for i in first..=last {
+                at.push(i, GFP_KERNEL)?;
+            }
+        }
+        for round in 0..2 {
+            let (mut refs, mut old) = (KVec::new(), KVec::new());
+            for (k, _) in at.iter().enumerate() {
+                // SAFETY: we hold a reference; the entry will own this one.
+                refs.push(unsafe { FolioRef::get(folios[(k + round) % 3].as_ptr()) }.into_raw(), GFP_KERNEL)?;
+                old.push(core::ptr::null_mut(), GFP_KERNEL)?;
+            }
+            // SAFETY: each of `refs` carries the reference its entry owns.
+            let stored = unsafe { index.insert_all(&at, &refs, &mut old) };
+            assert_eq!(stored, at.len());
+            for (k, &i) in at.iter().enumerate() {
+                assert_eq!(index.get(i), folios[(k + round) % 3].as_ptr());
+                let replaced = if round == 0 { core::ptr::null_mut() } else { folios[k % 3].as_ptr() };
+                assert_eq!(old[k], replaced);
+                if !old[k].is_null() {
+                    // SAFETY: a replaced entry's reference is ours.
+                    drop(unsafe { FolioRef::adopt(old[k]) });
+                }
+            }
+        }
+        for gap in [131usize, 499, 701, 4089, 4101] {
+            assert!(index.get(gap).is_null());
+        }
+        drop(index);
         drop(folios);
         Ok(())
     }
