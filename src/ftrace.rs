@@ -49,11 +49,11 @@ impl Original {
     /// Learns the original from the address of its fentry call, once:
     /// reading the instruction before it (for an ENDBR) and storing to a
     /// line that every CPU's redirected calls share would cost more than
-    /// the rest of a redirect.
-    pub(crate) fn learn(&self, fentry_ip: usize) {
+    /// the rest of a redirect; `fentry_ip` is asked only then.
+    pub(crate) fn learn(&self, fentry_ip: impl FnOnce() -> usize) {
         if self.0.load(Relaxed) == 0 {
-            // SAFETY: `fentry_ip` is the fentry site of a kernel function.
-            let start = unsafe { bindings::ss_func_start(fentry_ip as c_ulong) } as usize;
+            // SAFETY: `fentry_ip` gives the fentry site of a kernel function.
+            let start = unsafe { bindings::ss_func_start(fentry_ip() as c_ulong) } as usize;
             self.0.store(start, Release);
         }
     }
@@ -195,7 +195,7 @@ unsafe extern "C" fn redirect_callback(
         // Our replacement calling the original: let it run.
         return;
     }
-    original.learn(ip as usize);
+    original.learn(|| ip as usize);
     // The replacement drops this reference when it returns.
     // SAFETY: no preconditions.
     if !unsafe { bindings::ss_module_get() } {

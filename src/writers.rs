@@ -193,7 +193,7 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
     let _call = unsafe { DirectCall::enter() };
     // SAFETY: no preconditions; the trampoline stored the site before it
     // jumped here.
-    PAGE_MKWRITE.learn(unsafe { b::ss_page_mkwrite_fentry() } as usize);
+    PAGE_MKWRITE.learn(|| unsafe { b::ss_page_mkwrite_fentry() } as usize);
     let orig = PAGE_MKWRITE.addr();
     // SAFETY: `orig` is `do_page_mkwrite`; arguments forwarded.
     let call = || unsafe { b::ss_call_page_mkwrite(orig as _, vmf, folio) };

@@ -527,6 +527,7 @@ fn throughput(
     stable_ok: bool,
     label: &str,
 ) -> Res<Vec<Point>> {
+    progress(&format!("{label}: throughput ({} s per run, {} runs per point)", o.secs, o.repeats));
     let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
     let mut points = Vec::new();
     for sink in SINKS {
@@ -1211,17 +1212,23 @@ fn probe_stable(file: &BenchFile, stable_ok: &mut bool, stable_error: &mut Optio
 /// Plain and stable splice throughput only (`--throughput-only`): the
 /// rows of `throughput.tsv`.
 fn throughput_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<Point>> {
-    let file_bytes = (o.file_mib as u64) << 20;
-    progress(&format!("{label}: writing and warming a {} MiB source file in {dir}", o.file_mib));
-    let file = create_file(dir, "source")?;
-    fill_and_warm(file.fd.raw(), file_bytes, 1 << 20)?;
+    let (file, file_bytes) = source_file(o, dir, label)?;
     let (mut stable_ok, mut stable_error) = (true, None);
     probe_stable(&file, &mut stable_ok, &mut stable_error)?;
     if let Some(e) = stable_error {
         return Err(e);
     }
-    progress(&format!("{label}: throughput ({} s per run, {} runs per point)", o.secs, o.repeats));
     throughput(o, &file, file_bytes, None, true, label)
+}
+
+/// The source file of the throughput rows, `--file-mib` large, page cache
+/// warm; and its size.
+fn source_file(o: &Opts, dir: &str, label: &str) -> Res<(BenchFile, u64)> {
+    let file_bytes = (o.file_mib as u64) << 20;
+    progress(&format!("{label}: writing and warming a {} MiB source file in {dir}", o.file_mib));
+    let file = create_file(dir, "source")?;
+    fill_and_warm(file.fd.raw(), file_bytes, 1 << 20)?;
+    Ok((file, file_bytes))
 }
 
 /// Plain and stable splice throughput measured in a VM whose clock counts
@@ -1264,11 +1271,8 @@ impl ClockedThroughput {
 
 fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error: &mut Option<String>) -> Res<FsRes> {
     let fstype = fs_type(dir).unwrap_or("unknown").to_string();
-    let file_bytes = (o.file_mib as u64) << 20;
-    progress(&format!("{label}: writing and warming a {} MiB source file in {dir}", o.file_mib));
     let c_fs0 = read_counters();
-    let file = create_file(dir, "source")?;
-    fill_and_warm(file.fd.raw(), file_bytes, 1 << 20)?;
+    let (file, file_bytes) = source_file(o, dir, label)?;
 
     probe_stable(&file, stable_ok, stable_error)?;
 
@@ -1289,7 +1293,6 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
         progress(&format!("{label}: kernel copy unavailable: {e}"));
     }
 
-    progress(&format!("{label}: throughput ({} s per run, {} runs per point)", o.secs, o.repeats));
     let points = throughput(o, &file, file_bytes, odirect.as_ref(), *stable_ok, label)?;
     drop(odirect);
     drop(file);
