@@ -6,6 +6,7 @@
 
 #include <linux/kallsyms.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
 #include <linux/swap.h>
@@ -36,9 +37,10 @@ bool ss_folio_mapped(struct folio *folio)
 	return folio_mapped(folio);
 }
 
-bool ss_folio_large(struct folio *folio)
+/* Pages of the largest folio the page cache may hold. */
+unsigned long ss_max_folio_pages(void)
 {
-	return folio_test_large(folio);
+	return 1UL << MAX_PAGECACHE_ORDER;
 }
 
 bool ss_folio_trylock(struct folio *folio)
@@ -61,11 +63,16 @@ bool ss_folio_release_private(struct folio *folio)
 
 /*
  * A new folio with @old's bytes for @mapping's page cache: locked and
- * uptodate, in no mapping yet (what replace_page_cache_folio() wants).
+ * uptodate, in no mapping yet (what replace_page_cache_folio() wants), of
+ * @old's size. replace_page_cache_folio() stores the copy in @old's slot
+ * of the XArray, the canonical one of a large folio's multi-index entry,
+ * whose sibling slots point at it: the copy takes the whole range.
  */
 struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old)
 {
-	struct folio *new = filemap_alloc_folio(mapping_gfp_constraint(mapping, ~__GFP_FS), 0, NULL);
+	unsigned int order = folio_order(old);
+	gfp_t gfp = mapping_gfp_constraint(mapping, ~__GFP_FS) | (order ? __GFP_NOWARN : 0);
+	struct folio *new = filemap_alloc_folio(gfp, order, NULL);
 
 	if (!new)
 		return NULL;
@@ -88,61 +95,105 @@ void ss_folio_wait_writeback(struct folio *folio)
 }
 
 /*
+ * Whether @addr is the function @name. A function of a module prints as
+ * "name [module]": ext4 and xfs are modules on distribution kernels.
+ */
+static bool ss_symbol_is(unsigned long addr, const char *name)
+{
+	char sym[KSYM_SYMBOL_LEN];
+	size_t len = strlen(name);
+
+	sprint_symbol_no_offset(sym, addr);
+	return !strncmp(sym, name, len) && (sym[len] == '\0' || sym[len] == ' ');
+}
+
+/*
  * Whether the writers of files with these address_space_operations all pass
  * the module's choke points before they change a folio, outside any journal
  * handle (see Documentation/stable-splice.rst, "Which files get zero copy").
  * ext4's journalled aops (data=journal, chattr +j) write data inside the
  * journal and are not; neither is DAX. Told by the name of a function the
  * ops point at: the ops themselves are static data, in kallsyms only with
- * CONFIG_KALLSYMS_ALL. Cached per ops table.
+ * CONFIG_KALLSYMS_ALL.
  */
 static bool aops_zero_copy_uncached(const struct address_space_operations *a_ops,
 				    const char *fs)
 {
-	char name[KSYM_SYMBOL_LEN];
-
-	if (!strcmp(fs, "ext4") && a_ops->write_end) {
-		sprint_symbol_no_offset(name, (unsigned long)a_ops->write_end);
-		return !strcmp(name, "ext4_write_end") || !strcmp(name, "ext4_da_write_end");
-	}
-	if (!strcmp(fs, "xfs") && a_ops->dirty_folio) {
-		sprint_symbol_no_offset(name, (unsigned long)a_ops->dirty_folio);
-		return !strcmp(name, "iomap_dirty_folio");
-	}
+	if (!strcmp(fs, "ext4") && a_ops->write_end)
+		return ss_symbol_is((unsigned long)a_ops->write_end, "ext4_write_end") ||
+		       ss_symbol_is((unsigned long)a_ops->write_end, "ext4_da_write_end");
+	if (!strcmp(fs, "xfs") && a_ops->dirty_folio)
+		return ss_symbol_is((unsigned long)a_ops->dirty_folio, "iomap_dirty_folio");
 	return false;
 }
 
+/*
+ * The answer per ops table, cached: one word per entry, the table's address
+ * with the answer in bit 0 (the tables are word aligned), so a reader never
+ * sees one table's address with another's answer. A file system module
+ * that goes away takes its entries along (ss_aops_cache_going): another
+ * module's table may later sit at the same address.
+ */
 #define SS_AOPS_CACHE 8
-static struct {
-	const struct address_space_operations *a_ops;
-	bool zero_copy;
-} aops_cache[SS_AOPS_CACHE];
+#define SS_AOPS_ZERO_COPY 1UL
+static unsigned long aops_cache[SS_AOPS_CACHE];
 static DEFINE_SPINLOCK(aops_cache_lock);
 
 bool ss_mapping_zero_copy(struct address_space *mapping)
 {
 	const struct address_space_operations *a_ops = READ_ONCE(mapping->a_ops);
+	unsigned long key = (unsigned long)a_ops, entry;
 	bool zero_copy;
 	int i;
 
 	if (IS_DAX(mapping->host) || mapping_inaccessible(mapping))
 		return false;
 	for (i = 0; i < SS_AOPS_CACHE; i++) {
-		/* pairs with smp_store_release() below */
-		if (smp_load_acquire(&aops_cache[i].a_ops) == a_ops)
-			return aops_cache[i].zero_copy;
+		entry = READ_ONCE(aops_cache[i]);
+		if ((entry & ~SS_AOPS_ZERO_COPY) == key)
+			return entry & SS_AOPS_ZERO_COPY;
 	}
 	zero_copy = aops_zero_copy_uncached(a_ops, mapping->host->i_sb->s_type->name);
 	spin_lock(&aops_cache_lock);
 	for (i = 0; i < SS_AOPS_CACHE; i++) {
-		if (aops_cache[i].a_ops == a_ops)
+		entry = aops_cache[i];
+		if ((entry & ~SS_AOPS_ZERO_COPY) == key)
 			break;
-		if (!aops_cache[i].a_ops) {
-			aops_cache[i].zero_copy = zero_copy;
-			smp_store_release(&aops_cache[i].a_ops, a_ops);
+		if (!entry) {
+			WRITE_ONCE(aops_cache[i], key | (zero_copy ? SS_AOPS_ZERO_COPY : 0));
 			break;
 		}
 	}
 	spin_unlock(&aops_cache_lock);
 	return zero_copy;
+}
+
+static int ss_aops_cache_going(struct notifier_block *nb, unsigned long state, void *data)
+{
+	struct module *mod = data;
+	int i;
+
+	if (state != MODULE_STATE_GOING)
+		return NOTIFY_DONE;
+	spin_lock(&aops_cache_lock);
+	for (i = 0; i < SS_AOPS_CACHE; i++) {
+		if (within_module(aops_cache[i] & ~SS_AOPS_ZERO_COPY, mod))
+			WRITE_ONCE(aops_cache[i], 0);
+	}
+	spin_unlock(&aops_cache_lock);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block ss_aops_cache_nb = {
+	.notifier_call = ss_aops_cache_going,
+};
+
+int ss_aops_cache_init(void)
+{
+	return register_module_notifier(&ss_aops_cache_nb);
+}
+
+void ss_aops_cache_exit(void)
+{
+	unregister_module_notifier(&ss_aops_cache_nb);
 }

@@ -18,6 +18,7 @@ struct pipe_buffer;
 /* ftrace glue */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
 unsigned long ss_func_start(unsigned long fentry_ip);
+int ss_lookup_functions(const char *const *names, unsigned long *addrs, int n);
 long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
@@ -89,6 +90,8 @@ struct vm_fault;
 int ss_policy(void);
 struct address_space *ss_file_mapping(struct file *file);
 bool ss_mapping_zero_copy(struct address_space *mapping);
+int ss_aops_cache_init(void);
+void ss_aops_cache_exit(void);
 bool ss_file_may_write(struct file *file);
 struct address_space *ss_folio_mapping(struct folio *folio);
 unsigned long ss_folio_pfn(struct folio *folio);
@@ -149,9 +152,9 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 /* folios (rust/folio.c) */
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_writeback(struct folio *folio);
-bool ss_folio_large(struct folio *folio);
 bool ss_folio_mapped(struct folio *folio);
 bool ss_folio_trylock(struct folio *folio);
+unsigned long ss_max_folio_pages(void);
 bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
 bool ss_folio_release_private(struct folio *folio);
 struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old);

@@ -11,10 +11,17 @@
     non_snake_case,
     improper_ctypes,
     unsafe_op_in_unsafe_fn,
+    unknown_lints, // unnecessary_transmutes is new in rustc 1.88 (Debian's kernel: 1.85)
     unnecessary_transmutes,
     unreachable_pub,
     missing_docs,
     clippy::all
 )]
+
+// The types `rust/bindgen_parameters` blocklists, as the kernel's own
+// bindings define them (bindgen 0.71 names them where 0.73 does not).
+type __kernel_size_t = usize;
+type __kernel_ssize_t = isize;
+type __kernel_ptrdiff_t = isize;
 
 include!("../rust/bindings_generated.rs");

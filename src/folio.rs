@@ -55,6 +55,13 @@ impl FolioRef {
     }
 
     /// Sleeps until the folio lock is ours.
+    /// Pages it spans (more than one for a large folio; fixed while
+    /// referenced).
+    pub(crate) fn nr_pages(&self) -> usize {
+        // SAFETY: referenced, hence alive.
+        unsafe { b::ss_folio_nr_pages(self.as_ptr()) as usize }
+    }
+
     pub(crate) fn lock(&self) -> FolioLock<'_> {
         // SAFETY: referenced, so alive; may sleep, as callers of this do.
         unsafe { b::ss_folio_lock(self.as_ptr()) };
@@ -122,9 +129,10 @@ impl FolioLock<'_> {
         unsafe { b::ss_folio_extra_refs(self.as_ptr()) }
     }
 
-    pub(crate) fn is_large(&self) -> bool {
+    /// Its size in bytes (a large folio spans several pages).
+    pub(crate) fn size(&self) -> i64 {
         // SAFETY: locked, hence alive.
-        unsafe { b::ss_folio_large(self.as_ptr()) }
+        unsafe { b::ss_folio_nr_pages(self.as_ptr()) as i64 * b::SS_PAGE_SIZE }
     }
 
     /// Whether any page table maps it.

@@ -123,17 +123,24 @@ impl Redirect {
         })
     }
 
-    /// Starts redirecting calls of the kernel function `name`.
-    pub(crate) fn register(self: Pin<&Self>, name: &CStr) -> Result {
-        // ftrace parses the pattern in place with strsep(): it wants a
-        // writable, NUL-terminated copy.
-        let mut buf = KVec::with_capacity(name.to_bytes_with_nul().len(), GFP_KERNEL)?;
-        buf.extend_from_slice(name.to_bytes_with_nul(), GFP_KERNEL)?;
-        let len = name.to_bytes().len() as i32;
-        // SAFETY: `ops` is initialised and pinned; `buf` is a writable,
-        // NUL-terminated buffer of `len` characters.
-        to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
-            .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
+    /// Starts redirecting calls of the kernel function `name`, found at
+    /// `addr` by [`lookup`] (0: let ftrace find it by name, the slow way).
+    pub(crate) fn register(self: Pin<&Self>, name: &CStr, addr: usize) -> Result {
+        if addr != 0 {
+            // SAFETY: `ops` is initialised and pinned; ftrace checks that
+            // `addr` is a traceable function (-ENOENT otherwise).
+            to_result(unsafe { bindings::ftrace_set_filter_ip(self.ops.get(), addr as c_ulong, 0, 1) })
+        } else {
+            // ftrace parses the pattern in place with strsep(): it wants a
+            // writable, NUL-terminated copy.
+            let mut buf = KVec::with_capacity(name.to_bytes_with_nul().len(), GFP_KERNEL)?;
+            buf.extend_from_slice(name.to_bytes_with_nul(), GFP_KERNEL)?;
+            let len = name.to_bytes().len() as i32;
+            // SAFETY: `ops` is initialised and pinned; `buf` is a writable,
+            // NUL-terminated buffer of `len` characters.
+            to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
+        }
+        .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         // SAFETY: as above; unregistered in `drop` before `ops` goes away.
         let ret = unsafe {
             match self.kind {
@@ -173,6 +180,23 @@ impl PinnedDrop for Redirect {
         // SAFETY: the ops is unregistered (or never was) and not used again.
         unsafe { bindings::ftrace_free_filter(self.ops.get()) };
     }
+}
+
+/// The addresses of the kernel functions `names`, all looked up at once
+/// (rust/symbols.c: ftrace's lookup by name walks every traceable function
+/// per name). Zeros where kprobes are not available: [`Redirect::register`]
+/// then asks ftrace by name.
+pub(crate) fn lookup<const N: usize>(names: &[&CStr; N]) -> Result<[usize; N]> {
+    let ptrs = names.map(|n| n.as_ptr().cast::<kernel::ffi::c_char>());
+    let mut addrs = [0 as c_ulong; N];
+    // SAFETY: `ptrs` holds N NUL-terminated names and `addrs` room for N
+    // addresses; both outlive the call.
+    let ret = unsafe { bindings::ss_lookup_functions(ptrs.as_ptr(), addrs.as_mut_ptr(), N as i32) };
+    if ret == EOPNOTSUPP.to_errno() {
+        return Ok([0; N]);
+    }
+    to_result(ret).inspect_err(|e| pr_err!("stable_splice: cannot find the functions to redirect: {:?}\n", e))?;
+    Ok(addrs.map(|a| a as usize))
 }
 
 /// The ftrace callback: runs at the entry of the traced function, maybe

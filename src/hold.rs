@@ -418,11 +418,6 @@ impl Holds {
         if locked.mapping() != mapping {
             return Ok(Taken::Orphan); // truncated or broken since splice_read
         }
-        if locked.is_large() {
-            // replace_page_cache_folio() moves one page-cache slot: a break
-            // could not replace it. Large folios are copied instead.
-            return Ok(Taken::Copy);
-        }
         // Stores through shared mappings fault from now on; a GUP-fast pin
         // racing with this shows in the count below or backs off.
         locked.write_protect();
@@ -437,7 +432,7 @@ impl Holds {
         };
         joins.add_file(spare, block);
         let mut held = [false];
-        // SAFETY: locked, in `mapping`, small, write-protected; pinned (caller).
+        // SAFETY: locked, in `mapping`, write-protected; pinned (caller).
         unsafe { joins.insert_locked(&[Some(&locked)], &[own], &mut held, block) };
         Ok(if held[0] { Taken::Held } else { Taken::Copy })
     }
@@ -482,7 +477,7 @@ impl Holds {
         let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
         drop(gone);
         COUNTERS.breaks.add(1);
-        COUNTERS.snapshot_bytes.add(b::SS_PAGE_SIZE);
+        COUNTERS.snapshot_bytes.add(folio.size());
         Break::Replaced(copy)
     }
 
@@ -502,7 +497,10 @@ impl Holds {
     /// The caller keeps `mapping` alive, holds no folio lock, and may sleep
     /// and write back (no journal handle open).
     pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) {
-        let mut from = first;
+        // Holds are indexed by a folio's first page: a large folio that
+        // starts before `first` may reach into the range.
+        // SAFETY: no preconditions.
+        let mut from = first.saturating_sub(unsafe { b::ss_max_folio_pages() } as usize - 1);
         while self.may_hold(mapping) && from <= last {
             let next = {
                 let (bucket, _) = self.bucket(mapping);
@@ -515,6 +513,10 @@ impl Holds {
             let Some((index, folio)) = next else {
                 return;
             };
+            if index.saturating_add(folio.nr_pages() - 1) < first {
+                from = index + 1; // ends before the range
+                continue;
+            }
             for round in 0..=4 {
                 let locked = folio.lock();
                 match self.break_locked(&locked, mapping, 1, false) {
@@ -750,7 +752,7 @@ impl Joins<'_> {
     /// Takes new holds on `folios` (`runs[i].1` buffers of this splice, the
     /// run from slot `runs[i].0`, reference `folios[i]`) without sleeping,
     /// as [`Holds::take`] does: on each folio whose lock is free right now,
-    /// that is small, in this mapping and not mapped (write-protecting
+    /// that is in this mapping and not mapped (write-protecting
     /// sleeps), then [`Joins::insert_locked`] for all of them at once. Sets
     /// `held[i]` for the new holds and for folios another splice held
     /// meanwhile; the others take the slow path.
@@ -780,12 +782,12 @@ impl Joins<'_> {
             // SAFETY: locked just above; the buffers' references outlive this.
             let locked = unsafe { FolioLock::adopt(folios[i]) };
             owns[i] = runs[i].1 as i32;
-            if locked.mapping() as usize == self.mapping && !locked.is_large() && !locked.is_mapped() && locked.extra_refs() == owns[i] {
+            if locked.mapping() as usize == self.mapping && !locked.is_mapped() && locked.extra_refs() == owns[i] {
                 locks[i] = Some(locked);
             }
         }
         let locks: [Option<&FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| locks[i].as_ref());
-        // SAFETY: locked, in this mapping, small, not mapped; pinned (caller).
+        // SAFETY: locked, in this mapping, not mapped; pinned (caller).
         unsafe { self.insert_locked(&locks[..n], &owns[..n], held, block) };
     }
 
@@ -806,7 +808,7 @@ impl Joins<'_> {
     ///
     /// # Safety
     ///
-    /// Every `Some` folio is locked, in this mapping, small, and
+    /// Every `Some` folio is locked, in this mapping, and
     /// write-protected or not mapped; the module is pinned while this runs.
     unsafe fn insert_locked(&mut self, locks: &[Option<&FolioLock<'_>>], owns: &[i32], held: &mut [bool], block: bool) {
         let n = locks.len().min(owns.len()).min(held.len()).min(CHUNK);

@@ -472,3 +472,23 @@ unsafe fn truncate(pipe: *mut Pipe, from: u32, to: u32) {
     // SAFETY: lock held; the slots past `from` are released.
     unsafe { bindings::ss_pipe_set_head(pipe, from) };
 }
+
+/// The per-ops-table cache of which files get zero copy (rust/folio.c),
+/// kept right while file system modules come and go: a module's entries
+/// leave with it, since another module's ops may later sit at that address.
+pub(crate) struct ZeroCopyDecisions(());
+
+impl ZeroCopyDecisions {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions; undone by `drop`.
+        kernel::error::to_result(unsafe { bindings::ss_aops_cache_init() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for ZeroCopyDecisions {
+    fn drop(&mut self) {
+        // SAFETY: registered by `new`.
+        unsafe { bindings::ss_aops_cache_exit() };
+    }
+}

@@ -120,8 +120,10 @@ impl Redirects {
     /// read side, then io_uring's issue before its prep: once an entry
     /// point accepts the flag, everything behind it must honour it.
     fn register(self: Pin<&Self>) -> Result {
-        for (redirect, name) in self.in_order() {
-            redirect.register(name)?;
+        let order = self.in_order();
+        let addrs = ftrace::lookup(&order.map(|(_, name)| name))?;
+        for ((redirect, name), addr) in order.into_iter().zip(addrs) {
+            redirect.register(name, addr)?;
         }
         Ok(())
     }
@@ -160,6 +162,7 @@ struct StableSplice {
     _modes: Pin<KBox<mode::Modes>>,
     _calls: Pin<KBox<calls::Calls>>,
     _holds: KBox<hold::Holds>,
+    _zero_copy_decisions: stable_buf::ZeroCopyDecisions,
     _debugfs: counters::DebugFs,
 }
 
@@ -176,6 +179,7 @@ impl kernel::Module for StableSplice {
         layout::check()?;
         let policy = hold::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
+        let zero_copy_decisions = stable_buf::ZeroCopyDecisions::new()?;
         let direct_calls = ftrace::DirectCalls::new()?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
@@ -220,6 +224,7 @@ impl kernel::Module for StableSplice {
             _modes: modes,
             _calls: calls,
             _holds: holds,
+            _zero_copy_decisions: zero_copy_decisions,
             _debugfs: debugfs,
         })
     }

@@ -72,3 +72,91 @@ ss_make_with_progress() {
 	fi
 	return $rc
 }
+
+# The Debian mirror this machine's apt already names (never a host of our own).
+ss_debian_mirror() {
+	local f uri
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ && u && $0 !~ /security/ {print u; exit}' "$f")
+		case $uri in */debian|*/debian/) echo "${uri%/}"; return ;; esac
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		uri=$(awk '$1=="deb" && $0 !~ /security/ { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit} }' "$f")
+		case $uri in */debian|*/debian/) echo "${uri%/}"; return ;; esac
+	done
+}
+
+# ss_private_apt: sets APT and APT_OPTS, an apt for $SS_SUITE with private
+# state in $SS_CACHE/apt (the machine's sources stay untouched), lists at
+# most a day old.
+ss_private_apt() {
+	local mirror
+	APT=$SS_CACHE/apt
+	mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial"
+	mirror=$(ss_debian_mirror)
+	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d}: cannot fetch from $SS_SUITE"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SS_SUITE main" >"$APT/sources.list"
+	APT_OPTS=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o Debug::NoLocking=1)
+	if [ -z "$(find "$APT/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
+		note "apt update ($SS_SUITE, private state in $APT)"
+		apt-get -q "${APT_OPTS[@]}" update >"$APT/update.log" 2>&1 || {
+			tail -5 "$APT/update.log" >&2; die "apt-get update of $SS_SUITE failed (see $APT/update.log)"; }
+	fi
+}
+
+# ss_linux_source VERSION: Debian's linux-source-$SS_SERIES of VERSION
+# unpacked in $SS_CACHE/src/linux-VERSION (downloaded once); prints the path.
+# Needs ss_private_apt first.
+ss_linux_source() {
+	local ver=$1 src=$SS_CACHE/src/linux-$1 deb tarball
+	if [ ! -f "$src/.stable-splice-extracted" ]; then
+		mkdir -p "$SS_CACHE/src"
+		deb=$(ls "$APT"/linux-source-"$SS_SERIES"_"${ver//:/%3a}"_all.deb 2>/dev/null | head -1 || true)
+		if [ -z "$deb" ]; then
+			note "downloading linux-source-$SS_SERIES=$ver"
+			(cd "$APT" && apt-get -q "${APT_OPTS[@]}" download "linux-source-$SS_SERIES=$ver" >&2) ||
+				die "apt-get download linux-source-$SS_SERIES=$ver failed"
+			deb=$(ls "$APT"/linux-source-"$SS_SERIES"_"${ver//:/%3a}"_all.deb | head -1)
+		fi
+		note "extracting $(basename "$deb")"
+		rm -rf "$src" "$src.pkg"
+		dpkg-deb -x "$deb" "$src.pkg" || die "dpkg-deb -x $deb failed"
+		tarball=$(ls "$src.pkg"/usr/src/linux-source-"$SS_SERIES".tar.* | head -1)
+		mkdir -p "$src"
+		tar -xf "$tarball" -C "$src" --strip-components=1 || { rm -rf "$src"; die "extracting $tarball failed"; }
+		rm -rf "$src.pkg"
+		touch "$src/.stable-splice-extracted"
+	fi
+	echo "$src"
+}
+
+# Debian's own kernel (scripts/setup-debian): the trixie-backports packages,
+# unpacked, and the build tree made for it in a Debian trixie root with
+# Debian's toolchain.
+SS_DEBIAN_FLAVOUR=amd64
+SS_DEBIAN_DIR=$SS_CACHE/debian
+# The kernel release of Debian's kernel that setup-debian prepared.
+ss_debian_kver() {
+	cat "$SS_DEBIAN_DIR/current/kver" 2>/dev/null ||
+		die "Debian's kernel is not prepared: run scripts/setup (or scripts/setup-debian)"
+}
+ss_debian_current() { (cd "$SS_DEBIAN_DIR/current" 2>/dev/null && pwd -P) ||
+	die "Debian's kernel is not prepared: run scripts/setup (or scripts/setup-debian)"; }
+
+# ss_debian_chroot ROOT CMD...: CMD in the Debian root ROOT, with $SS_CACHE
+# and $SS_ROOT at their own paths (bind mounts private to the command).
+ss_debian_chroot() {
+	local root=$1
+	shift
+	unshare -m bash -euc '
+		root=$1 cache=$2 repo=$3; shift 3
+		mkdir -p "$root$cache" "$root$repo"
+		mount --bind "$cache" "$root$cache"
+		mount --bind "$repo" "$root$repo"
+		mount -t proc proc "$root/proc"
+		exec chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+			LIBCLANG_PATH=/usr/lib/llvm-19/lib "$@"' ss-chroot "$root" "$SS_CACHE" "$SS_ROOT" "$@"
+}

@@ -11,7 +11,13 @@ fail() { echo "vm-run: FAILED: $*"; status=1; }
 export PATH="$PATH:/sbin:/usr/sbin"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 
-export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE
+export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE SS_KERNEL
+
+# Debian's kernel has the scratch file systems and loop as modules (the
+# debug kernel has them built in): load them from its modules tree.
+if [ "${SS_KERNEL:-debug}" = debian ]; then
+	modprobe -a loop ext4 xfs || fail "modprobe loop ext4 xfs"
+fi
 
 # Tests (and the KUnit suite) splice on ext4, xfs and tmpfs: mount all three.
 . "$SS_ROOT/scripts/lib/scratch-fs.sh"
