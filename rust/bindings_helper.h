@@ -26,6 +26,7 @@ const unsigned int SS_VM_FAULT_ERROR = (__force unsigned int)VM_FAULT_ERROR;
 const long long SS_PAGE_SIZE = PAGE_SIZE;
 const unsigned int SS_SET_MODE = STABLE_SPLICE_SET_MODE;
 const unsigned int SS_GET_MODE = STABLE_SPLICE_GET_MODE;
+const unsigned int SS_FILE_INFO = STABLE_SPLICE_FILE_INFO;
 
 /*
  * A redirect rewrites the traced call's return address. Where ftrace_regs

@@ -10,6 +10,7 @@
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
 #include <linux/swap.h>
+#include <linux/stable_splice.h>
 #include "helpers.h"
 
 /*
@@ -85,7 +86,30 @@ struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old
 /* @new takes @old's place in the page cache and goes on the LRU. */
 void ss_folio_replace(struct folio *old, struct folio *new)
 {
+	long nr = folio_nr_pages(new);
+
 	replace_page_cache_folio(old, new);
+	/*
+	 * It moves one page-cache reference, as for the small folios of its
+	 * one user (FUSE); the page cache holds one per page
+	 * (__filemap_add_folio(), filemap_free_folio()). Without this a
+	 * truncate freed a replaced large folio while it still held it
+	 * ("Bad page state", seen on Debian's kernel). Both folios are
+	 * locked: nothing can take @new out of the cache meanwhile, and
+	 * @old is referenced by its readers and the caller.
+	 */
+	if (nr > 1) {
+		folio_ref_add(new, nr - 1);
+		folio_put_refs(old, nr - 1);
+	}
+	/*
+	 * It moves NR_FILE_PAGES (and NR_SHMEM), not what the page cache
+	 * counts of a PMD-sized folio besides (filemap_unaccount_folio()).
+	 */
+	if (folio_test_pmd_mappable(new)) {
+		lruvec_stat_mod_folio(old, NR_FILE_THPS, -nr);
+		lruvec_stat_mod_folio(new, NR_FILE_THPS, nr);
+	}
 	folio_add_lru(new);
 }
 
@@ -108,23 +132,34 @@ static bool ss_symbol_is(unsigned long addr, const char *name)
 }
 
 /*
- * Whether the writers of files with these address_space_operations all pass
- * the module's choke points before they change a folio, outside any journal
- * handle (see Documentation/stable-splice.rst, "Which files get zero copy").
- * ext4's journalled aops (data=journal, chattr +j) write data inside the
- * journal and are not; neither is DAX. Told by the name of a function the
- * ops point at: the ops themselves are static data, in kallsyms only with
- * CONFIG_KALLSYMS_ALL.
+ * How stable splices from files with these address_space_operations get
+ * their snapshot: held (STABLE_SPLICE_HELD) where every writer passes the
+ * module's choke points before it changes a folio, outside any journal
+ * handle (see Documentation/stable-splice.rst, "Which files get zero
+ * copy"); ext4's journalled aops (data=journal, chattr +j) write data
+ * inside the journal; other file systems are not known to. Told by the
+ * name of a function the ops point at: the ops themselves are static data,
+ * in kallsyms only with CONFIG_KALLSYMS_ALL.
  */
+static int aops_kind(const struct address_space_operations *a_ops, const char *fs)
+{
+	if (!strcmp(fs, "ext4") && a_ops->write_end) {
+		if (ss_symbol_is((unsigned long)a_ops->write_end, "ext4_write_end") ||
+		    ss_symbol_is((unsigned long)a_ops->write_end, "ext4_da_write_end"))
+			return STABLE_SPLICE_HELD;
+		if (ss_symbol_is((unsigned long)a_ops->write_end, "ext4_journalled_write_end"))
+			return STABLE_SPLICE_COPY_JOURNALLED;
+	}
+	if (!strcmp(fs, "xfs") && a_ops->dirty_folio &&
+	    ss_symbol_is((unsigned long)a_ops->dirty_folio, "iomap_dirty_folio"))
+		return STABLE_SPLICE_HELD;
+	return STABLE_SPLICE_COPY_FS;
+}
+
 static bool aops_zero_copy_uncached(const struct address_space_operations *a_ops,
 				    const char *fs)
 {
-	if (!strcmp(fs, "ext4") && a_ops->write_end)
-		return ss_symbol_is((unsigned long)a_ops->write_end, "ext4_write_end") ||
-		       ss_symbol_is((unsigned long)a_ops->write_end, "ext4_da_write_end");
-	if (!strcmp(fs, "xfs") && a_ops->dirty_folio)
-		return ss_symbol_is((unsigned long)a_ops->dirty_folio, "iomap_dirty_folio");
-	return false;
+	return aops_kind(a_ops, fs) == STABLE_SPLICE_HELD;
 }
 
 /*
@@ -166,6 +201,26 @@ bool ss_mapping_zero_copy(struct address_space *mapping)
 	}
 	spin_unlock(&aops_cache_lock);
 	return zero_copy;
+}
+
+/* STABLE_SPLICE_FILE_INFO of @file (include/uapi/linux/stable_splice.h). */
+int ss_file_stable_kind(struct file *file)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct inode *inode = file_inode(file);
+	int kind;
+
+	if (!S_ISREG(inode->i_mode))
+		return -EINVAL;
+	if (IS_DAX(inode))
+		kind = STABLE_SPLICE_COPY_DAX;
+	else if (mapping_inaccessible(mapping))
+		kind = STABLE_SPLICE_COPY_FS;
+	else
+		kind = aops_kind(READ_ONCE(mapping->a_ops), inode->i_sb->s_type->name);
+	if (mapping_large_folio_support(mapping))
+		kind |= STABLE_SPLICE_LARGE_FOLIOS;
+	return kind;
 }
 
 static int ss_aops_cache_going(struct notifier_block *nb, unsigned long state, void *data)

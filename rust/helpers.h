@@ -90,6 +90,7 @@ struct vm_fault;
 int ss_policy(void);
 struct address_space *ss_file_mapping(struct file *file);
 bool ss_mapping_zero_copy(struct address_space *mapping);
+int ss_file_stable_kind(struct file *file);
 int ss_aops_cache_init(void);
 void ss_aops_cache_exit(void);
 bool ss_file_may_write(struct file *file);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/dev/stable_splice`: how a process enters the stable mode (ioctls, see
-//! `include/uapi/linux/stable_splice.h`) and where anybody reads the
-//! module's policy and counters.
+//! `include/uapi/linux/stable_splice.h`), how it learns what a stable splice
+//! of a file gets (zero copy or a copy, and why), and where anybody reads
+//! the module's policy and counters.
 //!
 //! The node is world-usable (0666): the ioctls act only on the calling
 //! process, so the device gives nobody a way to reach another process, and
@@ -13,7 +14,7 @@ use core::fmt::Write;
 use kernel::{
     bindings,
     error::to_result,
-    fs::{File, Kiocb},
+    fs::{File, Kiocb, LocalFile},
     iov::IovIterDest,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
@@ -84,6 +85,13 @@ impl MiscDevice for Control {
                 _ => Err(EINVAL),
             },
             ss::SS_GET_MODE => Ok(isize::from(modes.current())),
+            ss::SS_FILE_INFO => {
+                let fd = u32::try_from(arg).map_err(|_| EBADF)?;
+                let file = LocalFile::fget(fd).map_err(|_| EBADF)?;
+                // SAFETY: the reference from `fget` keeps the file alive.
+                let kind = unsafe { ss::ss_file_stable_kind(file.as_ptr().cast()) };
+                to_result(kind).map(|()| kind as isize)
+            }
             _ => Err(ENOTTY),
         }
     }

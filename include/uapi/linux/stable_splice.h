@@ -39,4 +39,29 @@
 #define STABLE_SPLICE_SET_MODE _IO(STABLE_SPLICE_IOC_MAGIC, 1)
 #define STABLE_SPLICE_GET_MODE _IO(STABLE_SPLICE_IOC_MAGIC, 2)
 
+/*
+ * STABLE_SPLICE_FILE_INFO: argument an open file descriptor of a regular
+ * file; returns how a stable splice from it gets its snapshot, one of
+ * STABLE_SPLICE_HELD..STABLE_SPLICE_COPY_DAX, or'ed with
+ * STABLE_SPLICE_LARGE_FOLIOS when its page cache may hold large folios
+ * (they are held like small ones). EBADF for a bad descriptor, EINVAL for
+ * one that is not a regular file.
+ *
+ * HELD: zero copy, the pipe keeps the page-cache pages, a writer that
+ *       reaches one puts a copy in its place (ext4 without data
+ *       journalling, xfs).
+ * COPY_JOURNALLED: copied at splice time: ext4 journals this file's data
+ *       (data=journal, chattr +j), inside journal handles where no copy
+ *       may take a page's place.
+ * COPY_FS: copied at splice time: a file system whose writers the module
+ *       does not intercept (tmpfs, btrfs, network file systems, ...).
+ * COPY_DAX: copied at splice time: DAX has no page cache to hold.
+ */
+#define STABLE_SPLICE_FILE_INFO _IO(STABLE_SPLICE_IOC_MAGIC, 3)
+#define STABLE_SPLICE_HELD 0
+#define STABLE_SPLICE_COPY_JOURNALLED 1
+#define STABLE_SPLICE_COPY_FS 2
+#define STABLE_SPLICE_COPY_DAX 3
+#define STABLE_SPLICE_LARGE_FOLIOS 0x100
+
 #endif /* _UAPI_LINUX_STABLE_SPLICE_H */

@@ -135,7 +135,9 @@ fn run_in_child(case: &Case, opts: &Opts, out: i32) -> ! {
 /// Fork the case into its own process group, relay its notes, enforce the
 /// timeout. A hung child is SIGKILLed with its whole group.
 fn run_case(case: &Case, full: &str, opts: &Opts) -> Verdict {
-    let timeout = if case.long { CASE_TIMEOUT + Duration::from_secs(opts.stress_secs) } else { CASE_TIMEOUT };
+    // Long cases (stress, servers end to end) get the base twice over: under
+    // TCG on a loaded 2-core host an nginx case took over 30 s to finish.
+    let timeout = if case.long { 2 * CASE_TIMEOUT + Duration::from_secs(opts.stress_secs) } else { CASE_TIMEOUT };
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid int[2].
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

@@ -544,6 +544,13 @@ pub fn wait_holds_released(limit: Duration) -> bool {
     wait_until(Duration::from_millis(1500), idle) || (drain_lru_batches().is_ok() && wait_until(limit, idle))
 }
 
+/// Whether the page cache may hold large folios (a kernel with
+/// transparent hugepages, as distributions build them; ext4 and xfs then
+/// cache files in folios of several pages, each held as one).
+pub fn large_folios_possible() -> bool {
+    std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists()
+}
+
 /// `/sys/module/stable_splice/refcnt`.
 pub fn module_refcnt() -> Option<u64> {
     std::fs::read_to_string("/sys/module/stable_splice/refcnt").ok()?.trim().parse().ok()
@@ -574,4 +581,47 @@ pub fn copies_at_splice(dir: &str) -> bool {
         "ext4" => mount_options(dir).split(',').any(|o| o == "data=journal"),
         _ => false,
     }
+}
+
+/// How many of the first `len` bytes' pages of `fd` sit in large folios
+/// (compound pages, /proc/kpageflags; root only), and how many pages were
+/// looked at. The file is mapped read-only and unmapped again: a read
+/// fault maps a cached folio and does not change it. None without
+/// /proc/kpageflags (CONFIG_PROC_PAGE_MONITOR).
+pub fn pages_in_large_folios(fd: i32, len: usize) -> TResult<Option<(usize, usize)>> {
+    use std::os::unix::fs::FileExt;
+    const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+    const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+    if !std::path::Path::new("/proc/kpageflags").exists() {
+        return Ok(None);
+    }
+    // SAFETY: a fresh read-only shared mapping of our own file; checked.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+    ensure!(p != libc::MAP_FAILED, "mmap({len}): {}", ename(errno()));
+    let pages = len / PAGE;
+    for i in 0..pages {
+        // SAFETY: inside the mapping; a volatile read faults the page in.
+        unsafe { std::ptr::read_volatile(p.cast::<u8>().add(i * PAGE)) };
+    }
+    let census = (|| -> std::io::Result<usize> {
+        let pagemap = std::fs::File::open("/proc/self/pagemap")?;
+        let kpageflags = std::fs::File::open("/proc/kpageflags")?;
+        let mut large = 0;
+        for i in 0..pages {
+            let mut e = [0u8; 8];
+            pagemap.read_exact_at(&mut e, (p as u64 / PAGE as u64 + i as u64) * 8)?;
+            let pfn = u64::from_ne_bytes(e) & ((1 << 55) - 1);
+            let mut f = [0u8; 8];
+            if pfn != 0 && kpageflags.read_exact_at(&mut f, pfn * 8).is_ok()
+                && u64::from_ne_bytes(f) & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) != 0
+            {
+                large += 1;
+            }
+        }
+        Ok(large)
+    })();
+    // SAFETY: unmapping what was mapped above, once.
+    unsafe { libc::munmap(p, len) };
+    let large = census.map_err(|e| TestErr::Fail(format!("page census: {e}")))?;
+    Ok(Some((large, pages)))
 }

@@ -3,7 +3,9 @@
 //! stable_splice kernel module, show the module's state, probe for it.
 //!
 //!   stable-splice exec [--] CMD [ARGS...]   run CMD in the stable mode
-//!   stable-splice status                   module, policy, counters
+//!   stable-splice status [FILE...]         module, policy, counters, and
+//!                                          per file system (or FILE): zero
+//!                                          copy or a copy, and why
 //!   stable-splice probe [-q]               exit 0 iff SPLICE_F_STABLE works
 
 use std::ffi::{CString, OsString};
@@ -19,6 +21,13 @@ const SPLICE_F_STABLE: libc::c_uint = 0x10;
 /// `_IO(0xB5, 1)` and `_IO(0xB5, 2)` from `include/uapi/linux/stable_splice.h`.
 const SET_MODE: libc::c_ulong = 0xB5 << 8 | 1;
 const GET_MODE: libc::c_ulong = 0xB5 << 8 | 2;
+/// `_IO(0xB5, 3)`, STABLE_SPLICE_FILE_INFO, and its answers.
+const FILE_INFO: libc::c_ulong = 0xB5 << 8 | 3;
+const HELD: i32 = 0;
+const COPY_JOURNALLED: i32 = 1;
+const COPY_FS: i32 = 2;
+const COPY_DAX: i32 = 3;
+const LARGE_FOLIOS: i32 = 0x100;
 
 /// Exit status when the mode cannot be set (CMD is not run), as env(1)
 /// uses 125 for its own failures.
@@ -28,7 +37,7 @@ const EXIT_NOT_FOUND: u8 = 127;
 
 const USAGE: &str = "\
 usage: stable-splice exec [--] CMD [ARGS...]
-       stable-splice status
+       stable-splice status [FILE...]
        stable-splice probe [-q]
 
 exec    run CMD with the stable mode on: every splice from a page-cache file
@@ -37,7 +46,9 @@ exec    run CMD with the stable mode on: every splice from a page-cache file
         snapshot taken when the call returns. The mode survives exec. The exit
         status is CMD's; 127 if CMD is not found, 126 if it cannot be run,
         125 if the mode cannot be set (then CMD is not run).
-status  whether the stable_splice module is loaded, its policy and counters.
+status  whether the stable_splice module is loaded, its policy and counters,
+        and for every mounted file system (or each FILE given) whether a
+        stable splice from it is zero copy or copied at splice time, and why.
 probe   exit 0 exactly when splice() accepts SPLICE_F_STABLE on this kernel.
 ";
 
@@ -47,7 +58,7 @@ fn main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     match cmd.as_ref().and_then(|c| c.to_str()) {
         Some("exec") => exec(rest),
-        Some("status") => status(),
+        Some("status") => status(&rest),
         Some("probe") => probe(rest.iter().any(|a| a == "-q")),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -174,7 +185,100 @@ fn bytes(n: i64) -> String {
     }
 }
 
-fn status() -> ExitCode {
+/// What STABLE_SPLICE_FILE_INFO said, in words.
+fn describe_kind(kind: i32) -> String {
+    let large = if kind & LARGE_FOLIOS != 0 { "; large folios, held like small ones" } else { "" };
+    match kind & !LARGE_FOLIOS {
+        HELD => format!("zero copy: the pipe keeps the page-cache pages, a writer gets a copy in their place{large}"),
+        COPY_JOURNALLED => "copied at splice time: ext4 journals this file's data (data=journal or chattr +j), \
+             and journalled pages cannot be swapped for copies"
+            .into(),
+        COPY_FS => "copied at splice time: the module does not intercept this file system's writers".into(),
+        COPY_DAX => "copied at splice time: DAX has no page cache to hold".into(),
+        k => format!("unknown answer {k:#x} (tool older than the module?)"),
+    }
+}
+
+fn file_kind(dev: &File, path: &std::path::Path) -> io::Result<i32> {
+    let f = File::options().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOATIME).open(path)
+        .or_else(|_| File::options().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path))?;
+    ioctl(dev, FILE_INFO, f.as_raw_fd() as libc::c_ulong)
+}
+
+/// File systems that hold no file data of their own.
+const PSEUDO_FS: &[&str] = &[
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "pstore",
+    "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl", "binfmt_misc", "autofs", "efivarfs", "rpc_pipefs",
+    "nsfs", "ramfs", "selinuxfs", "rootfs",
+];
+
+/// A regular file on the file system mounted at `mnt` (same device, a few
+/// levels down at most), to ask the module about.
+fn sample_file(mnt: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mnt).ok()?.dev();
+    let mut dirs = std::collections::VecDeque::from([(mnt.to_path_buf(), 0)]);
+    let mut seen = 0;
+    while let Some((dir, depth)) = dirs.pop_front() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten().take(200) {
+            seen += 1;
+            if seen > 2000 {
+                return None;
+            }
+            let Ok(md) = std::fs::symlink_metadata(entry.path()) else { continue };
+            if md.dev() != dev {
+                continue;
+            }
+            if md.file_type().is_file() {
+                return Some(entry.path());
+            }
+            if md.file_type().is_dir() && depth < 3 {
+                dirs.push_back((entry.path(), depth + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Per mounted file system (or per FILE): what a stable splice gets.
+fn file_systems(dev: &File, files: &[OsString]) -> String {
+    let mut out = String::new();
+    if !files.is_empty() {
+        for f in files {
+            let p = std::path::Path::new(f);
+            let what = match file_kind(dev, p) {
+                Ok(k) => describe_kind(k),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => "not a regular file".into(),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => "the loaded module cannot tell (too old?)".into(),
+                Err(e) => format!("cannot ask: {e}"),
+            };
+            out.push_str(&format!("{}: {what}\n", p.display()));
+        }
+        return out;
+    }
+    out.push_str("file systems (asked of one regular file on each):\n");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in info.lines() {
+        // id parent major:minor root mount-point options ... - fstype source super-options
+        let (left, right) = line.split_once(" - ").unwrap_or((line, ""));
+        let (Some(mnt), Some(fstype)) = (left.split(' ').nth(4), right.split(' ').next()) else { continue };
+        if PSEUDO_FS.contains(&fstype) {
+            continue;
+        }
+        let mnt = mnt.replace("\\040", " ");
+        let what = match sample_file(std::path::Path::new(&mnt)) {
+            None => "no regular file to ask".into(),
+            Some(f) => match file_kind(dev, &f) {
+                Ok(k) => describe_kind(k),
+                Err(e) => format!("cannot ask ({}): {e}", f.display()),
+            },
+        };
+        out.push_str(&format!("  {mnt} ({fstype}): {what}\n"));
+    }
+    out
+}
+
+fn status(files: &[OsString]) -> ExitCode {
     let mut dev = match open_device() {
         Ok(d) => d,
         Err(msg) => {
@@ -244,6 +348,7 @@ fn status() -> ExitCode {
         num("mode_fork_failures"),
         if failures == 0 { " (none)" } else { ": see the kernel log" }
     ));
+    out.push_str(&file_systems(&dev, files));
     let _ = io::stdout().write_all(out.as_bytes());
     ExitCode::SUCCESS
 }

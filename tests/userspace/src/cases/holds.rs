@@ -263,10 +263,19 @@ fn overlapping_splices(ctx: &Ctx, flags: u32) -> TResult {
         let (page, pages) = (PAGE as u64, |i: u64| i / PAGE as u64);
         let new1 = d(0, before, mid) + pages(d(2, before, mid));
         let new2 = d(0, mid, after) + pages(d(2, mid, after));
-        ensure!(
-            new1 == 64 && new2 == 24,
-            "pages held or copied: {new1} by the first splice (want 64), {new2} by the second (want 24: pages 72..96, the rest joined); {watch:?} {before:?} -> {mid:?} -> {after:?}"
-        );
+        if large_folios_possible() {
+            // One hold per folio: a large folio counts once, and one that
+            // reaches past page 72 was held by the first splice already.
+            ensure!(
+                (1..=64).contains(&new1) && new2 <= 24,
+                "folios held or pages copied: {new1} by the first splice (want 1..=64), {new2} by the second (want <= 24: pages 72..96, the rest joined); {watch:?} {before:?} -> {mid:?} -> {after:?}"
+            );
+        } else {
+            ensure!(
+                new1 == 64 && new2 == 24,
+                "pages held or copied: {new1} by the first splice (want 64), {new2} by the second (want 24: pages 72..96, the rest joined); {watch:?} {before:?} -> {mid:?} -> {after:?}"
+            );
+        }
         let zero_copy2 = d(1, mid, after);
         ensure!(
             zero_copy2 >= second.1 as u64 - 24 * page,
@@ -274,6 +283,60 @@ fn overlapping_splices(ctx: &Ctx, flags: u32) -> TResult {
             second.1 - 24 * PAGE
         );
     }
+    Ok(())
+}
+
+/// A warm file as a file server has it (written in one go, so ext4 and xfs
+/// cache it in large folios where the kernel has them), spliced stably as
+/// an 8 MiB SMB read would be, then rewritten: on ext4 and xfs all of it
+/// must have been zero copy (held, large folios too), every byte of the
+/// pipe the old content, the file the new, no break failed. Where the
+/// module copies at splice (tmpfs, data=journal) all of it is copied.
+pub fn holds_warm_file_zero_copy(ctx: &Ctx) -> TResult {
+    const LEN: usize = 2 << 20;
+    let f = tmpfile(&ctx.dir)?;
+    let (a, b) = (pattern(0x51, 0, LEN), pattern(0x52, 0, LEN));
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    match pages_in_large_folios(f.fd.raw(), LEN)? {
+        Some((large, pages)) => {
+            ctx.note(format!("{large} of {pages} pages in large folios"));
+            if large_folios_possible() && !copies_at_splice(&ctx.dir) {
+                // Else this case would not test what a distribution kernel does.
+                ensure!(large > 0, "no page of a freshly written {LEN}-byte file is in a large folio on a kernel with THP");
+            }
+        }
+        None if large_folios_possible() => fail!("no /proc/kpageflags: cannot tell whether large folios were tested"),
+        None => ctx.note("no /proc/kpageflags, no THP: small folios only"),
+    }
+    settle_page_cache(f.fd.raw(), LEN)?;
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe descriptor (root may exceed pipe-max-size).
+    let r = unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    ensure!(r >= LEN as i32, "F_SETPIPE_SZ {LEN}: {}", ename(errno()));
+    let watch = ["bytes_zero_copy", "bytes_copied_at_splice", "breaks", "break_failures"];
+    let snap = || watch.map(|n| counter(n).unwrap_or(0));
+    let before = snap();
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
+    let mid = snap();
+    pwrite_all(f.fd.raw(), &b[..PAGE], 3 * PAGE)?; // one page into a held folio
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    expect_bytes("pipe after the file was rewritten", &read_pipe(&p.r, LEN)?, &a, Some(("new content", &b)))?;
+    expect_bytes("file after the rewrite", &pread_vec(f.fd.raw(), LEN, 0)?, &b, None)?;
+    let after = snap();
+    let d = |i: usize, x: [u64; 4], y: [u64; 4]| y[i].wrapping_sub(x[i]);
+    let (zero_copy, copied) = (d(0, before, mid), d(1, before, mid));
+    ctx.note(format!("{zero_copy} bytes zero copy, {copied} copied at splice; {} breaks by the rewrite", d(2, mid, after)));
+    if copies_at_splice(&ctx.dir) {
+        ensure!(copied == LEN as u64 && zero_copy == 0, "{copied} bytes copied, {zero_copy} zero copy: want all {LEN} copied here");
+    } else {
+        // A page somebody references for a moment is copied (sound); 99%
+        // is the bar for a warm file.
+        ensure!(zero_copy * 100 >= LEN as u64 * 99, "only {zero_copy} of {LEN} bytes zero copy ({copied} copied at splice)");
+        ensure!(d(2, mid, after) > 0, "the rewrite broke no hold");
+    }
+    ensure!(d(3, before, after) == 0, "break_failures rose by {}", d(3, before, after));
     Ok(())
 }
 
@@ -410,8 +473,15 @@ fn truncate_vs_writeback(ctx: &Ctx, flags: u32) -> TResult {
     // SAFETY: fcntl on our own pipe.
     unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len as i32) };
     let mut bad = None;
-    let iters = 300;
-    for i in 0..iters {
+    // Up to 300 rounds, within the case's timeout on a loaded emulator
+    // (data=journal under TCG on a busy host: over 20 s for 300).
+    let t0 = Instant::now();
+    let mut iters = 0;
+    for i in 0..300 {
+        if i >= 50 && t0.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        iters += 1;
         let a = pattern(i as u8 | 1, 0, len);
         pwrite_all(fd, &a, 0)?;
         splice_exact(fd, 0, p.w.raw(), len, flags)?;

@@ -113,6 +113,8 @@ pub fn all() -> Vec<Case> {
         case("plain_socket_partial_read", Any, holds::plain_socket_partial_read),
         case("holds_socket_consumer_first", Module, holds::holds_socket_consumer_first),
         case("plain_socket_consumer_first", Any, holds::plain_socket_consumer_first),
+        case("holds_warm_file_zero_copy", Module, holds::holds_warm_file_zero_copy),
+        case("file_info", Module, mode::file_info),
         case("holds_overlapping_splices", Module, holds::holds_overlapping_splices),
         case("plain_overlapping_splices", Any, holds::plain_overlapping_splices),
         case("holds_zeroing", Module, holds::holds_zeroing),

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const SET_MODE: libc::c_ulong = 0xB5 << 8 | 1;
 const GET_MODE: libc::c_ulong = 0xB5 << 8 | 2;
+const FILE_INFO: libc::c_ulong = 0xB5 << 8 | 3;
+const LARGE_FOLIOS: i32 = 0x100;
 const LEN: usize = 16 * PAGE;
 
 fn device() -> TResult<Fd> {
@@ -292,6 +294,54 @@ pub fn mode_tool(ctx: &Ctx) -> TResult {
     let (st, out, _) = run(Command::new(&t).arg("probe"))?;
     ensure!(st == Some(0), "probe with the module loaded: {st:?} {out}");
     ctx.note(out.trim());
+    Ok(())
+}
+
+/// STABLE_SPLICE_FILE_INFO and `stable-splice status FILE`: what a stable
+/// splice from a file of this file system gets, and why; the counters of
+/// a splice agree with the answer; bad descriptors get EBADF, others than
+/// regular files EINVAL.
+pub fn file_info(ctx: &Ctx) -> TResult {
+    let d = device()?;
+    let f = named_file(&ctx.dir, 0o644)?;
+    let path = f.path.clone().unwrap_or_default();
+    pwrite_all(f.fd.raw(), &pattern(0x5a, 0, LEN), 0)?;
+    settle_page_cache(f.fd.raw(), LEN)?;
+    let kind = ck(ioctl(&d, FILE_INFO, f.fd.raw() as libc::c_ulong), "STABLE_SPLICE_FILE_INFO")?;
+    let fs = crate::detect_fs(&ctx.dir);
+    let journalled = fs == "ext4" && mount_options(&ctx.dir).split(',').any(|o| o == "data=journal");
+    let (want, phrase) = match fs.as_str() {
+        "ext4" if journalled => (1, "ext4 journals this file's data"),
+        "ext4" | "xfs" => (0, "zero copy"),
+        _ => (2, "does not intercept this file system's writers"),
+    };
+    ensure!(kind & !LARGE_FOLIOS == want, "{fs}: FILE_INFO says {kind:#x}, want {want} (+ large folios)");
+    if want == 0 {
+        let large = kind & LARGE_FOLIOS != 0;
+        ensure!(large == large_folios_possible(), "{fs}: large folios {large}, but THP in this kernel: {}", large_folios_possible());
+    }
+    // The counters agree: held means zero copy, the others copy.
+    let before = (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0));
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
+    let zero_copy = counter("bytes_zero_copy").unwrap_or(0) - before.0;
+    let copied = counter("bytes_copied_at_splice").unwrap_or(0) - before.1;
+    if want == 0 {
+        ensure!(zero_copy == LEN as u64, "{fs}: held says FILE_INFO, but {zero_copy} bytes zero copy, {copied} copied");
+    } else {
+        ensure!(copied == LEN as u64 && zero_copy == 0, "{fs}: a copy says FILE_INFO, but {copied} bytes copied, {zero_copy} zero copy");
+    }
+    let (st, out, err) = run(Command::new(tool()).args(["status", &path]))?;
+    ensure!(st == Some(0) && out.contains(phrase), "status {path}: {st:?}: {out} {err}");
+    let (st, out, _) = run(Command::new(tool()).arg("status"))?;
+    let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{} ", ctx.dir)));
+    ensure!(st == Some(0) && line.is_some_and(|l| l.contains(phrase)), "status lists {} as {line:?}, want {phrase:?}: {out}", ctx.dir);
+    // Bad input.
+    ensure!(ioctl(&d, FILE_INFO, u32::MAX as libc::c_ulong) == Err(libc::EBADF), "FILE_INFO of fd -1: not EBADF");
+    let dir = ck(open(&ctx.dir, libc::O_RDONLY | libc::O_DIRECTORY, 0), "open dir")?;
+    ensure!(ioctl(&d, FILE_INFO, dir.raw() as libc::c_ulong) == Err(libc::EINVAL), "FILE_INFO of a directory: not EINVAL");
+    ensure!(ioctl(&d, FILE_INFO, p.r.raw() as libc::c_ulong) == Err(libc::EINVAL), "FILE_INFO of a pipe: not EINVAL");
+    ctx.note(format!("{fs}: FILE_INFO {kind:#x}"));
     Ok(())
 }
 
