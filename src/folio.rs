@@ -54,7 +54,6 @@ impl FolioRef {
         self.0.as_ptr()
     }
 
-    /// Sleeps until the folio lock is ours.
     /// Pages it spans (more than one for a large folio; fixed while
     /// referenced).
     pub(crate) fn nr_pages(&self) -> usize {
@@ -62,6 +61,7 @@ impl FolioRef {
         unsafe { b::ss_folio_nr_pages(self.as_ptr()) as usize }
     }
 
+    /// Sleeps until the folio lock is ours.
     pub(crate) fn lock(&self) -> FolioLock<'_> {
         // SAFETY: referenced, so alive; may sleep, as callers of this do.
         unsafe { b::ss_folio_lock(self.as_ptr()) };
