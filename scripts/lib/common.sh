@@ -133,6 +133,15 @@ ss_linux_source() {
 	echo "$src"
 }
 
+# ss_rust_symbols_missing SYMVERS BUILD: how many Rust symbols that the
+# kernel exports (its Module.symvers) the crates of BUILD (a tree where
+# `make modules_prepare` ran) do not define by name. 0 means modules built
+# against BUILD link to that kernel: the names carry the compiler's version.
+ss_rust_symbols_missing() {
+	comm -23 <(awk '$2 ~ /^_R/ {print $2}' "$1" | sort -u) \
+		<(for o in "$2"/rust/*.o; do nm --defined-only "$o" | awk '{print $3}'; done | grep '^_R' | sort -u) | wc -l
+}
+
 # Debian's own kernel (scripts/setup-debian): the trixie-backports packages,
 # unpacked, and the build tree made for it in a Debian trixie root with
 # Debian's toolchain.
