@@ -16,8 +16,9 @@ for dir in $SS_FS_DIRS; do
 	"$BIN" --dir "$dir" --fs-label "$fs" --expect-module --stress-secs $secs || rc=1
 done
 
-# End to end: Debian's nginx (sendfile on) with and without the stable
-# mode, a client that stops reading, curl while the file is rewritten.
+# End to end: Debian's nginx (sendfile on) and Samba's smbd (use sendfile)
+# with and without the stable mode, clients that stop reading, curl and
+# smbclient while the file is rewritten, smbd's misbehaving clients.
 export SS_NGINX=$SS_CACHE/nginx/usr/sbin/nginx
 export SS_TOOL=$SS_ROOT/tools/stable-splice/target/release/stable-splice
 for dir in $SS_FS_DIRS; do
@@ -28,10 +29,12 @@ for dir in $SS_FS_DIRS; do
 	# A case killed at its timeout cannot stop its nginx daemon (it is a
 	# session of its own): one left in the stable mode would keep the module
 	# loaded and fail the lifecycle below for the wrong reason.
-	if pkill -KILL -x nginx 2>/dev/null; then
-		echo "#   killed an nginx that an end-to-end case on $fs left running"
-		for i in $(seq 50); do pgrep -x nginx >/dev/null || break; sleep 0.1; done
-	fi
+	for d in nginx smbd; do
+		if pkill -KILL -x $d 2>/dev/null; then
+			echo "#   killed a $d that an end-to-end case on $fs left running"
+			for i in $(seq 50); do pgrep -x $d >/dev/null || break; sleep 0.1; done
+		fi
+	done
 done
 
 n=0

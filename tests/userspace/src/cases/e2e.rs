@@ -31,7 +31,7 @@ fn nginx_binary() -> TResult<String> {
     Ok(path)
 }
 
-fn free_port() -> TResult<u16> {
+pub(super) fn free_port() -> TResult<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| TestErr::Fail(format!("bind: {e}")))?;
     Ok(l.local_addr().map_err(|e| TestErr::Fail(e.to_string()))?.port())
 }
@@ -173,18 +173,18 @@ pub fn plain_e2e_nginx_stalled_client(ctx: &Ctx) -> TResult {
 }
 
 /// The name nginx serves `file` under (its root is the file's directory).
-fn served_name(file: &TestFile) -> String {
+pub(super) fn served_name(file: &TestFile) -> String {
     let path = file.path.as_deref().unwrap_or_default();
     path.rsplit('/').next().unwrap_or_default().to_string()
 }
 
 /// Page `i` of version `gen`: every 4-byte word is `gen << 16 | i`.
-fn version_page(gen: u32, i: usize) -> Vec<u8> {
+pub(super) fn version_page(gen: u32, i: usize) -> Vec<u8> {
     (gen << 16 | i as u32).to_ne_bytes().iter().copied().cycle().take(PAGE).collect()
 }
 
 /// Which version page `i` of a download is, or None if it is torn.
-fn page_version(p: &[u8], i: usize) -> Option<u32> {
+pub(super) fn page_version(p: &[u8], i: usize) -> Option<u32> {
     let w = u32::from_ne_bytes(p[..4].try_into().ok()?);
     (w & 0xffff == i as u32 && p.chunks(4).all(|x| x == w.to_ne_bytes())).then_some(w >> 16)
 }
@@ -210,9 +210,31 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     let nginx = Nginx::start(&ctx.dir, stable, Some(2 * BIG));
     let _ = std::fs::write(wmem, old_wmem.trim());
     let nginx = nginx?;
+    let out_file = named_file("/tmp", 0o600)?;
+    let out = out_file.path.clone().unwrap_or_default();
+    let url = nginx.url(&name);
+    downloads_while_rewritten(ctx, f.raw(), BIG, stable, &mut || {
+        let st = Command::new("curl").args(["-sS", "-o", &out, &url]).status();
+        ensure!(matches!(st, Ok(s) if s.success()), "curl failed: {st:?}");
+        std::fs::read(&out).map_err(|e| TestErr::Fail(e.to_string()))
+    })
+}
+
+/// Runs `download` (which returns the whole file as a client received it)
+/// again and again while a writer rewrites the `len` bytes of `fd`, made
+/// of [`version_page`]s, page by page: every page that arrives must be one
+/// whole version of itself in the mode. Without it (`stable` false, the
+/// control) a torn page shows the hazard, or the case skips.
+pub(super) fn downloads_while_rewritten(
+    ctx: &Ctx,
+    fd: i32,
+    len: usize,
+    stable: bool,
+    download: &mut dyn FnMut() -> TResult<Vec<u8>>,
+) -> TResult {
+    let pages = len / PAGE;
     let stop = Arc::new(AtomicBool::new(false));
     let gens = Arc::new(AtomicU32::new(0));
-    let fd = f.raw();
     let writer = {
         let (stop, gens) = (stop.clone(), gens.clone());
         std::thread::spawn(move || {
@@ -228,36 +250,36 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
             }
         })
     };
-    let out_file = named_file("/tmp", 0o600)?;
-    let out = out_file.path.clone().unwrap_or_default();
     let (mut torn, mut versions, mut downloads) = (0usize, std::collections::BTreeSet::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 20));
     let mut first_torn = String::new();
-    while downloads < 3 || Instant::now() < deadline {
-        let st = Command::new("curl").args(["-sS", "-o", &out, &nginx.url(&name)]).status();
-        ensure!(matches!(st, Ok(s) if s.success()), "curl failed: {st:?}");
-        let got = std::fs::read(&out).map_err(|e| TestErr::Fail(e.to_string()))?;
-        ensure!(got.len() == BIG, "curl got {} bytes, expected {BIG}", got.len());
-        for (i, p) in got.chunks(PAGE).enumerate() {
-            match page_version(p, i) {
-                Some(v) => {
-                    versions.insert(v);
-                }
-                None => {
-                    torn += 1;
-                    if first_torn.is_empty() {
-                        first_torn = format!("download {downloads}, page {i}");
+    let result = (|| {
+        while downloads < 3 || Instant::now() < deadline {
+            let got = download()?;
+            ensure!(got.len() == len, "the client got {} bytes, expected {len}", got.len());
+            for (i, p) in got.chunks(PAGE).enumerate() {
+                match page_version(p, i) {
+                    Some(v) => {
+                        versions.insert(v);
+                    }
+                    None => {
+                        torn += 1;
+                        if first_torn.is_empty() {
+                            first_torn = format!("download {downloads}, page {i}");
+                        }
                     }
                 }
             }
+            downloads += 1;
+            if downloads >= 20 {
+                break;
+            }
         }
-        downloads += 1;
-        if downloads >= 20 {
-            break;
-        }
-    }
+        Ok(())
+    })();
     stop.store(true, Ordering::Relaxed);
     let _ = writer.join();
+    result?;
     ctx.note(format!(
         "{downloads} downloads, {} versions of pages seen, writer at version {}, {torn} torn pages",
         versions.len(),

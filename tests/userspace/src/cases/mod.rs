@@ -8,6 +8,8 @@ mod e2e;
 mod exerciser;
 mod holds;
 mod mode;
+mod samba;
+mod signed;
 mod security;
 mod signals;
 mod socket_sink;
@@ -129,6 +131,10 @@ pub fn all() -> Vec<Case> {
         Case { name: "holds_exerciser", needs: Module, long: true, func: exerciser::holds_exerciser },
         Case { name: "holds_writer_race", needs: Module, long: true, func: holds::holds_writer_race },
         Case { name: "plain_writer_race", needs: Any, long: true, func: holds::plain_writer_race },
+        Case { name: "signed_reads_af_alg", needs: Module, long: true, func: signed::signed_reads_af_alg },
+        Case { name: "plain_signed_reads_af_alg", needs: Any, long: true, func: signed::plain_signed_reads_af_alg },
+        Case { name: "signed_reads_io_uring", needs: Module, long: true, func: signed::signed_reads_io_uring },
+        Case { name: "plain_signed_reads_io_uring", needs: Any, long: true, func: signed::plain_signed_reads_io_uring },
         case("mode_inherited", Module, mode::mode_inherited),
         case("mode_self_only", Module, mode::mode_self_only),
         case("mode_splice_without_flag", Module, mode::mode_splice_without_flag),
@@ -145,6 +151,12 @@ pub fn all() -> Vec<Case> {
         Case { name: "plain_e2e_nginx_stalled_client", needs: Module, long: true, func: e2e::plain_e2e_nginx_stalled_client },
         Case { name: "e2e_curl_rewrite", needs: Module, long: true, func: e2e::e2e_curl_rewrite },
         Case { name: "plain_e2e_curl_rewrite", needs: Module, long: true, func: e2e::plain_e2e_curl_rewrite },
+        // end to end (--e2e): Samba's smbd from Debian with sendfile, smbclient
+        Case { name: "e2e_smb_stalled_client", needs: Module, long: true, func: samba::e2e_smb_stalled_client },
+        Case { name: "plain_e2e_smb_stalled_client", needs: Module, long: true, func: samba::plain_e2e_smb_stalled_client },
+        Case { name: "e2e_smbclient_rewrite", needs: Module, long: true, func: samba::e2e_smbclient_rewrite },
+        Case { name: "plain_e2e_smbclient_rewrite", needs: Module, long: true, func: samba::plain_e2e_smbclient_rewrite },
+        Case { name: "e2e_smb_bad_clients", needs: Module, long: true, func: samba::e2e_smb_bad_clients },
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
         Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
     ]
