@@ -96,7 +96,10 @@ impl Smbd {
     /// smbclient as a guest on this server running `cmds`.
     pub fn client(&self, cmds: &str) -> Command {
         let mut c = Command::new(SMBCLIENT);
-        c.args(["//127.0.0.1/t", "-p", &self.port.to_string(), "-N", "-c", cmds]);
+        // The server's file for the client too: its state directories are
+        // under /tmp (the guest's root file system is read-only).
+        let conf = format!("{}/smb.conf", self.dir);
+        c.args(["//127.0.0.1/t", "-s", &conf, "-p", &self.port.to_string(), "-N", "-c", cmds]);
         c
     }
 
