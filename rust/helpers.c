@@ -465,6 +465,11 @@ void *ss_err_ptr_eagain(void)
 	return ERR_PTR(-EAGAIN);
 }
 
+void *ss_err_ptr_enomem(void)
+{
+	return ERR_PTR(-ENOMEM);
+}
+
 int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
 			  struct iattr *attr, void *delegated)
 {

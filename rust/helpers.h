@@ -131,6 +131,7 @@ struct address_space *ss_iattr_size_change(struct dentry *dentry, struct iattr *
 int ss_call_fallocate(unsigned long fn, struct file *file, int mode, long long offset,
 		      long long len);
 void *ss_err_ptr_eagain(void);
+void *ss_err_ptr_enomem(void);
 int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
 			  struct iattr *attr, void *delegated);
 void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,

@@ -66,6 +66,11 @@ pub(crate) struct Counters {
     pub(crate) breaks_written_back: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
+    /// Breaks that found no way to make the copy at first (the held folio
+    /// could not be unmapped or released, or no memory for the copy): the
+    /// writer let go of the folio, waited a little and tried again, or
+    /// got `ENOMEM`. Never a write into the held folio.
+    pub(crate) breaks_retried: Counter,
     /// Breaks that could not replace the folio (the writer went ahead in
     /// place); 0 by construction, asserted by the tests.
     pub(crate) break_failures: Counter,
@@ -94,6 +99,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks: Counter::new(),
     breaks_written_back: Counter::new(),
     snapshot_bytes: Counter::new(),
+    breaks_retried: Counter::new(),
     break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
     calls_in_flight: Counter::new(),
@@ -117,6 +123,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"breaks", &c.breaks),
         (c"breaks_written_back", &c.breaks_written_back),
         (c"snapshot_bytes", &c.snapshot_bytes),
+        (c"breaks_retried", &c.breaks_retried),
         (c"break_failures", &c.break_failures),
         (c"max_writer_wait_ns", &c.max_writer_wait_ns),
         (c"calls_in_flight", &c.calls_in_flight),

@@ -242,6 +242,22 @@ pub(crate) enum Break {
     WriteBack,
     /// `policy=block`: unlock it, wait a little, look it up again.
     Wait,
+    /// Held, and no copy could be made now (the folio could not be
+    /// unmapped or its file-system state released, or there was no memory
+    /// for the copy): unlock it, wait a little, look it up again, or fail
+    /// the write with `ENOMEM` (see [`NOCOPY_ROUNDS`]). Never write it.
+    NoCopy,
+}
+
+/// How many times a writer retries a break that could not make its copy
+/// before its write fails with `ENOMEM`; it sleeps [`nocopy_sleep_ms`]
+/// between tries (about 100 ms in all).
+pub(crate) const NOCOPY_ROUNDS: u32 = 8;
+
+/// The sleep before retry `round` (from 1) of a break without a copy:
+/// 1, 2, 4, 8, 16, 16... ms, for reclaim and writeback to make progress.
+pub(crate) fn nocopy_sleep_ms(round: u32) -> u32 {
+    1 << round.saturating_sub(1).min(4)
 }
 
 /// All holds.
@@ -471,8 +487,8 @@ impl Holds {
             return Break::WriteBack;
         }
         let Some(copy) = replace(folio, mapping) else {
-            COUNTERS.break_failures.add(1);
-            return Break::Free;
+            COUNTERS.breaks_retried.add(1);
+            return Break::NoCopy;
         };
         let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
         drop(gone);
@@ -490,13 +506,16 @@ impl Holds {
         Fence { bucket }
     }
 
-    /// Breaks every hold on folios `first..=last` of `mapping`.
+    /// Breaks every hold on folios `first..=last` of `mapping`. `ENOMEM`
+    /// if a held folio could not be copied after [`NOCOPY_ROUNDS`] tries:
+    /// the caller must then not change the range (that folio is still in
+    /// the page cache and still held).
     ///
     /// # Safety
     ///
     /// The caller keeps `mapping` alive, holds no folio lock, and may sleep
     /// and write back (no journal handle open).
-    pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) {
+    pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) -> Result {
         // Holds are indexed by a folio's first page: a large folio that
         // starts before `first` may reach into the range.
         // SAFETY: no preconditions.
@@ -511,23 +530,34 @@ impl Holds {
                 })
             };
             let Some((index, folio)) = next else {
-                return;
+                return Ok(());
             };
             if index.saturating_add(folio.nr_pages() - 1) < first {
                 from = index + 1; // ends before the range
                 continue;
             }
-            for round in 0..=4 {
+            let (mut writebacks, mut nocopies) = (0, 0);
+            loop {
                 let locked = folio.lock();
                 match self.break_locked(&locked, mapping, 1, false) {
                     // SAFETY: no preconditions.
-                    Break::WriteBack if round == 4 || unsafe { b::ss_in_fs_transaction() } => {
+                    Break::WriteBack if writebacks == 4 || unsafe { b::ss_in_fs_transaction() } => {
                         COUNTERS.break_failures.add(1);
                     }
                     Break::WriteBack => {
                         drop(locked);
+                        writebacks += 1;
                         // SAFETY: `mapping` alive, no locks held (caller).
                         unsafe { write_back(mapping, index) };
+                        continue;
+                    }
+                    Break::NoCopy => {
+                        drop(locked);
+                        nocopies += 1;
+                        // SAFETY: task context, no locks held (caller).
+                        if nocopies > NOCOPY_ROUNDS || unsafe { b::ss_sleep_killable_ms(nocopy_sleep_ms(nocopies)) } {
+                            return Err(ENOMEM);
+                        }
                         continue;
                     }
                     _ => {}
@@ -535,10 +565,11 @@ impl Holds {
                 break;
             }
             if index == usize::MAX {
-                return;
+                return Ok(());
             }
             from = index + 1;
         }
+        Ok(())
     }
 
     /// Ends the holds nobody reads any more; returns how many remain.

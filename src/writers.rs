@@ -34,7 +34,7 @@ use crate::{
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
     ftrace::{DirectCall, ModuleRef, Original},
-    hold::{holds, write_back, Break, Holds},
+    hold::{holds, nocopy_sleep_ms, write_back, Break, Holds, NOCOPY_ROUNDS},
 };
 use core::ffi::c_void;
 
@@ -123,7 +123,7 @@ pub(crate) unsafe extern "C" fn get_folio(
         return folio;
     };
     let mut waited = None::<Waited>;
-    let mut writebacks = 0;
+    let (mut writebacks, mut nocopies) = (0, 0);
     loop {
         if is_err(folio) {
             return folio;
@@ -167,6 +167,24 @@ pub(crate) unsafe extern "C" fn get_folio(
                 // Bounded by `Waited::may_wait`: after BLOCK_MAX_NS, or
                 // once killed, the writer breaks the hold.
                 waited.get_or_insert_with(Waited::new).sleep();
+            }
+            Break::NoCopy => {
+                drop(locked);
+                drop(folio_ref);
+                waited.get_or_insert_with(Waited::new);
+                if fgp & b::SS_FGP_NOWAIT != 0 {
+                    // SAFETY: no preconditions.
+                    return unsafe { b::ss_err_ptr_eagain() }.cast();
+                }
+                nocopies += 1;
+                // Memory or the folio's state may free up: retry a few
+                // times, then the write fails as any write without memory
+                // does, and the held folio stays as it is.
+                // SAFETY: task context, no locks held.
+                if nocopies > NOCOPY_ROUNDS || unsafe { b::ss_sleep_killable_ms(nocopy_sleep_ms(nocopies)) } {
+                    // SAFETY: no preconditions.
+                    return unsafe { b::ss_err_ptr_enomem() }.cast();
+                }
             }
         }
         folio = lookup();
@@ -232,6 +250,15 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
             unsafe { write_back(mapping, index) };
             b::SS_VM_FAULT_NOPAGE
         }
+        Break::NoCopy => {
+            // No copy now: the store is retried after a short sleep (a
+            // killed task returns to user space and dies), the held folio
+            // stays read-only.
+            drop(locked);
+            // SAFETY: fault context without the folio lock may sleep.
+            unsafe { b::ss_sleep_killable_ms(nocopy_sleep_ms(1)) };
+            b::SS_VM_FAULT_NOPAGE
+        }
     }
 }
 
@@ -253,23 +280,33 @@ pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping
             let index = (pos / b::SS_PAGE_SIZE) as usize;
             // SAFETY: the truncating caller keeps `mapping` alive and may
             // sleep.
-            unsafe { holds.break_range(mapping, index, index) };
+            if unsafe { holds.break_range(mapping, index, index) }.is_err() {
+                // Nothing can fail here (the callers' sizes are already
+                // set). The usual callers came through notify_change or
+                // vfs_fallocate, which broke the range under a fence (and
+                // fail with ENOMEM when they cannot): this is left to
+                // other callers, counted.
+                COUNTERS.break_failures.add(1);
+            }
         }
     }
     truncate()
 }
 
 /// Breaks the holds of folios `first..` of `mapping` and keeps new ones
-/// out while `call` runs.
+/// out while `call` runs; `-ENOMEM`, without calling it, if a held folio
+/// could not be copied (see `Holds::break_range`).
 ///
 /// # Safety
 ///
 /// `mapping` is alive; the caller holds no folio lock or journal handle.
-unsafe fn fenced<R>(holds: &Holds, mapping: *mut Mapping, first: usize, last: usize, call: impl FnOnce() -> R) -> R {
+unsafe fn fenced(holds: &Holds, mapping: *mut Mapping, first: usize, last: usize, call: impl FnOnce() -> i32) -> i32 {
     let _fence = holds.fence(mapping);
     // SAFETY: per the caller.
-    unsafe { holds.break_range(mapping, first, last) };
-    call()
+    match unsafe { holds.break_range(mapping, first, last) } {
+        Ok(()) => call(),
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// Replacement for `notify_change(idmap, dentry, attr, delegated_inode)`.

@@ -20,11 +20,12 @@
 #   smb2.lock           byte-range locks against reads and writes (a read of
 #                       a locked range fails before any sendfile)
 #   smb2.sharemode      share modes of opens that read and write
-import os, re, shutil, signal, socket, subprocess, sys, time
+import os, re, shutil, subprocess, sys, time
+
+from smbd import Smbd
 
 SUITES = ["smb2.read", "smb2.rw", "smb2.compound", "smb2.compound_async", "smb2.lock", "smb2.sharemode"]
 DEBUGFS = "/sys/kernel/debug/stable_splice/"
-TOOL = os.environ.get("SS_TOOL", "")
 PASSWORD = "stable-splice-pw"
 n = 0
 rc = 0
@@ -48,69 +49,14 @@ def counter(name):
         return int(f.read().strip())
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def start_smbd(state, share, port, stable):
-    shutil.rmtree(state, ignore_errors=True)
-    for d in ["private", "lock", "state", "cache", "ncalrpc"]:
-        os.makedirs(f"{state}/{d}")
-    conf = f"{state}/smb.conf"
-    with open(conf, "w") as f:
-        f.write(f"""[global]
-  server role = standalone server
-  interfaces = 127.0.0.1
-  bind interfaces only = yes
-  smb ports = {port}
-  private dir = {state}/private
-  lock directory = {state}/lock
-  state directory = {state}/state
-  cache directory = {state}/cache
-  pid directory = {state}
-  ncalrpc dir = {state}/ncalrpc
-  load printers = no
-  printcap name = /dev/null
-  disable spoolss = yes
-  use sendfile = yes
-  aio read size = 0
-  log level = 1
-[t]
-  path = {share}
-  read only = no
-""")
-    p = subprocess.run(["smbpasswd", "-c", conf, "-a", "-s", "root"], input=f"{PASSWORD}\n{PASSWORD}\n",
+def start(state, share, stable):
+    smbd = Smbd(state, share, stable, extra="  use sendfile = yes\n  aio read size = 0\n")
+    p = subprocess.run(["smbpasswd", "-c", smbd.conf, "-a", "-s", "root"], input=f"{PASSWORD}\n{PASSWORD}\n",
                        capture_output=True, text=True)
     if p.returncode != 0:
+        smbd.stop()
         raise RuntimeError(f"smbpasswd: {p.stderr.strip()}")
-    cmd = ["/usr/sbin/smbd", "--foreground", "--no-process-group", "--debug-stdout", "-s", conf]
-    if stable:
-        cmd = [TOOL, "exec", "--"] + cmd
-    log = open(f"{state}/smbd.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"smbd exited with {proc.returncode}: {open(state + '/smbd.log').read()[-800:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    stop_smbd(proc)
-    raise RuntimeError("smbd did not come up")
-
-
-def stop_smbd(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    return smbd
 
 
 def run_suite(suite, port, conf):
@@ -149,20 +95,17 @@ def main():
         share = f"{fsdir}/smbtorture-{label}"
         shutil.rmtree(share, ignore_errors=True)
         os.makedirs(share)
-        port = free_port()
         splices0 = counter("mode_splices")
         try:
-            proc = start_smbd(f"{state}-{label}", share, port, stable)
+            smbd = start(f"{state}-{label}", share, stable)
         except RuntimeError as e:
             tap(False, f"smbtorture/{fs}/smbd_{label}_starts", str(e))
             return
         t0 = time.time()
-        conf = f"{state}-{label}/smb.conf"
-        runs[label] = {s: run_suite(s, port, conf) for s in SUITES}
-        # smbd serves on after the suite: a fresh client lists the share.
-        ls = subprocess.run(["smbclient", "//127.0.0.1/t", "-s", conf, "-p", str(port), "-U", f"root%{PASSWORD}", "-c", "ls"],
-                            capture_output=True, text=True)
-        stop_smbd(proc)
+        runs[label] = {s: run_suite(s, smbd.port, smbd.conf) for s in SUITES}
+        # smbd serves on after the suites: a fresh client lists the share.
+        ls = subprocess.run(smbd.client("-U", f"root%{PASSWORD}", "-c", "ls"), capture_output=True, text=True)
+        smbd.stop()
         splices = counter("mode_splices") - splices0
         print(f"#   smbtorture/{fs}: {label} run took {time.time() - t0:.0f} s, {splices} splices in the mode", flush=True)
         tap(ls.returncode == 0, f"smbtorture/{fs}/smbd_{label}_serves_after_the_suites", ls.stderr.strip()[-200:])

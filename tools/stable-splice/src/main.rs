@@ -349,6 +349,10 @@ fn status(files: &[OsString]) -> ExitCode {
         num("max_writer_wait_ns") as f64 / 1e6
     ));
     line(format!("snapshots kept for readers after writes: {}", bytes(num("snapshot_bytes"))));
+    line(format!(
+        "breaks without a copy at first (no memory, or the page could not be released): {} retried or failed with ENOMEM",
+        num("breaks_retried")
+    ));
     let failures = num("break_failures") + num("mode_fork_failures");
     line(format!(
         "failures: {} break(s) that could not keep the snapshot, {} child process(es) killed for lack of memory{}",

@@ -6,6 +6,7 @@ mod basic;
 mod contract_stress;
 mod e2e;
 mod exerciser;
+mod fault_injection;
 mod holds;
 mod mode;
 mod samba;
@@ -125,6 +126,8 @@ pub fn all() -> Vec<Case> {
         case("plain_zeroing", Any, holds::plain_zeroing),
         case("holds_truncate_vs_writeback", Module, holds::holds_truncate_vs_writeback),
         case("plain_truncate_vs_writeback", Any, holds::plain_truncate_vs_writeback),
+        case("holds_break_without_memory", Module, fault_injection::holds_break_without_memory),
+        Case { name: "holds_break_under_allocation_failures", needs: Module, long: true, func: fault_injection::holds_break_under_allocation_failures },
         case("holds_io_uring_prep_pins_module", Module, holds::holds_io_uring_prep_pins_module),
         case("holds_pipe_source_dup2_race", Module, holds::holds_pipe_source_dup2_race),
         case("holds_splice_storm", Module, holds::holds_splice_storm),

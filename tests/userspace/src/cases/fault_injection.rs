@@ -1,0 +1,215 @@
+//! Breaks without memory: the kernel's fault injection
+//! (`CONFIG_FAIL_PAGE_ALLOC`, debugfs `fail_page_alloc`) aimed at the
+//! writer thread alone (`task-filter` and its `make-it-fail`), so that the
+//! copy a break needs cannot be allocated. The writer must get `ENOMEM` or
+//! succeed later; a held folio is never written in place.
+
+use super::Ctx;
+use crate::util::*;
+use std::time::{Duration, Instant};
+
+const FAIL: &str = "/sys/kernel/debug/fail_page_alloc";
+const LEN: usize = 64 << 10;
+
+/// fail_page_alloc set up for tasks that ask for it; restored when dropped.
+struct PageAllocFailures {
+    saved: Vec<(String, String)>,
+}
+
+impl PageAllocFailures {
+    /// Every page allocation of a task with `make-it-fail` fails with
+    /// probability `percent`, at most `times` times (-1: no limit), even
+    /// those that may sleep and reclaim, of any order and zone.
+    fn arm(percent: u32, times: i64) -> TResult<Self> {
+        if !std::path::Path::new(FAIL).exists() {
+            skip!("no {FAIL}: this kernel has no CONFIG_FAIL_PAGE_ALLOC/CONFIG_FAULT_INJECTION_DEBUG_FS");
+        }
+        let settings = [
+            ("task-filter", "Y".to_string()),
+            ("ignore-gfp-wait", "N".into()),
+            ("ignore-gfp-highmem", "N".into()),
+            ("min-order", "0".into()),
+            ("space", "0".into()),
+            ("interval", "1".into()),
+            // A report per failure would put a stack trace in the kernel
+            // log, which the harness fails on.
+            ("verbose", "0".into()),
+            ("times", times.to_string()),
+            ("probability", percent.to_string()),
+        ];
+        let mut me = Self { saved: Vec::new() };
+        for (name, value) in settings {
+            let path = format!("{FAIL}/{name}");
+            let old = std::fs::read_to_string(&path).map_err(|e| TestErr::Fail(format!("{path}: {e}")))?;
+            me.saved.push((path.clone(), old.trim().to_string()));
+            std::fs::write(&path, &value).map_err(|e| TestErr::Fail(format!("{path} <- {value}: {e}")))?;
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for PageAllocFailures {
+    fn drop(&mut self) {
+        for (path, old) in self.saved.iter().rev() {
+            let _ = std::fs::write(path, old);
+        }
+    }
+}
+
+/// Runs `f` in a thread whose page allocations fail as armed. `f` must
+/// not allocate or touch new memory of its own: a user page fault that
+/// cannot allocate is retried until it can, so it works on buffers made and
+/// touched before (its stack is touched here first).
+fn failing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> TResult<T> {
+    std::thread::spawn(move || {
+        let mut stack = [0u8; 256 << 10];
+        std::hint::black_box(&mut stack).fill(1);
+        let flag = "/proc/thread-self/make-it-fail";
+        std::fs::write(flag, "1").map_err(|e| format!("{flag}: {e}"))?;
+        let r = f();
+        // Best effort: the flag ends with the thread anyway.
+        let _ = std::fs::write(flag, "0");
+        Ok(r)
+    })
+    .join()
+    .map_err(|_| TestErr::Fail("the writer thread panicked".into()))?
+    .map_err(TestErr::Fail)
+}
+
+/// A held file and the pipe that holds it: `LEN` bytes of `a`.
+fn held(ctx: &Ctx) -> TResult<(TestFile, Pipe, Vec<u8>)> {
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(0x3c, 0, LEN);
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    settle_page_cache(f.fd.raw(), LEN)?;
+    let p = pipe()?;
+    // SAFETY: sizing our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
+    Ok((f, p, a))
+}
+
+/// Writes page by page into held folios while every page allocation of
+/// the writer fails: each write fails with ENOMEM (its break had no copy)
+/// within the retry bound, the file keeps its bytes, the pipe its
+/// snapshot; once allocations work again the same writes break the holds.
+pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
+    let (f, p, a) = held(ctx)?;
+    let zero_copy = !copies_at_splice(&ctx.dir);
+    let retried0 = counter("breaks_retried").unwrap_or(0);
+    let b = pattern(0xc5, 0, LEN);
+    let fd = f.fd.raw();
+    let results = {
+        let _armed = PageAllocFailures::arm(100, -1)?;
+        let b = b.clone();
+        let mut out = vec![(Ok(0usize), Duration::ZERO); LEN / PAGE];
+        failing_thread(move || {
+            for (i, slot) in out.iter_mut().enumerate() {
+                let t = Instant::now();
+                // SAFETY: our buffer and descriptor.
+                let r = unsafe { libc::pwrite(fd, b[i * PAGE..].as_ptr().cast(), PAGE, (i * PAGE) as i64) };
+                *slot = (if r < 0 { Err(errno()) } else { Ok(r as usize) }, t.elapsed());
+            }
+            out
+        })?
+    };
+    let retried = counter("breaks_retried").unwrap_or(0) - retried0;
+    let failed = results.iter().filter(|(r, _)| *r == Err(libc::ENOMEM)).count();
+    let longest = results.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    ctx.note(format!(
+        "{failed} of {} page writes failed with ENOMEM under page allocation failures, {retried} break retries, longest write {longest:?}",
+        results.len()
+    ));
+    for (i, (r, _)) in results.iter().enumerate() {
+        ensure!(
+            matches!(r, Ok(PAGE) | Err(libc::ENOMEM)),
+            "page {i}: the write returned {:?}, expected {PAGE} bytes or ENOMEM",
+            r.map_err(ename)
+        );
+    }
+    ensure!(longest < Duration::from_secs(5), "a write took {longest:?}: the retries are not bounded");
+    if zero_copy {
+        ensure!(failed > 0 && retried > 0, "no write met a break without memory ({failed} ENOMEM, {retried} retries): injection missed");
+    }
+    // Where a write failed the file kept its old page; where one succeeded
+    // (a copy of a page not held, or its folio copied) it has the new one.
+    let now = pread_vec(fd, LEN, 0)?;
+    for (i, (r, _)) in results.iter().enumerate() {
+        let want = if r.is_ok() { &b[i * PAGE..(i + 1) * PAGE] } else { &a[i * PAGE..(i + 1) * PAGE] };
+        ensure!(&now[i * PAGE..(i + 1) * PAGE] == want, "page {i} of the file after a write that returned {:?}", r.map_err(ename));
+    }
+    // With memory again, the same writes break the holds.
+    pwrite_all(fd, &b, 0)?;
+    expect_bytes("pipe after writes without and with memory", &read_pipe(&p.r, LEN)?, &a, Some(("the new content", &b)))?;
+    expect_bytes("file after the writes with memory", &pread_vec(fd, LEN, 0)?, &b, None)?;
+    Ok(())
+}
+
+/// Rounds of stable splice, then writes and mmap stores by a thread whose
+/// page allocations fail half of the time (and stores a bounded number of
+/// times, as a fault is retried until it succeeds): every snapshot drained
+/// afterwards is the content at its splice.
+pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
+    let f = tmpfile(&ctx.dir)?;
+    let fd = f.fd.raw();
+    let mut cur = pattern(0, 0, LEN);
+    pwrite_all(fd, &cur, 0)?;
+    let map = Map::shared_file(fd, LEN)?;
+    let base = map.ptr() as usize;
+    let (mut enomem, mut ok, mut stores) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(3, 10));
+    let mut round = 0u8;
+    while round < 20 || Instant::now() < deadline {
+        round = round.wrapping_add(1);
+        settle_page_cache(fd, LEN)?;
+        let p = pipe()?;
+        // SAFETY: sizing our own pipe.
+        unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+        splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
+        let snap = cur.clone();
+        let new = pattern(round.wrapping_mul(7).max(1), 0, LEN);
+        let (results, stored) = {
+            let _armed = PageAllocFailures::arm(50, if round % 2 == 0 { -1 } else { 10 })?;
+            let new = new.clone();
+            let store = round % 2 == 1;
+            let mut res = vec![Ok(0usize); LEN / PAGE];
+            failing_thread(move || {
+                for (i, slot) in res.iter_mut().enumerate() {
+                    if store && i % 4 == 0 {
+                        // A store into a held page: its fault is retried
+                        // until a copy can be made (10 failures at most).
+                        // SAFETY: inside our shared mapping of LEN bytes.
+                        unsafe { std::ptr::copy_nonoverlapping(new[i * PAGE..].as_ptr(), (base + i * PAGE) as *mut u8, PAGE) };
+                        *slot = Ok(PAGE);
+                        continue;
+                    }
+                    // SAFETY: our buffer and descriptor.
+                    let r = unsafe { libc::pwrite(fd, new[i * PAGE..].as_ptr().cast(), PAGE, (i * PAGE) as i64) };
+                    *slot = if r < 0 { Err(errno()) } else { Ok(r as usize) };
+                }
+                (res, store)
+            })?
+        };
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(n) if *n == PAGE => {
+                    cur[i * PAGE..(i + 1) * PAGE].copy_from_slice(&new[i * PAGE..(i + 1) * PAGE]);
+                    ok += 1;
+                }
+                Err(e) if *e == libc::ENOMEM => enomem += 1,
+                r => fail!("round {round}, page {i}: the write returned {:?}", r.map_err(ename)),
+            }
+        }
+        if stored {
+            stores += LEN / PAGE / 4;
+        }
+        expect_bytes(&format!("round {round}: the pipe"), &read_pipe(&p.r, LEN)?, &snap, Some(("later writes", &cur)))?;
+        expect_bytes(&format!("round {round}: the file"), &pread_vec(fd, LEN, 0)?, &cur, None)?;
+    }
+    ctx.note(format!(
+        "{round} rounds: {ok} page writes and stores went through, {enomem} failed with ENOMEM ({stores} stores), {} break retries",
+        counter("breaks_retried").unwrap_or(0)
+    ));
+    ensure!(ok > 0, "no write went through in {round} rounds");
+    Ok(())
+}
