@@ -108,7 +108,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     mode_fork_failures: Counter::new(),
 };
 
-const COUNT: usize = 15;
+const COUNT: usize = 16;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {

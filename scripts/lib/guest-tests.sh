@@ -54,8 +54,9 @@ retap() {
 
 # Samba's own tests (smbtorture, the SMB2 families that read) against smbd
 # without and with the stable mode: the same results in both
-# (SS_SMBTORTURE_FS: the file systems, ext4 and xfs by default).
-for fs in ${SS_SMBTORTURE_FS-ext4 xfs}; do
+# (SS_SMBTORTURE_FS: the file systems; ext4 by default, scripts/check runs
+# xfs on Debian's kernel: a pair of runs takes ~4 minutes under TCG).
+for fs in ${SS_SMBTORTURE_FS-ext4}; do
 	echo "---- smbtorture on $fs ----"
 	retap < <(SS_TOOL=$SS_TOOL timeout 1800 python3 "$SS_ROOT/scripts/lib/smbtorture.py" "/tmp/ss/$fs" 2>&1 ||
 		echo "not ok - smbtorture/$fs/script (status $?)")

@@ -1,15 +1,24 @@
 //! Breaks without memory: the kernel's fault injection
 //! (`CONFIG_FAIL_PAGE_ALLOC`, debugfs `fail_page_alloc`) aimed at the
-//! writer thread alone (`task-filter` and its `make-it-fail`), so that the
-//! copy a break needs cannot be allocated. The writer must get `ENOMEM` or
-//! succeed later; a held folio is never written in place.
+//! writer thread alone (`task-filter` and its `make-it-fail`) and at
+//! allocations of 4 pages and more (`min-order`), so that the copy a break
+//! of a large folio needs cannot be allocated while the file system's own
+//! allocations (order 0, or falling back to it) go on: ext4 and xfs retry
+//! those forever in places, in uninterruptible sleeps. The writer must get
+//! `ENOMEM` or succeed later; a held folio is never written in place.
 
 use super::Ctx;
 use crate::util::*;
 use std::time::{Duration, Instant};
 
 const FAIL: &str = "/sys/kernel/debug/fail_page_alloc";
-const LEN: usize = 64 << 10;
+/// A file that ext4 and xfs cache in large folios (up to 2 MiB) on a kernel
+/// with transparent hugepages.
+const LEN: usize = 2 << 20;
+/// The pages written: one every 128 KiB.
+const STRIDE: usize = 32;
+/// Failed allocations are those of this order and more.
+const MIN_ORDER: u32 = 2;
 
 /// fail_page_alloc set up for tasks that ask for it; restored when dropped.
 struct PageAllocFailures {
@@ -17,9 +26,10 @@ struct PageAllocFailures {
 }
 
 impl PageAllocFailures {
-    /// Every page allocation of a task with `make-it-fail` fails with
-    /// probability `percent`, at most `times` times (-1: no limit), even
-    /// those that may sleep and reclaim, of any order and zone.
+    /// Every allocation of [`MIN_ORDER`] and more by a task with
+    /// `make-it-fail` fails with probability `percent`, at most `times`
+    /// times (-1: no limit), even those that may sleep and reclaim, of any
+    /// zone.
     fn arm(percent: u32, times: i64) -> TResult<Self> {
         if !std::path::Path::new(FAIL).exists() {
             skip!("no {FAIL}: this kernel has no CONFIG_FAIL_PAGE_ALLOC/CONFIG_FAULT_INJECTION_DEBUG_FS");
@@ -28,7 +38,7 @@ impl PageAllocFailures {
             ("task-filter", "Y".to_string()),
             ("ignore-gfp-wait", "N".into()),
             ("ignore-gfp-highmem", "N".into()),
-            ("min-order", "0".into()),
+            ("min-order", MIN_ORDER.to_string()),
             ("space", "0".into()),
             ("interval", "1".into()),
             // A report per failure would put a stack trace in the kernel
@@ -76,11 +86,27 @@ fn failing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     .map_err(TestErr::Fail)
 }
 
+/// A file of `LEN` bytes of `a` in large folios where the file system
+/// uses them; skips where the copies of its breaks would be single pages,
+/// which the injection cannot tell from the file system's own.
+fn large_file(ctx: &Ctx, a: &[u8]) -> TResult<TestFile> {
+    let f = tmpfile(&ctx.dir)?;
+    pwrite_all(f.fd.raw(), a, 0)?;
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    if !copies_at_splice(&ctx.dir) {
+        match pages_in_large_folios(f.fd.raw(), LEN)? {
+            Some((large, pages)) if large * 2 >= pages => ctx.note(format!("{large} of {pages} pages in large folios")),
+            other => skip!("the file is not in large folios ({other:?}): a break's copy would be a single page"),
+        }
+    }
+    Ok(f)
+}
+
 /// A held file and the pipe that holds it: `LEN` bytes of `a`.
 fn held(ctx: &Ctx) -> TResult<(TestFile, Pipe, Vec<u8>)> {
-    let f = tmpfile(&ctx.dir)?;
     let a = pattern(0x3c, 0, LEN);
-    pwrite_all(f.fd.raw(), &a, 0)?;
+    let f = large_file(ctx, &a)?;
     settle_page_cache(f.fd.raw(), LEN)?;
     let p = pipe()?;
     // SAFETY: sizing our own pipe.
@@ -89,9 +115,9 @@ fn held(ctx: &Ctx) -> TResult<(TestFile, Pipe, Vec<u8>)> {
     Ok((f, p, a))
 }
 
-/// Writes page by page into held folios while every page allocation of
-/// the writer fails: each write fails with ENOMEM (its break had no copy)
-/// within the retry bound, the file keeps its bytes, the pipe its
+/// Writes pages into held large folios while every allocation of their
+/// size by the writer fails: each write fails with ENOMEM (its break had
+/// no copy) within the retry bound, the file keeps its bytes, the pipe its
 /// snapshot; once allocations work again the same writes break the holds.
 pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
     let (f, p, a) = held(ctx)?;
@@ -102,9 +128,10 @@ pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
     let results = {
         let _armed = PageAllocFailures::arm(100, -1)?;
         let b = b.clone();
-        let mut out = vec![(Ok(0usize), Duration::ZERO); LEN / PAGE];
+        let mut out = vec![(Ok(0usize), Duration::ZERO); LEN / PAGE / STRIDE];
         failing_thread(move || {
-            for (i, slot) in out.iter_mut().enumerate() {
+            for (k, slot) in out.iter_mut().enumerate() {
+                let i = k * STRIDE;
                 let t = Instant::now();
                 // SAFETY: our buffer and descriptor.
                 let r = unsafe { libc::pwrite(fd, b[i * PAGE..].as_ptr().cast(), PAGE, (i * PAGE) as i64) };
@@ -120,7 +147,8 @@ pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
         "{failed} of {} page writes failed with ENOMEM under page allocation failures, {retried} break retries, longest write {longest:?}",
         results.len()
     ));
-    for (i, (r, _)) in results.iter().enumerate() {
+    for (k, (r, _)) in results.iter().enumerate() {
+        let i = k * STRIDE;
         ensure!(
             matches!(r, Ok(PAGE) | Err(libc::ENOMEM)),
             "page {i}: the write returned {:?}, expected {PAGE} bytes or ENOMEM",
@@ -134,11 +162,12 @@ pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
     // Where a write failed the file kept its old page; where one succeeded
     // (a copy of a page not held, or its folio copied) it has the new one.
     let now = pread_vec(fd, LEN, 0)?;
-    for (i, (r, _)) in results.iter().enumerate() {
+    for (k, (r, _)) in results.iter().enumerate() {
+        let i = k * STRIDE;
         let want = if r.is_ok() { &b[i * PAGE..(i + 1) * PAGE] } else { &a[i * PAGE..(i + 1) * PAGE] };
         ensure!(&now[i * PAGE..(i + 1) * PAGE] == want, "page {i} of the file after a write that returned {:?}", r.map_err(ename));
     }
-    // With memory again, the same writes break the holds.
+    // With memory again, the writes break the holds.
     pwrite_all(fd, &b, 0)?;
     expect_bytes("pipe after writes without and with memory", &read_pipe(&p.r, LEN)?, &a, Some(("the new content", &b)))?;
     expect_bytes("file after the writes with memory", &pread_vec(fd, LEN, 0)?, &b, None)?;
@@ -146,20 +175,19 @@ pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
 }
 
 /// Rounds of stable splice, then writes and mmap stores by a thread whose
-/// page allocations fail half of the time (and stores a bounded number of
-/// times, as a fault is retried until it succeeds): every snapshot drained
-/// afterwards is the content at its splice.
+/// large allocations fail half of the time (and for stores a bounded
+/// number of times, as a fault is retried until it succeeds): every
+/// snapshot drained afterwards is the content at its splice.
 pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
-    let f = tmpfile(&ctx.dir)?;
-    let fd = f.fd.raw();
     let mut cur = pattern(0, 0, LEN);
-    pwrite_all(fd, &cur, 0)?;
+    let f = large_file(ctx, &cur)?;
+    let fd = f.fd.raw();
     let map = Map::shared_file(fd, LEN)?;
     let base = map.ptr() as usize;
     let (mut enomem, mut ok, mut stores) = (0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(3, 10));
     let mut round = 0u8;
-    while round < 20 || Instant::now() < deadline {
+    while round < 6 || (Instant::now() < deadline && round < 40) {
         round = round.wrapping_add(1);
         settle_page_cache(fd, LEN)?;
         let p = pipe()?;
@@ -172,10 +200,11 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
             let _armed = PageAllocFailures::arm(50, if round % 2 == 0 { -1 } else { 10 })?;
             let new = new.clone();
             let store = round % 2 == 1;
-            let mut res = vec![Ok(0usize); LEN / PAGE];
+            let mut res = vec![Ok(0usize); LEN / PAGE / STRIDE];
             failing_thread(move || {
-                for (i, slot) in res.iter_mut().enumerate() {
-                    if store && i % 4 == 0 {
+                for (k, slot) in res.iter_mut().enumerate() {
+                    let i = k * STRIDE;
+                    if store && k % 4 == 0 {
                         // A store into a held page: its fault is retried
                         // until a copy can be made (10 failures at most).
                         // SAFETY: inside our shared mapping of LEN bytes.
@@ -190,7 +219,8 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
                 (res, store)
             })?
         };
-        for (i, r) in results.iter().enumerate() {
+        for (k, r) in results.iter().enumerate() {
+            let i = k * STRIDE;
             match r {
                 Ok(n) if *n == PAGE => {
                     cur[i * PAGE..(i + 1) * PAGE].copy_from_slice(&new[i * PAGE..(i + 1) * PAGE]);
@@ -201,7 +231,7 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
             }
         }
         if stored {
-            stores += LEN / PAGE / 4;
+            stores += LEN / PAGE / STRIDE / 4;
         }
         expect_bytes(&format!("round {round}: the pipe"), &read_pipe(&p.r, LEN)?, &snap, Some(("later writes", &cur)))?;
         expect_bytes(&format!("round {round}: the file"), &pread_vec(fd, LEN, 0)?, &cur, None)?;

@@ -159,7 +159,8 @@ pub fn all() -> Vec<Case> {
         Case { name: "plain_e2e_smb_stalled_client", needs: Module, long: true, func: samba::plain_e2e_smb_stalled_client },
         Case { name: "e2e_smbclient_rewrite", needs: Module, long: true, func: samba::e2e_smbclient_rewrite },
         Case { name: "plain_e2e_smbclient_rewrite", needs: Module, long: true, func: samba::plain_e2e_smbclient_rewrite },
-        Case { name: "e2e_smb_bad_clients", needs: Module, long: true, func: samba::e2e_smb_bad_clients },
+        Case { name: "e2e_smb_client_killed", needs: Module, long: true, func: samba::e2e_smb_client_killed },
+        Case { name: "e2e_smb_truncated_under_read", needs: Module, long: true, func: samba::e2e_smb_truncated_under_read },
         Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
         Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
     ]

@@ -385,54 +385,81 @@ pub fn plain_e2e_smbclient_rewrite(ctx: &Ctx) -> TResult {
     smbclient_rewrite(ctx, false)
 }
 
-/// smbd in the mode and clients that misbehave: one killed mid-download
-/// with MBs in its socket, one whose file is truncated under a stalled
-/// download (its later reads are past the new end of the file). smbd goes
-/// on serving, and once the clients are gone nothing is held and no call
-/// is in flight.
-pub fn e2e_smb_bad_clients(ctx: &Ctx) -> TResult {
-    let file = named_file(&ctx.dir, 0o644)?;
-    let name = served_name(&file);
-    let a = pattern(0x71, 0, BIG);
-    pwrite_all(file.fd.raw(), &a, 0)?;
-    settle_page_cache(file.fd.raw(), BIG)?;
-    let smbd = Smbd::start(&ctx.dir, true, None, "")?;
-    let stalled = |smbd: &Smbd| -> TResult<(Child, Stall)> {
-        let c = smbd
-            .client(&format!("get {name} -"))
+/// smbd in the mode with a file of `BIG` bytes of `a`, and a way to start
+/// a download that stalls with MBs in its sockets.
+struct Misbehaving {
+    file: TestFile,
+    name: String,
+    a: Vec<u8>,
+    smbd: Smbd,
+}
+
+impl Misbehaving {
+    fn start(ctx: &Ctx) -> TResult<Self> {
+        let file = named_file(&ctx.dir, 0o644)?;
+        let name = served_name(&file);
+        let a = pattern(0x71, 0, BIG);
+        pwrite_all(file.fd.raw(), &a, 0)?;
+        settle_page_cache(file.fd.raw(), BIG)?;
+        let smbd = Smbd::start(&ctx.dir, true, None, "")?;
+        Ok(Self { file, name, a, smbd })
+    }
+
+    fn stalled(&self) -> TResult<(Child, Stall)> {
+        let c = self
+            .smbd
+            .client(&format!("get {} -", self.name))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| TestErr::Fail(format!("smbclient: {e}")))?;
-        let at = Stall::wait(smbd.port)?;
+        let at = Stall::wait(self.smbd.port)?;
         Ok((c, at))
-    };
+    }
 
-    // 1. Killed mid-download.
-    let (mut c, q) = stalled(&smbd)?;
+    /// smbd is gone with its clients: nothing held, no call in flight.
+    fn end(self) -> TResult {
+        drop(self.smbd);
+        ensure!(wait_holds_released(Duration::from_secs(20)), "holds_active {:?} after smbd and its clients are gone", counter("holds_active"));
+        ensure!(counter("calls_in_flight") == Some(0), "calls_in_flight {:?} after smbd is gone", counter("calls_in_flight"));
+        ensure!(counter("break_failures") == Some(0), "break_failures {:?}", counter("break_failures"));
+        Ok(())
+    }
+}
+
+/// A client killed mid-download with MBs in its sockets: smbd serves on,
+/// and once it is gone nothing is held.
+pub fn e2e_smb_client_killed(ctx: &Ctx) -> TResult {
+    let m = Misbehaving::start(ctx)?;
+    let (mut c, q) = m.stalled()?;
     let held = counter("holds_active").unwrap_or(0);
     ctx.note(format!("client killed when {}; {held} holds active", q.describe()));
     let _ = c.kill();
     let _ = c.wait();
-    smbd.serves()?;
-    ensure!(smbd.download(&name, "/tmp/ss-smb-bad.out")? == a, "a download after the killed one differs from the file");
+    m.smbd.serves()?;
+    let out = format!("/tmp/ss-smb-killed.{}", std::process::id());
+    let again = m.smbd.download(&m.name, &out);
+    let _ = std::fs::remove_file(&out);
+    ensure!(again? == m.a, "a download after the killed one differs from the file");
+    m.end()
+}
 
-    // 2. Truncated in the middle of a page that sits in the sockets of a
-    // stalled download: the truncate zeroes the rest of that page in the
-    // page cache, and the download's later reads are past the new end.
-    let (mut c, q) = stalled(&smbd)?;
+/// A truncate into the middle of a page that sits in the sockets of a
+/// stalled download: the truncate zeroes the rest of that page in the page
+/// cache, and the download's later reads are past the new end of the file.
+/// What smbd had sent stays the old content; smbd serves on; nothing is
+/// held once it is gone.
+pub fn e2e_smb_truncated_under_read(ctx: &Ctx) -> TResult {
+    let m = Misbehaving::start(ctx)?;
+    let (mut c, q) = m.stalled()?;
     let cut = ((q.taken + q.early) / 2 & !(PAGE - 1)) + 100;
-    ftruncate(file.fd.raw(), cut)?;
+    ftruncate(m.file.fd.raw(), cut)?;
     let mut got = Vec::new();
     let mut out = c.stdout.take().ok_or_else(|| TestErr::Fail("no stdout".into()))?;
     let _ = out.read_to_end(&mut got);
     let st = c.wait().map_err(|e| TestErr::Fail(e.to_string()))?;
-    ctx.note(format!(
-        "truncated to {cut} when {}: the client got {} bytes ({st:?})",
-        q.describe(),
-        got.len()
-    ));
+    ctx.note(format!("truncated to {cut} when {}: the client got {} bytes ({st:?})", q.describe(), got.len()));
     ensure!(got.len() <= BIG, "the client got {} bytes of a {BIG}-byte file", got.len());
     // Everything smbd had sent before the truncate is the old content, the
     // part beyond the cut included, never the zeroes the truncate leaves in
@@ -441,15 +468,11 @@ pub fn e2e_smb_bad_clients(ctx: &Ctx) -> TResult {
     // with zeroes.)
     let n = got.len().min(q.early);
     ensure!(n > cut, "the client got only {n} bytes of what was sent before the truncate (cut at {cut})");
-    expect_bytes("bytes of the download sent before the truncate", &got[..n], &a[..n], None)?;
-    smbd.serves()?;
-    let half = smbd.download(&name, "/tmp/ss-smb-bad.out")?;
-    let _ = std::fs::remove_file("/tmp/ss-smb-bad.out");
-    ensure!(half == a[..cut], "a download after the truncation is not the file's first {cut} bytes ({} bytes)", half.len());
-
-    drop(smbd);
-    ensure!(wait_holds_released(Duration::from_secs(20)), "holds_active {:?} after smbd and its clients are gone", counter("holds_active"));
-    ensure!(counter("calls_in_flight") == Some(0), "calls_in_flight {:?} after smbd is gone", counter("calls_in_flight"));
-    ensure!(counter("break_failures") == Some(0), "break_failures {:?}", counter("break_failures"));
-    Ok(())
+    expect_bytes("bytes of the download sent before the truncate", &got[..n], &m.a[..n], None)?;
+    m.smbd.serves()?;
+    let path = format!("/tmp/ss-smb-truncated.{}", std::process::id());
+    let now = m.smbd.download(&m.name, &path);
+    let _ = std::fs::remove_file(&path);
+    ensure!(now? == m.a[..cut], "a download after the truncate is not the file's first {cut} bytes");
+    m.end()
 }
