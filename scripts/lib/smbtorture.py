@@ -31,16 +31,16 @@ n = 0
 rc = 0
 
 
-def tap(ok, name, why="", skip=False):
+def tap(ok, name, why="", skip=False, note=""):
+    """A TAP line; `why` says what failed, `note` goes with a pass."""
     global n, rc
     n += 1
     if skip:
         print(f"ok {n} - {name} # SKIP {why}", flush=True)
         return
-    line = f"{'ok' if ok else 'not ok'} {n} - {name}"
-    print(line + (f" # {why}" if why and not ok else ""), flush=True)
-    if ok and why:
-        print(f"#   {name}: {why}", flush=True)
+    print(f"{'ok' if ok else 'not ok'} {n} - {name}" + ("" if ok else f" # {why}"), flush=True)
+    if ok and note:
+        print(f"#   {name}: {note}", flush=True)
     rc |= not ok
 
 
@@ -126,7 +126,7 @@ def main():
             elif a[0] == "skip":
                 tap(True, full, f"skipped by smbtorture in both runs: {a[1]}", skip=True)
             elif a[0] in ("failure", "error"):
-                tap(True, full, f"{a[0]} without the module's mode too (Samba's or this setup's): {a[1]}")
+                tap(True, full, note=f"{a[0]} without the module's mode too (Samba's or this setup's): {a[1]}")
             else:
                 tap(True, full)
 
