@@ -241,22 +241,31 @@ static inline int folio_kind(struct folio *folio)
 }
 
 /*
- * For the @n buffers from slot @from of a locked pipe's ring: each one's
- * folio, the folio's page index and its folio_kind().
- * One call per chunk of a stable splice's fast path, not one per buffer.
+ * The runs of buffers on one folio among slots [@from, @to) of a locked
+ * pipe's ring, at most @max of them from @from on: each run's folio, page
+ * index, folio_kind(), first slot and length. Returns how many. A large
+ * folio's pages are one run however many buffers they fill. One call per
+ * chunk of a stable splice's fast path, not one per buffer.
  */
-void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-		    unsigned int n, struct folio **folios, unsigned long *indices, u8 *kinds)
+unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max)
 {
-	unsigned int i;
+	unsigned int slot = from, n = 0;
 
-	for (i = 0; i < n; i++) {
-		struct folio *f = page_folio(bufs[(from + i) & mask].page);
+	while (slot != to && n < max) {
+		struct folio *f = page_folio(bufs[slot & mask].page);
+		struct ss_folio_run *r = &runs[n++];
 
-		folios[i] = f;
-		indices[i] = f->index;
-		kinds[i] = folio_kind(f);
+		r->folio = f;
+		r->index = f->index;
+		r->kind = folio_kind(f);
+		r->slot = slot;
+		do {
+			slot++;
+		} while (slot != to && page_folio(bufs[slot & mask].page) == f);
+		r->len = slot - r->slot;
 	}
+	return n;
 }
 
 struct folio *ss_page_folio(struct page *page)

@@ -24,8 +24,16 @@ ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
 
 struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
-void ss_pipe_folios(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-		    unsigned int n, struct folio **folios, unsigned long *indices, u8 *kinds);
+/* Consecutive buffers of a pipe on one folio (src/stable_buf.rs). */
+struct ss_folio_run {
+	struct folio *folio;
+	unsigned long index;	/* the folio's first page index */
+	unsigned int slot;	/* the run's first slot */
+	unsigned int len;	/* buffers */
+	u8 kind;		/* folio_kind() */
+};
+unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
 u64 ss_current_splice_r9(void);
 
 /* io_uring: IORING_OP_SPLICE prep/issue */

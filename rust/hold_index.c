@@ -79,9 +79,9 @@ unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices
  * again finds every folio of a call held already, and one pass over the
  * buffers, stepping through the leaf node beside them, tells so. Pages of
  * one folio share its answer. A folio held at some index is held at its
- * own, so the first folio's index is read and the next ones are expected
- * at the next slots; a miss ends the prefix (the caller looks at the rest
- * closely).
+ * own: the next slot is read for a small folio's successor, the slot of
+ * its own index after a large folio; a miss ends the prefix (the caller
+ * looks at the rest closely).
  */
 unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
 				       unsigned int mask, unsigned int from, unsigned int n)
@@ -97,14 +97,16 @@ unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buff
 
 		if (folio == prev)
 			continue;
-		if (prev) {
+		if (prev && folio->index == prev->index + 1) {
 			entry = xas_next(&xas);
 		} else {
+			/* The first, or after a large folio: its holds
+			 * are at its first page, the slots behind it empty. */
 			xas_set(&xas, folio->index);
 			entry = xas_load(&xas);
 		}
 		if (xas_retry(&xas, entry)) {
-			xas_set(&xas, prev ? prev->index + 1 : folio->index);
+			xas_set(&xas, folio->index);
 			entry = xas_load(&xas);
 		}
 		if (entry != folio)

@@ -780,13 +780,14 @@ impl Joins<'_> {
         held
     }
 
-    /// Takes new holds on `folios` (`runs[i].1` buffers of this splice, the
-    /// run from slot `runs[i].0`, reference `folios[i]`) without sleeping,
-    /// as [`Holds::take`] does: on each folio whose lock is free right now,
-    /// that is in this mapping and not mapped (write-protecting
-    /// sleeps), then [`Joins::insert_locked`] for all of them at once. Sets
-    /// `held[i]` for the new holds and for folios another splice held
-    /// meanwhile; the others take the slow path.
+    /// Takes new holds on the folios without `held[i]` (`runs[i].1` buffers
+    /// of this splice, the run from slot `runs[i].0`, reference
+    /// `folios[i]`) without sleeping, as [`Holds::take`] does: on each folio
+    /// whose lock is free right now, that is in this mapping and not mapped
+    /// (write-protecting sleeps), then [`Joins::insert_locked`] for all of
+    /// them at once. Sets `held[i]` for the new holds; the others take the
+    /// slow path. The caller found the held ones under this same lock
+    /// ([`Joins::held_all`]): no other splice can have held one since.
     ///
     /// # Safety
     ///
@@ -800,13 +801,7 @@ impl Joins<'_> {
             if held[i] {
                 continue;
             }
-            // Another splice may have taken it since the caller's walk.
             // SAFETY: referenced by the caller's buffers.
-            if unsafe { self.held(folios[i], block) } {
-                held[i] = true;
-                continue;
-            }
-            // SAFETY: as above.
             if !unsafe { b::ss_folio_trylock(folios[i]) } {
                 continue;
             }

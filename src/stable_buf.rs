@@ -222,62 +222,39 @@ impl FastPath<'_> {
         Ok(held)
     }
 
-    /// [`FastPath::hold_fast`] for up to [`CHUNK`] buffers from `from` on;
-    /// returns the slot after the last run it looked at and how many buffers
-    /// it held.
+    /// [`FastPath::hold_fast`] for up to [`CHUNK`] runs of buffers on one
+    /// folio from `from` on (a large folio's pages are one run, however
+    /// many buffers they fill); returns the slot after the last run and how
+    /// many buffers it held.
     ///
     /// # Safety
     ///
     /// As for [`FastPath::hold_fast`].
     unsafe fn hold_chunk(&self, from: u32, to: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, u32)> {
         let Self { holds, mapping, block, ring } = *self;
-        // The folios of the next CHUNK buffers, their page indices and kinds,
-        // in one C call, before any lock.
-        let count = to.wrapping_sub(from).min(CHUNK as u32) as usize;
-        let mut buf_folios = [core::ptr::null_mut(); CHUNK];
-        let mut buf_indices = [0usize; CHUNK];
-        let mut kinds = [0u8; CHUNK];
-        // SAFETY: pipe locked, the `count` slots from `from` occupied (caller);
-        // the arrays hold CHUNK >= count elements.
-        unsafe {
-            bindings::ss_pipe_folios(
-                ring.bufs,
-                ring.mask,
-                from,
-                count as u32,
-                buf_folios.as_mut_ptr(),
-                buf_indices.as_mut_ptr().cast(),
-                kinds.as_mut_ptr(),
-            )
-        };
-        // The runs of consecutive buffers on one page-cache folio that is not
-        // ours yet (first slot, length), their folios and page indices (in
-        // index order as a splice reads them), and which are held.
+        // The runs, their folios, page indices and kinds, in one C call,
+        // before any lock.
+        let mut found = [const { bindings::ss_folio_run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0 } }; CHUNK];
+        // SAFETY: pipe locked, `[from, to)` occupied (caller); the array
+        // holds CHUNK elements.
+        let count = unsafe { bindings::ss_pipe_runs(ring.bufs, ring.mask, from, to, found.as_mut_ptr(), CHUNK as u32) } as usize;
+        let found = &found[..count];
+        let next = found.last().map_or(to, |r| r.slot.wrapping_add(r.len));
+        // The runs on a page-cache folio that are not ours yet (first slot,
+        // length), their folios and page indices (in index order as a
+        // splice reads them), and which are held.
         let mut runs = [(0u32, 0u32); CHUNK];
         let mut indices = [0usize; CHUNK];
         let mut folios = [core::ptr::null_mut(); CHUNK];
         let mut held = [false; CHUNK];
         let mut n = 0;
-        let mut i = 0;
-        // Where the next chunk starts: `to`, or a run that may go on after
-        // this chunk (pages of a large folio), unless it is the first.
-        let mut next = from.wrapping_add(count as u32);
-        while i < count {
-            let (start, folio) = (i, buf_folios[i]);
-            while i < count && buf_folios[i] == folio {
-                i += 1;
-            }
-            let slot = from.wrapping_add(start as u32);
-            if i == count && next != to && start > 0 {
-                next = slot;
-                break;
-            }
+        for r in found {
             // SAFETY: pipe locked, slot occupied (caller).
-            let buf = unsafe { &*ring.buf(slot) };
-            if kinds[start] == 2 && !is_stable_buf(buf) && !(i == count && next != to) {
-                runs[n] = (slot, (i - start) as u32);
-                indices[n] = buf_indices[start];
-                folios[n] = folio;
+            let buf = unsafe { &*ring.buf(r.slot) };
+            if r.kind == 2 && !is_stable_buf(buf) {
+                runs[n] = (r.slot, r.len);
+                indices[n] = r.index as usize;
+                folios[n] = r.folio;
                 n += 1;
             }
         }
@@ -285,16 +262,15 @@ impl FastPath<'_> {
             return Ok((next, 0));
         }
         let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
-        // Joins: which folios are held already, in one walk of the index.
-        if let Some(mut joins) = holds.joins(mapping) {
+        // Under one bucket lock, the file's registry entry put in place
+        // first (allocated outside the lock): which folios are held already,
+        // in one walk of the index, then new holds for the others. Fenced:
+        // all take the slow path.
+        // SAFETY: the module is pinned (caller).
+        if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
             // SAFETY: the buffers reference these folios.
             unsafe { joins.held_all(indices, folios, held, block) };
-        }
-        // New holds for the others, the file's registry entry put in place
-        // first (allocated outside the lock).
-        if held.iter().any(|h| !h) {
-            // SAFETY: the module is pinned (caller).
-            if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
+            if held.iter().any(|h| !h) {
                 // SAFETY: the runs' buffers reference the folios; pipe locked.
                 unsafe { joins.create_all(folios, runs, held, block) };
             }

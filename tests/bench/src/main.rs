@@ -31,6 +31,7 @@
 mod json;
 mod svg;
 mod sys;
+mod uring;
 
 use json::Json;
 use std::fmt::Write as _;
@@ -62,6 +63,13 @@ const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR...] --out D
                        VM whose clock counts instructions (qemu -icount)
   --throughput-from F  judge the throughput targets by F (a throughput.tsv); the
                        table still shows this run's own numbers
+  --first-only         measure only the first stable splice of every page (a file
+                       served once) against plain splice (every --dir, both sinks,
+                       64 KiB, 1 MiB, 8 MiB) and write first.tsv; meant for a VM whose
+                       clock counts instructions (qemu -icount)
+  --first-from F       judge the first-splice targets by F (a first.tsv)
+  --pipeline-only      measure only Samba's io_uring read pipeline (every --dir) and
+                       print its table
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
 SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
@@ -78,6 +86,9 @@ struct Opts {
     overhead_from: Option<String>,
     throughput_only: bool,
     throughput_from: Option<String>,
+    first_only: bool,
+    first_from: Option<String>,
+    pipeline_only: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -86,6 +97,7 @@ fn parse_args() -> Result<Opts, String> {
     let mut quick = false;
     let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut throughput_only, mut throughput_from) = (false, None);
+    let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -102,6 +114,9 @@ fn parse_args() -> Result<Opts, String> {
             "--overhead-from" => overhead_from = Some(value(&key)?),
             "--throughput-only" => throughput_only = true,
             "--throughput-from" => throughput_from = Some(value(&key)?),
+            "--first-only" => first_only = true,
+            "--pipeline-only" => pipeline_only = true,
+            "--first-from" => first_from = Some(value(&key)?),
             "--secs-per-point" => {
                 secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
             }
@@ -134,6 +149,9 @@ fn parse_args() -> Result<Opts, String> {
         overhead_from,
         throughput_only,
         throughput_from,
+        first_only,
+        first_from,
+        pipeline_only,
     };
     Ok(o)
 }
@@ -477,6 +495,7 @@ struct FsRes {
     scaling: ScaleRes,
     first: Option<FirstRes>,
     sendfile: SendfileRes,
+    pipeline: Option<PipelineRes>,
     counters: Counters,
 }
 
@@ -916,55 +935,174 @@ fn scaling(o: &Opts, dir: &str, stable_ok: bool) -> Res<ScaleRes> {
 
 /// Stable splices that take a new hold on every folio (nobody spliced the
 /// file for a while: a file served once), against plain splice: whole
-/// passes of 1 MiB splices over a file, the file's holds reaped before each
-/// stable pass, plain and stable passes interleaved.
+/// passes over a file at one transfer size to one sink, the file's holds
+/// reaped before each stable pass, plain and stable passes interleaved.
 struct FirstRes {
+    sink: Sink,
+    size: usize,
     /// Median GiB/s of plain and of stable passes.
     gib: [f64; 2],
-    /// New holds per stable pass (median) and pages per pass.
+    /// New holds and bytes copied at splice per stable pass (medians), and
+    /// pages per pass.
     holds_per_pass: f64,
+    copied_per_pass: f64,
     pages: usize,
 }
 
 const FIRST_FILE: usize = 32 << 20;
 
-fn first_holds(o: &Opts, dir: &str, stable_ok: bool) -> Res<Option<FirstRes>> {
-    if !stable_ok {
-        return Ok(None);
+/// Sizes of the first-splice rows (`--first-only`).
+const FIRST_SIZES: [usize; 3] = [64 << 10, 1 << 20, 8 << 20];
+
+/// Waits until no hold is left (the reaper ends a file's holds a second
+/// after its last splice).
+fn wait_holds_reaped() -> Res {
+    let released = Instant::now();
+    while read_counters().get("holds_active").copied().unwrap_or(0) != 0 {
+        if released.elapsed().as_secs() > 10 {
+            return Err("holds_active did not drop to 0 within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let f = create_file(dir, "first")?;
-    fill_and_warm(f.fd.raw(), FIRST_FILE as u64, 1 << 20)?;
+    Ok(())
+}
+
+/// One first-splice row: `file` (FIRST_FILE bytes, warm) at `size` to `sink`.
+fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<FirstRes> {
     let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
-    let p = pipe(CONT_SIZE)?;
-    let pass = |flags: u32| -> Res<f64> {
+    let mut tcp = if sink == Sink::Tcp { Some(TcpSink::new()?) } else { None };
+    let out = tcp.as_ref().map_or(devnull.raw(), |t| t.tx.raw());
+    let p = pipe(size)?;
+    let mut pass = |flags: u32| -> Res<f64> {
         let t0 = Instant::now();
-        for off in (0..FIRST_FILE).step_by(CONT_SIZE) {
-            splice_file_to_pipe(f.fd.raw(), off as u64, p.w.raw(), CONT_SIZE, flags)?;
-            drain_pipe(p.r.raw(), devnull.raw(), CONT_SIZE)?;
+        for off in (0..FIRST_FILE).step_by(size) {
+            splice_file_to_pipe(file, off as u64, p.w.raw(), size, flags)?;
+            drain_pipe(p.r.raw(), out, size)?;
+        }
+        if let Some(t) = tcp.as_mut() {
+            t.sent += FIRST_FILE as u64;
+            t.wait()?;
         }
         Ok(FIRST_FILE as f64 / GIB / t0.elapsed().as_secs_f64())
     };
-    let holds_taken = || read_counters().get("holds_taken").copied().unwrap_or(0);
-    let (mut gib, mut holds) = ([Vec::new(), Vec::new()], Vec::new());
+    let counter = |k: &str| read_counters().get(k).copied().unwrap_or(0);
+    let (mut gib, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new());
     for rep in 0..=o.repeats {
         let plain = pass(0)?;
-        // Holds of a file nobody splices end a second after its last use.
-        let released = Instant::now();
-        while read_counters().get("holds_active").copied().unwrap_or(0) != 0 {
-            if released.elapsed().as_secs() > 10 {
-                return Err("holds_active did not drop to 0 within 10 s".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let before = holds_taken();
+        wait_holds_reaped()?;
+        let (h0, c0) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
         let stable = pass(SPLICE_F_STABLE)?;
         if rep > 0 {
             gib[0].push(plain);
             gib[1].push(stable);
-            holds.push((holds_taken() - before) as f64);
+            holds.push((counter("holds_taken") - h0) as f64);
+            copied.push((counter("bytes_copied_at_splice") - c0) as f64);
         }
     }
-    Ok(Some(FirstRes { gib: [median(&gib[0]), median(&gib[1])], holds_per_pass: median(&holds), pages: FIRST_FILE / PAGE }))
+    if let Some(t) = tcp.take() {
+        t.finish()?;
+    }
+    Ok(FirstRes {
+        sink,
+        size,
+        gib: [median(&gib[0]), median(&gib[1])],
+        holds_per_pass: median(&holds),
+        copied_per_pass: median(&copied),
+        pages: FIRST_FILE / PAGE,
+    })
+}
+
+/// The first-splice file of `dir`, FIRST_FILE bytes, written `chunk` bytes
+/// at a time (what size of folios the page cache gets: writes of 4 KiB
+/// make small folios, of 1 MiB large ones where the file system and the
+/// kernel support them), page cache warm.
+fn first_file(dir: &str, chunk: usize) -> Res<BenchFile> {
+    let f = create_file(dir, "first")?;
+    fill_and_warm(f.fd.raw(), FIRST_FILE as u64, chunk)?;
+    Ok(f)
+}
+
+/// Every first-splice row of `dir` (`--first-only`): a file written 1 MiB
+/// at a time (labelled `label`) and one written 4 KiB at a time (`label`
+/// with "-4k": small folios, a hold per page).
+fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, FirstRes)>> {
+    let mut rows = Vec::new();
+    for (chunk, label) in [(1 << 20, label.to_string()), (PAGE, format!("{label}-4k"))] {
+        let f = first_file(dir, chunk)?;
+        let (mut stable_ok, mut stable_error) = (true, None);
+        probe_stable(&f, &mut stable_ok, &mut stable_error)?;
+        if let Some(e) = stable_error {
+            return Err(e);
+        }
+        for sink in SINKS {
+            for size in FIRST_SIZES {
+                let r = first_holds(o, f.fd.raw(), size, sink)?;
+                progress(&format!(
+                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
+                    sink.label(),
+                    svg::size_label(size),
+                    r.gib[1],
+                    r.gib[0],
+                    r.gib[1] / r.gib[0],
+                    r.holds_per_pass,
+                    r.copied_per_pass
+                ));
+                rows.push((label.clone(), r));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// First-splice rows measured in a VM whose clock counts instructions
+/// (`first.tsv`: fs label, sink, size, plain GiB/s, stable GiB/s, new holds
+/// per pass, bytes copied per pass, pages per pass).
+struct ClockedFirst {
+    rows: Vec<(String, FirstRes)>,
+}
+
+impl ClockedFirst {
+    fn tsv(rows: &[(String, FirstRes)]) -> String {
+        let mut s = String::new();
+        for (label, r) in rows {
+            let _ = writeln!(
+                s,
+                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                r.sink.key(),
+                r.size,
+                r.gib[0],
+                r.gib[1],
+                r.holds_per_pass,
+                r.copied_per_pass,
+                r.pages
+            );
+        }
+        s
+    }
+
+    fn read(path: &str) -> Res<ClockedFirst> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+        let bad = |line: &str| format!("{path}: bad line {line:?}");
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return Err(bad(line)) };
+            let sink = SINKS.into_iter().find(|s| s.key() == sink).ok_or_else(|| bad(line))?;
+            let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
+            rows.push((
+                label.to_string(),
+                FirstRes {
+                    sink,
+                    size: size.parse().map_err(|_| bad(line))?,
+                    gib: [num(plain)?, num(stable)?],
+                    holds_per_pass: num(holds)?,
+                    copied_per_pass: num(copied)?,
+                    pages: pages.parse().map_err(|_| bad(line))?,
+                },
+            ));
+        }
+        Ok(ClockedFirst { rows })
+    }
 }
 
 // ---------------------------------------------------------------- sendfile, stable mode
@@ -1304,9 +1442,14 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
     progress(&format!("{label}: 1 and 2 splicers on two files"));
     let scaling = scaling(o, dir, *stable_ok)?;
     progress(&format!("{label}: first stable splice of every page (new holds)"));
-    let first = first_holds(o, dir, *stable_ok)?;
+    let first = match *stable_ok {
+        true => Some(first_holds(o, first_file(dir, 1 << 20)?.fd.raw(), CONT_SIZE, Sink::DevNull)?),
+        false => None,
+    };
     progress(&format!("{label}: sendfile 8 MiB to TCP with and without the stable mode"));
     let sendfile = sendfile_mode(o, dir, *stable_ok)?;
+    progress(&format!("{label}: Samba's io_uring read pipeline to TCP (splice+splice stable/plain, read_fixed+send_zc, read+send)"));
+    let pipeline = uring_pipeline(o, dir, *stable_ok)?;
     let counters = counter_delta(&c_fs0, &read_counters());
     Ok(FsRes {
         dir: dir.to_string(),
@@ -1321,8 +1464,80 @@ fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, stable_error
         scaling,
         first,
         sendfile,
+        pipeline,
         counters,
     })
+}
+
+// ---------------------------------------------------------------- Samba's io_uring pipeline
+
+/// Samba's read pipeline on io_uring (`src/uring.rs`) to loopback TCP:
+/// GiB/s and CPU s/GiB of all CPUs (io-wq workers, softirqs and the
+/// receiver included) per method and request size.
+struct PipelineRes {
+    depth: usize,
+    /// (size, method, median GiB/s, median all-CPU s/GiB).
+    rows: Vec<(usize, uring::Pipeline, f64, f64)>,
+    /// Counter deltas over the stable runs.
+    counters: Counters,
+}
+
+impl PipelineRes {
+    fn get(&self, size: usize, m: uring::Pipeline) -> Option<(f64, f64)> {
+        self.rows.iter().find(|r| r.0 == size && r.1 == m).map(|r| (r.2, r.3))
+    }
+}
+
+/// Requests in flight in the pipeline bench.
+const PIPELINE_DEPTH: usize = 4;
+
+fn uring_pipeline(o: &Opts, dir: &str, stable_ok: bool) -> Res<Option<PipelineRes>> {
+    if !stable_ok {
+        return Ok(None);
+    }
+    let file_bytes = (o.file_mib as u64) << 20;
+    let f = create_file(dir, "pipeline")?;
+    fill_and_warm(f.fd.raw(), file_bytes, 1 << 20)?;
+    let mut tcp = TcpSink::new()?;
+    let mut rows = Vec::new();
+    let mut counters = Counters::new();
+    for size in FIRST_SIZES {
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); uring::PIPELINES.len()];
+        for rep in 0..=o.repeats {
+            for (mi, &m) in uring::PIPELINES.iter().enumerate() {
+                let (c0, busy0, t0) = (read_counters(), all_cpu_busy_secs(), Instant::now());
+                let sent = uring::run(m, f.fd.raw(), file_bytes, tcp.tx.raw(), size, PIPELINE_DEPTH, o.secs)?;
+                tcp.sent += sent;
+                tcp.wait()?;
+                let (wall, busy) = (t0.elapsed().as_secs_f64(), all_cpu_busy_secs() - busy0);
+                if m == uring::Pipeline::StableSplice {
+                    merge_counters(&mut counters, counter_delta(&c0, &read_counters()));
+                }
+                // The first round warms up.
+                if rep > 0 {
+                    let gib = sent as f64 / GIB;
+                    runs[mi].push((gib / wall, busy / gib));
+                }
+            }
+        }
+        let mut line = format!("io_uring pipeline {:>7}:", svg::size_label(size));
+        for (mi, &m) in uring::PIPELINES.iter().enumerate() {
+            let g = median(&runs[mi].iter().map(|r| r.0).collect::<Vec<_>>());
+            let c = median(&runs[mi].iter().map(|r| r.1).collect::<Vec<_>>());
+            let _ = write!(line, "  {} {g:.3} GiB/s {c:.2} s/GiB", m.label());
+            rows.push((size, m, g, c));
+        }
+        progress(&line);
+    }
+    tcp.finish()?;
+    progress(&format!(
+        "io_uring pipeline, stable runs: bytes_zero_copy {}, bytes_copied_at_splice {}, holds_taken {}, holds_refused {}",
+        cget(&counters, "bytes_zero_copy"),
+        cget(&counters, "bytes_copied_at_splice"),
+        cget(&counters, "holds_taken"),
+        cget(&counters, "holds_refused")
+    ));
+    Ok(Some(PipelineRes { depth: PIPELINE_DEPTH, rows, counters }))
 }
 
 // ---------------------------------------------------------------- machine
@@ -1438,8 +1653,30 @@ impl Target {
 /// xfs are judged by the instruction-clock run: under TCG the same
 /// build's ratios swing by 20% between runs, with the instruction clock
 /// they repeat.
-fn targets(results: &[FsRes], overhead: Option<&OverheadRes>, clocked: Option<&ClockedThroughput>) -> Vec<Target> {
+fn targets(
+    results: &[FsRes],
+    overhead: Option<&OverheadRes>,
+    clocked: Option<&ClockedThroughput>,
+    first: Option<&ClockedFirst>,
+) -> Vec<Target> {
     let mut t = Vec::new();
+    // A file served once: every splice takes new holds (issue 21's
+    // target, 0.8x plain), judged on the instruction clock. The "-4k"
+    // files were written 4 KiB at a time: small folios, a hold per page.
+    for (label, r) in first.map_or(&[][..], |f| &f.rows[..]) {
+        t.push(Target {
+            name: format!("first stable splice of a page >= 0.8x plain at {} (instruction clock)", svg::size_label(r.size)),
+            fs: label.clone(),
+            sink: Some(r.sink.label()),
+            value: Some(r.gib[1] / r.gib[0]),
+            threshold: 0.8,
+            at_least: true,
+            detail: format!(
+                "stable {:.3} GiB/s, plain {:.3} GiB/s; {:.0} new holds and {:.0} bytes copied per pass of {} pages",
+                r.gib[1], r.gib[0], r.holds_per_pass, r.copied_per_pass, r.pages
+            ),
+        });
+    }
     for r in results {
         let zero_copy_fs = matches!(r.fstype.as_str(), "ext4" | "xfs");
         let f = |v: Option<f64>| fmt_opt(v, 0, 3);
@@ -1481,6 +1718,25 @@ fn targets(results: &[FsRes], overhead: Option<&OverheadRes>, clocked: Option<&C
                 at_least: true,
                 detail: format!("stable {} GiB/s, read+write {} GiB/s", f(st), f(rw)),
             });
+        }
+        if let Some(pr) = &r.pipeline {
+            for size in FIRST_SIZES {
+                let st = pr.get(size, uring::Pipeline::StableSplice).map(|x| x.0);
+                let (best, which) = uring::PIPELINES
+                    .iter()
+                    .filter(|m| m.copies())
+                    .filter_map(|&m| pr.get(size, m).map(|x| (x.0, m.label())))
+                    .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+                t.push(Target {
+                    name: format!("Samba's io_uring pipeline: stable splice beats every copying method at {}", svg::size_label(size)),
+                    fs: r.label.clone(),
+                    sink: Some(Sink::Tcp.label()),
+                    value: st.map(|s| s / best),
+                    threshold: 1.0,
+                    at_least: true,
+                    detail: format!("stable {} GiB/s, best copying ({which}) {best:.3} GiB/s", fmt_opt(st, 0, 3)),
+                });
+            }
         }
         let l = &r.latency;
         let io = |v: Held| l.io_per_write.get(v as usize).copied().flatten();
@@ -1693,6 +1949,35 @@ fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module_loaded:
                 fr.gib[1] / fr.gib[0],
                 fr.holds_per_pass,
                 fr.pages
+            );
+        }
+        if let Some(pr) = &r.pipeline {
+            let _ = writeln!(
+                s,
+                "--- Samba's read pipeline on io_uring to loopback TCP, {} requests in flight: GiB/s and CPU s/GiB of all CPUs ---",
+                pr.depth
+            );
+            let _ = write!(s, "{:<8}", "size");
+            for m in uring::PIPELINES {
+                let _ = write!(s, " | {:>23}", m.label());
+            }
+            let _ = writeln!(s, " | stable/best copying");
+            for size in FIRST_SIZES {
+                let _ = write!(s, "{:<8}", svg::size_label(size));
+                for m in uring::PIPELINES {
+                    let (g, c) = pr.get(size, m).unwrap_or((f64::NAN, f64::NAN));
+                    let _ = write!(s, " | {g:>8.3} GiB/s {c:>6.2} s", );
+                }
+                let best = uring::PIPELINES.iter().filter(|m| m.copies()).filter_map(|&m| pr.get(size, m)).map(|x| x.0).fold(0.0, f64::max);
+                let st = pr.get(size, uring::Pipeline::StableSplice).map_or(f64::NAN, |x| x.0);
+                let _ = writeln!(s, " | {:.2}x", st / best);
+            }
+            let _ = writeln!(
+                s,
+                "counters over the stable runs: bytes_zero_copy {}, bytes_copied_at_splice {}, holds_refused {}",
+                cget(&pr.counters, "bytes_zero_copy"),
+                cget(&pr.counters, "bytes_copied_at_splice"),
+                cget(&pr.counters, "holds_refused")
             );
         }
         let sf = &r.sendfile;
@@ -1924,6 +2209,14 @@ fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], module: &Jso
                         .with("stable_mode_over_plain", r.sendfile.mode.map(|m| m / r.sendfile.plain))
                         .with("stable_mode_counters", &r.sendfile.counters),
                 )
+                .with(
+                    "io_uring_pipeline_tcp",
+                    r.pipeline.as_ref().map(|pr| {
+                        pr.rows.iter().fold(Json::obj().with("depth", pr.depth).with("stable_counters", &pr.counters), |j, &(size, m, g, c)| {
+                            j.with(&format!("{}/{}", m.label(), size), Json::obj().with("gib_s", g).with("cpu_s_per_gib_all_cpus", c))
+                        })
+                    }),
+                )
                 .with("counters_delta", &r.counters),
         );
     }
@@ -2014,6 +2307,25 @@ fn real_main() -> Res {
         progress(&format!("wrote {p}"));
         return Ok(());
     }
+    if o.pipeline_only {
+        for dir in &o.dirs {
+            uring_pipeline(&o, dir, true)?.ok_or("no pipeline result")?;
+        }
+        return Ok(());
+    }
+    if o.first_only {
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for dir in &o.dirs {
+            let label = label_for(dir, &labels);
+            labels.push(label.clone());
+            rows.extend(first_fs(&o, dir, &label)?);
+        }
+        let p = format!("{}/first.tsv", o.out.trim_end_matches('/'));
+        std::fs::write(&p, ClockedFirst::tsv(&rows)).map_err(|e| format!("write {p}: {e}"))?;
+        progress(&format!("wrote {p}"));
+        return Ok(());
+    }
     if o.overhead_only {
         pin_to_last_cpu();
         progress("module loaded against not loaded (rmmod/insmod between runs)");
@@ -2051,7 +2363,8 @@ fn real_main() -> Res {
         _ => None,
     };
     let clocked = o.throughput_from.as_deref().map(ClockedThroughput::read).transpose()?;
-    let tg = targets(&results, overhead.as_ref(), clocked.as_ref());
+    let first = o.first_from.as_deref().map(ClockedFirst::read).transpose()?;
+    let tg = targets(&results, overhead.as_ref(), clocked.as_ref(), first.as_ref());
     let mut txt = table(&o, &m, &results, &tg, module_loaded);
     txt += &overhead_table(overhead.as_ref());
     let _ = writeln!(txt, "total benchmark time {:.0} s", t0.elapsed().as_secs_f64());

@@ -457,3 +457,16 @@ pub fn sync_range(fd: i32, off: u64, len: usize) -> Res {
     }
     Ok(())
 }
+
+/// Busy time of all CPUs (not idle, not waiting for I/O) in seconds, from
+/// /proc/stat: the work of every thread, kworker and softirq a method
+/// causes, not only the bench process's.
+pub fn all_cpu_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy: f64 = v.iter().take(8).enumerate().filter(|&(i, _)| i != 3 && i != 4).map(|(_, x)| x).sum();
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
