@@ -56,6 +56,6 @@ bench:
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null || true
 	rm -f rust/bindings_generated.rs .kunit
-	rm -rf tests/userspace/target tools/stable-splice/target
+	rm -rf tests/userspace/target tools/stable-splice/target tools/uapi/target
 
 .PHONY: all module tool install uninstall check bench clean

@@ -1123,9 +1123,9 @@ const SENDFILE_CHUNK: usize = 8 << 20;
 
 /// Puts the bench process into the stable mode or out of it.
 fn set_stable_mode(on: bool) -> Res {
-    let dev = open("/dev/stable_splice", libc::O_RDONLY, 0).map_err(|e| format!("open /dev/stable_splice: {e}"))?;
+    let dev = open(stable_splice_uapi::DEVICE, libc::O_RDONLY, 0).map_err(|e| format!("open {}: {e}", stable_splice_uapi::DEVICE))?;
     // SAFETY: STABLE_SPLICE_SET_MODE takes its argument by value.
-    if unsafe { libc::ioctl(dev.raw(), 0xB5 << 8 | 1, on as libc::c_ulong) } != 0 {
+    if unsafe { libc::ioctl(dev.raw(), stable_splice_uapi::SET_MODE, on as libc::c_ulong) } != 0 {
         return Err(format!("STABLE_SPLICE_SET_MODE {on}: {}", std::io::Error::last_os_error()));
     }
     Ok(())

@@ -8,8 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// From include/uapi/linux/stable_splice.h.
-pub const SPLICE_F_STABLE: u32 = 0x10;
+pub use stable_splice_uapi::{COUNTER_DIR, SPLICE_F_STABLE};
 pub const PAGE: usize = 4096;
 
 pub type Res<T = ()> = Result<T, String>;
@@ -265,7 +264,6 @@ pub fn fs_type(dir: &str) -> Option<&'static str> {
 
 // ---- stable_splice counters (debugfs) ----
 
-pub const COUNTER_DIR: &str = "/sys/kernel/debug/stable_splice";
 
 pub type Counters = BTreeMap<String, i64>;
 

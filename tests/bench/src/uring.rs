@@ -6,85 +6,13 @@
 //! splice: one copy), and against `IORING_OP_READ` + `IORING_OP_SEND` (two
 //! copies). Several requests in flight, each with its own pipe or buffer.
 //!
-//! A raw-syscall ring of the bench's own: setup, registered buffers,
-//! batched submission, completions.
+//! A raw-syscall ring of the bench's own (setup, registered buffers,
+//! batched submission, completions) on the ABI of `tools/uapi`.
 
 use crate::sys::{last_err, Fd, Res};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const IORING_OP_READ_FIXED: u8 = 4;
-const IORING_OP_READ: u8 = 22;
-const IORING_OP_SEND: u8 = 26;
-const IORING_OP_SPLICE: u8 = 30;
-const IORING_OP_SEND_ZC: u8 = 47;
-const IOSQE_IO_LINK: u8 = 1 << 2;
-const IORING_RECVSEND_FIXED_BUF: u16 = 1 << 2;
-const IORING_CQE_F_MORE: u32 = 1 << 1;
-const IORING_CQE_F_NOTIF: u32 = 1 << 3;
-const IORING_ENTER_GETEVENTS: u32 = 1;
-const IORING_REGISTER_BUFFERS: u32 = 0;
-const IORING_OFF_SQ_RING: i64 = 0;
-const IORING_OFF_CQ_RING: i64 = 0x800_0000;
-const IORING_OFF_SQES: i64 = 0x1000_0000;
-
-#[repr(C)]
-#[derive(Default)]
-struct RingOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
-    /// sq: flags; cq: overflow.
-    a: u32,
-    /// sq: dropped; cq: cqes.
-    b: u32,
-    /// sq: array; cq: flags.
-    c: u32,
-    resv1: u32,
-    user_addr: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Params {
-    sq_entries: u32,
-    cq_entries: u32,
-    flags: u32,
-    sq_thread_cpu: u32,
-    sq_thread_idle: u32,
-    features: u32,
-    wq_fd: u32,
-    resv: [u32; 3],
-    sq_off: RingOffsets,
-    cq_off: RingOffsets,
-}
-
-/// struct io_uring_sqe (64 bytes), the fields these requests use.
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct Sqe {
-    opcode: u8,
-    flags: u8,
-    ioprio: u16,
-    fd: i32,
-    off: u64,
-    addr: u64,
-    len: u32,
-    op_flags: u32,
-    user_data: u64,
-    buf_index: u16,
-    personality: u16,
-    splice_fd_in: i32,
-    addr3: u64,
-    pad2: u64,
-}
-
-#[repr(C)]
-struct Cqe {
-    user_data: u64,
-    res: i32,
-    flags: u32,
-}
+use stable_splice_uapi::io_uring::*;
 
 struct Map(*mut u8, usize);
 
@@ -126,8 +54,8 @@ impl Ring {
             return Err(format!("io_uring_setup: {}", last_err()));
         }
         let fd = Fd(fd as i32);
-        let sq = map(fd.raw(), p.sq_off.c as usize + p.sq_entries as usize * 4, IORING_OFF_SQ_RING)?;
-        let cq = map(fd.raw(), p.cq_off.b as usize + p.cq_entries as usize * size_of::<Cqe>(), IORING_OFF_CQ_RING)?;
+        let sq = map(fd.raw(), p.sq_off.array as usize + p.sq_entries as usize * 4, IORING_OFF_SQ_RING)?;
+        let cq = map(fd.raw(), p.cq_off.cqes as usize + p.cq_entries as usize * size_of::<Cqe>(), IORING_OFF_CQ_RING)?;
         let sqes = map(fd.raw(), p.sq_entries as usize * size_of::<Sqe>(), IORING_OFF_SQES)?;
         Ok(Ring { sq, cq, sqes, p, fd, queued: 0 })
     }
@@ -160,7 +88,7 @@ impl Ring {
         // the kernel reads them only after the tail store publishes them.
         unsafe {
             (self.sqes.0 as *mut Sqe).add(i as usize).write(sqe);
-            (self.sq.0.add(self.p.sq_off.c as usize) as *mut u32).add(i as usize).write(i);
+            (self.sq.0.add(self.p.sq_off.array as usize) as *mut u32).add(i as usize).write(i);
         }
         Self::word(&self.sq, self.p.sq_off.tail).store(tail.wrapping_add(1), Ordering::Release);
         self.queued += 1;
@@ -191,7 +119,7 @@ impl Ring {
             }
             // SAFETY: (head & mask) indexes the live CQE array; the acquire
             // load of the tail made the entry visible.
-            let c = unsafe { &*(self.cq.0.add(self.p.cq_off.b as usize) as *const Cqe).add((head & mask) as usize) };
+            let c = unsafe { &*(self.cq.0.add(self.p.cq_off.cqes as usize) as *const Cqe).add((head & mask) as usize) };
             out.push((c.user_data, c.res, c.flags));
             Self::word(&self.cq, self.p.cq_off.head).store(head.wrapping_add(1), Ordering::Release);
         }
@@ -257,7 +185,7 @@ pub fn run(kind: Pipeline, file: i32, file_bytes: u64, sock: i32, size: usize, d
                 let p = &pipes[slot];
                 let flags = if kind == Pipeline::StableSplice { crate::sys::SPLICE_F_STABLE } else { 0 };
                 (
-                    Sqe { opcode: IORING_OP_SPLICE, fd: p.w.raw(), off: u64::MAX, addr: off, len: size as u32, op_flags: flags, splice_fd_in: file, ..Default::default() },
+                    Sqe { opcode: IORING_OP_SPLICE, fd: p.w.raw(), off: u64::MAX, addr: off, len: size as u32, rw_flags: flags, splice_fd_in: file, ..Default::default() },
                     Sqe { opcode: IORING_OP_SPLICE, fd: sock, off: u64::MAX, addr: u64::MAX, len: size as u32, splice_fd_in: p.r.raw(), ..Default::default() },
                 )
             }
@@ -270,7 +198,7 @@ pub fn run(kind: Pipeline, file: i32, file_bytes: u64, sock: i32, size: usize, d
                         fd: sock,
                         addr,
                         len: size as u32,
-                        op_flags: libc::MSG_WAITALL as u32,
+                        rw_flags: libc::MSG_WAITALL as u32,
                         ioprio: IORING_RECVSEND_FIXED_BUF,
                         buf_index: slot as u16,
                         ..Default::default()
@@ -281,7 +209,7 @@ pub fn run(kind: Pipeline, file: i32, file_bytes: u64, sock: i32, size: usize, d
                 let addr = bufs[slot].as_mut_ptr() as u64;
                 (
                     Sqe { opcode: IORING_OP_READ, fd: file, off, addr, len: size as u32, ..Default::default() },
-                    Sqe { opcode: IORING_OP_SEND, fd: sock, addr, len: size as u32, op_flags: libc::MSG_WAITALL as u32, ..Default::default() },
+                    Sqe { opcode: IORING_OP_SEND, fd: sock, addr, len: size as u32, rw_flags: libc::MSG_WAITALL as u32, ..Default::default() },
                 )
             }
         };

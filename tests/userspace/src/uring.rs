@@ -4,85 +4,8 @@
 use crate::util::{ename, errno, Fd, TResult};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub const IORING_OP_WRITE: u8 = 23;
-pub const IORING_OP_SPLICE: u8 = 30;
-pub const IORING_OP_READ: u8 = 22;
-/// IOSQE_IO_LINK: the next SQE is issued only after this one completes.
-pub const IOSQE_IO_LINK: u8 = 1 << 2;
-const IORING_ENTER_GETEVENTS: u32 = 1;
-const IORING_OFF_SQ_RING: i64 = 0;
-const IORING_OFF_CQ_RING: i64 = 0x800_0000;
-const IORING_OFF_SQES: i64 = 0x1000_0000;
-
-#[repr(C)]
-#[derive(Default)]
-struct SqringOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
-    flags: u32,
-    dropped: u32,
-    array: u32,
-    resv1: u32,
-    user_addr: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CqringOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
-    overflow: u32,
-    cqes: u32,
-    flags: u32,
-    resv1: u32,
-    user_addr: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Params {
-    sq_entries: u32,
-    cq_entries: u32,
-    flags: u32,
-    sq_thread_cpu: u32,
-    sq_thread_idle: u32,
-    features: u32,
-    wq_fd: u32,
-    resv: [u32; 3],
-    sq_off: SqringOffsets,
-    cq_off: CqringOffsets,
-}
-
-/// struct io_uring_sqe (64 bytes), only the fields a read/write uses.
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct Sqe {
-    pub opcode: u8,
-    pub flags: u8,
-    pub ioprio: u16,
-    pub fd: i32,
-    pub off: u64,
-    pub addr: u64,
-    pub len: u32,
-    pub rw_flags: u32,
-    pub user_data: u64,
-    pub buf_index: u16,
-    pub personality: u16,
-    pub splice_fd_in: i32,
-    pub addr3: u64,
-    pub pad2: u64,
-}
-
-#[repr(C)]
-struct Cqe {
-    user_data: u64,
-    res: i32,
-    flags: u32,
-}
+pub use stable_splice_uapi::io_uring::{Sqe, IORING_OP_READ, IORING_OP_SPLICE, IORING_OP_WRITE, IOSQE_IO_LINK};
+use stable_splice_uapi::io_uring::{Cqe, Params, IORING_ENTER_GETEVENTS, IORING_OFF_CQ_RING, IORING_OFF_SQES, IORING_OFF_SQ_RING};
 
 struct RingMap {
     ptr: *mut u8,

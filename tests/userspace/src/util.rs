@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// From include/uapi/linux/stable_splice.h.
-pub const SPLICE_F_STABLE: u32 = 0x10;
+pub use stable_splice_uapi::{COUNTER_DIR, SPLICE_F_STABLE};
 pub const SPLICE_F_MOVE: u32 = 0x01;
 
 /// Flag the snapshot cases pass: SPLICE_F_STABLE, unless the environment
@@ -449,7 +449,6 @@ impl Drop for Map {
     }
 }
 
-pub const COUNTER_DIR: &str = "/sys/kernel/debug/stable_splice";
 
 /// One module counter from debugfs; None if missing or unparsable.
 pub fn counter(name: &str) -> Option<u64> {

@@ -16,18 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 
-const DEVICE: &str = "/dev/stable_splice";
-const SPLICE_F_STABLE: libc::c_uint = 0x10;
-/// `_IO(0xB5, 1)` and `_IO(0xB5, 2)` from `include/uapi/linux/stable_splice.h`.
-const SET_MODE: libc::c_ulong = 0xB5 << 8 | 1;
-const GET_MODE: libc::c_ulong = 0xB5 << 8 | 2;
-/// `_IO(0xB5, 3)`, STABLE_SPLICE_FILE_INFO, and its answers.
-const FILE_INFO: libc::c_ulong = 0xB5 << 8 | 3;
-const HELD: i32 = 0;
-const COPY_JOURNALLED: i32 = 1;
-const COPY_FS: i32 = 2;
-const COPY_DAX: i32 = 3;
-const LARGE_FOLIOS: i32 = 0x100;
+use stable_splice_uapi::{COPY_DAX, COPY_FS, COPY_JOURNALLED, DEVICE, FILE_INFO, GET_MODE, HELD, LARGE_FOLIOS, SET_MODE, SPLICE_F_STABLE};
 
 /// Exit status when the mode cannot be set (CMD is not run), as env(1)
 /// uses 125 for its own failures.

@@ -13,14 +13,11 @@ use crate::util::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SET_MODE: libc::c_ulong = 0xB5 << 8 | 1;
-const GET_MODE: libc::c_ulong = 0xB5 << 8 | 2;
-const FILE_INFO: libc::c_ulong = 0xB5 << 8 | 3;
-const LARGE_FOLIOS: i32 = 0x100;
+use stable_splice_uapi::{FILE_INFO, GET_MODE, IOC_MAGIC, LARGE_FOLIOS, SET_MODE};
 const LEN: usize = 16 * PAGE;
 
 fn device() -> TResult<Fd> {
-    ck(open("/dev/stable_splice", libc::O_RDONLY, 0), "open /dev/stable_splice")
+    ck(open(stable_splice_uapi::DEVICE, libc::O_RDONLY, 0), "open /dev/stable_splice")
 }
 
 fn ioctl(fd: &Fd, cmd: libc::c_ulong, arg: libc::c_ulong) -> Result<i32, i32> {
@@ -105,7 +102,7 @@ pub fn mode_inherited(_ctx: &Ctx) -> TResult {
 pub fn mode_self_only(_ctx: &Ctx) -> TResult {
     let d = device()?;
     ensure!(ioctl(&d, SET_MODE, 2) == Err(libc::EINVAL), "SET_MODE 2 not refused with EINVAL");
-    ensure!(ioctl(&d, 0xB5 << 8 | 9, 0) == Err(libc::ENOTTY), "an unknown ioctl not refused with ENOTTY");
+    ensure!(ioctl(&d, IOC_MAGIC << 8 | 9, 0) == Err(libc::ENOTTY), "an unknown ioctl not refused with ENOTTY");
     let child = fork_child(|| {
         // SAFETY: dropping privileges in the forked child.
         if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {

@@ -9,6 +9,7 @@ use super::e2e::version_page;
 use super::socket_sink::{recv_exact, tcp_pair_rcvbuf};
 use super::Ctx;
 use crate::uring::{self, Sqe};
+use stable_splice_uapi::io_uring::IORING_OP_TEE;
 use crate::util::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 const AF_ALG: i32 = 38;
 const SOL_ALG: i32 = 279;
 const ALG_SET_KEY: i32 = 1;
-const IORING_OP_TEE: u8 = 33;
 const KEY: &[u8] = b"stable-splice signing key 0123456789";
 const MAC: usize = 32;
 /// One READ response: what the server hashes and sends in one go.
