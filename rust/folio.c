@@ -28,6 +28,28 @@ int ss_folio_extra_refs(struct folio *folio)
 	return refs - folio_expected_ref_count(folio);
 }
 
+/*
+ * For each of @n held folios of @mapping, each kept alive by its hold's
+ * reference: whether its hold has ended, i.e. its lock was free and it left
+ * @mapping, or nothing but the page cache, its mappings, private data and
+ * the hold references it. The reaper's batch in one call.
+ */
+void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
+		    bool *ended)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		struct folio *folio = folios[i];
+
+		ended[i] = false;
+		if (!folio_trylock(folio))
+			continue;
+		ended[i] = folio->mapping != mapping || ss_folio_extra_refs(folio) <= 1;
+		folio_unlock(folio);
+	}
+}
+
 bool ss_folio_writeback(struct folio *folio)
 {
 	return folio_test_writeback(folio);

@@ -161,6 +161,8 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 
 /* folios (rust/folio.c) */
 int ss_folio_extra_refs(struct folio *folio);
+void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
+		    bool *ended);
 bool ss_folio_writeback(struct folio *folio);
 bool ss_folio_mapped(struct folio *folio);
 bool ss_folio_trylock(struct folio *folio);
@@ -178,6 +180,10 @@ void ss_hold_index_destroy(struct xarray *xa);
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
+unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigned long *indices,
+				  struct folio **folios, unsigned int max);
+unsigned int ss_hold_index_erase_all(struct xarray *xa, const unsigned long *indices,
+				     struct folio *const *folios, bool *erase, unsigned int n);
 unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
 				 struct folio *const *folios, bool *held, unsigned int n);
 unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,

@@ -41,6 +41,61 @@ struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsign
 }
 
 /*
+ * Up to @max entries from index @from on, in one walk: their indices and
+ * folios. Returns how many. (The reaper's batch: a walk per hold from the
+ * root, then an erase per hold under the lock, were half its time.)
+ */
+unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigned long *indices,
+				  struct folio **folios, unsigned int max)
+{
+	XA_STATE(xas, xa, from);
+	unsigned int n = 0;
+	void *entry;
+
+	if (!max)
+		return 0;
+	rcu_read_lock();
+	xas_for_each(&xas, entry, ULONG_MAX) {
+		if (xas_retry(&xas, entry))
+			continue;
+		indices[n] = xas.xa_index;
+		folios[n] = entry;
+		if (++n == max)
+			break;
+	}
+	rcu_read_unlock();
+	return n;
+}
+
+/*
+ * Erases, under one hold of the XArray's lock, the entry at each @indices[i]
+ * with @erase[i] set if it is still @folios[i]; clears @erase[i] where it
+ * was not. Returns how many were erased; their references are the
+ * caller's.
+ */
+unsigned int ss_hold_index_erase_all(struct xarray *xa, const unsigned long *indices,
+				     struct folio *const *folios, bool *erase, unsigned int n)
+{
+	XA_STATE(xas, xa, 0);
+	unsigned int i, done = 0;
+
+	xas_lock(&xas);
+	for (i = 0; i < n; i++) {
+		if (!erase[i])
+			continue;
+		xas_set(&xas, indices[i]);
+		if (xas_load(&xas) != folios[i]) {
+			erase[i] = false;
+			continue;
+		}
+		xas_store(&xas, NULL);
+		done++;
+	}
+	xas_unlock(&xas);
+	return done;
+}
+
+/*
  * For each of @n folios (@indices ascending), whether the index holds
  * exactly that folio: held[i] set, the others left alone. Returns how many
  * matched. One walk: consecutive indices are the next slot of the node.

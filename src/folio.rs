@@ -67,12 +67,6 @@ impl FolioRef {
         unsafe { b::ss_folio_lock(self.as_ptr()) };
         FolioLock { folio: self.0, _ref: PhantomData }
     }
-
-    /// The folio lock if it is free right now.
-    pub(crate) fn try_lock(&self) -> Option<FolioLock<'_>> {
-        // SAFETY: referenced, so alive.
-        unsafe { b::ss_folio_trylock(self.as_ptr()) }.then(|| FolioLock { folio: self.0, _ref: PhantomData })
-    }
 }
 
 impl Drop for FolioRef {

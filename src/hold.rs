@@ -602,31 +602,36 @@ impl Holds {
                         cursor = c.move_next();
                         continue;
                     }
-                    while let Some((index, folio)) = file.index.next(from, usize::MAX) {
-                        if seen == REAP_BATCH {
-                            resume = (mapping, index);
+                    // The file's holds a batch at a time: one walk to
+                    // gather them, one lock of the index to erase the ended.
+                    loop {
+                        let budget = REAP_BATCH - seen;
+                        if budget == 0 {
+                            resume = (mapping, from);
                             paused = true;
                             break;
                         }
-                        seen += 1;
-                        // SAFETY: the entry's reference keeps it alive while
-                        // the bucket lock keeps the entry.
-                        let folio = unsafe { FolioRef::get(folio) };
-                        let done = folio.try_lock().map(|l| l.mapping() as usize != mapping || ended(&l, 1));
-                        if done == Some(true) {
-                            if file.index.remove(index).is_some() {
-                                file.count -= 1;
-                                count.add(-1, Relaxed);
-                                COUNTERS.holds_active.sub(1);
-                            }
-                        } else {
-                            left += 1;
+                        let (mut indices, mut folios) = ([0usize; REAP_BATCH], [core::ptr::null_mut(); REAP_BATCH]);
+                        let n = file.index.gather(from, &mut indices[..budget], &mut folios[..budget]);
+                        seen += n;
+                        // Which have ended (folio lock free, nobody reads it,
+                        // or it left the page cache), in one C call.
+                        let mut erase = [false; REAP_BATCH];
+                        // SAFETY: each entry's reference keeps its folio
+                        // alive while the bucket lock keeps the entry; the
+                        // arrays hold `n` elements.
+                        unsafe { b::ss_holds_ended(folios.as_ptr(), n as u32, mapping as *mut Mapping, erase.as_mut_ptr()) };
+                        let mut gone = [const { None }; REAP_BATCH];
+                        let removed = file.index.remove_all(&indices[..n], &folios[..n], &mut erase[..n], &mut gone[..n]);
+                        file.count -= removed;
+                        count.add(-(removed as i32), Relaxed);
+                        COUNTERS.holds_active.sub(removed as i64);
+                        left += n - removed;
+                        drop(gone); // folio_put: fine under a spinlock
+                        if n < budget || indices[n - 1] == usize::MAX {
+                            break; // the file's last hold
                         }
-                        drop(folio); // folio_put: fine under a spinlock
-                        if index == usize::MAX {
-                            break;
-                        }
-                        from = index + 1;
+                        from = indices[n - 1] + 1;
                     }
                     if paused {
                         break;

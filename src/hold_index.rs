@@ -94,6 +94,38 @@ impl HoldIndex {
         (!folio.is_null()).then_some((index as usize, folio))
     }
 
+    /// Up to `indices.len()` entries from index `from` on, in one walk:
+    /// their indices and folios (only compared, or dereferenced under the
+    /// lock that keeps the entries). Returns how many.
+    pub(crate) fn gather(&self, from: usize, indices: &mut [usize], folios: &mut [*mut RawFolio]) -> usize {
+        let n = indices.len().min(folios.len());
+        // SAFETY: initialised XArray; the slices hold `n` elements each.
+        unsafe { b::ss_hold_index_gather(self.raw(), from as _, indices.as_mut_ptr().cast(), folios.as_mut_ptr(), n as u32) as usize }
+    }
+
+    /// Takes out, under one hold of the XArray's lock, the entry at each
+    /// `indices[i]` with `erase[i]` set if it is still `folios[i]`, its
+    /// reference into `gone[i]`; clears `erase[i]` where it was not.
+    /// Returns how many were taken out.
+    pub(crate) fn remove_all(
+        &self,
+        indices: &[usize],
+        folios: &[*mut RawFolio],
+        erase: &mut [bool],
+        gone: &mut [Option<FolioRef>],
+    ) -> usize {
+        let n = indices.len().min(folios.len()).min(erase.len()).min(gone.len());
+        // SAFETY: initialised XArray; the slices hold `n` elements each.
+        let done = unsafe {
+            b::ss_hold_index_erase_all(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), erase.as_mut_ptr(), n as u32)
+        };
+        for i in (0..n).filter(|&i| erase[i]) {
+            // SAFETY: an erased entry's reference is ours now.
+            gone[i] = Some(unsafe { FolioRef::adopt(folios[i]) });
+        }
+        done as usize
+    }
+
     /// Sets `held[i]` where `folios[i]` is the entry at `indices[i]`;
     /// returns how many are. Ascending indices make it one walk.
     pub(crate) fn matches(&self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool]) -> usize {

@@ -263,6 +263,47 @@ mod tests {
         Ok(())
     }
 
+    /// The reaper's batches: a walk gathers up to so many entries from an
+    /// index on (across a leaf node's boundary), and one lock of the index
+    /// erases those asked for that still hold the folio asked about,
+    /// handing their references over.
+    #[test]
+    fn hold_index_reaps_in_batches() -> Result {
+        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
+        let folios = three_folios()?;
+        let at = [1usize, 2, 63, 64, 200];
+        for (k, &i) in at.iter().enumerate() {
+            // SAFETY: we hold a reference; the entry owns this one.
+            let r = unsafe { FolioRef::get(folios[k % 3].as_ptr()) };
+            assert!(matches!(index.insert(i, r), Ok(None)));
+        }
+        let (mut indices, mut got) = ([0usize; 3], [core::ptr::null_mut(); 3]);
+        assert_eq!(index.gather(0, &mut indices, &mut got), 3);
+        assert_eq!(indices, [1, 2, 63]);
+        assert_eq!(got, [folios[0].as_ptr(), folios[1].as_ptr(), folios[2].as_ptr()]);
+        assert_eq!(index.gather(64, &mut indices, &mut got), 2);
+        assert_eq!(indices[..2], [64, 200]);
+        assert_eq!(index.gather(201, &mut indices, &mut got), 0);
+        // Erase 1 (asked, still its folio), not 2 (not asked), not 63
+        // (asked about another folio than the entry's).
+        let ask = [1usize, 2, 63];
+        let with = [folios[0].as_ptr(), folios[1].as_ptr(), folios[0].as_ptr()];
+        let mut erase = [true, false, true];
+        let mut gone = [const { None }; 3];
+        assert_eq!(index.remove_all(&ask, &with, &mut erase, &mut gone), 1);
+        assert_eq!(erase, [true, false, false]);
+        assert_eq!(gone[0].as_ref().map(FolioRef::as_ptr), Some(folios[0].as_ptr()));
+        assert!(gone[1].is_none() && gone[2].is_none());
+        assert!(index.get(1).is_null());
+        assert_eq!(index.get(2), folios[1].as_ptr());
+        assert_eq!(index.get(63), folios[2].as_ptr());
+        drop(gone);
+        drop(index);
+        drop(folios);
+        Ok(())
+    }
+
     /// A chunk's stores step from slot to slot: runs of consecutive indices
     /// from an entry kept in the XArray's head (index 0) across leaf node
     /// boundaries and through the tree growing a level (4096), then the
