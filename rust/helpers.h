@@ -161,11 +161,11 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 
 /* folios (rust/folio.c) */
 int ss_folio_extra_refs(struct folio *folio);
+void ss_folios_trylock_unshared(struct folio *const *folios, const int *owns, const bool *skip,
+				unsigned int n, struct address_space *mapping, bool *locked);
 void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
 		    bool *ended);
 bool ss_folio_writeback(struct folio *folio);
-bool ss_folio_mapped(struct folio *folio);
-bool ss_folio_trylock(struct folio *folio);
 unsigned long ss_max_folio_pages(void);
 bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
 bool ss_folio_release_private(struct folio *folio);

@@ -129,12 +129,6 @@ impl FolioLock<'_> {
         unsafe { b::ss_folio_nr_pages(self.as_ptr()) as i64 * b::SS_PAGE_SIZE }
     }
 
-    /// Whether any page table maps it.
-    pub(crate) fn is_mapped(&self) -> bool {
-        // SAFETY: locked, hence alive.
-        unsafe { b::ss_folio_mapped(self.as_ptr()) }
-    }
-
     pub(crate) fn is_dirty(&self) -> bool {
         // SAFETY: locked, hence alive.
         unsafe { b::ss_folio_dirty(self.as_ptr()) }

@@ -800,23 +800,29 @@ impl Joins<'_> {
     /// folios; the module is pinned while this runs.
     pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], runs: &[(u32, u32)], held: &mut [bool], block: bool) {
         let n = folios.len().min(runs.len()).min(held.len()).min(CHUNK);
-        let mut locks: [Option<FolioLock<'_>>; CHUNK] = [const { None }; CHUNK];
         let mut owns = [0i32; CHUNK];
-        for i in 0..n {
-            if held[i] {
-                continue;
-            }
-            // SAFETY: referenced by the caller's buffers.
-            if !unsafe { b::ss_folio_trylock(folios[i]) } {
-                continue;
-            }
-            // SAFETY: locked just above; the buffers' references outlive this.
-            let locked = unsafe { FolioLock::adopt(folios[i]) };
-            owns[i] = runs[i].1 as i32;
-            if locked.mapping() as usize == self.mapping && !locked.is_mapped() && locked.extra_refs() == owns[i] {
-                locks[i] = Some(locked);
-            }
+        for (own, run) in owns.iter_mut().zip(&runs[..n]) {
+            *own = run.1 as i32;
         }
+        // The candidates' locks and checks in one C call.
+        let mut locked = [false; CHUNK];
+        // SAFETY: the caller's buffers reference the folios; the arrays
+        // hold `n` elements.
+        unsafe {
+            b::ss_folios_trylock_unshared(
+                folios.as_ptr(),
+                owns.as_ptr(),
+                held.as_ptr(),
+                n as u32,
+                self.mapping as *mut Mapping,
+                locked.as_mut_ptr(),
+            )
+        };
+        let locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
+            // SAFETY: locked by the call above; the buffers' references
+            // outlive this.
+            (i < n && locked[i]).then(|| unsafe { FolioLock::adopt(folios[i]) })
+        });
         let locks: [Option<&FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| locks[i].as_ref());
         // SAFETY: locked, in this mapping, not mapped; pinned (caller).
         unsafe { self.insert_locked(&locks[..n], &owns[..n], held, block) };
