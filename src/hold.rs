@@ -607,8 +607,14 @@ impl Holds {
                     loop {
                         let budget = REAP_BATCH - seen;
                         if budget == 0 {
-                            resume = (mapping, from);
-                            paused = true;
+                            // A file whose last holds the batch just ended
+                            // goes now, below: after the pause its bucket
+                            // may count no holds and never be walked again,
+                            // and the empty entry would keep the module.
+                            if file.count > 0 {
+                                resume = (mapping, from);
+                                paused = true;
+                            }
                             break;
                         }
                         let (mut indices, mut folios) = ([0usize; REAP_BATCH], [core::ptr::null_mut(); REAP_BATCH]);

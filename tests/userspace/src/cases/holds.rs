@@ -577,6 +577,51 @@ pub fn holds_io_uring_prep_pins_module(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// The reaper ends holds in batches (64) and lets go of its lock between
+/// them. Whatever number of holds a file had, a batch's multiple
+/// included, once they are reaped the file's registry entry goes too: its
+/// module reference is back and rmmod works. (A batch that ended a file's
+/// last holds right at the pause left the entry, and the module pinned,
+/// for good.)
+pub fn holds_reaped_release_module(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: no holds to reap");
+    }
+    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    let before = module_refcnt().ok_or_else(|| TestErr::Fail("no /sys/module/stable_splice/refcnt".into()))?;
+    for want in [64u64, 128, 65] {
+        // Written a page at a time: small folios (a hold each) where the
+        // file system would otherwise cache one large folio.
+        let pages = 2 * want as usize + 16;
+        let f = tmpfile(&ctx.dir)?;
+        let a = pattern(want as u8, 0, pages * PAGE);
+        for (i, page) in a.chunks(PAGE).enumerate() {
+            pwrite_all(f.fd.raw(), page, i * PAGE)?;
+        }
+        settle_page_cache(f.fd.raw(), pages * PAGE)?;
+        let p = pipe()?;
+        let base = counter("holds_active").unwrap_or(0);
+        // A page per splice until exactly `want` holds are taken (a page
+        // of a folio already held joins its hold).
+        let mut held = 0;
+        for i in 0..pages {
+            splice_exact(f.fd.raw(), i * PAGE, p.w.raw(), PAGE, stable())?;
+            expect_bytes("pipe", &read_pipe(&p.r, PAGE)?, &a[i * PAGE..][..PAGE], None)?;
+            held = counter("holds_active").unwrap_or(0).saturating_sub(base);
+            if held >= want {
+                break;
+            }
+        }
+        ctx.note(format!("{held} holds taken on a {pages}-page file"));
+        ensure!(held == want, "{held} holds taken, wanted exactly {want} (zero copy did not happen?)");
+        drop(p);
+        ensure!(wait_holds_released(Duration::from_secs(10)), "{want} holds: {:?} left after 10 s", counter("holds_active"));
+        let back = wait_until(Duration::from_secs(5), || module_refcnt() == Some(before));
+        ensure!(back, "{want} holds reaped, module refcnt {:?}, was {before}: a file entry kept the module", module_refcnt());
+    }
+    Ok(())
+}
+
 /// A descriptor that flips between a file and a pipe (`dup2` in another
 /// thread) while stable splices read from it: no stable splice may ever
 /// take its data from the pipe.

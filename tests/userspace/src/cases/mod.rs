@@ -129,6 +129,7 @@ pub fn all() -> Vec<Case> {
         case("holds_break_without_memory", Module, fault_injection::holds_break_without_memory),
         Case { name: "holds_break_under_allocation_failures", needs: Module, long: true, func: fault_injection::holds_break_under_allocation_failures },
         case("holds_io_uring_prep_pins_module", Module, holds::holds_io_uring_prep_pins_module),
+        case("holds_reaped_release_module", Module, holds::holds_reaped_release_module),
         case("holds_pipe_source_dup2_race", Module, holds::holds_pipe_source_dup2_race),
         case("holds_splice_storm", Module, holds::holds_splice_storm),
         Case { name: "holds_exerciser", needs: Module, long: true, func: exerciser::holds_exerciser },
