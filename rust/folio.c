@@ -13,6 +13,51 @@
 #include <linux/stable_splice.h>
 #include "helpers.h"
 
+void ss_folio_lock(struct folio *folio)
+{
+	folio_lock(folio);
+}
+
+struct address_space *ss_folio_mapping(struct folio *folio)
+{
+	return READ_ONCE(folio->mapping);
+}
+
+unsigned long ss_folio_index(struct folio *folio)
+{
+	return folio->index;
+}
+
+unsigned long ss_folio_nr_pages(struct folio *folio)
+{
+	return folio_nr_pages(folio);
+}
+
+bool ss_folio_dirty(struct folio *folio)
+{
+	return folio_test_dirty(folio);
+}
+
+void ss_folio_get(struct folio *folio)
+{
+	folio_get(folio);
+}
+
+void ss_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+/*
+ * Shared mappings must fault (do_page_mkwrite) before the next store; keep
+ * what dirty ptes said in the folio's dirty bit. Folio locked.
+ */
+void ss_folio_write_protect(struct folio *folio)
+{
+	if (folio_mapped(folio) && folio_mkclean(folio))
+		folio_mark_dirty(folio);
+}
+
 /*
  * References beyond the page cache, the folio's private data and its page
  * table mappings. Folio locked: nothing can map it or change its private

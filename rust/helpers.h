@@ -1,123 +1,53 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * C glue for stable_splice: static inline kernel helpers and THIS_MODULE,
- * which Rust cannot call or name directly. Each is a one-liner over the
- * kernel function of the same name; the logic lives in src/.
+ * C glue for stable_splice: static inline kernel helpers, THIS_MODULE and
+ * calls through addresses learnt at run time, which Rust cannot call or
+ * name directly. One section per file of rust/, each serving one module of
+ * src/ (as the kernel's rust/helpers/ has a file per topic); the logic
+ * lives in src/.
  */
 #ifndef STABLE_SPLICE_HELPERS_H
 #define STABLE_SPLICE_HELPERS_H
 
 #include <linux/types.h>
 
-struct ftrace_regs;
-struct page;
+struct address_space;
+struct dentry;
+struct file;
 struct folio;
-struct pipe_inode_info;
+struct ftrace_regs;
+struct iattr;
+struct io_uring_sqe;
+struct page;
 struct pipe_buffer;
+struct pipe_inode_info;
+struct task_struct;
+struct tracepoint;
+struct vm_fault;
+struct xarray;
 
-/* ftrace glue */
+/* redirects, the originals, module references (rust/ftrace.c, rust/symbols.c) */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
 unsigned long ss_func_start(unsigned long fentry_ip);
 int ss_lookup_functions(const char *const *names, unsigned long *addrs, int n);
 long ss_call_syscall(unsigned long fn, const void *regs);
 ssize_t ss_call_splice_read(unsigned long fn, void *in, void *ppos, void *pipe,
 			    size_t len, unsigned int flags);
-
-struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
-/* Consecutive buffers of a pipe on one folio (src/stable_buf.rs). */
-struct ss_folio_run {
-	struct folio *folio;
-	unsigned long index;	/* the folio's first page index */
-	unsigned int slot;	/* the run's first slot */
-	unsigned int len;	/* buffers */
-	u8 kind;		/* folio_kind() */
-};
-unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
-u64 ss_current_splice_r9(void);
-
-/* io_uring: IORING_OP_SPLICE prep/issue */
-struct io_uring_sqe;
-u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe);
-int ss_sqe_splice_fd_in(const struct io_uring_sqe *sqe);
-void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear);
-int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
-int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
-
-/* splice() from a pipe, io_uring request cleanup */
-struct file;
-bool ss_file_is_pipe(struct file *file);
 ssize_t ss_call_do_splice(unsigned long fn, struct file *in, long long *off_in, struct file *out,
 			  long long *off_out, size_t len, unsigned int flags);
-void ss_io_req_want_cleanup(void *req);
+int ss_call_io_prep(unsigned long fn, void *req, const struct io_uring_sqe *sqe);
+int ss_call_io_issue(unsigned long fn, void *req, unsigned int issue_flags);
 void ss_call_io_cleanup(unsigned long fn, void *req);
-
-/* the current task's thread id, read by the C compiler's task_struct */
-int ss_current_tid(void);
-
-/* module reference per buffer that points at our pipe_buf_operations */
+int ss_call_fallocate(unsigned long fn, struct file *file, int mode, long long offset,
+		      long long len);
+int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
+			  struct iattr *attr, void *delegated);
+void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
+			    long long lstart, long long lend);
 bool ss_module_get(void);
 void ss_module_get_more(void);
 void ss_module_put(void);
 void ss_wait_for_module_code(void);
-void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
-
-/* layout of the kernel structs the module reads or allocates, as the C
- * compiler sees them (src/layout.rs compares bindgen's view at load) */
-enum ss_layout_item {
-	SS_FTRACE_OPS_SIZE, SS_FTRACE_OPS_FUNC, SS_FTRACE_OPS_FLAGS,
-	SS_PIPE_BUFFER_SIZE, SS_PIPE_BUFFER_PAGE, SS_PIPE_BUFFER_OFFSET, SS_PIPE_BUFFER_LEN,
-	SS_PIPE_BUFFER_OPS, SS_PIPE_BUFFER_FLAGS, SS_PIPE_BUFFER_PRIVATE,
-	SS_PIPE_BUF_OPERATIONS_SIZE, SS_PIPE_BUF_OPERATIONS_RELEASE, SS_PIPE_BUF_OPERATIONS_GET,
-	SS_PT_REGS_SIZE, SS_PT_REGS_R9,
-	SS_IO_URING_SQE_SIZE,
-	SS_LAYOUT_ITEMS,
-};
-unsigned long ss_layout(enum ss_layout_item item);
-
-/* pipe */
-struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
-unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
-unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
-
-/* pages and folios */
-struct folio *ss_page_folio(struct page *page);
-bool ss_page_in_page_cache(struct page *page);
-int ss_page_kind(struct page *page);
-struct page *ss_alloc_page(void);
-bool ss_try_get_page(struct page *page);
-void ss_put_page(struct page *page);
-void ss_folio_lock(struct folio *folio);
-void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
-		    unsigned int src_off, size_t len);
-
-/* holds: zero-copy stable buffers on page-cache folios (src/hold.rs) */
-struct address_space;
-struct file;
-struct vm_fault;
-int ss_policy(void);
-struct address_space *ss_file_mapping(struct file *file);
-bool ss_mapping_zero_copy(struct address_space *mapping);
-int ss_file_stable_kind(struct file *file);
-int ss_aops_cache_init(void);
-void ss_aops_cache_exit(void);
-bool ss_file_may_write(struct file *file);
-struct address_space *ss_folio_mapping(struct folio *folio);
-unsigned long ss_folio_pfn(struct folio *folio);
-unsigned long ss_folio_index(struct folio *folio);
-unsigned long ss_folio_nr_pages(struct folio *folio);
-bool ss_folio_dirty(struct folio *folio);
-void ss_folio_get(struct folio *folio);
-void ss_folio_put(struct folio *folio);
-void ss_folio_write_protect(struct folio *folio);
-bool ss_in_fs_transaction(void);
-bool ss_sleep_killable_ms(unsigned int ms);
-u64 ss_ktime_ns(void);
-u64 ss_jiffies_ns(void);
-void ss_schedule_reap(void);
-void ss_cancel_reap(void);
-void ss_reap_holds(void);	/* src/hold.rs */
-struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
 
 /* direct ftrace trampolines (rust/trampolines.S, rust/direct.c) */
 void ss_direct_get_folio(void);
@@ -131,35 +61,59 @@ struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long ind
 bool ss_within_this_module(unsigned long addr);
 unsigned long ss_page_mkwrite_fentry(void);
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
-ssize_t ss_call_splice_write(unsigned long fn, void *pipe, void *out, void *ppos,
-			     size_t len, unsigned int flags);
-struct dentry;
-struct iattr;
-struct address_space *ss_iattr_size_change(struct dentry *dentry, struct iattr *attr, long long *from);
-int ss_call_fallocate(unsigned long fn, struct file *file, int mode, long long offset,
-		      long long len);
-void *ss_err_ptr_eagain(void);
-void *ss_err_ptr_enomem(void);
-int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
-			  struct iattr *attr, void *delegated);
-void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
-			    long long lstart, long long lend);
 
-/* test support (tests/kunit): a kernel-side pipe from a FIFO */
-struct file *ss_test_open_fifo(const char *path);
-struct pipe_inode_info *ss_test_file_pipe(struct file *file);
-struct file *ss_test_open_tmpfile(const char *dir);
-void ss_test_fput(struct file *file);
-ssize_t ss_test_pwrite(struct file *file, const void *buf, size_t len, loff_t pos);
-ssize_t ss_test_read(struct file *file, void *buf, size_t len);
-ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
-			    size_t len);
-long ss_err_ptr(const void *ptr);
-int ss_test_drain_lru(void);
-struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
+/* layout of the kernel structs the module reads or allocates, as the C
+ * compiler sees them (rust/layout.c; src/layout.rs compares bindgen's view
+ * at load) */
+enum ss_layout_item {
+	SS_FTRACE_OPS_SIZE, SS_FTRACE_OPS_FUNC, SS_FTRACE_OPS_FLAGS,
+	SS_PIPE_BUFFER_SIZE, SS_PIPE_BUFFER_PAGE, SS_PIPE_BUFFER_OFFSET, SS_PIPE_BUFFER_LEN,
+	SS_PIPE_BUFFER_OPS, SS_PIPE_BUFFER_FLAGS, SS_PIPE_BUFFER_PRIVATE,
+	SS_PIPE_BUF_OPERATIONS_SIZE, SS_PIPE_BUF_OPERATIONS_RELEASE, SS_PIPE_BUF_OPERATIONS_GET,
+	SS_PT_REGS_SIZE, SS_PT_REGS_R9,
+	SS_IO_URING_SQE_SIZE,
+	SS_LAYOUT_ITEMS,
+};
+unsigned long ss_layout(enum ss_layout_item item);
 
+/* io_uring: IORING_OP_SPLICE prep, issue, cleanup (rust/uring.c) */
+u32 ss_sqe_splice_flags(const struct io_uring_sqe *sqe);
+void ss_sqe_copy_clearing(struct io_uring_sqe *dst, const struct io_uring_sqe *src, u32 clear);
+void ss_io_req_want_cleanup(void *req);
 
-/* folios (rust/folio.c) */
+/* a locked pipe's ring and the pages in it (rust/pipe.c) */
+bool ss_file_is_pipe(struct file *file);
+void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
+unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
+/* Consecutive buffers of a pipe on one folio (src/stable_buf.rs). */
+struct ss_folio_run {
+	struct folio *folio;
+	unsigned long index;	/* the folio's first page index */
+	unsigned int slot;	/* the run's first slot */
+	unsigned int len;	/* buffers */
+	u8 kind;		/* folio_kind() */
+};
+unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
+struct folio *ss_page_folio(struct page *page);
+bool ss_page_in_page_cache(struct page *page);
+int ss_page_kind(struct page *page);
+struct page *ss_alloc_page(void);
+void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
+		    unsigned int src_off, size_t len);
+
+/* folios: references, lock, checks, the break's copy (rust/folio.c) */
+void ss_folio_lock(struct folio *folio);
+struct address_space *ss_folio_mapping(struct folio *folio);
+unsigned long ss_folio_index(struct folio *folio);
+unsigned long ss_folio_nr_pages(struct folio *folio);
+bool ss_folio_dirty(struct folio *folio);
+void ss_folio_get(struct folio *folio);
+void ss_folio_put(struct folio *folio);
+void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 void ss_folios_trylock_unshared(struct folio *const *folios, const int *owns, const bool *skip,
 				unsigned int n, struct address_space *mapping, bool *locked);
@@ -172,9 +126,24 @@ bool ss_folio_release_private(struct folio *folio);
 struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old);
 void ss_folio_replace(struct folio *old, struct folio *new);
 void ss_folio_wait_writeback(struct folio *folio);
+bool ss_mapping_zero_copy(struct address_space *mapping);
+int ss_file_stable_kind(struct file *file);
+int ss_aops_cache_init(void);
+void ss_aops_cache_exit(void);
+
+/* holds: the policy, the file, time, the reaper (rust/hold.c) */
+int ss_policy(void);
+struct address_space *ss_file_mapping(struct file *file);
+bool ss_file_may_write(struct file *file);
+bool ss_in_fs_transaction(void);
+bool ss_sleep_killable_ms(unsigned int ms);
+u64 ss_ktime_ns(void);
+u64 ss_jiffies_ns(void);
+void ss_schedule_reap(void);
+void ss_cancel_reap(void);
+void ss_reap_holds(void);	/* src/hold.rs */
 
 /* the per-file index of held folios (rust/hold_index.c) */
-struct xarray;
 void ss_hold_index_init(struct xarray *xa);
 void ss_hold_index_destroy(struct xarray *xa);
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
@@ -188,17 +157,35 @@ unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices
 				 struct folio *const *folios, bool *held, unsigned int n);
 unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
 				     struct folio *const *folios, struct folio **old, unsigned int n);
-struct pipe_buffer;
 unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
 				       unsigned int mask, unsigned int from, unsigned int n);
 
-/* tasks and tracepoints for the stable mode (rust/task.c) */
-struct task_struct;
-struct tracepoint;
+/* writers' entry points (rust/writers.c) */
+struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
+struct address_space *ss_iattr_size_change(struct dentry *dentry, struct iattr *attr, long long *from);
+void *ss_err_ptr_eagain(void);
+void *ss_err_ptr_enomem(void);
+long ss_err_ptr(const void *ptr);
+
+/* tasks and tracepoints: the stable mode, splice() in progress (rust/task.c) */
+int ss_current_tid(void);
+u64 ss_current_splice_r9(void);
 int ss_current_tgid(void);
 int ss_task_tgid(struct task_struct *task);
 void ss_task_kill(struct task_struct *task);
 struct tracepoint *ss_tracepoint(const char *name);
 void ss_tracepoint_sync(void);
+
+/* test support for tests/kunit, built with KUNIT=1 only (rust/kunit.c) */
+struct file *ss_test_open_fifo(const char *path);
+struct pipe_inode_info *ss_test_file_pipe(struct file *file);
+struct file *ss_test_open_tmpfile(const char *dir);
+void ss_test_fput(struct file *file);
+ssize_t ss_test_pwrite(struct file *file, const void *buf, size_t len, loff_t pos);
+ssize_t ss_test_read(struct file *file, void *buf, size_t len);
+ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
+			    size_t len);
+int ss_test_drain_lru(void);
+struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 
 #endif

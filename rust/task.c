@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Task and tracepoint glue for src/mode.rs: the thread group a task belongs
- * to (read in C, see ss_current_tid()), killing a child that could not be
- * put into its parent's stable mode, and finding a tracepoint by name.
+ * Task and tracepoint glue for src/mode.rs and src/calls.rs: the task and
+ * thread group a task belongs to, the splice() it is in, killing a child
+ * that could not be put into its parent's stable mode, and finding a
+ * tracepoint by name.
  */
 
+#include <linux/ptrace.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/string.h>
+#include <linux/sched/task_stack.h>
+#include <asm/unistd.h>
 #include <linux/tracepoint.h>
 #include "helpers.h"
 
@@ -51,4 +55,25 @@ struct tracepoint *ss_tracepoint(const char *name)
 void ss_tracepoint_sync(void)
 {
 	tracepoint_synchronize_unregister();
+}
+
+int ss_current_tid(void)
+{
+	return current->pid;
+}
+
+/*
+ * The saved r9 (splice's flags argument) of the splice() the current task
+ * is in, or 0 when it is not in one: io_uring workers and kernel threads
+ * never are. The syscall replacement marks its call in the upper half of
+ * r9, which the syscall's unsigned int flags never see.
+ */
+u64 ss_current_splice_r9(void)
+{
+	struct pt_regs *regs;
+
+	if (current->flags & (PF_KTHREAD | PF_IO_WORKER))
+		return 0;
+	regs = current_pt_regs();
+	return regs->orig_ax == __NR_splice ? regs->r9 : 0;
 }

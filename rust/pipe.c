@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Glue for src/stable_buf.rs: a locked pipe's ring, the runs of buffers on
+ * one folio, the pages they point to, and the copy of one.
+ */
+
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/pipe_fs_i.h>
+#include "helpers.h"
+
+/* Whether splice() treats @file as a pipe (pipes and FIFOs). */
+bool ss_file_is_pipe(struct file *file)
+{
+	return S_ISFIFO(file_inode(file)->i_mode);
+}
+
+void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head)
+{
+	pipe->head = head;
+}
+
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot)
+{
+	return pipe_buf(pipe, slot);
+}
+
+unsigned int ss_pipe_head(const struct pipe_inode_info *pipe)
+{
+	return pipe->head;
+}
+
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe)
+{
+	return pipe->tail;
+}
+
+/* The ring of a locked pipe: its buffers and the mask of a slot. */
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask)
+{
+	*mask = pipe->ring_size - 1;
+	return pipe->bufs;
+}
+
+/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
+ * one read of ->mapping, which a concurrent eviction clears. */
+static inline int folio_kind(struct folio *folio)
+{
+	if (folio_test_anon(folio) || is_zero_folio(folio))
+		return 0;
+	return READ_ONCE(folio->mapping) ? 2 : 1;
+}
+
+/*
+ * The runs of buffers on one folio among slots [@from, @to) of a locked
+ * pipe's ring, at most @max of them from @from on: each run's folio, page
+ * index, folio_kind(), first slot and length. Returns how many. A large
+ * folio's pages are one run however many buffers they fill. One call per
+ * chunk of a stable splice's fast path, not one per buffer.
+ */
+unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max)
+{
+	unsigned int slot = from, n = 0;
+
+	while (slot != to && n < max) {
+		struct folio *f = page_folio(bufs[slot & mask].page);
+		struct ss_folio_run *r = &runs[n++];
+
+		r->folio = f;
+		r->index = f->index;
+		r->kind = folio_kind(f);
+		r->slot = slot;
+		do {
+			slot++;
+		} while (slot != to && page_folio(bufs[slot & mask].page) == f);
+		r->len = slot - r->slot;
+	}
+	return n;
+}
+
+struct folio *ss_page_folio(struct page *page)
+{
+	return page_folio(page);
+}
+
+bool ss_page_in_page_cache(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
+}
+
+int ss_page_kind(struct page *page)
+{
+	return folio_kind(page_folio(page));
+}
+
+struct page *ss_alloc_page(void)
+{
+	return alloc_page(GFP_KERNEL_ACCOUNT);
+}
+
+void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
+		    unsigned int src_off, size_t len)
+{
+	memcpy_page(dst, dst_off, src, src_off, len);
+}
