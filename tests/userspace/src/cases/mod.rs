@@ -67,125 +67,130 @@ impl Ctx {
     }
 }
 
-const fn case(name: &'static str, needs: Needs, func: fn(&Ctx) -> TResult) -> Case {
-    Case { name, needs, long: false, func }
+/// A case, named after its function (`long`: a stress run's timeout).
+macro_rules! case {
+    (long $needs:ident, $($f:ident)::+) => {
+        Case { name: case!(@name $($f)::+), needs: $needs, long: true, func: $($f)::+ }
+    };
+    ($needs:ident, $($f:ident)::+) => {
+        Case { name: case!(@name $($f)::+), needs: $needs, long: false, func: $($f)::+ }
+    };
+    (@name $m:ident :: $f:ident) => { stringify!($f) };
+    (@name $f:ident) => { stringify!($f) };
 }
 
 pub fn all() -> Vec<Case> {
     use Needs::*;
     vec![
-        case("flag_einval_without_module", NoModule, basic::flag_einval_without_module),
-        case("unknown_flag_einval", Any, basic::unknown_flag_einval),
-        case("stable_flag_accepted", Module, basic::stable_flag_accepted),
-        case("registers_preserved", Module, basic::registers_preserved),
-        case("mark_bit_without_flag_is_plain", Module, basic::mark_bit_without_flag_is_plain),
-        case("metzmacher_plain", Any, basic::metzmacher_plain),
-        case("metzmacher_stable", Module, basic::metzmacher_stable),
-        case("snapshot_pwrite", Module, snapshot::pwrite),
-        case("snapshot_write", Module, snapshot::write),
-        case("snapshot_writev", Module, snapshot::writev),
-        case("snapshot_mmap_after_splice", Module, snapshot::mmap_after_splice),
-        case("snapshot_mmap_dirty_before_splice", Module, snapshot::mmap_dirty_before_splice),
-        case("snapshot_beside_function_tracer", Module, snapshot::beside_function_tracer),
-        case("snapshot_ftruncate_zero", Module, snapshot::ftruncate_zero),
-        case("snapshot_ftruncate_mid_page", Module, snapshot::ftruncate_mid_page),
-        case("snapshot_punch_hole", Module, snapshot::punch_hole),
-        case("snapshot_odirect", Module, snapshot::odirect),
-        case("snapshot_unlink_close", Module, snapshot::unlink_close),
-        case("snapshot_io_uring_write", Module, snapshot::io_uring_write),
-        case("io_uring_splice_stable", Module, uring_splice::io_uring_splice_stable),
-        case("io_uring_splice_einval_without_module", NoModule, uring_splice::io_uring_splice_einval_without_module),
-        case("io_uring_splice_unknown_flag", Any, uring_splice::io_uring_splice_unknown_flag),
-        case("io_uring_splice_pipe_source_einval", Module, uring_splice::io_uring_splice_pipe_source_einval),
-        case("socket_sink_plain_shows_overwrite", Any, socket_sink::socket_sink_plain_shows_overwrite),
-        case("socket_sink_snapshot", Module, socket_sink::socket_sink_snapshot),
-        case("snapshot_tee", Module, snapshot::tee),
-        case("snapshot_pipe_to_pipe", Module, snapshot::pipe_to_pipe),
-        case("large_8mib", Module, snapshot::large_8mib),
-        case("bounded_writer_same_process", Module, security::bounded_writer_same_process),
-        case("bounded_writer_other_process", Module, security::bounded_writer_other_process),
-        case("dirty_pipe_no_write_path", Module, security::dirty_pipe_no_write_path),
-        case("unprivileged_reader", Module, security::unprivileged_reader),
-        case("bad_input", Module, basic::bad_input),
-        case("signal_eintr", Module, signals::signal_eintr),
-        case("signal_restart_keeps_flag", Module, signals::signal_restart_keeps_flag),
-        case("counters_zero_after_close", Module, basic::counters_zero_after_close),
-        case("holds_socket_partial_read", Module, holds::holds_socket_partial_read),
-        case("holds_socket_partial_close", Module, holds::holds_socket_partial_close),
-        case("holds_socket_partial_devnull", Module, holds::holds_socket_partial_devnull),
-        case("plain_socket_partial_read", Any, holds::plain_socket_partial_read),
-        case("holds_socket_consumer_first", Module, holds::holds_socket_consumer_first),
-        case("plain_socket_consumer_first", Any, holds::plain_socket_consumer_first),
-        case("holds_warm_file_zero_copy", Module, holds::holds_warm_file_zero_copy),
-        case("file_info", Module, mode::file_info),
-        case("holds_overlapping_splices", Module, holds::holds_overlapping_splices),
-        case("plain_overlapping_splices", Any, holds::plain_overlapping_splices),
-        case("holds_zeroing", Module, holds::holds_zeroing),
-        case("holds_zeroing_chattr_j", Module, holds::holds_zeroing_chattr_j),
-        case("holds_zeroing_chattr_j_while_held", Module, holds::holds_zeroing_chattr_j_while_held),
-        case("plain_zeroing", Any, holds::plain_zeroing),
-        case("holds_truncate_vs_writeback", Module, holds::holds_truncate_vs_writeback),
-        case("plain_truncate_vs_writeback", Any, holds::plain_truncate_vs_writeback),
-        case("holds_break_without_memory", Module, fault_injection::holds_break_without_memory),
-        Case { name: "holds_break_under_allocation_failures", needs: Module, long: true, func: fault_injection::holds_break_under_allocation_failures },
-        case("holds_io_uring_prep_pins_module", Module, holds::holds_io_uring_prep_pins_module),
-        case("holds_reaped_release_module", Module, holds::holds_reaped_release_module),
-        case("holds_pipe_source_dup2_race", Module, holds::holds_pipe_source_dup2_race),
-        case("holds_splice_storm", Module, holds::holds_splice_storm),
-        Case { name: "holds_exerciser", needs: Module, long: true, func: exerciser::holds_exerciser },
-        Case { name: "holds_writer_race", needs: Module, long: true, func: holds::holds_writer_race },
-        Case { name: "plain_writer_race", needs: Any, long: true, func: holds::plain_writer_race },
-        Case { name: "signed_reads_af_alg", needs: Module, long: true, func: signed::signed_reads_af_alg },
-        Case { name: "plain_signed_reads_af_alg", needs: Any, long: true, func: signed::plain_signed_reads_af_alg },
-        Case { name: "signed_reads_io_uring", needs: Module, long: true, func: signed::signed_reads_io_uring },
-        Case { name: "plain_signed_reads_io_uring", needs: Any, long: true, func: signed::plain_signed_reads_io_uring },
-        case("mode_inherited", Module, mode::mode_inherited),
-        case("mode_self_only", Module, mode::mode_self_only),
-        case("mode_splice_without_flag", Module, mode::mode_splice_without_flag),
-        case("plain_mode_splice_without_flag", Any, mode::plain_mode_splice_without_flag),
-        Case { name: "mode_sendfile_socket", needs: Module, long: true, func: mode::mode_sendfile_socket },
-        Case { name: "plain_mode_sendfile_socket", needs: Any, long: true, func: mode::plain_mode_sendfile_socket },
-        case("mode_io_uring_splice", Module, mode::mode_io_uring_splice),
-        case("plain_mode_io_uring_splice", Any, mode::plain_mode_io_uring_splice),
-        case("mode_pipe_source_unchanged", Module, mode::mode_pipe_source_unchanged),
-        case("mode_tool", Module, mode::mode_tool),
-        case("mode_tool_without_module", NoModule, mode::mode_tool_without_module),
+        case!(NoModule, basic::flag_einval_without_module),
+        case!(Any, basic::unknown_flag_einval),
+        case!(Module, basic::stable_flag_accepted),
+        case!(Module, basic::registers_preserved),
+        case!(Module, basic::mark_bit_without_flag_is_plain),
+        case!(Any, basic::metzmacher_plain),
+        case!(Module, basic::metzmacher_stable),
+        case!(Module, snapshot::snapshot_pwrite),
+        case!(Module, snapshot::snapshot_write),
+        case!(Module, snapshot::snapshot_writev),
+        case!(Module, snapshot::snapshot_mmap_after_splice),
+        case!(Module, snapshot::snapshot_mmap_dirty_before_splice),
+        case!(Module, snapshot::snapshot_beside_function_tracer),
+        case!(Module, snapshot::snapshot_ftruncate_zero),
+        case!(Module, snapshot::snapshot_ftruncate_mid_page),
+        case!(Module, snapshot::snapshot_punch_hole),
+        case!(Module, snapshot::snapshot_odirect),
+        case!(Module, snapshot::snapshot_unlink_close),
+        case!(Module, snapshot::snapshot_io_uring_write),
+        case!(Module, uring_splice::io_uring_splice_stable),
+        case!(NoModule, uring_splice::io_uring_splice_einval_without_module),
+        case!(Any, uring_splice::io_uring_splice_unknown_flag),
+        case!(Module, uring_splice::io_uring_splice_pipe_source_einval),
+        case!(Any, socket_sink::socket_sink_plain_shows_overwrite),
+        case!(Module, socket_sink::socket_sink_snapshot),
+        case!(Module, snapshot::snapshot_tee),
+        case!(Module, snapshot::snapshot_pipe_to_pipe),
+        case!(Module, snapshot::large_8mib),
+        case!(Module, security::bounded_writer_same_process),
+        case!(Module, security::bounded_writer_other_process),
+        case!(Module, security::dirty_pipe_no_write_path),
+        case!(Module, security::unprivileged_reader),
+        case!(Module, basic::bad_input),
+        case!(Module, signals::signal_eintr),
+        case!(Module, signals::signal_restart_keeps_flag),
+        case!(Module, basic::counters_zero_after_close),
+        case!(Module, holds::holds_socket_partial_read),
+        case!(Module, holds::holds_socket_partial_close),
+        case!(Module, holds::holds_socket_partial_devnull),
+        case!(Any, holds::plain_socket_partial_read),
+        case!(Module, holds::holds_socket_consumer_first),
+        case!(Any, holds::plain_socket_consumer_first),
+        case!(Module, holds::holds_warm_file_zero_copy),
+        case!(Module, mode::file_info),
+        case!(Module, holds::holds_overlapping_splices),
+        case!(Any, holds::plain_overlapping_splices),
+        case!(Module, holds::holds_zeroing),
+        case!(Module, holds::holds_zeroing_chattr_j),
+        case!(Module, holds::holds_zeroing_chattr_j_while_held),
+        case!(Any, holds::plain_zeroing),
+        case!(Module, holds::holds_truncate_vs_writeback),
+        case!(Any, holds::plain_truncate_vs_writeback),
+        case!(Module, fault_injection::holds_break_without_memory),
+        case!(long Module, fault_injection::holds_break_under_allocation_failures),
+        case!(Module, holds::holds_io_uring_prep_pins_module),
+        case!(Module, holds::holds_reaped_release_module),
+        case!(Module, holds::holds_pipe_source_dup2_race),
+        case!(Module, holds::holds_splice_storm),
+        case!(long Module, exerciser::holds_exerciser),
+        case!(long Module, holds::holds_writer_race),
+        case!(long Any, holds::plain_writer_race),
+        case!(long Module, signed::signed_reads_af_alg),
+        case!(long Any, signed::plain_signed_reads_af_alg),
+        case!(long Module, signed::signed_reads_io_uring),
+        case!(long Any, signed::plain_signed_reads_io_uring),
+        case!(Module, mode::mode_inherited),
+        case!(Module, mode::mode_self_only),
+        case!(Module, mode::mode_splice_without_flag),
+        case!(Any, mode::plain_mode_splice_without_flag),
+        case!(long Module, mode::mode_sendfile_socket),
+        case!(long Any, mode::plain_mode_sendfile_socket),
+        case!(Module, mode::mode_io_uring_splice),
+        case!(Any, mode::plain_mode_io_uring_splice),
+        case!(Module, mode::mode_pipe_source_unchanged),
+        case!(Module, mode::mode_tool),
+        case!(NoModule, mode::mode_tool_without_module),
         // end to end (--e2e): nginx from Debian, curl
-        Case { name: "e2e_nginx_stalled_client", needs: Module, long: true, func: e2e::e2e_nginx_stalled_client },
-        Case { name: "plain_e2e_nginx_stalled_client", needs: Module, long: true, func: e2e::plain_e2e_nginx_stalled_client },
-        Case { name: "e2e_curl_rewrite", needs: Module, long: true, func: e2e::e2e_curl_rewrite },
-        Case { name: "plain_e2e_curl_rewrite", needs: Module, long: true, func: e2e::plain_e2e_curl_rewrite },
+        case!(long Module, e2e::e2e_nginx_stalled_client),
+        case!(long Module, e2e::plain_e2e_nginx_stalled_client),
+        case!(long Module, e2e::e2e_curl_rewrite),
+        case!(long Module, e2e::plain_e2e_curl_rewrite),
         // end to end (--e2e): Samba's smbd from Debian with sendfile, smbclient
-        Case { name: "e2e_smb_stalled_client", needs: Module, long: true, func: samba::e2e_smb_stalled_client },
-        Case { name: "plain_e2e_smb_stalled_client", needs: Module, long: true, func: samba::plain_e2e_smb_stalled_client },
-        Case { name: "e2e_smbclient_rewrite", needs: Module, long: true, func: samba::e2e_smbclient_rewrite },
-        Case { name: "plain_e2e_smbclient_rewrite", needs: Module, long: true, func: samba::plain_e2e_smbclient_rewrite },
-        Case { name: "e2e_smb_client_killed", needs: Module, long: true, func: samba::e2e_smb_client_killed },
-        Case { name: "e2e_smb_truncated_under_read", needs: Module, long: true, func: samba::e2e_smb_truncated_under_read },
-        Case { name: "torn_read_stress", needs: Module, long: true, func: stress::torn_read_stress },
-        Case { name: "contract_stress", needs: Module, long: true, func: contract_stress::contract_stress },
+        case!(long Module, samba::e2e_smb_stalled_client),
+        case!(long Module, samba::plain_e2e_smb_stalled_client),
+        case!(long Module, samba::e2e_smbclient_rewrite),
+        case!(long Module, samba::plain_e2e_smbclient_rewrite),
+        case!(long Module, samba::e2e_smb_client_killed),
+        case!(long Module, samba::e2e_smb_truncated_under_read),
+        case!(long Module, stress::torn_read_stress),
+        case!(long Module, contract_stress::contract_stress),
     ]
 }
 
 /// Cases that exercise the runner itself (timeout, panic, crash); only
 /// listed when STABLE_SPLICE_TESTS_SELFTEST=1, and expected to fail.
 pub fn runner_selftest() -> Vec<Case> {
-    fn hang(_: &Ctx) -> TResult {
+    fn selftest_hang(_: &Ctx) -> TResult {
         std::thread::sleep(std::time::Duration::from_secs(3600));
         Ok(())
     }
-    fn panics(_: &Ctx) -> TResult {
+    fn selftest_panic(_: &Ctx) -> TResult {
         panic!("deliberate panic");
     }
-    fn crash(_: &Ctx) -> TResult {
+    fn selftest_crash(_: &Ctx) -> TResult {
         // SAFETY: kill has no memory preconditions; it ends this case process
         // the way a crash would.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         Ok(())
     }
-    vec![
-        case("selftest_hang", Needs::Any, hang),
-        case("selftest_panic", Needs::Any, panics),
-        case("selftest_crash", Needs::Any, crash),
-    ]
+    use Needs::*;
+    vec![case!(Any, selftest_hang), case!(Any, selftest_panic), case!(Any, selftest_crash)]
 }

@@ -56,14 +56,14 @@ fn setup(ctx: &Ctx, named: bool, len: usize) -> TResult<Snap> {
     Ok(Snap { f, p, a, b, len })
 }
 
-pub fn pwrite(ctx: &Ctx) -> TResult {
+pub fn snapshot_pwrite(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     pwrite_all(s.fd(), &s.b, 0)?;
     s.check_file(&s.b, "pwrite")?;
     s.check_pipe()
 }
 
-pub fn write(ctx: &Ctx) -> TResult {
+pub fn snapshot_write(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     lseek(s.fd(), 0)?;
     write_all(s.fd(), &s.b)?;
@@ -71,7 +71,7 @@ pub fn write(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn writev(ctx: &Ctx) -> TResult {
+pub fn snapshot_writev(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     lseek(s.fd(), 0)?;
     // Split inside the second page so one writev spans a page boundary mid-iovec.
@@ -87,7 +87,7 @@ pub fn writev(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn mmap_after_splice(ctx: &Ctx) -> TResult {
+pub fn snapshot_mmap_after_splice(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let m = Map::shared_file(s.fd(), s.len)?;
     m.store(0, &s.b);
@@ -95,7 +95,7 @@ pub fn mmap_after_splice(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn mmap_dirty_before_splice(ctx: &Ctx) -> TResult {
+pub fn snapshot_mmap_dirty_before_splice(ctx: &Ctx) -> TResult {
     // The mapping exists and its PTEs are dirty+writable before the splice:
     // later stores fault only if the hold write-protected them.
     let f = tmpfile(&ctx.dir)?;
@@ -124,7 +124,7 @@ fn churn_page_cache(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
-pub fn ftruncate_zero(ctx: &Ctx) -> TResult {
+pub fn snapshot_ftruncate_zero(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     ftruncate(s.fd(), 0)?;
     ensure!(file_size(s.fd())? == 0, "size after ftruncate(0) is {}", file_size(s.fd())?);
@@ -133,7 +133,7 @@ pub fn ftruncate_zero(ctx: &Ctx) -> TResult {
     s.check_pipe_vs(&vec![0; LEN])
 }
 
-pub fn ftruncate_mid_page(ctx: &Ctx) -> TResult {
+pub fn snapshot_ftruncate_mid_page(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let mid = PAGE / 2;
     ftruncate(s.fd(), mid)?;
@@ -147,7 +147,7 @@ pub fn ftruncate_mid_page(ctx: &Ctx) -> TResult {
     s.check_pipe_vs(&want)
 }
 
-pub fn punch_hole(ctx: &Ctx) -> TResult {
+pub fn snapshot_punch_hole(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let (off, len) = (1024usize, 2048usize);
     // SAFETY: plain syscall on our fd.
@@ -171,7 +171,7 @@ pub fn punch_hole(ctx: &Ctx) -> TResult {
     s.check_pipe_vs(&want)
 }
 
-pub fn odirect(ctx: &Ctx) -> TResult {
+pub fn snapshot_odirect(ctx: &Ctx) -> TResult {
     let len = 2 * PAGE; // O_DIRECT needs aligned offset and length
     let s = setup(ctx, true, len)?;
     let path = s.f.path.clone().unwrap_or_default();
@@ -199,7 +199,7 @@ pub fn odirect(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn unlink_close(ctx: &Ctx) -> TResult {
+pub fn snapshot_unlink_close(ctx: &Ctx) -> TResult {
     let Snap { mut f, p, a, b, .. } = setup(ctx, true, LEN)?;
     let path = f.path.take().unwrap_or_default();
     let c = cstr(&path);
@@ -216,7 +216,7 @@ pub fn unlink_close(ctx: &Ctx) -> TResult {
     check_pipe_a(&p, &a, &b)
 }
 
-pub fn io_uring_write(ctx: &Ctx) -> TResult {
+pub fn snapshot_io_uring_write(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let mut ring = uring::setup_or_skip(4)?;
     let sqe = uring::Sqe {
@@ -234,7 +234,7 @@ pub fn io_uring_write(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn tee(ctx: &Ctx) -> TResult {
+pub fn snapshot_tee(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let p2 = pipe()?;
     let n = tee_raw(s.p.r.raw(), p2.w.raw(), s.len, 0);
@@ -245,7 +245,7 @@ pub fn tee(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-pub fn pipe_to_pipe(ctx: &Ctx) -> TResult {
+pub fn snapshot_pipe_to_pipe(ctx: &Ctx) -> TResult {
     let s = setup(ctx, false, LEN)?;
     let p2 = pipe()?;
     let n = splice_raw(s.p.r.raw(), None, p2.w.raw(), None, s.len, 0);
@@ -358,7 +358,7 @@ impl Drop for FunctionTracer {
 /// reaches the module's trampolines from its own register-saving caller
 /// rather than straight from the fentry call. A pwrite and stores through a
 /// shared mapping must still leave the pipe's snapshot alone.
-pub fn beside_function_tracer(ctx: &Ctx) -> TResult {
+pub fn snapshot_beside_function_tracer(ctx: &Ctx) -> TResult {
     if crate::detect_fs(&ctx.dir) == "tmpfs" {
         // shmem writes and mmap stores call neither function (and tmpfs
         // copies at splice: there is no hold to guard).
