@@ -135,7 +135,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
 
 /// `policy <cow|block>` and one `name value` line per counter.
 pub(crate) fn write_all(out: &mut impl fmt::Write) -> fmt::Result {
-    if let Ok(policy) = crate::hold::Policy::from_param() {
+    if let Ok(policy) = crate::policy::Policy::from_param() {
         writeln!(out, "policy {:?}", policy)?;
     }
     for (name, counter) in all() {
@@ -156,12 +156,12 @@ impl fmt::Debug for View {
 /// The debugfs directory; removed when dropped.
 pub(crate) struct DebugFs {
     _files: KVec<Pin<KBox<File<View>>>>,
-    _policy: Pin<KBox<File<crate::hold::Policy>>>,
+    _policy: Pin<KBox<File<crate::policy::Policy>>>,
     _dir: Dir,
 }
 
 impl DebugFs {
-    pub(crate) fn new(policy: crate::hold::Policy) -> Result<Self> {
+    pub(crate) fn new(policy: crate::policy::Policy) -> Result<Self> {
         let dir = Dir::new(c"stable_splice");
         let mut files = KVec::with_capacity(COUNT, GFP_KERNEL)?;
         for (name, counter) in all() {

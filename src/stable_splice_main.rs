@@ -18,6 +18,7 @@ mod hold;
 mod hold_index;
 mod layout;
 mod mode;
+mod policy;
 mod splice;
 mod stable_buf;
 mod uring;
@@ -177,7 +178,7 @@ pub(crate) fn hooks_installed() -> bool {
 impl kernel::Module for StableSplice {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         layout::check()?;
-        let policy = hold::Policy::from_param()?;
+        let policy = policy::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
         let zero_copy_decisions = stable_buf::ZeroCopyDecisions::new()?;
         let direct_calls = ftrace::DirectCalls::new()?;

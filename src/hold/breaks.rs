@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Breaking a hold for a writer: a copy takes the held folio's place in the
+//! page cache, the writer gets the copy, the pipe keeps the old folio.
+
+use super::{ended, Bucket, Holds};
+use crate::{
+    bindings as b,
+    counters::COUNTERS,
+    folio::{FolioLock, FolioRef, LockedFolio, Mapping},
+};
+use kernel::{prelude::*, sync::SpinLock};
+
+/// What a writer that wants to change a folio of the page cache must do.
+pub(crate) enum Break {
+    /// Not held (any more): write it in place.
+    Free,
+    /// A copy took the held folio's place in the page cache: write that.
+    Replaced(LockedFolio),
+    /// Held and dirty: unlock it, write it back, look it up again.
+    WriteBack,
+    /// `policy=block`: unlock it, wait a little, look it up again.
+    Wait,
+    /// Held, and no copy could be made now (the folio could not be
+    /// unmapped or its file-system state released, or there was no memory
+    /// for the copy): unlock it, wait a little, look it up again, or fail
+    /// the write with `ENOMEM` (see [`NOCOPY_ROUNDS`]). Never write it.
+    NoCopy,
+}
+
+/// How many times a writer retries a break that could not make its copy
+/// before its write fails with `ENOMEM`; it sleeps [`nocopy_sleep_ms`]
+/// between tries (about 100 ms in all).
+pub(crate) const NOCOPY_ROUNDS: u32 = 8;
+
+/// The sleep before retry `round` (from 1) of a break without a copy:
+/// 1, 2, 4, 8, 16, 16... ms, for reclaim and writeback to make progress.
+pub(crate) fn nocopy_sleep_ms(round: u32) -> u32 {
+    1 << round.saturating_sub(1).min(4)
+}
+
+impl Holds {
+    /// A writer holds the lock of `folio`, a folio of `mapping`, and
+    /// `extra` references to it, and is about to change it in place.
+    /// `may_wait`: `policy=block` holds may ask it to wait.
+    pub(crate) fn break_locked(&self, folio: &FolioLock<'_>, mapping: *mut Mapping, extra: i32, may_wait: bool) -> Break {
+        if !self.may_hold(mapping) {
+            return Break::Free;
+        }
+        let (key, index) = (mapping as usize, folio.index());
+        let (bucket, count) = self.bucket(mapping);
+        let mut b = bucket.lock();
+        let Some(file) = b.files.get(&key) else {
+            return Break::Free;
+        };
+        if file.index.get(index) != folio.as_ptr() || folio.mapping() != mapping {
+            return Break::Free; // not held, or a stale entry of a folio that left the cache
+        }
+        let block = file.block;
+        if ended(folio, extra) {
+            let gone = b.remove_hold(key, index, folio.as_ptr(), count);
+            drop(b);
+            drop(gone);
+            return Break::Free;
+        }
+        if block && may_wait {
+            return Break::Wait;
+        }
+        drop(b);
+        folio.wait_writeback();
+        if folio.is_dirty() {
+            // Its buffer heads or iomap state (delalloc reservations,
+            // unwritten extents) cannot move to a copy: write it back first.
+            return Break::WriteBack;
+        }
+        let Some(copy) = replace(folio, mapping) else {
+            COUNTERS.breaks_retried.add(1);
+            return Break::NoCopy;
+        };
+        let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
+        drop(gone);
+        COUNTERS.breaks.add(1);
+        COUNTERS.snapshot_bytes.add(folio.size());
+        Break::Replaced(copy)
+    }
+
+    /// Keeps new holds out of `mapping` until the returned fence drops
+    /// (size changes, fallocate: writers that may zero or write inside
+    /// journal handles, where no break may be needed).
+    pub(crate) fn fence(&self, mapping: *const Mapping) -> Fence<'_> {
+        let (bucket, _) = self.bucket(mapping);
+        bucket.lock().fences += 1;
+        Fence { bucket }
+    }
+
+    /// Breaks every hold on folios `first..=last` of `mapping`. `ENOMEM`
+    /// if a held folio could not be copied after [`NOCOPY_ROUNDS`] tries:
+    /// the caller must then not change the range (that folio is still in
+    /// the page cache and still held).
+    ///
+    /// # Safety
+    ///
+    /// The caller keeps `mapping` alive, holds no folio lock, and may sleep
+    /// and write back (no journal handle open).
+    pub(crate) unsafe fn break_range(&self, mapping: *mut Mapping, first: usize, last: usize) -> Result {
+        // Holds are indexed by a folio's first page: a large folio that
+        // starts before `first` may reach into the range.
+        // SAFETY: no preconditions.
+        let mut from = first.saturating_sub(unsafe { b::ss_max_folio_pages() } as usize - 1);
+        while self.may_hold(mapping) && from <= last {
+            let next = {
+                let (bucket, _) = self.bucket(mapping);
+                let b = bucket.lock();
+                b.files.get(&(mapping as usize)).and_then(|file| file.index.next(from, last)).map(|(index, folio)| {
+                    // SAFETY: the hold's reference keeps the folio alive.
+                    (index, unsafe { FolioRef::get(folio) })
+                })
+            };
+            let Some((index, folio)) = next else {
+                return Ok(());
+            };
+            if index.saturating_add(folio.nr_pages() - 1) < first {
+                from = index + 1; // ends before the range
+                continue;
+            }
+            let (mut writebacks, mut nocopies) = (0, 0);
+            loop {
+                let locked = folio.lock();
+                match self.break_locked(&locked, mapping, 1, false) {
+                    // SAFETY: no preconditions.
+                    Break::WriteBack if writebacks == 4 || unsafe { b::ss_in_fs_transaction() } => {
+                        COUNTERS.break_failures.add(1);
+                    }
+                    Break::WriteBack => {
+                        drop(locked);
+                        writebacks += 1;
+                        // SAFETY: `mapping` alive, no locks held (caller).
+                        unsafe { write_back(mapping, index) };
+                        continue;
+                    }
+                    Break::NoCopy => {
+                        drop(locked);
+                        nocopies += 1;
+                        // SAFETY: task context, no locks held (caller).
+                        if nocopies > NOCOPY_ROUNDS || unsafe { b::ss_sleep_killable_ms(nocopy_sleep_ms(nocopies)) } {
+                            return Err(ENOMEM);
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                break;
+            }
+            if index == usize::MAX {
+                return Ok(());
+            }
+            from = index + 1;
+        }
+        Ok(())
+    }
+}
+
+/// New holds are kept out of a mapping while this lives (see [`Holds::fence`]).
+pub(crate) struct Fence<'a> {
+    bucket: &'a SpinLock<Bucket>,
+}
+
+impl Drop for Fence<'_> {
+    fn drop(&mut self) {
+        self.bucket.lock().fences -= 1;
+    }
+}
+
+/// Puts a copy of locked, clean `folio` into the page cache of `mapping` in
+/// its place; returns the copy, locked and referenced. The pipe's
+/// references keep the old folio, out of the page cache, unchanged.
+fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> {
+    let old = folio.as_ptr();
+    // SAFETY: locked, clean and not under writeback; these are the steps
+    // FUSE takes before replace_page_cache_folio(): not mapped (faults map
+    // a folio only under its lock, which we hold), no private data, then
+    // the swap of the page-cache slot, then the LRU.
+    unsafe {
+        if !b::ss_folio_unmap(mapping, old) || !b::ss_folio_release_private(old) {
+            return None;
+        }
+        let new = b::ss_folio_copy_new(mapping, old);
+        if new.is_null() {
+            return None;
+        }
+        b::ss_folio_replace(old, new);
+        Some(LockedFolio::adopt(new))
+    }
+}
+
+/// Writes folio `index` of `mapping` back and waits for it.
+///
+/// # Safety
+///
+/// `mapping` is alive; no folio lock or journal handle is held.
+pub(crate) unsafe fn write_back(mapping: *mut Mapping, index: usize) {
+    let first = index as i64 * b::SS_PAGE_SIZE;
+    COUNTERS.breaks_written_back.add(1);
+    // SAFETY: per the caller.
+    let _ = unsafe { b::filemap_write_and_wait_range(mapping, first, first + b::SS_PAGE_SIZE - 1) };
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Ending the holds nobody reads any more, in batches, from a delayed work.
+
+use super::{holds, now_ns, Holds};
+use crate::{
+    bindings as b,
+    counters::COUNTERS,
+    folio::Mapping,
+};
+use kernel::sync::atomic::Relaxed;
+
+/// How long a hold nobody reads stays, if splices keep joining it: taking
+/// a hold costs a folio lock, a reference check and a registry insert,
+/// joining one a lookup. Until then the folio is pinned in the cache.
+const REAP_IDLE_NS: u64 = 1_000_000_000;
+
+/// Holds the reaper walks per hold of a bucket lock.
+const REAP_BATCH: usize = 64;
+
+/// The periodic reaper (called from C, a delayed work).
+#[no_mangle]
+pub(crate) extern "C" fn ss_reap_holds() {
+    if let Some(holds) = holds() {
+        if holds.reap() > 0 {
+            // SAFETY: no preconditions.
+            unsafe { b::ss_schedule_reap() };
+        }
+    }
+}
+
+impl Holds {
+    /// Ends the holds nobody reads any more; returns how many remain.
+    ///
+    /// Only the holds of idle files (no splice took or joined one for
+    /// [`REAP_IDLE_NS`]) are looked at closely (folio trylock, references);
+    /// a hold on a folio that left the page cache waits for that too, then
+    /// goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
+    /// splicers of a large file must not spin while the reaper walks all
+    /// of its holds.
+    fn reap(&self) -> usize {
+        let mut left = 0;
+        let now = now_ns();
+        for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
+            // Where to go on after the lock was dropped: (mapping, index).
+            let mut resume = (0usize, 0usize);
+            loop {
+                if count.load(Relaxed) == 0 {
+                    break;
+                }
+                let mut b = bucket.lock();
+                let mut seen = 0;
+                let mut paused = false;
+                let mut cursor = b.files.cursor_lower_bound_mut(&resume.0);
+                while let Some(mut c) = cursor {
+                    let (&mapping, file) = c.current_mut();
+                    let mut from = if mapping == resume.0 { resume.1 } else { 0 };
+                    if now.saturating_sub(file.used) <= REAP_IDLE_NS {
+                        left += file.count;
+                        cursor = c.move_next();
+                        continue;
+                    }
+                    // The file's holds a batch at a time: one walk to
+                    // gather them, one lock of the index to erase the ended.
+                    loop {
+                        let budget = REAP_BATCH - seen;
+                        if budget == 0 {
+                            // A file whose last holds the batch just ended
+                            // goes now, below: after the pause its bucket
+                            // may count no holds and never be walked again,
+                            // and the empty entry would keep the module.
+                            if file.count > 0 {
+                                resume = (mapping, from);
+                                paused = true;
+                            }
+                            break;
+                        }
+                        let (mut indices, mut folios) = ([0usize; REAP_BATCH], [core::ptr::null_mut(); REAP_BATCH]);
+                        let n = file.index.gather(from, &mut indices[..budget], &mut folios[..budget]);
+                        seen += n;
+                        // Which have ended (folio lock free, nobody reads it,
+                        // or it left the page cache), in one C call.
+                        let mut erase = [false; REAP_BATCH];
+                        // SAFETY: each entry's reference keeps its folio
+                        // alive while the bucket lock keeps the entry; the
+                        // arrays hold `n` elements.
+                        unsafe { b::ss_holds_ended(folios.as_ptr(), n as u32, mapping as *mut Mapping, erase.as_mut_ptr()) };
+                        let mut gone = [const { None }; REAP_BATCH];
+                        let removed = file.index.remove_all(&indices[..n], &folios[..n], &mut erase[..n], &mut gone[..n]);
+                        file.count -= removed;
+                        count.add(-(removed as i32), Relaxed);
+                        COUNTERS.holds_active.sub(removed as i64);
+                        left += n - removed;
+                        drop(gone); // folio_put: fine under a spinlock
+                        if n < budget || indices[n - 1] == usize::MAX {
+                            break; // the file's last hold
+                        }
+                        from = indices[n - 1] + 1;
+                    }
+                    if paused {
+                        break;
+                    }
+                    cursor = if file.count == 0 {
+                        let (next, node) = c.remove_current();
+                        drop(node); // an empty entry: its module reference
+                        next
+                    } else {
+                        c.move_next()
+                    };
+                }
+                drop(b);
+                if !paused {
+                    break;
+                }
+            }
+        }
+        left
+    }
+}

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Taking a hold, and joining the holds a file has: under the folio lock,
+//! and only when nothing but the page cache, its mappings and this
+//! splice's buffers references the folio (see the registry, [`super`]).
+
+use super::{now_ns, Bucket, FileHolds, Holds, Spare, CHUNK};
+use crate::{
+    bindings as b,
+    counters::COUNTERS,
+    folio::{FolioLock, FolioRef, Mapping, RawFolio},
+};
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        barrier::{smp_mb, Full},
+        SpinLockGuard,
+    },
+};
+
+/// How a stable splice gets a buffer of a page-cache folio.
+pub(crate) enum Taken {
+    /// Held: the buffer keeps the page-cache folio (zero copy).
+    Held,
+    /// The folio left the page cache already: nobody can write it.
+    Orphan,
+    /// Somebody else references it (or the file is being truncated): copy.
+    Copy,
+}
+
+impl Holds {
+    /// The holds of `mapping` under one bucket lock, to join many folios of
+    /// one splice at once; None if the mapping has none or is fenced.
+    pub(crate) fn joins(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
+        if !self.may_hold(mapping) {
+            return None;
+        }
+        self.lock_mapping(mapping)
+    }
+
+    /// The holds of `mapping` under its bucket lock, to join and create
+    /// holds without sleeping; None while the mapping is fenced.
+    pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
+        let (bucket, count) = self.bucket(mapping);
+        let bucket = bucket.lock();
+        (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false })
+    }
+
+    /// The holds of `mapping` under its bucket lock, with its registry
+    /// entry in place (taken from `spare`, filled first if need be); None
+    /// while the mapping is fenced.
+    ///
+    /// # Safety
+    ///
+    /// The module is pinned while this runs.
+    pub(crate) unsafe fn lock_mapping_for_new(&self, mapping: *const Mapping, spare: &mut Spare, block: bool) -> Result<Option<Joins<'_>>> {
+        let Some(joins) = self.lock_mapping(mapping) else {
+            return Ok(None);
+        };
+        if joins.has_file() {
+            return Ok(Some(joins));
+        }
+        drop(joins);
+        // SAFETY: per the caller.
+        unsafe { spare.fill() }?;
+        let Some(mut joins) = self.lock_mapping(mapping) else {
+            return Ok(None);
+        };
+        joins.add_file(spare, block);
+        Ok(Some(joins))
+    }
+
+    /// Holds `folio` of `mapping`, which `own` new pipe buffers of a stable
+    /// splice from `file` reference, if nobody else does.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock (no consumer has seen the buffers),
+    /// the buffers' references to `folio`, and `file` is the splice's source;
+    /// the module is pinned while it runs (a redirected call, module init).
+    pub(crate) unsafe fn take(
+        &self,
+        folio: *mut RawFolio,
+        mapping: *mut Mapping,
+        file: *mut b::file,
+        own: i32,
+        spare: &mut Spare,
+    ) -> Result<Taken> {
+        let block = self.blocking_for(file);
+        let mut has_entry = false;
+        if self.may_hold(mapping) {
+            let Some(mut joins) = self.lock_mapping(mapping) else {
+                return Ok(Taken::Copy); // fenced
+            };
+            // SAFETY: referenced by the caller's buffers.
+            if unsafe { joins.held(folio, block) } {
+                return Ok(Taken::Held);
+            }
+            has_entry = joins.has_file();
+        }
+        if !has_entry {
+            // SAFETY: pinned (caller).
+            unsafe { spare.fill() }?;
+        }
+        // SAFETY: referenced by the caller's buffers, which outlive the
+        // lock. Lock order pipe -> folio, as in filemap_splice_read.
+        let locked = unsafe {
+            b::ss_folio_lock(folio);
+            FolioLock::adopt(folio)
+        };
+        if locked.mapping() != mapping {
+            return Ok(Taken::Orphan); // truncated or broken since splice_read
+        }
+        // Stores through shared mappings fault from now on; a GUP-fast pin
+        // racing with this shows in the count below or backs off.
+        locked.write_protect();
+        if locked.extra_refs() != own {
+            COUNTERS.holds_refused.add(1);
+            return Ok(Taken::Copy);
+        }
+        // A fence that went up since the check above may have done its
+        // range break already: then no new hold.
+        let Some(mut joins) = self.lock_mapping(mapping) else {
+            return Ok(Taken::Copy);
+        };
+        joins.add_file(spare, block);
+        let mut held = [false];
+        // SAFETY: locked, in `mapping`, write-protected; pinned (caller).
+        unsafe { joins.insert_locked(&[Some(&locked)], &[own], &mut held, block) };
+        Ok(if held[0] { Taken::Held } else { Taken::Copy })
+    }
+}
+
+/// The holds of one mapping, locked (see [`Holds::joins`]).
+pub(crate) struct Joins<'a> {
+    bucket: SpinLockGuard<'a, Bucket>,
+    count: &'a Atomic<i32>,
+    mapping: usize,
+    now: u64,
+    /// New holds were taken: the reaper must run (queued once, on drop).
+    created: bool,
+}
+
+impl Drop for Joins<'_> {
+    fn drop(&mut self) {
+        // An entry put in place for new holds that were not taken after
+        // all: nothing else would end it (the reaper skips buckets without
+        // holds), and it keeps the module.
+        if self.file().is_some_and(|f| f.count == 0) {
+            drop(self.bucket.files.remove(&self.mapping));
+        }
+        if self.created {
+            // SAFETY: no preconditions; queueing work is fine under a spinlock.
+            unsafe { b::ss_schedule_reap() };
+        }
+    }
+}
+
+impl Joins<'_> {
+    /// Whether the mapping has its registry entry.
+    fn has_file(&self) -> bool {
+        self.bucket.files.get(&self.mapping).is_some()
+    }
+
+    /// The mapping's registry entry.
+    fn file(&mut self) -> Option<&mut FileHolds> {
+        self.bucket.files.get_mut(&self.mapping)
+    }
+
+    /// Puts the entry of `spare` in place for this mapping, unless it has
+    /// one.
+    fn add_file(&mut self, spare: &mut Spare, block: bool) {
+        if self.has_file() {
+            return;
+        }
+        if let Some((node, mut file)) = spare.0.take() {
+            file.block = block;
+            file.used = self.now;
+            self.bucket.files.insert(node.into_node(self.mapping, file));
+        }
+    }
+
+    /// Whether `folio`, which new buffers of a stable splice reference, is
+    /// held already; if so the buffers share the hold. The hold was taken
+    /// when no writer had the folio, and every writer since would have
+    /// broken it. No folio lock is needed: a writer decides that a hold
+    /// ended under this bucket lock, and the buffers' references were taken
+    /// before it was taken here, so the writer sees them. A writer that is
+    /// replacing the folio right now leaves it to the buffers, out of the
+    /// page cache.
+    ///
+    /// # Safety
+    ///
+    /// The caller's buffers reference `folio`.
+    pub(crate) unsafe fn held(&mut self, folio: *mut RawFolio, block: bool) -> bool {
+        // SAFETY: referenced by the caller's buffers.
+        let index = unsafe { b::ss_folio_index(folio) } as usize;
+        let now = self.now;
+        let Some(file) = self.file() else {
+            return false;
+        };
+        let held = file.index.get(index) == folio;
+        if held {
+            file.mark_used(now, block);
+        }
+        held
+    }
+
+    /// [`Joins::held`] for many folios at once: `held[i]` is set where
+    /// `folios[i]`, at page index `indices[i]`, is held. Ascending indices
+    /// (a splice's buffers are) make it one walk of the index.
+    ///
+    /// # Safety
+    ///
+    /// The caller's buffers reference every folio.
+    pub(crate) unsafe fn held_all(&mut self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool], block: bool) {
+        let now = self.now;
+        let Some(file) = self.file() else {
+            return;
+        };
+        if file.index.matches(indices, folios, held) > 0 {
+            file.mark_used(now, block);
+        }
+    }
+
+    /// How many of the `n` new buffers of a stable splice from slot `from`
+    /// of a locked pipe's ring (`bufs`, `mask`), in a row, are on held
+    /// folios: they share those holds (see [`Joins::held`] for why no folio
+    /// lock is needed).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock; the `n` slots from `from` are
+    /// occupied and referenced by the caller's buffers.
+    pub(crate) unsafe fn held_prefix(&mut self, bufs: *const b::pipe_buffer, mask: u32, from: u32, n: u32, block: bool) -> u32 {
+        let now = self.now;
+        let Some(file) = self.file() else {
+            return 0;
+        };
+        // SAFETY: per the caller.
+        let held = unsafe { file.index.held_prefix(bufs, mask, from, n) };
+        if held > 0 {
+            file.mark_used(now, block);
+        }
+        held
+    }
+
+    /// Takes new holds on the folios without `held[i]` (`runs[i].1` buffers
+    /// of this splice, the run from slot `runs[i].0`, reference
+    /// `folios[i]`) without sleeping, as [`Holds::take`] does: on each folio
+    /// whose lock is free right now, that is in this mapping and not mapped
+    /// (write-protecting sleeps), then [`Joins::insert_locked`] for all of
+    /// them at once. Sets `held[i]` for the new holds; the others take the
+    /// slow path. The caller found the held ones under this same lock
+    /// ([`Joins::held_all`]): no other splice can have held one since.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the pipe lock and the buffers' references to the
+    /// folios; the module is pinned while this runs.
+    pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], runs: &[(u32, u32)], held: &mut [bool], block: bool) {
+        let n = folios.len().min(runs.len()).min(held.len()).min(CHUNK);
+        let mut owns = [0i32; CHUNK];
+        for (own, run) in owns.iter_mut().zip(&runs[..n]) {
+            *own = run.1 as i32;
+        }
+        // The candidates' locks and checks in one C call.
+        let mut locked = [false; CHUNK];
+        // SAFETY: the caller's buffers reference the folios; the arrays
+        // hold `n` elements.
+        unsafe {
+            b::ss_folios_trylock_unshared(
+                folios.as_ptr(),
+                owns.as_ptr(),
+                held.as_ptr(),
+                n as u32,
+                self.mapping as *mut Mapping,
+                locked.as_mut_ptr(),
+            )
+        };
+        let locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
+            // SAFETY: locked by the call above; the buffers' references
+            // outlive this.
+            (i < n && locked[i]).then(|| unsafe { FolioLock::adopt(folios[i]) })
+        });
+        let locks: [Option<&FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| locks[i].as_ref());
+        // SAFETY: locked, in this mapping, not mapped; pinned (caller).
+        unsafe { self.insert_locked(&locks[..n], &owns[..n], held, block) };
+    }
+
+    /// Registers new holds on the `Some` folios of `locks`, each if nothing
+    /// but the page cache, its mappings, private data and `owns[i]` buffers
+    /// of this splice reference it, and sets `held[i]` for those; replaces
+    /// stale entries of folios that left the cache at those indices. The
+    /// others are copied instead: somebody else references them, or the
+    /// mapping has no registry entry, or the index no memory.
+    ///
+    /// The holds are counted in the bucket *before* the references are
+    /// checked, with a full barrier between: a writer takes its folio
+    /// reference before it asks [`Holds::writer_may_hold`], so either this
+    /// check sees the writer's reference, or the writer sees the count and
+    /// waits for this bucket lock, after which it finds the hold. Checking
+    /// first and counting after would let both miss each other. The index
+    /// entries are stored under one lock of the index.
+    ///
+    /// # Safety
+    ///
+    /// Every `Some` folio is locked, in this mapping, and
+    /// write-protected or not mapped; the module is pinned while this runs.
+    unsafe fn insert_locked(&mut self, locks: &[Option<&FolioLock<'_>>], owns: &[i32], held: &mut [bool], block: bool) {
+        let n = locks.len().min(owns.len()).min(held.len()).min(CHUNK);
+        let k = locks[..n].iter().flatten().count() as i32;
+        if k == 0 {
+            return;
+        }
+        let count = self.count;
+        count.add(k, Relaxed);
+        smp_mb(Full);
+        let (mut indices, mut refs, mut slots, mut m) = ([0usize; CHUNK], [core::ptr::null_mut(); CHUNK], [0usize; CHUNK], 0);
+        for (i, locked) in locks[..n].iter().enumerate() {
+            let Some(locked) = locked else { continue };
+            if locked.extra_refs() != owns[i] {
+                COUNTERS.holds_refused.add(1);
+                continue;
+            }
+            // SAFETY: locked, hence alive; the entry will own it.
+            refs[m] = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
+            indices[m] = locked.index();
+            slots[m] = i;
+            m += 1;
+        }
+        let now = self.now;
+        let mut olds = [core::ptr::null_mut(); CHUNK];
+        let (stored, fresh) = match self.file() {
+            None => (0, 0),
+            Some(file) => {
+                // SAFETY: each of `refs` carries the reference its entry owns.
+                let stored = unsafe { file.index.insert_all(&indices[..m], &refs[..m], &mut olds[..m]) };
+                let fresh = olds[..stored].iter().filter(|o| o.is_null()).count();
+                if stored > 0 {
+                    file.count += fresh;
+                    file.mark_used(now, block);
+                }
+                (stored, fresh)
+            }
+        };
+        for &r in &refs[stored..m] {
+            // SAFETY: not stored: the reference is still ours.
+            drop(unsafe { FolioRef::adopt(r) });
+        }
+        for &o in olds[..stored].iter().filter(|o| !o.is_null()) {
+            // SAFETY: a replaced (stale) entry's reference is ours now.
+            drop(unsafe { FolioRef::adopt(o) }); // folio_put: fine under a spinlock
+        }
+        for &i in &slots[..stored] {
+            held[i] = true;
+        }
+        // Only the new entries stay counted.
+        count.add(fresh as i32 - k, Relaxed);
+        if stored > 0 {
+            COUNTERS.holds_active.add(fresh as i64);
+            COUNTERS.holds_taken.add(stored as i64);
+            self.created = true;
+        }
+    }
+}
