@@ -141,7 +141,7 @@ u64 ss_ktime_ns(void);
 u64 ss_jiffies_ns(void);
 void ss_schedule_reap(void);
 void ss_cancel_reap(void);
-void ss_reap_holds(void);	/* src/hold.rs */
+void ss_reap_holds(void);	/* src/hold/reap.rs */
 
 /* the per-file index of held folios (rust/hold_index.c) */
 void ss_hold_index_init(struct xarray *xa);

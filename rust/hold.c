@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Glue for src/hold.rs: the policy parameter, the file a hold is for, time,
+ * Glue for src/hold.rs and src/policy.rs: the policy parameter, the file a hold is for, time,
  * and the reaper's delayed work.
  */
 
@@ -15,7 +15,7 @@
 
 /*
  * The policy is a string parameter, which the Rust module! macro cannot
- * declare yet; src/hold.rs interprets it.
+ * declare yet; src/policy.rs interprets it.
  */
 static char policy[8] = "cow";
 module_param_string(policy, policy, sizeof(policy), 0444);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The writer choke points: replacements that break a hold before a writer
-//! can change a held folio in place (see `src/hold.rs`).
+//! can change a held folio in place (see `src/hold/breaks.rs`).
 //!
 //! - `__filemap_get_folio_mpol` with `FGP_LOCK` and `FGP_WRITE` or
 //!   `FGP_CREAT`: `write_begin` of ext4 and iomap (write, pwrite, writev,
