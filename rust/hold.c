@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Glue for src/hold.rs and src/policy.rs: the policy parameter, the file a hold is for, time,
- * and the reaper's delayed work.
+ * Glue for src/hold.rs and src/policy.rs: the policy parameter, the file
+ * a hold is for, time, and the reaper's delayed work.
  */
 
 #include <linux/fs.h>
