@@ -83,22 +83,35 @@ unsafe impl Sync for Redirect {}
 // SAFETY: see `Sync`; nothing is tied to the creating thread.
 unsafe impl Send for Redirect {}
 
-impl Redirect {
-    /// A redirect to `target`, which must be an `extern "C"` function with the
-    /// same signature as the function later named in [`Redirect::register`].
-    pub(crate) fn new(target: usize, original: &'static Original) -> impl PinInit<Self> {
-        // No FTRACE_OPS_FL_RECURSION: the callback calls no function that
-        // any redirect traces, so it cannot recurse, and the trampoline
-        // calls it directly.
-        let flags = bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
-        Self::with(Kind::Callback { target, original }, Some(redirect_callback), flags)
-    }
+/// Where a redirected kernel function goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Target {
+    /// A replacement: an `extern "C"` function with the signature of the
+    /// function it replaces, which calls the original through `Original`.
+    Replacement(usize, &'static Original),
+    /// A trampoline of rust/trampolines.S, which picks the calls for its
+    /// replacement itself.
+    Trampoline(usize),
+}
 
-    /// A direct redirect through `trampoline`, one of rust/trampolines.S.
-    pub(crate) fn direct(trampoline: usize) -> impl PinInit<Self> {
-        // register_ftrace_direct() sets the ops' function and the flags of
-        // a direct call (an IPMODIFY flag would be refused beside them).
-        Self::with(Kind::Direct { trampoline }, None, 0)
+impl Redirect {
+    /// A redirect to `target` of the function later named in
+    /// [`Redirect::register`].
+    pub(crate) fn new(target: Target) -> impl PinInit<Self> {
+        match target {
+            // No FTRACE_OPS_FL_RECURSION: the callback calls no function
+            // that any redirect traces, so it cannot recurse, and the
+            // trampoline calls it directly.
+            Target::Replacement(target, original) => Self::with(
+                Kind::Callback { target, original },
+                Some(redirect_callback),
+                bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong,
+            ),
+            // register_ftrace_direct() sets the ops' function and the
+            // flags of a direct call (an IPMODIFY flag would be refused
+            // beside them).
+            Target::Trampoline(trampoline) => Self::with(Kind::Direct { trampoline }, None, 0),
+        }
     }
 
     fn with(kind: Kind, func: bindings::ftrace_func_t, flags: c_ulong) -> impl PinInit<Self> {

@@ -36,122 +36,71 @@ module! {
     license: "GPL",
 }
 
-/// The functions this module takes over while loaded.
-///
-/// Fields drop in declaration order: the entry points that accept the flag
-/// go first, then the `splice_read`s that honour it, and the writer choke
-/// points that protect holds last (the reverse of [`Redirects::register`]).
+/// How many kernel functions this module takes over.
+const REDIRECTS: usize = 12;
+
+/// The kernel functions this module takes over while loaded and where each
+/// goes, in the order they are registered: writer choke points first (no
+/// hold may exist without them), then the read side, then io_uring's issue
+/// before its prep: once an entry point accepts the flag, everything behind
+/// it must honour it.
+fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
+    use ftrace::Target::{Replacement, Trampoline};
+    let f = |f: *const ()| f as usize;
+    [
+        (c"__filemap_get_folio_mpol", Trampoline(f(bindings::ss_direct_get_folio as *const ()))),
+        (c"do_page_mkwrite", Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()))),
+        (c"notify_change", Replacement(f(writers::notify_change as *const ()), &writers::NOTIFY_CHANGE)),
+        (c"vfs_fallocate", Replacement(f(writers::fallocate as *const ()), &writers::FALLOCATE)),
+        (
+            c"truncate_inode_pages_range",
+            Replacement(f(writers::truncate_inode_pages_range as *const ()), &writers::TRUNCATE_RANGE),
+        ),
+        (c"filemap_splice_read", Replacement(f(splice::filemap_splice_read as *const ()), &splice::FILEMAP_SPLICE_READ)),
+        (c"shmem_file_splice_read", Replacement(f(splice::shmem_splice_read as *const ()), &splice::SHMEM_SPLICE_READ)),
+        (c"do_splice", Replacement(f(splice::do_splice as *const ()), &splice::DO_SPLICE)),
+        (c"io_splice_cleanup", Replacement(f(uring::io_splice_cleanup as *const ()), &uring::IO_SPLICE_CLEANUP)),
+        (c"io_splice", Replacement(f(uring::io_splice as *const ()), &uring::IO_SPLICE)),
+        (c"io_splice_prep", Replacement(f(uring::io_splice_prep as *const ()), &uring::IO_SPLICE_PREP)),
+        (c"__x64_sys_splice", Replacement(f(splice::sys_splice as *const ()), &splice::SYS_SPLICE)),
+    ]
+}
+
+/// The redirects of [`redirect_table`], pinned, held in the reverse order
+/// of the table: an array drops from its first element on, so the entry
+/// points go first and the writer choke points that protect holds last.
 #[pin_data]
 struct Redirects {
     #[pin]
-    sys_splice: ftrace::Redirect,
-    #[pin]
-    io_splice_prep: ftrace::Redirect,
-    #[pin]
-    io_splice: ftrace::Redirect,
-    #[pin]
-    io_splice_cleanup: ftrace::Redirect,
-    #[pin]
-    do_splice: ftrace::Redirect,
-    #[pin]
-    shmem_splice_read: ftrace::Redirect,
-    #[pin]
-    filemap_splice_read: ftrace::Redirect,
-    #[pin]
-    truncate_range: ftrace::Redirect,
-    #[pin]
-    fallocate: ftrace::Redirect,
-    #[pin]
-    notify_change: ftrace::Redirect,
-    #[pin]
-    page_mkwrite: ftrace::Redirect,
-    #[pin]
-    get_folio: ftrace::Redirect,
+    reversed: [ftrace::Redirect; REDIRECTS],
 }
 
 impl Redirects {
     fn new() -> impl PinInit<Self> {
+        let table = redirect_table();
         pin_init!(Self {
-            get_folio <- ftrace::Redirect::direct(bindings::ss_direct_get_folio as *const () as usize),
-            page_mkwrite <- ftrace::Redirect::direct(bindings::ss_direct_page_mkwrite as *const () as usize),
-            notify_change <- ftrace::Redirect::new(
-                writers::notify_change as *const () as usize,
-                &writers::NOTIFY_CHANGE,
-            ),
-            truncate_range <- ftrace::Redirect::new(
-                writers::truncate_inode_pages_range as *const () as usize,
-                &writers::TRUNCATE_RANGE,
-            ),
-            fallocate <- ftrace::Redirect::new(
-                writers::fallocate as *const () as usize,
-                &writers::FALLOCATE,
-            ),
-            do_splice <- ftrace::Redirect::new(
-                splice::do_splice as *const () as usize,
-                &splice::DO_SPLICE,
-            ),
-            io_splice_cleanup <- ftrace::Redirect::new(
-                uring::io_splice_cleanup as *const () as usize,
-                &uring::IO_SPLICE_CLEANUP,
-            ),
-            filemap_splice_read <- ftrace::Redirect::new(
-                splice::filemap_splice_read as *const () as usize,
-                &splice::FILEMAP_SPLICE_READ,
-            ),
-            shmem_splice_read <- ftrace::Redirect::new(
-                splice::shmem_splice_read as *const () as usize,
-                &splice::SHMEM_SPLICE_READ,
-            ),
-            io_splice <- ftrace::Redirect::new(
-                uring::io_splice as *const () as usize,
-                &uring::IO_SPLICE,
-            ),
-            io_splice_prep <- ftrace::Redirect::new(
-                uring::io_splice_prep as *const () as usize,
-                &uring::IO_SPLICE_PREP,
-            ),
-            sys_splice <- ftrace::Redirect::new(
-                splice::sys_splice as *const () as usize,
-                &splice::SYS_SPLICE,
-            ),
+            reversed <- pin_init::pin_init_array_from_fn(|i| ftrace::Redirect::new(table[REDIRECTS - 1 - i].1)),
         })
     }
 
-    /// Writer choke points first (no hold may exist without them), then the
-    /// read side, then io_uring's issue before its prep: once an entry
-    /// point accepts the flag, everything behind it must honour it.
+    /// Registers them in the table's order.
     fn register(self: Pin<&Self>) -> Result {
-        let order = self.in_order();
-        let addrs = ftrace::lookup(&order.map(|(_, name)| name))?;
-        for ((redirect, name), addr) in order.into_iter().zip(addrs) {
+        let names = redirect_table().map(|(name, _)| name);
+        let addrs = ftrace::lookup(&names)?;
+        for ((redirect, name), addr) in self.in_order().zip(names).zip(addrs) {
             redirect.register(name, addr)?;
         }
         Ok(())
     }
 
-    fn in_order(self: Pin<&Self>) -> [(Pin<&ftrace::Redirect>, &'static CStr); 12] {
-        let this = self.get_ref();
-        // SAFETY: projections of pinned fields, which never move.
-        unsafe {
-            [
-                (Pin::new_unchecked(&this.get_folio), c"__filemap_get_folio_mpol"),
-                (Pin::new_unchecked(&this.page_mkwrite), c"do_page_mkwrite"),
-                (Pin::new_unchecked(&this.notify_change), c"notify_change"),
-                (Pin::new_unchecked(&this.fallocate), c"vfs_fallocate"),
-                (Pin::new_unchecked(&this.truncate_range), c"truncate_inode_pages_range"),
-                (Pin::new_unchecked(&this.filemap_splice_read), c"filemap_splice_read"),
-                (Pin::new_unchecked(&this.shmem_splice_read), c"shmem_file_splice_read"),
-                (Pin::new_unchecked(&this.do_splice), c"do_splice"),
-                (Pin::new_unchecked(&this.io_splice_cleanup), c"io_splice_cleanup"),
-                (Pin::new_unchecked(&this.io_splice), c"io_splice"),
-                (Pin::new_unchecked(&this.io_splice_prep), c"io_splice_prep"),
-                (Pin::new_unchecked(&this.sys_splice), c"__x64_sys_splice"),
-            ]
-        }
+    /// The redirects in the table's order.
+    fn in_order(self: Pin<&Self>) -> impl Iterator<Item = Pin<&ftrace::Redirect>> {
+        // SAFETY: projections of a pinned field's elements, which never move.
+        self.get_ref().reversed.iter().rev().map(|r| unsafe { Pin::new_unchecked(r) })
     }
 
     pub(crate) fn all_registered(self: Pin<&Self>) -> bool {
-        self.in_order().iter().all(|(r, _)| r.is_registered())
+        self.in_order().all(|r| r.is_registered())
     }
 }
 
