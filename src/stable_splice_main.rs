@@ -104,11 +104,15 @@ impl Redirects {
     }
 }
 
+/// The loaded module. Fields drop in declaration order: nobody can enter
+/// the mode, then no redirect sends calls to us any more, then the probes
+/// go, then the replacements still running are waited for, and only then
+/// the state they use.
 struct StableSplice {
-    control: Option<Pin<KBox<control::ControlDevice>>>,
-    redirects: Option<Pin<KBox<Redirects>>>,
-    direct_calls: Option<ftrace::DirectCalls>,
-    tracking: Option<mode::Tracking>,
+    _control: Pin<KBox<control::ControlDevice>>,
+    _redirects: Pin<KBox<Redirects>>,
+    _tracking: mode::Tracking,
+    _published: Published,
     _modes: Pin<KBox<mode::Modes>>,
     _calls: Pin<KBox<calls::Calls>>,
     _holds: KBox<hold::Holds>,
@@ -124,6 +128,42 @@ pub(crate) fn hooks_installed() -> bool {
     LOADED.load(kernel::sync::atomic::Relaxed)
 }
 
+/// The holds and calls the replacements see, and the count of direct
+/// calls in flight. Dropped after the redirects are gone (also when init
+/// fails half way): the direct calls still running are waited for, the
+/// state is unpublished, and the replacements that ran have left module
+/// text.
+struct Published {
+    _direct_calls: ftrace::DirectCalls,
+    _unpublish: Unpublish,
+}
+
+struct Unpublish;
+
+impl Published {
+    /// # Safety
+    ///
+    /// `holds` and `calls` outlive the returned value.
+    unsafe fn new(direct_calls: ftrace::DirectCalls, holds: &hold::Holds, calls: &calls::Calls) -> Self {
+        // SAFETY: per the caller; dropping `Unpublish` ends it, after the
+        // direct calls drained.
+        unsafe {
+            hold::publish(holds);
+            splice::publish(calls);
+        }
+        Self { _direct_calls: direct_calls, _unpublish: Unpublish }
+    }
+}
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        splice::unpublish();
+        hold::unpublish();
+        // SAFETY: no preconditions.
+        unsafe { bindings::ss_wait_for_module_code() };
+    }
+}
+
 impl kernel::Module for StableSplice {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         layout::check()?;
@@ -134,32 +174,17 @@ impl kernel::Module for StableSplice {
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
         let modes = KBox::pin_init(mode::Modes::new(), GFP_KERNEL)?;
-        // SAFETY: `modes` outlives `tracking` (dropped first in `drop`).
+        // SAFETY: `modes` outlives `tracking` (declared later here and
+        // earlier in `StableSplice`: dropped first either way).
         let tracking = unsafe { mode::Tracking::start(&modes)? };
-        // SAFETY: as for `calls` below.
-        unsafe { hold::publish(&*holds) };
-        // SAFETY: `calls` outlives the redirects: `drop` unregisters them and
-        // waits for every replacement before `calls` goes.
-        unsafe { splice::publish(&*calls) };
-        let redirects = match KBox::pin_init(Redirects::new(), GFP_KERNEL)
-            .and_then(|r| r.as_ref().register().map(|()| r))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                teardown(direct_calls);
-                return Err(e);
-            }
-        };
+        // SAFETY: `holds` and `calls` outlive `published`, as `modes`
+        // outlives `tracking`.
+        let published = unsafe { Published::new(direct_calls, &holds, &calls) };
+        let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)?;
+        redirects.as_ref().register()?;
         // Last: once a process can enter the mode, everything honours it.
-        let control = match KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL) {
-            Ok(c) => c,
-            Err(e) => {
-                pr_err!("stable_splice: cannot register /dev/stable_splice\n");
-                drop(redirects);
-                teardown(direct_calls);
-                return Err(e);
-            }
-        };
+        let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)
+            .inspect_err(|_| pr_err!("stable_splice: cannot register /dev/stable_splice\n"))?;
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
             "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}\n",
@@ -167,10 +192,10 @@ impl kernel::Module for StableSplice {
             policy
         );
         Ok(Self {
-            control: Some(control),
-            redirects: Some(redirects),
-            direct_calls: Some(direct_calls),
-            tracking: Some(tracking),
+            _control: control,
+            _redirects: redirects,
+            _tracking: tracking,
+            _published: published,
             _modes: modes,
             _calls: calls,
             _holds: holds,
@@ -180,26 +205,9 @@ impl kernel::Module for StableSplice {
     }
 }
 
-/// After the redirects are gone: no replacement starts any more, the direct
-/// ones still running are waited for, and the ones that ran have left
-/// module text.
-fn teardown(direct_calls: ftrace::DirectCalls) {
-    drop(direct_calls);
-    splice::unpublish();
-    hold::unpublish();
-    // SAFETY: no preconditions.
-    unsafe { bindings::ss_wait_for_module_code() };
-}
-
 impl Drop for StableSplice {
     fn drop(&mut self) {
         LOADED.store(false, kernel::sync::atomic::Relaxed);
-        drop(self.control.take());
-        drop(self.redirects.take());
-        drop(self.tracking.take());
-        if let Some(direct_calls) = self.direct_calls.take() {
-            teardown(direct_calls);
-        }
-        pr_info!("stable_splice: unloaded\n");
+        pr_info!("stable_splice: unloading\n");
     }
 }
