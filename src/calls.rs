@@ -12,12 +12,8 @@
 //! later in an io-wq worker: the request is remembered from prep to issue,
 //! and the worker is marked like a syscall caller while it runs it.
 
-use crate::{counters::COUNTERS, ftrace::ModuleRef};
-use kernel::{
-    prelude::*,
-    sync::atomic::{Atomic, Relaxed},
-    xarray::{AllocKind, XArray},
-};
+use crate::{counters::COUNTERS, ftrace::ModuleRef, registry::CountedXArray};
+use kernel::prelude::*;
 
 /// A `splice()` with the flag is marked in its own saved register frame:
 /// this bit of `r9`, above the 32 bits of the syscall's flags argument, is
@@ -41,26 +37,22 @@ struct Request {
 /// The set of tasks in a stable splice.
 #[pin_data]
 pub(crate) struct Calls {
+    /// Marked tasks by thread id; plain splices skip the lookup while
+    /// there are none.
     #[pin]
-    by_pid: XArray<KBox<StableCall>>,
-    /// Entries in `by_pid`: lets plain splices skip the lookup. A task
-    /// always sees its own entry, so a relaxed count is enough.
-    active: Atomic<i64>,
-    /// Prepared io_uring splice requests with the flag, by request address.
+    by_pid: CountedXArray<StableCall>,
+    /// Prepared io_uring splice requests with the flag, by request address;
+    /// prep of a request without the flag must drop a stale entry for a
+    /// recycled request, and skips that while there are none.
     #[pin]
-    by_request: XArray<KBox<Request>>,
-    /// Entries in `by_request`; prep of a request without the flag must drop
-    /// a stale entry for a recycled request, and can skip that when zero.
-    requests: Atomic<i64>,
+    by_request: CountedXArray<Request>,
 }
 
 impl Calls {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            by_pid <- XArray::new(AllocKind::Alloc),
-            active: Atomic::new(0),
-            by_request <- XArray::new(AllocKind::Alloc),
-            requests: Atomic::new(0),
+            by_pid <- CountedXArray::new(&COUNTERS.calls_in_flight),
+            by_request <- CountedXArray::new(&COUNTERS.calls_in_flight),
         })
     }
 
@@ -78,17 +70,8 @@ impl Calls {
     pub(crate) fn mark_current(&self, flags: u32) -> Result<Marked<'_>> {
         let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;
         let idx = Self::current_index();
-        self.active.add(1, Relaxed);
-        match self.by_pid.lock().store(idx, call, GFP_KERNEL) {
-            Ok(_) => {
-                COUNTERS.calls_in_flight.add(1);
-                Ok(Marked { calls: self, idx })
-            }
-            Err(e) => {
-                self.active.add(-1, Relaxed);
-                Err(e.error)
-            }
-        }
+        self.by_pid.store(idx, call, GFP_KERNEL)?;
+        Ok(Marked { calls: self, idx })
     }
 
     /// The flags of the current task's stable splice, if it is in one.
@@ -98,11 +81,7 @@ impl Calls {
         if r9 & SYSCALL_MARK != 0 {
             return Some(r9 as u32 | crate::splice::SPLICE_F_STABLE);
         }
-        if self.active.load(Relaxed) == 0 {
-            return None;
-        }
-        let guard = self.by_pid.lock();
-        guard.get(Self::current_index()).map(|c| c.flags)
+        self.by_pid.with(Self::current_index(), |c| c.flags)
     }
 
     /// Records that the io_uring request at `req` asked for the flag. The
@@ -114,11 +93,7 @@ impl Calls {
         let request = KBox::new(Request { flags, _module: module }, GFP_KERNEL)?;
         // A recycled request whose cleanup we missed: the old record (and
         // its module reference) goes.
-        let old = self.by_request.lock().store(req, request, GFP_KERNEL).map_err(|e| e.error)?;
-        if old.is_none() {
-            self.requests.add(1, Relaxed);
-            COUNTERS.calls_in_flight.add(1);
-        }
+        self.by_request.store(req, request, GFP_KERNEL)?;
         Ok(())
     }
 
@@ -126,22 +101,12 @@ impl Calls {
     /// recycled address) and lets go of its module reference (the caller
     /// runs in a redirected function, which holds its own).
     pub(crate) fn forget_request(&self, req: usize) {
-        if self.requests.load(Relaxed) == 0 {
-            return;
-        }
-        let gone = self.by_request.lock().remove(req);
-        if gone.is_some() {
-            self.requests.add(-1, Relaxed);
-            COUNTERS.calls_in_flight.sub(1);
-        }
+        drop(self.by_request.remove(req));
     }
 
     /// The flags recorded for the request at `req`.
     pub(crate) fn request_flags(&self, req: usize) -> Option<u32> {
-        if self.requests.load(Relaxed) == 0 {
-            return None;
-        }
-        self.by_request.lock().get(req).map(|c| c.flags)
+        self.by_request.with(req, |c| c.flags)
     }
 }
 
@@ -153,8 +118,6 @@ pub(crate) struct Marked<'a> {
 
 impl Drop for Marked<'_> {
     fn drop(&mut self) {
-        drop(self.calls.by_pid.lock().remove(self.idx));
-        self.calls.active.add(-1, Relaxed);
-        COUNTERS.calls_in_flight.sub(1);
+        drop(self.calls.by_pid.remove(self.idx));
     }
 }

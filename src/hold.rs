@@ -54,8 +54,8 @@ use crate::{
     ftrace::ModuleRef,
     hold_index::HoldIndex,
     policy::Policy,
+    registry::Global,
 };
-use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -202,28 +202,26 @@ pub(crate) struct Holds {
     policy: Policy,
 }
 
-static HOLDS: AtomicPtr<Holds> = AtomicPtr::new(core::ptr::null_mut());
+static HOLDS: Global<Holds> = Global::new();
 
 /// The registry while the module is loaded.
 pub(crate) fn holds() -> Option<&'static Holds> {
-    let p = HOLDS.load(Ordering::Acquire);
-    // SAFETY: see `publish`.
-    (!p.is_null()).then(|| unsafe { &*p })
+    HOLDS.get()
 }
 
 /// Publishes `holds` to the stable buffers and the writer hooks.
 ///
 /// # Safety
 ///
-/// `holds` stays valid until [`unpublish`] and until every caller that
-/// could have seen it returned (the module's teardown waits for that).
-pub(crate) unsafe fn publish(holds: *const Holds) {
-    HOLDS.store(holds.cast_mut(), Ordering::Release);
+/// As for [`Global::publish`].
+pub(crate) unsafe fn publish(holds: &Holds) {
+    // SAFETY: per the caller.
+    unsafe { HOLDS.publish(holds) };
 }
 
 /// Stops publishing and waits for the reaper.
 pub(crate) fn unpublish() {
-    HOLDS.store(core::ptr::null_mut(), Ordering::Release);
+    HOLDS.unpublish();
     // SAFETY: no preconditions; the reaper finds no registry any more.
     unsafe { b::ss_cancel_reap() };
 }

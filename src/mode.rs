@@ -21,16 +21,14 @@
 //! Every process in the mode pins the module: the promise cannot vanish
 //! under a running server by an `rmmod`.
 
-use crate::{bindings, counters::COUNTERS, ftrace::ModuleRef};
-use core::{
-    ffi::c_void,
-    sync::atomic::{AtomicPtr, Ordering},
+use crate::{
+    bindings,
+    counters::COUNTERS,
+    ftrace::ModuleRef,
+    registry::{CountedXArray, Global},
 };
-use kernel::{
-    prelude::*,
-    sync::atomic::{Atomic, Relaxed},
-    xarray::{AllocKind, XArray},
-};
+use core::ffi::c_void;
+use kernel::prelude::*;
 
 /// One thread group in the mode.
 struct Member {
@@ -40,46 +38,29 @@ struct Member {
 /// The thread groups in the stable mode, by global thread-group id.
 #[pin_data]
 pub(crate) struct Modes {
+    /// While empty, lookups and the tracepoints cost one load.
     #[pin]
-    by_tgid: XArray<KBox<Member>>,
-    /// Entries in `by_tgid`: while 0, lookups and the tracepoints cost one
-    /// load. A process sees its own entry (it or its parent stored it before
-    /// it ran), so relaxed is enough.
-    members: Atomic<i64>,
+    by_tgid: CountedXArray<Member>,
 }
 
 impl Modes {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            by_tgid <- XArray::new(AllocKind::Alloc),
-            members: Atomic::new(0),
+            by_tgid <- CountedXArray::new(&COUNTERS.mode_processes),
         })
     }
 
     fn insert(&self, tgid: usize, flags: kernel::alloc::Flags) -> Result {
         let module = ModuleRef::get().ok_or(ENODEV)?;
-        let member = KBox::new(Member { _module: module }, flags)?;
-        let mut guard = self.by_tgid.lock();
-        if guard.get(tgid).is_some() {
-            return Ok(());
-        }
-        guard.store(tgid, member, flags).map_err(|e| e.error)?;
-        self.members.add(1, Relaxed);
-        COUNTERS.mode_processes.add(1);
-        Ok(())
+        self.by_tgid.insert(tgid, KBox::new(Member { _module: module }, flags)?, flags)
     }
 
     fn remove(&self, tgid: usize) {
-        let gone = self.by_tgid.lock().remove(tgid);
-        if gone.is_some() {
-            self.members.add(-1, Relaxed);
-            COUNTERS.mode_processes.sub(1);
-        }
-        drop(gone); // the module reference goes last
+        drop(self.by_tgid.remove(tgid)); // the module reference goes last
     }
 
     fn contains(&self, tgid: usize) -> bool {
-        self.members.load(Relaxed) != 0 && self.by_tgid.lock().get(tgid).is_some()
+        self.by_tgid.with(tgid, |_| ()).is_some()
     }
 
     /// Puts the calling process into the mode (`on`) or takes it out.
@@ -101,7 +82,7 @@ impl Modes {
     /// `sched_process_fork`: `parent` is the forking task (always
     /// `current`), the child has not run yet.
     fn forked(&self, parent: *mut bindings::task_struct, child: *mut bindings::task_struct) {
-        if self.members.load(Relaxed) == 0 {
+        if self.by_tgid.is_empty() {
             return;
         }
         // SAFETY: both tasks are alive for the tracepoint.
@@ -122,7 +103,7 @@ impl Modes {
 
     /// `sched_process_exit` of the group's last thread.
     fn exited(&self, task: *mut bindings::task_struct) {
-        if self.members.load(Relaxed) == 0 {
+        if self.by_tgid.is_empty() {
             return;
         }
         // SAFETY: `task` is exiting but alive for the tracepoint.
@@ -137,12 +118,10 @@ fn current_tgid() -> usize {
 }
 
 /// The registry while the module is loaded.
-static MODES: AtomicPtr<Modes> = AtomicPtr::new(core::ptr::null_mut());
+static MODES: Global<Modes> = Global::new();
 
 pub(crate) fn modes() -> Option<&'static Modes> {
-    let p = MODES.load(Ordering::Acquire);
-    // SAFETY: see `Tracking::start`: valid while published.
-    (!p.is_null()).then(|| unsafe { &*p })
+    MODES.get()
 }
 
 /// Whether the calling process is in the stable mode.
@@ -220,14 +199,16 @@ impl Tracking {
             }
             return Err(e);
         }
-        MODES.store(core::ptr::from_ref(modes).cast_mut(), Ordering::Release);
+        // SAFETY: `modes` outlives the tracking (caller), whose drop
+        // unpublishes it and waits for the probes.
+        unsafe { MODES.publish(modes) };
         Ok(Self { fork, exit, modes })
     }
 }
 
 impl Drop for Tracking {
     fn drop(&mut self) {
-        MODES.store(core::ptr::null_mut(), Ordering::Release);
+        MODES.unpublish();
         let data = self.modes.cast_mut().cast::<c_void>();
         // SAFETY: registered in `start` with these arguments; the sync waits
         // for probes still running before `modes` may go.

@@ -13,13 +13,11 @@ use crate::{
     calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
     ftrace::{ModuleRef, Original},
-    mode, stable_buf,
+    mode,
+    registry::Global,
+    stable_buf,
 };
-use core::{
-    ffi::c_void,
-    sync::atomic::{AtomicPtr, Ordering},
-};
-
+use core::ffi::c_void;
 
 pub(crate) const SPLICE_F_STABLE: u32 = bindings::SS_SPLICE_F_STABLE;
 
@@ -29,26 +27,10 @@ pub(crate) static SHMEM_SPLICE_READ: Original = Original::new();
 pub(crate) static DO_SPLICE: Original = Original::new();
 
 /// The marked tasks; published while the redirects are registered.
-static CALLS: AtomicPtr<Calls> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Publishes `calls` to the replacements.
-///
-/// # Safety
-///
-/// `calls` must stay valid until [`unpublish`] and every replacement that
-/// could have seen it has returned.
-pub(crate) unsafe fn publish(calls: *const Calls) {
-    CALLS.store(calls.cast_mut(), Ordering::Release);
-}
-
-pub(crate) fn unpublish() {
-    CALLS.store(core::ptr::null_mut(), Ordering::Release);
-}
+pub(crate) static CALLS: Global<Calls> = Global::new();
 
 pub(crate) fn calls() -> Option<&'static Calls> {
-    let p = CALLS.load(Ordering::Acquire);
-    // SAFETY: see `publish`: valid while any replacement runs.
-    (!p.is_null()).then(|| unsafe { &*p })
+    CALLS.get()
 }
 
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.

@@ -19,6 +19,7 @@ mod hold_index;
 mod layout;
 mod mode;
 mod policy;
+mod registry;
 mod splice;
 mod stable_buf;
 mod uring;
@@ -149,7 +150,7 @@ impl Published {
         // direct calls drained.
         unsafe {
             hold::publish(holds);
-            splice::publish(calls);
+            splice::CALLS.publish(calls);
         }
         Self { _direct_calls: direct_calls, _unpublish: Unpublish }
     }
@@ -157,7 +158,7 @@ impl Published {
 
 impl Drop for Unpublish {
     fn drop(&mut self) {
-        splice::unpublish();
+        splice::CALLS.unpublish();
         hold::unpublish();
         // SAFETY: no preconditions.
         unsafe { bindings::ss_wait_for_module_code() };
