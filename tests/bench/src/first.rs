@@ -1,0 +1,175 @@
+//! The first stable splice of every page (a file served once).
+
+use crate::*;
+
+/// Stable splices that take a new hold on every folio (nobody spliced the
+/// file for a while: a file served once), against plain splice: whole
+/// passes over a file at one transfer size to one sink, the file's holds
+/// reaped before each stable pass, plain and stable passes interleaved.
+pub(crate) struct FirstRes {
+    pub(crate) sink: Sink,
+    pub(crate) size: usize,
+    /// Median GiB/s of plain and of stable passes.
+    pub(crate) gib: [f64; 2],
+    /// New holds and bytes copied at splice per stable pass (medians), and
+    /// pages per pass.
+    pub(crate) holds_per_pass: f64,
+    pub(crate) copied_per_pass: f64,
+    pub(crate) pages: usize,
+}
+
+pub(crate) const FIRST_FILE: usize = 32 << 20;
+
+/// Sizes of the first-splice rows (`--first-only`).
+pub(crate) const FIRST_SIZES: [usize; 3] = [64 << 10, 1 << 20, 8 << 20];
+
+/// Waits until no hold is left (the reaper ends a file's holds a second
+/// after its last splice).
+pub(crate) fn wait_holds_reaped() -> Res {
+    let released = Instant::now();
+    while read_counters().get("holds_active").copied().unwrap_or(0) != 0 {
+        if released.elapsed().as_secs() > 10 {
+            return Err("holds_active did not drop to 0 within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// One first-splice row: `file` (FIRST_FILE bytes, warm) at `size` to `sink`.
+pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<FirstRes> {
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let mut tcp = if sink == Sink::Tcp { Some(TcpSink::new()?) } else { None };
+    let out = tcp.as_ref().map_or(devnull.raw(), |t| t.tx.raw());
+    let p = pipe(size)?;
+    let mut pass = |flags: u32| -> Res<f64> {
+        let t0 = Instant::now();
+        for off in (0..FIRST_FILE).step_by(size) {
+            splice_file_to_pipe(file, off as u64, p.w.raw(), size, flags)?;
+            drain_pipe(p.r.raw(), out, size)?;
+        }
+        if let Some(t) = tcp.as_mut() {
+            t.sent += FIRST_FILE as u64;
+            t.wait()?;
+        }
+        Ok(FIRST_FILE as f64 / GIB / t0.elapsed().as_secs_f64())
+    };
+    let counter = |k: &str| read_counters().get(k).copied().unwrap_or(0);
+    let (mut gib, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new());
+    for rep in 0..=o.repeats {
+        let plain = pass(0)?;
+        wait_holds_reaped()?;
+        let (h0, c0) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
+        let stable = pass(SPLICE_F_STABLE)?;
+        if rep > 0 {
+            gib[0].push(plain);
+            gib[1].push(stable);
+            holds.push((counter("holds_taken") - h0) as f64);
+            copied.push((counter("bytes_copied_at_splice") - c0) as f64);
+        }
+    }
+    if let Some(t) = tcp.take() {
+        t.finish()?;
+    }
+    Ok(FirstRes {
+        sink,
+        size,
+        gib: [median(&gib[0]), median(&gib[1])],
+        holds_per_pass: median(&holds),
+        copied_per_pass: median(&copied),
+        pages: FIRST_FILE / PAGE,
+    })
+}
+
+/// The first-splice file of `dir`, FIRST_FILE bytes, written `chunk` bytes
+/// at a time (what size of folios the page cache gets: writes of 4 KiB
+/// make small folios, of 1 MiB large ones where the file system and the
+/// kernel support them), page cache warm.
+pub(crate) fn first_file(dir: &str, chunk: usize) -> Res<BenchFile> {
+    let f = create_file(dir, "first")?;
+    fill_and_warm(f.fd.raw(), FIRST_FILE as u64, chunk)?;
+    Ok(f)
+}
+
+/// Every first-splice row of `dir` (`--first-only`): a file written 1 MiB
+/// at a time (labelled `label`) and one written 4 KiB at a time (`label`
+/// with "-4k": small folios, a hold per page).
+pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, FirstRes)>> {
+    let mut rows = Vec::new();
+    for (chunk, label) in [(1 << 20, label.to_string()), (PAGE, format!("{label}-4k"))] {
+        let f = first_file(dir, chunk)?;
+        let (mut stable_ok, mut stable_error) = (true, None);
+        probe_stable(&f, &mut stable_ok, &mut stable_error)?;
+        if let Some(e) = stable_error {
+            return Err(e);
+        }
+        for sink in SINKS {
+            for size in FIRST_SIZES {
+                let r = first_holds(o, f.fd.raw(), size, sink)?;
+                progress(&format!(
+                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
+                    sink.label(),
+                    svg::size_label(size),
+                    r.gib[1],
+                    r.gib[0],
+                    r.gib[1] / r.gib[0],
+                    r.holds_per_pass,
+                    r.copied_per_pass
+                ));
+                rows.push((label.clone(), r));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// First-splice rows measured in a VM whose clock counts instructions
+/// (`first.tsv`: fs label, sink, size, plain GiB/s, stable GiB/s, new holds
+/// per pass, bytes copied per pass, pages per pass).
+pub(crate) struct ClockedFirst {
+    pub(crate) rows: Vec<(String, FirstRes)>,
+}
+
+impl ClockedFirst {
+    pub(crate) fn tsv(rows: &[(String, FirstRes)]) -> String {
+        let mut s = String::new();
+        for (label, r) in rows {
+            let _ = writeln!(
+                s,
+                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                r.sink.key(),
+                r.size,
+                r.gib[0],
+                r.gib[1],
+                r.holds_per_pass,
+                r.copied_per_pass,
+                r.pages
+            );
+        }
+        s
+    }
+
+    pub(crate) fn read(path: &str) -> Res<ClockedFirst> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+        let bad = |line: &str| format!("{path}: bad line {line:?}");
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return Err(bad(line)) };
+            let sink = SINKS.into_iter().find(|s| s.key() == sink).ok_or_else(|| bad(line))?;
+            let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
+            rows.push((
+                label.to_string(),
+                FirstRes {
+                    sink,
+                    size: size.parse().map_err(|_| bad(line))?,
+                    gib: [num(plain)?, num(stable)?],
+                    holds_per_pass: num(holds)?,
+                    copied_per_pass: num(copied)?,
+                    pages: pages.parse().map_err(|_| bad(line))?,
+                },
+            ));
+        }
+        Ok(ClockedFirst { rows })
+    }
+}

@@ -1,0 +1,127 @@
+//! What the loaded module costs work that does not use it.
+
+use crate::*;
+
+/// Unrelated work with the module loaded against not loaded, interleaved
+/// (rmmod/insmod between runs): ops/s medians.
+pub(crate) struct OverheadRes {
+    /// (workload, loaded ops/s, not loaded ops/s).
+    pub(crate) rows: Vec<(&'static str, f64, f64)>,
+}
+
+pub(crate) const OVERHEAD_WORK: [&str; 3] = ["buffered pwrite 4 KiB", "pread 4 KiB", "mmap store fault"];
+
+pub(crate) fn overhead_run(fd: i32, map: *mut u8, pages: usize, which: usize, secs: f64) -> Res<f64> {
+    let mut buf = vec![5u8; PAGE];
+    let (mut ops, mut k) = (0u64, 0usize);
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs {
+        let off = ((k * 7919) % pages * PAGE) as u64;
+        match which {
+            0 => pwrite_full(fd, &buf, off)?,
+            1 => pread_full(fd, &mut buf, off)?,
+            _ => {
+                // One store per page, then drop the ptes: every store is a
+                // shared write fault with page_mkwrite.
+                for i in 0..64 {
+                    // SAFETY: inside the mapping of `pages` pages.
+                    unsafe { map.add(((k + i) % pages) * PAGE).write_volatile(k as u8) };
+                }
+                // SAFETY: the mapping is ours; its data stays in the page cache.
+                unsafe { libc::madvise(map.cast(), pages * PAGE, libc::MADV_DONTNEED) };
+                ops += 63;
+            }
+        }
+        ops += 1;
+        k += 1;
+    }
+    Ok(ops as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The rows as `overhead.tsv`: workload, loaded ops/s, not loaded ops/s.
+pub(crate) fn overhead_tsv(ov: &OverheadRes) -> String {
+    ov.rows.iter().map(|(n, on, off)| format!("{n}\t{on}\t{off}\n")).collect()
+}
+
+pub(crate) fn read_overhead_tsv(path: &str) -> Res<OverheadRes> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let name = OVERHEAD_WORK.iter().find(|&&n| f.first() == Some(&n)).ok_or(format!("{path}: bad line {line:?}"))?;
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).ok_or(format!("{path}: bad line {line:?}"));
+        rows.push((*name, num(1)?, num(2)?));
+    }
+    Ok(OverheadRes { rows })
+}
+
+/// Keeps the workloads on one CPU: no TLB shootdowns between vCPUs, which
+/// an emulator makes expensive and uneven.
+pub(crate) fn pin_to_last_cpu() {
+    // SAFETY: a zeroed cpu_set_t is empty; we set one CPU and pass its size.
+    unsafe {
+        let n = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(n - 1, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
+    let Ok(ko) = std::env::var("SS_KO") else {
+        return Ok(None);
+    };
+    if !std::path::Path::new("/sys/module/stable_splice").exists() {
+        return Ok(None);
+    }
+    const PAGES: usize = 1024;
+    let f = create_file(dir, "overhead")?;
+    let fd = f.fd.raw();
+    fill_and_warm(fd, (PAGES * PAGE) as u64, 1 << 20)?;
+    // SAFETY: a shared mapping of our file, unmapped below.
+    let map = unsafe {
+        libc::mmap(std::ptr::null_mut(), PAGES * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+    };
+    if map == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", last_err()));
+    }
+    let map = map.cast::<u8>();
+    let module = |load: bool| -> Res {
+        let st = if load {
+            std::process::Command::new("insmod").arg(&ko).status()
+        } else {
+            std::process::Command::new("rmmod").arg("stable_splice").status()
+        };
+        match st {
+            Ok(s) if s.success() => Ok(()),
+            other => Err(format!("{} stable_splice: {other:?}", if load { "insmod" } else { "rmmod" })),
+        }
+    };
+    let mut res: Vec<[Vec<f64>; 2]> = OVERHEAD_WORK.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut loaded = true;
+    let result = (|| -> Res {
+        for rep in 0..=o.repeats * 2 {
+            for (w, r) in res.iter_mut().enumerate() {
+                let v = overhead_run(fd, map, PAGES, w, o.secs)?;
+                if rep > 0 {
+                    r[!loaded as usize].push(v);
+                }
+            }
+            module(!loaded)?;
+            loaded = !loaded;
+            // Loading and unloading patch kernel text (ftrace), which an
+            // emulator retranslates: one discarded run of each workload.
+            for w in 0..OVERHEAD_WORK.len() {
+                overhead_run(fd, map, PAGES, w, o.secs / 2.0)?;
+            }
+        }
+        Ok(())
+    })();
+    if !loaded {
+        module(true)?;
+    }
+    // SAFETY: mapped above.
+    unsafe { libc::munmap(map.cast(), PAGES * PAGE) };
+    result?;
+    Ok(Some(OverheadRes { rows: OVERHEAD_WORK.iter().zip(&res).map(|(&n, r)| (n, median(&r[0]), median(&r[1]))).collect() }))
+}
