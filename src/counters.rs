@@ -5,9 +5,10 @@
 
 use core::fmt;
 use kernel::{
-    debugfs::{Dir, File},
+    debugfs::{Dir, File, Reader},
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
+    uaccess::UserSliceReader,
 };
 
 /// One counter.
@@ -153,10 +154,22 @@ impl fmt::Debug for View {
     }
 }
 
+/// The debugfs file `reap`: any write ends the holds nobody reads any
+/// more at once (see [`crate::hold::reap_now`]).
+struct Reap;
+
+impl Reader for Reap {
+    fn read_from_slice(&self, _reader: &mut UserSliceReader) -> Result {
+        crate::hold::reap_now();
+        Ok(())
+    }
+}
+
 /// The debugfs directory; removed when dropped.
 pub(crate) struct DebugFs {
     _files: KVec<Pin<KBox<File<View>>>>,
     _policy: Pin<KBox<File<crate::policy::Policy>>>,
+    _reap: Pin<KBox<File<Reap>>>,
     _dir: Dir,
 }
 
@@ -171,6 +184,7 @@ impl DebugFs {
             )?;
         }
         let policy = KBox::pin_init(dir.read_only_file(c"policy", policy), GFP_KERNEL)?;
-        Ok(Self { _files: files, _policy: policy, _dir: dir })
+        let reap = KBox::pin_init(dir.write_only_file(c"reap", Reap), GFP_KERNEL)?;
+        Ok(Self { _files: files, _policy: policy, _reap: reap, _dir: dir })
     }
 }

@@ -45,6 +45,7 @@ mod reap;
 mod take;
 
 pub(crate) use breaks::{nocopy_sleep_ms, write_back, Break, NOCOPY_ROUNDS};
+pub(crate) use reap::reap_now;
 pub(crate) use take::Taken;
 
 use crate::{

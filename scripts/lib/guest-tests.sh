@@ -96,6 +96,9 @@ echo "#   rmmod while held: status $r: $out"
 [ $r != 0 ] && grep -q '^stable_splice ' /proc/modules && echo "$out" | grep -qi 'in use'
 tap $? module/rmmod_refused_while_held
 [ "$(cat /sys/kernel/debug/stable_splice/holds_active)" -gt 0 ]; tap $? module/counters_show_holds
+# Reaping at once ends only holds nobody reads: the holder's pipe still does.
+echo 1 >/sys/kernel/debug/stable_splice/reap
+[ "$(cat /sys/kernel/debug/stable_splice/holds_active)" -gt 0 ]; tap $? module/reap_keeps_read_holds
 kill $holder; wait $holder 2>/dev/null
 ss_wait_holds_released; tap $? module/holds_end_with_pipe
 timeout 60 sync; tap $? module/sync_completes

@@ -3,13 +3,15 @@
 # (checked every 100 ms), and per-CPU LRU batches keep a reference that
 # looks like a reader's until they drain.
 
-# Waits (up to 10 s) until the module holds nothing; drains the LRU
-# batches (drop_caches) if holds are left after 1.5 s. Status 0 once none
-# is left, also when the module is not loaded.
+# Waits (up to 10 s) until the module holds nothing; asks the module to
+# reap idle holds at once (debugfs reap), and drains the LRU batches
+# (drop_caches) if holds are left after 1.5 s. Status 0 once none is left,
+# also when the module is not loaded.
 ss_wait_holds_released() {
 	local f=/sys/kernel/debug/stable_splice/holds_active i
 	for i in $(seq 100); do
 		[ -r $f ] || return 0
+		[ "$i" = 1 ] || [ "$i" = 16 ] && echo 1 >/sys/kernel/debug/stable_splice/reap
 		[ "$(cat $f)" = 0 ] && return 0
 		[ "$i" = 15 ] && echo 1 >/proc/sys/vm/drop_caches
 		sleep 0.1

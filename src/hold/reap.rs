@@ -22,23 +22,33 @@ const REAP_BATCH: usize = 64;
 #[no_mangle]
 pub(crate) extern "C" fn ss_reap_holds() {
     if let Some(holds) = holds() {
-        if holds.reap() > 0 {
+        if holds.reap(REAP_IDLE_NS) > 0 {
             // SAFETY: no preconditions.
             unsafe { b::ss_schedule_reap() };
         }
     }
 }
 
+/// Ends at once the holds nobody reads any more, however recently a splice
+/// used them (debugfs `reap`: tests and tools that wait for holds to end,
+/// before an unmount or rmmod, need not wait out the idle second). A hold
+/// whose folio somebody still reads stays, as with the periodic reaper.
+pub(crate) fn reap_now() {
+    if let Some(holds) = holds() {
+        holds.reap(0);
+    }
+}
+
 impl Holds {
     /// Ends the holds nobody reads any more; returns how many remain.
     ///
-    /// Only the holds of idle files (no splice took or joined one for
-    /// [`REAP_IDLE_NS`]) are looked at closely (folio trylock, references);
+    /// Only the holds of files idle for `idle_ns` (no splice took or joined
+    /// one; [`REAP_IDLE_NS`] for the periodic reaper) are looked at closely (folio trylock, references);
     /// a hold on a folio that left the page cache waits for that too, then
     /// goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
     /// splicers of a large file must not spin while the reaper walks all
     /// of its holds.
-    fn reap(&self) -> usize {
+    fn reap(&self, idle_ns: u64) -> usize {
         let mut left = 0;
         let now = now_ns();
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
@@ -55,7 +65,7 @@ impl Holds {
                 while let Some(mut c) = cursor {
                     let (&mapping, file) = c.current_mut();
                     let mut from = if mapping == resume.0 { resume.1 } else { 0 };
-                    if now.saturating_sub(file.used) <= REAP_IDLE_NS {
+                    if idle_ns > 0 && now.saturating_sub(file.used) <= idle_ns {
                         left += file.count;
                         cursor = c.move_next();
                         continue;

@@ -535,12 +535,20 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
 }
 
 /// Waits until the module holds nothing: holds of folios that nobody reads
-/// are reaped once idle for a second (checked every 100 ms), and once any
-/// LRU batch that references them has drained (drained here if they have
-/// not after 1.5 s).
+/// are reaped once idle for a second (checked every 100 ms), or at once
+/// when asked (debugfs `reap`, asked here), and once any LRU batch that
+/// references them has drained (drained here if they have not after
+/// 1.5 s).
 pub fn wait_holds_released(limit: Duration) -> bool {
     let idle = || counter("holds_active") == Some(0);
-    wait_until(Duration::from_millis(1500), idle) || (drain_lru_batches().is_ok() && wait_until(limit, idle))
+    let reap = || {
+        let _ = std::fs::write(format!("{COUNTER_DIR}/reap"), "1");
+        idle()
+    };
+    if idle() || reap() || wait_until(Duration::from_millis(1500), idle) {
+        return true;
+    }
+    drain_lru_batches().is_ok() && (reap() || wait_until(limit, idle))
 }
 
 /// Whether the page cache may hold large folios (a kernel with
