@@ -94,6 +94,20 @@ impl FolioLock<'_> {
         FolioLock { folio: unsafe { NonNull::new_unchecked(folio) }, _ref: PhantomData }
     }
 
+    /// Sleeps until the lock of `folio` is ours.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a reference to `folio` that outlives the returned
+    /// value, and may sleep.
+    pub(crate) unsafe fn lock<'a>(folio: *mut RawFolio) -> FolioLock<'a> {
+        // SAFETY: referenced, so alive (caller).
+        unsafe {
+            b::ss_folio_lock(folio);
+            Self::adopt(folio)
+        }
+    }
+
     /// Leaves the folio locked for the caller's caller.
     pub(crate) fn keep_locked(self) -> *mut RawFolio {
         let p = self.folio.as_ptr();

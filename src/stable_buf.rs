@@ -20,6 +20,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
+    folio::FolioLock,
     hold::{holds, Holds, Spare, Taken, CHUNK},
 };
 use kernel::prelude::*;
@@ -409,10 +410,8 @@ unsafe fn copy(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
     // copy is one whole version of every page-aligned block. Lock order
     // pipe -> folio, as in filemap_splice_read.
     unsafe {
-        let folio = bindings::ss_page_folio(buf.page);
-        bindings::ss_folio_lock(folio);
+        let _locked = FolioLock::lock(bindings::ss_page_folio(buf.page));
         bindings::ss_memcpy_page(copy, buf.offset, buf.page, buf.offset, buf.len as usize);
-        bindings::folio_unlock(folio);
     }
     // SAFETY: releases the page-cache reference through the buffer's own
     // operations, then takes the buffer over.

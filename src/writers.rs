@@ -221,10 +221,7 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
         return call();
     };
     // SAFETY: the fault holds a reference to `folio` until we return.
-    let locked = unsafe {
-        b::ss_folio_lock(folio);
-        FolioLock::adopt(folio)
-    };
+    let locked = unsafe { FolioLock::lock(folio) };
     if locked.mapping() != mapping {
         drop(locked);
         return call(); // truncated: the file system's page_mkwrite says so

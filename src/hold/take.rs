@@ -105,10 +105,7 @@ impl Holds {
         }
         // SAFETY: referenced by the caller's buffers, which outlive the
         // lock. Lock order pipe -> folio, as in filemap_splice_read.
-        let locked = unsafe {
-            b::ss_folio_lock(folio);
-            FolioLock::adopt(folio)
-        };
+        let locked = unsafe { FolioLock::lock(folio) };
         if locked.mapping() != mapping {
             return Ok(Taken::Orphan); // truncated or broken since splice_read
         }
