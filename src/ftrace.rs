@@ -215,6 +215,11 @@ pub(crate) fn lookup<const N: usize>(names: &[&CStr; N]) -> Result<[usize; N]> {
 /// The ftrace callback: runs at the entry of the traced function, maybe
 /// preemptible (ftrace waits for tasks in callbacks when the ops is
 /// unregistered).
+///
+/// # Safety
+///
+/// Called only by ftrace for a registered [`Redirect`]'s ops, with that
+/// ops and the traced call's `ftrace_regs`.
 unsafe extern "C" fn redirect_callback(
     ip: c_ulong,
     parent_ip: c_ulong,

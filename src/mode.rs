@@ -129,6 +129,12 @@ pub(crate) fn current_in_mode() -> bool {
     modes().is_some_and(Modes::current)
 }
 
+/// The `sched_process_fork` probe.
+///
+/// # Safety
+///
+/// Called only by the tracepoint it was registered with, with the `Modes`
+/// registered as its data and the tracepoint's task arguments.
 unsafe extern "C" fn on_fork(
     data: *mut c_void,
     parent: *mut bindings::task_struct,
@@ -140,6 +146,11 @@ unsafe extern "C" fn on_fork(
     modes.forked(parent, child);
 }
 
+/// The `sched_process_exit` probe.
+///
+/// # Safety
+///
+/// As for [`on_fork`].
 unsafe extern "C" fn on_exit(data: *mut c_void, task: *mut bindings::task_struct, group_dead: bool) {
     if !group_dead {
         return;

@@ -41,6 +41,12 @@ pub(crate) fn calls() -> Option<&'static Calls> {
 /// 32-bit flags never read; the user's `r9` is put back before returning,
 /// so a restarted syscall (ERESTARTSYS) comes through here again with the
 /// flag.
+///
+/// # Safety
+///
+/// `regs` is the saved user register frame of the calling task, as the
+/// syscall entry passes it to `__x64_sys_splice`; the redirect took a
+/// module reference for the call.
 pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_long {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
@@ -136,6 +142,12 @@ unsafe fn splice_read(
 
 /// Replacement for `filemap_splice_read` (ext4, xfs and most page-cache
 /// file systems).
+///
+/// # Safety
+///
+/// Called only in place of `filemap_splice_read`, with its arguments as
+/// the kernel's splice code passes them (pipe locked); the redirect took
+/// a module reference for the call.
 pub(crate) unsafe extern "C" fn filemap_splice_read(
     file: *mut c_void,
     ppos: *mut i64,
@@ -150,6 +162,12 @@ pub(crate) unsafe extern "C" fn filemap_splice_read(
 }
 
 /// Replacement for `shmem_file_splice_read` (tmpfs).
+///
+/// # Safety
+///
+/// Called only in place of `shmem_file_splice_read`, with its arguments
+/// as the kernel's splice code passes them (pipe locked); the redirect
+/// took a module reference for the call.
 pub(crate) unsafe extern "C" fn shmem_splice_read(
     file: *mut c_void,
     ppos: *mut i64,
@@ -168,6 +186,11 @@ pub(crate) unsafe extern "C" fn shmem_splice_read(
 /// resolved: a stable splice from a pipe is refused here, on the very file
 /// the kernel splices from (a check of the descriptor before the syscall
 /// would race with `dup2`, and would not see io_uring's fixed files).
+///
+/// # Safety
+///
+/// Called only in place of `do_splice`, with its arguments as its callers
+/// pass them; the redirect took a module reference for the call.
 pub(crate) unsafe extern "C" fn do_splice(
     input: *mut bindings::file,
     off_in: *mut i64,

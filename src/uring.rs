@@ -25,6 +25,12 @@ pub(crate) static IO_SPLICE: Original = Original::new();
 pub(crate) static IO_SPLICE_CLEANUP: Original = Original::new();
 
 /// Replacement for `io_splice_prep(struct io_kiocb *, const struct io_uring_sqe *)`.
+///
+/// # Safety
+///
+/// Called only in place of `io_splice_prep`, with a request being prepared
+/// and its SQE as io_uring passes them; the redirect took a module
+/// reference for the call.
 pub(crate) unsafe extern "C" fn io_splice_prep(
     req: *mut c_void,
     sqe: *const bindings::io_uring_sqe,
@@ -73,6 +79,11 @@ pub(crate) unsafe extern "C" fn io_splice_prep(
 /// Replacement for `io_splice_cleanup(struct io_kiocb *)`: every request
 /// accepted with the flag ends here (issued or not), and lets go of the
 /// module.
+///
+/// # Safety
+///
+/// Called only in place of `io_splice_cleanup`, with a request io_uring is
+/// done with; the redirect took a module reference for the call.
 pub(crate) unsafe extern "C" fn io_splice_cleanup(req: *mut c_void) {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
@@ -84,6 +95,12 @@ pub(crate) unsafe extern "C" fn io_splice_cleanup(req: *mut c_void) {
 }
 
 /// Replacement for `io_splice(struct io_kiocb *, unsigned int issue_flags)`.
+///
+/// # Safety
+///
+/// Called only in place of `io_splice`, with a prepared request and the
+/// issue flags as io_uring passes them; the redirect took a module
+/// reference for the call.
 pub(crate) unsafe extern "C" fn io_splice(req: *mut c_void, issue_flags: c_uint) -> c_int {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };

@@ -103,6 +103,12 @@ fn writer_lookup(fgp: u32) -> bool {
 /// Replacement for `__filemap_get_folio_mpol()`, for writers' lookups only
 /// (`ss_direct_get_folio` in rust/trampolines.S tests [`writer_lookup`]'s
 /// flags; readers' lookups and page faults never come here).
+///
+/// # Safety
+///
+/// Called only by `ss_direct_get_folio` (rust/trampolines.S) in place of
+/// `__filemap_get_folio_mpol`, with its arguments, for a writer's lookup;
+/// the trampoline counted the call as a direct call in flight.
 #[export_name = "ss_redirected_get_folio"]
 pub(crate) unsafe extern "C" fn get_folio(
     mapping: *mut Mapping,
@@ -205,6 +211,12 @@ extern "C" fn page_mkwrite_wanted(vmf: *mut b::vm_fault) -> bool {
 }
 
 /// Replacement for `do_page_mkwrite(struct vm_fault *, struct folio *)`.
+///
+/// # Safety
+///
+/// Called only by `ss_direct_page_mkwrite` (rust/trampolines.S) in place
+/// of `do_page_mkwrite`, with the fault and its referenced folio; the
+/// trampoline counted the call as a direct call in flight.
 #[export_name = "ss_redirected_page_mkwrite"]
 pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
     // SAFETY: we are the replacement the trampoline jumped to.
@@ -260,6 +272,12 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
 }
 
 /// Replacement for `truncate_inode_pages_range(mapping, lstart, lend)`.
+///
+/// # Safety
+///
+/// Called only in place of `truncate_inode_pages_range`, with its
+/// arguments as its callers pass them; the redirect took a module
+/// reference for the call.
 pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping, lstart: i64, lend: i64) {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
@@ -307,6 +325,11 @@ unsafe fn fenced(holds: &Holds, mapping: *mut Mapping, first: usize, last: usize
 }
 
 /// Replacement for `notify_change(idmap, dentry, attr, delegated_inode)`.
+///
+/// # Safety
+///
+/// Called only in place of `notify_change`, with its arguments as its
+/// callers pass them; the redirect took a module reference for the call.
 pub(crate) unsafe extern "C" fn notify_change(
     idmap: *mut c_void,
     dentry: *mut b::dentry,
@@ -330,6 +353,11 @@ pub(crate) unsafe extern "C" fn notify_change(
 }
 
 /// Replacement for `vfs_fallocate(file, mode, offset, len)`.
+///
+/// # Safety
+///
+/// Called only in place of `vfs_fallocate`, with its arguments as its
+/// callers pass them; the redirect took a module reference for the call.
 pub(crate) unsafe extern "C" fn fallocate(file: *mut b::file, mode: i32, offset: i64, len: i64) -> i32 {
     // SAFETY: we are the replacement the callback redirected to.
     let _module = unsafe { ModuleRef::adopt() };
