@@ -44,8 +44,9 @@ struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned in
 	return pipe->bufs;
 }
 
-/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache;
- * one read of ->mapping, which a concurrent eviction clears. */
+/* 0: private (anonymous, zero page), 1: orphaned, 2: in the page cache
+ * (FolioKind in src/folio.rs); one read of ->mapping, which a concurrent
+ * eviction clears. */
 static inline int folio_kind(struct folio *folio)
 {
 	if (folio_test_anon(folio) || is_zero_folio(folio))

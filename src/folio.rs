@@ -202,3 +202,26 @@ impl Drop for LockedFolio {
         unsafe { b::folio_unlock(self.0.as_ptr()) };
     }
 }
+
+/// Where a pipe buffer's folio belongs (`folio_kind()` in rust/pipe.c,
+/// which reads `->mapping` once: a concurrent eviction clears it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FolioKind {
+    /// Anonymous or the zero page: private to the pipe already.
+    Private,
+    /// Out of the page cache (truncated, or replaced by a break): nobody
+    /// can write it any more.
+    Orphan,
+    /// In a file's page cache.
+    PageCache,
+}
+
+impl FolioKind {
+    pub(crate) fn from_raw(kind: i32) -> Self {
+        match kind {
+            0 => Self::Private,
+            1 => Self::Orphan,
+            _ => Self::PageCache,
+        }
+    }
+}

@@ -20,7 +20,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    folio::FolioLock,
+    folio::{FolioKind, FolioLock},
     hold::{holds, Holds, Spare, Taken, CHUNK},
 };
 use kernel::prelude::*;
@@ -252,7 +252,7 @@ impl FastPath<'_> {
         for r in found {
             // SAFETY: pipe locked, slot occupied (caller).
             let buf = unsafe { &*ring.buf(r.slot) };
-            if r.kind == 2 && !is_stable_buf(buf) {
+            if FolioKind::from_raw(r.kind.into()) == FolioKind::PageCache && !is_stable_buf(buf) {
                 runs[n] = (r.slot, r.len);
                 indices[n] = r.index as usize;
                 folios[n] = r.folio;
@@ -347,22 +347,19 @@ unsafe fn make_stable(
         return Ok(());
     }
     // SAFETY: `first.page` is referenced by the buffer.
-    let kind = unsafe { bindings::ss_page_kind(first.page) };
-    if kind == 0 {
+    let taken = match FolioKind::from_raw(unsafe { bindings::ss_page_kind(first.page) }) {
         // Anonymous pages (copy_splice_read) and the zero page are already
         // private to the pipe.
-        return Ok(());
-    }
-    let taken = if kind == 1 {
-        Taken::Orphan
-    } else if !zero_copy {
-        Taken::Copy
-    } else {
-        // SAFETY: the buffers reference the folio; pipe locked.
-        let folio = unsafe { bindings::ss_page_folio(first.page) };
-        let holds = holds().ok_or(ENODEV)?;
-        // SAFETY: per the caller.
-        unsafe { holds.take(folio, mapping, file, run as i32, spare) }?
+        FolioKind::Private => return Ok(()),
+        FolioKind::Orphan => Taken::Orphan,
+        FolioKind::PageCache if !zero_copy => Taken::Copy,
+        FolioKind::PageCache => {
+            // SAFETY: the buffers reference the folio; pipe locked.
+            let folio = unsafe { bindings::ss_page_folio(first.page) };
+            let holds = holds().ok_or(ENODEV)?;
+            // SAFETY: per the caller.
+            unsafe { holds.take(folio, mapping, file, run as i32, spare) }?
+        }
     };
     match taken {
         // Orphan: out of the page cache since splice_read found it (a
