@@ -124,8 +124,11 @@ unsafe fn splice_read(
     if ret <= 0 {
         return ret;
     }
-    // SAFETY: pipe lock held; `[head, new head)` were just added.
-    match unsafe { stable_buf::stabilize(file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) } {
+    // SAFETY: pipe lock held until we return; `[head, new head)` were just
+    // added by the `splice_read` of `file`; the redirected call pins the
+    // module.
+    let mut new = unsafe { stable_buf::NewBuffers::new(file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
+    match stable_buf::stabilize(&mut new) {
         Ok(()) => ret,
         Err((_, kept)) if kept > 0 => {
             // SAFETY: as above; report only what stayed in the pipe.

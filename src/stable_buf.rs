@@ -23,35 +23,94 @@ use crate::{
     folio::{FolioKind, FolioLock},
     hold::{holds, Holds, Spare, Taken, CHUNK},
 };
+use core::marker::PhantomData;
 use kernel::prelude::*;
 
 type PipeBuffer = bindings::pipe_buffer;
 type Pipe = bindings::pipe_inode_info;
 
-/// A locked pipe's buffer ring, read once per call, so that a slot's
-/// buffer is an index in Rust rather than a C call per buffer
-/// (`pipe_buffer`'s layout is checked at load, `src/layout.rs`).
-#[derive(Clone, Copy)]
-struct Ring {
+/// The buffers a file's `splice_read` just added to a locked pipe, which
+/// no consumer has seen yet: slots `[from, to)` of the pipe's ring, `to`
+/// its head. The ring is read once per call, so that a slot's buffer is
+/// an index in Rust rather than a C call per buffer (`pipe_buffer`'s
+/// layout is checked at load, `src/layout.rs`).
+///
+/// # Invariants
+///
+/// While it lives: the pipe lock is held (a resize takes it, so `bufs`
+/// and `mask` stay the ring's); slots `[from, to)` hold the buffers a
+/// `splice_read` of `file` just added and `to` is the head; `file` is
+/// open; the module is pinned (the redirected call's reference).
+pub(crate) struct NewBuffers<'a> {
+    file: *mut bindings::file,
+    pipe: *mut Pipe,
     bufs: *mut PipeBuffer,
     mask: u32,
+    from: u32,
+    to: u32,
+    _locked: PhantomData<&'a mut Pipe>,
 }
 
-impl Ring {
+impl NewBuffers<'_> {
     /// # Safety
     ///
-    /// The caller holds the pipe lock while it uses the ring (a resize
-    /// takes the lock).
-    unsafe fn of(pipe: *mut Pipe) -> Self {
+    /// The caller holds the lock of `pipe` while the returned value lives,
+    /// `[from, to)` are the buffers a `splice_read` of `file` just added at
+    /// the head, and the module is pinned meanwhile.
+    pub(crate) unsafe fn new(file: *mut bindings::file, pipe: *mut Pipe, from: u32, to: u32) -> Self {
         let mut mask = 0;
-        // SAFETY: per the caller.
+        // SAFETY: pipe locked (caller).
         let bufs = unsafe { bindings::ss_pipe_ring(pipe, &mut mask) };
-        Self { bufs, mask }
+        Self { file, pipe, bufs, mask, from, to, _locked: PhantomData }
     }
 
-    fn buf(&self, slot: u32) -> *mut PipeBuffer {
+    /// Whether `slot` is one of the new buffers.
+    fn has(&self, slot: u32) -> bool {
+        slot.wrapping_sub(self.from) < self.to.wrapping_sub(self.from)
+    }
+
+    fn ptr(&self, slot: u32) -> *mut PipeBuffer {
+        assert!(self.has(slot));
         // `mask` is the ring size minus one: the index stays in the ring.
         self.bufs.wrapping_add((slot & self.mask) as usize)
+    }
+
+    fn buf(&self, slot: u32) -> &PipeBuffer {
+        // SAFETY: one of the new buffers, which the pipe lock keeps (type
+        // invariant).
+        unsafe { &*self.ptr(slot) }
+    }
+
+    fn buf_mut(&mut self, slot: u32) -> &mut PipeBuffer {
+        // SAFETY: as in `buf`; `&mut self` makes the reference unique.
+        unsafe { &mut *self.ptr(slot) }
+    }
+
+    /// The source file's mapping.
+    fn mapping(&self) -> *mut bindings::address_space {
+        // SAFETY: `file` is open (type invariant).
+        unsafe { bindings::ss_file_mapping(self.file) }
+    }
+
+    /// Releases the buffers from `from` on and moves the pipe head back
+    /// there: nothing of them may reach a consumer.
+    fn truncate(&mut self, from: u32) {
+        let mut slot = from;
+        while slot != self.to {
+            let buf = self.ptr(slot);
+            // SAFETY: a new buffer under the pipe lock (type invariant),
+            // released through its own operations, once.
+            unsafe {
+                if let Some(release) = (*(*buf).ops).release {
+                    release(self.pipe, buf);
+                }
+                (*buf).ops = core::ptr::null();
+            }
+            slot = slot.wrapping_add(1);
+        }
+        // SAFETY: pipe locked; the slots from `from` on are released.
+        unsafe { bindings::ss_pipe_set_head(self.pipe, from) };
+        self.to = from;
     }
 }
 
@@ -76,60 +135,45 @@ pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
     core::ptr::eq(buf.ops, stable_ops())
 }
 
-/// Makes the buffers in slots `[from, to)` of `pipe` stable.
+/// Makes the new buffers stable.
 ///
 /// On failure the pipe is truncated to the buffers that were made stable
 /// (never exposing an unstable one) and the number of bytes kept is
 /// returned as the error's payload.
-///
-/// # Safety
-///
-/// The caller holds the pipe lock and `[from, to)` are buffers that a
-/// `splice_read` of `file` just added at the head; the module is pinned
-/// while it runs (the redirected call's reference; new holds take their
-/// own).
-pub(crate) unsafe fn stabilize(
-    file: *mut bindings::file,
-    pipe: *mut Pipe,
-    from: u32,
-    to: u32,
-) -> Result<(), (Error, usize)> {
+pub(crate) fn stabilize(new: &mut NewBuffers<'_>) -> Result<(), (Error, usize)> {
+    let (from, to) = (new.from, new.to);
     let mut kept = 0usize;
     let mut slot = from;
     let mut spare = Spare::new();
     // Zero-copy buffers are counted once per call: shared counters are
     // cache lines that both CPUs fight over.
     let mut zero_copy_bufs = ZeroCopy::default();
+    let mapping = new.mapping();
     // SAFETY: the open source file keeps its mapping alive.
-    let mapping = unsafe { bindings::ss_file_mapping(file) };
-    // SAFETY: as above.
     let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
-    // SAFETY: the caller holds the pipe lock.
-    let ring = unsafe { Ring::of(pipe) };
     if let Some(holds) = holds().filter(|_| zero_copy) {
-        let fast = FastPath { holds, mapping, block: holds.blocking_for(file), ring };
-        // SAFETY: per the caller.
-        let joined = unsafe { fast.join_held(from, to, &mut zero_copy_bufs) };
+        // SAFETY: `new.file` is open (type invariant).
+        let block = holds.blocking_for(new.file);
+        let fast = FastPath { holds, mapping, block };
+        let joined = fast.join_held(new, from, &mut zero_copy_bufs);
         if joined == to {
             return Ok(()); // a file served again and again
         }
         // The slow path below starts behind the joined buffers.
         (slot, kept) = (joined, zero_copy_bufs.bytes as usize);
-        // SAFETY: per the caller.
-        match unsafe { fast.hold_fast(joined, to, &mut spare, &mut zero_copy_bufs) } {
+        match fast.hold_fast(new, joined, &mut spare, &mut zero_copy_bufs) {
             // All held: nothing left for the slow path to look at.
             Ok(held) if held == to.wrapping_sub(joined) => return Ok(()),
             Ok(_) => {}
             Err(e) => {
-                // SAFETY: same lock; nothing of the call may stay in the pipe.
-                unsafe { truncate(pipe, from, to) };
+                // Nothing of the call may stay in the pipe.
+                new.truncate(from);
                 return Err((e, 0));
             }
         }
     }
     while slot != to {
-        // SAFETY: locked, occupied slot.
-        let buf = unsafe { &*ring.buf(slot) };
+        let buf = new.buf(slot);
         if is_stable_buf(buf) {
             // The fast path held it.
             kept += buf.len as usize;
@@ -139,17 +183,14 @@ pub(crate) unsafe fn stabilize(
         // Consecutive buffers on one folio (pages of a large folio, or
         // pieces of one page) are one run: the folio's references from this
         // splice are theirs.
-        // SAFETY: the caller holds the pipe lock; the slots are occupied.
-        let run = unsafe { run_length(ring, slot, to) };
-        // SAFETY: `[slot, slot + run)` are valid, locked pipe buffers.
-        if let Err(e) = unsafe { make_stable(file, mapping, zero_copy, pipe, ring, slot, run, &mut spare, &mut zero_copy_bufs) } {
-            // SAFETY: same lock; drops the unconverted tail.
-            unsafe { truncate(pipe, slot, to) };
+        let run = run_length(new, slot);
+        if let Err(e) = make_stable(new, mapping, zero_copy, slot, run, &mut spare, &mut zero_copy_bufs) {
+            // Drops the unconverted tail.
+            new.truncate(slot);
             return Err((e, kept));
         }
         for _ in 0..run {
-            // SAFETY: as above.
-            kept += unsafe { (*ring.buf(slot)).len } as usize;
+            kept += new.buf(slot).len as usize;
             slot = slot.wrapping_add(1);
         }
     }
@@ -168,7 +209,6 @@ impl Drop for ZeroCopy {
     }
 }
 
-
 /// What the fast paths of one stable splice from a file with holds share.
 struct FastPath<'a> {
     holds: &'a Holds,
@@ -176,8 +216,6 @@ struct FastPath<'a> {
     mapping: *mut bindings::address_space,
     /// Whether holds taken or joined make writers wait (`policy=block`).
     block: bool,
-    /// The locked pipe's ring.
-    ring: Ring,
 }
 
 impl FastPath<'_> {
@@ -185,20 +223,17 @@ impl FastPath<'_> {
     /// already, in a row, share those holds, found in one pass over the
     /// buffers and the file's index under one bucket lock. Returns the slot
     /// after them.
-    ///
-    /// # Safety
-    ///
-    /// As for [`stabilize`]; `[from, to)` are the call's new buffers.
-    unsafe fn join_held(&self, from: u32, to: u32, counted: &mut ZeroCopy) -> u32 {
+    fn join_held(&self, new: &mut NewBuffers<'_>, from: u32, counted: &mut ZeroCopy) -> u32 {
         let Some(mut joins) = self.holds.joins(self.mapping) else {
             return from;
         };
-        let ring = self.ring;
-        // SAFETY: pipe locked, the slots occupied by the splice's new buffers.
-        let n = unsafe { joins.held_prefix(ring.bufs, ring.mask, from, to.wrapping_sub(from), self.block) };
+        let count = new.to.wrapping_sub(from);
+        assert!(count == 0 || new.has(from));
+        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant).
+        let n = unsafe { joins.held_prefix(new.bufs, new.mask, from, count, self.block) };
         drop(joins);
-        // SAFETY: per the caller; the `n` buffers' folios are held.
-        unsafe { hold_run(ring, from, n, counted) };
+        // The `n` buffers' folios are held.
+        hold_run(new, from, n, counted);
         from.wrapping_add(n)
     }
 
@@ -209,15 +244,10 @@ impl FastPath<'_> {
     /// holds without sleeping. What is left (folio lock busy, mapped folios,
     /// contended ones) goes to [`make_stable`]. Returns how many buffers it
     /// made held buffers.
-    ///
-    /// # Safety
-    ///
-    /// As for [`stabilize`]; `[from, to)` are the call's new buffers.
-    unsafe fn hold_fast(&self, from: u32, to: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
+    fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
         let (mut slot, mut held) = (from, 0);
-        while slot != to {
-            // SAFETY: per the caller.
-            let (next, n) = unsafe { self.hold_chunk(slot, to, spare, counted) }?;
+        while slot != new.to {
+            let (next, n) = self.hold_chunk(new, slot, spare, counted)?;
             (slot, held) = (next, held + n);
         }
         Ok(held)
@@ -227,18 +257,16 @@ impl FastPath<'_> {
     /// folio from `from` on (a large folio's pages are one run, however
     /// many buffers they fill); returns the slot after the last run and how
     /// many buffers it held.
-    ///
-    /// # Safety
-    ///
-    /// As for [`FastPath::hold_fast`].
-    unsafe fn hold_chunk(&self, from: u32, to: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, u32)> {
-        let Self { holds, mapping, block, ring } = *self;
+    fn hold_chunk(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, u32)> {
+        let Self { holds, mapping, block } = *self;
+        let to = new.to;
+        assert!(new.has(from));
         // The runs, their folios, page indices and kinds, in one C call,
         // before any lock.
         let mut found = [const { bindings::ss_folio_run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0 } }; CHUNK];
-        // SAFETY: pipe locked, `[from, to)` occupied (caller); the array
-        // holds CHUNK elements.
-        let count = unsafe { bindings::ss_pipe_runs(ring.bufs, ring.mask, from, to, found.as_mut_ptr(), CHUNK as u32) } as usize;
+        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
+        // the array holds CHUNK elements.
+        let count = unsafe { bindings::ss_pipe_runs(new.bufs, new.mask, from, to, found.as_mut_ptr(), CHUNK as u32) } as usize;
         let found = &found[..count];
         let next = found.last().map_or(to, |r| r.slot.wrapping_add(r.len));
         // The runs on a page-cache folio that are not ours yet (first slot,
@@ -250,9 +278,7 @@ impl FastPath<'_> {
         let mut held = [false; CHUNK];
         let mut n = 0;
         for r in found {
-            // SAFETY: pipe locked, slot occupied (caller).
-            let buf = unsafe { &*ring.buf(r.slot) };
-            if FolioKind::from_raw(r.kind.into()) == FolioKind::PageCache && !is_stable_buf(buf) {
+            if FolioKind::from_raw(r.kind.into()) == FolioKind::PageCache && !is_stable_buf(new.buf(r.slot)) {
                 runs[n] = (r.slot, r.len);
                 indices[n] = r.index as usize;
                 folios[n] = r.folio;
@@ -267,7 +293,7 @@ impl FastPath<'_> {
         // first (allocated outside the lock): which folios are held already,
         // in one walk of the index, then new holds for the others. Fenced:
         // all take the slow path.
-        // SAFETY: the module is pinned (caller).
+        // SAFETY: the module is pinned (type invariant of `new`).
         if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
             // SAFETY: the buffers reference these folios.
             unsafe { joins.held_all(indices, folios, held, block) };
@@ -279,8 +305,7 @@ impl FastPath<'_> {
         let mut done = 0;
         for (&h, &(slot, run)) in held.iter().zip(runs) {
             if h {
-                // SAFETY: per the caller; the run's folio is held.
-                unsafe { hold_run(ring, slot, run, counted) };
+                hold_run(new, slot, run, counted);
                 done += run;
             }
             // The others take make_stable's slow path.
@@ -289,60 +314,42 @@ impl FastPath<'_> {
     }
 }
 
-/// Makes the `run` buffers from `slot` on held buffers, zero copy, and
+/// Makes the `run` buffers from `slot` on, whose folio is held or out of
+/// the page cache (nobody can write it), held buffers, zero copy, and
 /// counts them.
-///
-/// # Safety
-///
-/// Pipe lock held, the slots occupied, their page held or out of the page
-/// cache (nobody can write it).
-unsafe fn hold_run(ring: Ring, slot: u32, run: u32, counted: &mut ZeroCopy) {
+fn hold_run(new: &mut NewBuffers<'_>, slot: u32, run: u32, counted: &mut ZeroCopy) {
     for i in 0..run {
-        // SAFETY: pipe locked, slot occupied (caller).
-        let buf = unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
+        let buf = new.buf_mut(slot.wrapping_add(i));
         take_over(buf);
         counted.bytes += buf.len as i64;
     }
 }
 
-/// How many buffers from `slot` on (before `to`) reference the same folio.
-///
-/// # Safety
-///
-/// Pipe lock held, `[slot, to)` occupied.
-unsafe fn run_length(ring: Ring, slot: u32, to: u32) -> u32 {
-    // SAFETY: per the caller.
-    let folio_at = |s: u32| unsafe { bindings::ss_page_folio((*ring.buf(s)).page) };
+/// How many buffers from `slot` on reference the same folio.
+fn run_length(new: &NewBuffers<'_>, slot: u32) -> u32 {
+    // SAFETY: the buffer references its page.
+    let folio_at = |s: u32| unsafe { bindings::ss_page_folio(new.buf(s).page) };
     let first = folio_at(slot);
     let mut n = 1;
-    while slot.wrapping_add(n) != to && folio_at(slot.wrapping_add(n)) == first {
+    while slot.wrapping_add(n) != new.to && folio_at(slot.wrapping_add(n)) == first {
         n += 1;
     }
     n
 }
 
 /// Makes the `run` buffers from `slot` on, which all reference one page
-/// or folio, stable.
-///
-/// # Safety
-///
-/// Pipe lock held, `ring` is `pipe`'s, the buffers valid, no consumer has
-/// seen them, read from `file`, whose mapping is `mapping` (`zero_copy` if
-/// holds work there).
-unsafe fn make_stable(
-    file: *mut bindings::file,
+/// or folio of the file whose mapping is `mapping` (`zero_copy` if holds
+/// work there), stable.
+fn make_stable(
+    new: &mut NewBuffers<'_>,
     mapping: *mut bindings::address_space,
     zero_copy: bool,
-    pipe: *mut Pipe,
-    ring: Ring,
     slot: u32,
     run: u32,
     spare: &mut Spare,
     counted: &mut ZeroCopy,
 ) -> Result {
-    // SAFETY: per the caller.
-    let buf_at = |i: u32| unsafe { &mut *ring.buf(slot.wrapping_add(i)) };
-    let first = buf_at(0);
+    let first = new.buf(slot);
     if is_stable_buf(first) {
         return Ok(());
     }
@@ -354,11 +361,12 @@ unsafe fn make_stable(
         FolioKind::Orphan => Taken::Orphan,
         FolioKind::PageCache if !zero_copy => Taken::Copy,
         FolioKind::PageCache => {
-            // SAFETY: the buffers reference the folio; pipe locked.
+            // SAFETY: the buffers reference the folio.
             let folio = unsafe { bindings::ss_page_folio(first.page) };
             let holds = holds().ok_or(ENODEV)?;
-            // SAFETY: per the caller.
-            unsafe { holds.take(folio, mapping, file, run as i32, spare) }?
+            // SAFETY: pipe locked, the run's buffers reference `folio`,
+            // `file` is the splice's source, module pinned (type invariant).
+            unsafe { holds.take(folio, mapping, new.file, run as i32, spare) }?
         }
     };
     match taken {
@@ -366,16 +374,13 @@ unsafe fn make_stable(
         // writer broke a hold, or truncate): already private to the pipes
         // that have it. Plain page-cache buffers would fail confirm with
         // ENODATA, so it becomes ours too.
-        // SAFETY: per the caller.
         Taken::Held | Taken::Orphan => {
-            // SAFETY: per the caller.
-            unsafe { hold_run(ring, slot, run, counted) };
+            hold_run(new, slot, run, counted);
             Ok(())
         }
         Taken::Copy => {
             for i in 0..run {
-                // SAFETY: per the caller.
-                unsafe { copy(pipe, buf_at(i)) }?;
+                copy(new, slot.wrapping_add(i))?;
             }
             Ok(())
         }
@@ -391,27 +396,26 @@ fn take_over(buf: &mut PipeBuffer) {
     buf.private = 0;
 }
 
-/// Replaces `buf`'s page-cache page with a private copy.
-///
-/// # Safety
-///
-/// As for [`make_stable`].
-unsafe fn copy(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
+/// Replaces the page-cache page of the buffer at `slot` with a private
+/// copy.
+fn copy(new: &mut NewBuffers<'_>, slot: u32) -> Result {
     // SAFETY: no preconditions.
     let copy = unsafe { bindings::ss_alloc_page() };
     if copy.is_null() {
         return Err(ENOMEM);
     }
-    // SAFETY: `buf.page` is a page-cache page we hold a reference to; the
-    // folio lock keeps write()/truncate from changing it mid-copy, so the
-    // copy is one whole version of every page-aligned block. Lock order
-    // pipe -> folio, as in filemap_splice_read.
+    let pipe = new.pipe;
+    let buf = new.buf_mut(slot);
+    // SAFETY: `buf.page` is a page-cache page the buffer holds a reference
+    // to; the folio lock keeps write()/truncate from changing it mid-copy,
+    // so the copy is one whole version of every page-aligned block. Lock
+    // order pipe -> folio, as in filemap_splice_read.
     unsafe {
         let _locked = FolioLock::lock(bindings::ss_page_folio(buf.page));
         bindings::ss_memcpy_page(copy, buf.offset, buf.page, buf.offset, buf.len as usize);
     }
     // SAFETY: releases the page-cache reference through the buffer's own
-    // operations, then takes the buffer over.
+    // operations (pipe locked), then takes the buffer over.
     unsafe {
         if let Some(release) = (*buf.ops).release {
             release(pipe, buf);
@@ -421,28 +425,6 @@ unsafe fn copy(pipe: *mut Pipe, buf: &mut PipeBuffer) -> Result {
     take_over(buf);
     COUNTERS.bytes_copied_at_splice.add(buf.len as i64);
     Ok(())
-}
-
-/// Releases buffers `[from, to)` and moves the pipe head back to `from`.
-///
-/// # Safety
-///
-/// Pipe lock held; `[from, to)` are the newest buffers and `to` the head.
-unsafe fn truncate(pipe: *mut Pipe, from: u32, to: u32) {
-    let mut slot = from;
-    while slot != to {
-        // SAFETY: the slot is occupied and we hold the lock.
-        unsafe {
-            let buf = bindings::ss_pipe_buf(pipe, slot);
-            if let Some(release) = (*(*buf).ops).release {
-                release(pipe, buf);
-            }
-            (*buf).ops = core::ptr::null();
-        }
-        slot = slot.wrapping_add(1);
-    }
-    // SAFETY: lock held; the slots past `from` are released.
-    unsafe { bindings::ss_pipe_set_head(pipe, from) };
 }
 
 /// The per-ops-table cache of which files get zero copy (rust/folio.c),
