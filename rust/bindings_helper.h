@@ -20,6 +20,7 @@ const unsigned int SS_FGP_LOCK = (__force unsigned int)FGP_LOCK;
 const unsigned int SS_FGP_WRITE = (__force unsigned int)FGP_WRITE;
 const unsigned int SS_FGP_CREAT = (__force unsigned int)FGP_CREAT;
 const unsigned int SS_FGP_NOWAIT = (__force unsigned int)FGP_NOWAIT;
+const unsigned int SS_GFP_NOFAIL = (__force unsigned int)__GFP_NOFAIL;
 const unsigned int SS_VM_FAULT_LOCKED = (__force unsigned int)VM_FAULT_LOCKED;
 const unsigned int SS_VM_FAULT_NOPAGE = (__force unsigned int)VM_FAULT_NOPAGE;
 const unsigned int SS_VM_FAULT_ERROR = (__force unsigned int)VM_FAULT_ERROR;

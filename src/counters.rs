@@ -68,9 +68,9 @@ pub(crate) struct Counters {
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
     /// Breaks that found no way to make the copy at first (the held folio
-    /// could not be unmapped or released, or no memory for the copy): the
-    /// writer let go of the folio, waited a little and tried again, or
-    /// got `ENOMEM`. Never a write into the held folio.
+    /// could not be unmapped or released, no memory for the copy, or it
+    /// stayed dirty): the writer let go of the folio, waited a little and
+    /// tried again, or got `ENOMEM`. Never a write into the held folio.
     pub(crate) breaks_retried: Counter,
     /// Breaks that could not replace the folio (the writer went ahead in
     /// place); 0 by construction, asserted by the tests.

@@ -149,7 +149,17 @@ pub(crate) unsafe extern "C" fn get_folio(
                 // Dirtied again after every writeback (a splicer and a
                 // mapping writer take turns with us), or a journal handle
                 // is open, which writeback could wait for: never seen, as
-                // size changes and fallocate break and fence first.
+                // size changes and fallocate break and fence first. The
+                // held folio stays as it is and the write fails as one
+                // without memory does; only a lookup that must not fail
+                // writes it in place, counted.
+                if gfp & b::SS_GFP_NOFAIL == 0 {
+                    drop(locked);
+                    drop(folio_ref);
+                    COUNTERS.breaks_retried.add(1);
+                    // SAFETY: no preconditions.
+                    return unsafe { b::ss_err_ptr_enomem() }.cast();
+                }
                 COUNTERS.break_failures.add(1);
                 locked.keep_locked();
                 return folio_ref.into_raw();

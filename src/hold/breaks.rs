@@ -94,9 +94,10 @@ impl Holds {
     }
 
     /// Breaks every hold on folios `first..=last` of `mapping`. `ENOMEM`
-    /// if a held folio could not be copied after [`NOCOPY_ROUNDS`] tries:
-    /// the caller must then not change the range (that folio is still in
-    /// the page cache and still held).
+    /// if a held folio could not be copied after [`NOCOPY_ROUNDS`] tries,
+    /// or stayed dirty after four writebacks, or is dirty while the caller
+    /// is inside a journal handle: the caller must then not change the
+    /// range (that folio is still in the page cache and still held).
     ///
     /// # Safety
     ///
@@ -127,9 +128,13 @@ impl Holds {
             loop {
                 let locked = folio.lock();
                 match self.break_locked(&locked, mapping, 1, false) {
+                    // Dirtied again after every writeback, or a journal
+                    // handle is open: the held folio stays as it is, and
+                    // the caller must not change the range.
                     // SAFETY: no preconditions.
                     Break::WriteBack if writebacks == 4 || unsafe { b::ss_in_fs_transaction() } => {
-                        COUNTERS.break_failures.add(1);
+                        COUNTERS.breaks_retried.add(1);
+                        return Err(ENOMEM);
                     }
                     Break::WriteBack => {
                         drop(locked);
