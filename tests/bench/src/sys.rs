@@ -4,7 +4,6 @@
 //! the run with a non-zero status.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,39 +16,7 @@ pub fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
 
-/// Owned file descriptor, closed on drop.
-#[derive(Debug)]
-pub struct Fd(pub i32);
-
-impl Fd {
-    pub fn raw(&self) -> i32 {
-        self.0
-    }
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        if self.0 >= 0 {
-            // SAFETY: we own the descriptor and close it exactly once, here.
-            unsafe { libc::close(self.0) };
-        }
-    }
-}
-
-pub fn cstr(s: &str) -> CString {
-    CString::new(s).expect("path contains NUL")
-}
-
-pub fn open(path: &str, flags: i32, mode: u32) -> io::Result<Fd> {
-    let p = cstr(path);
-    // SAFETY: p is a valid NUL-terminated string.
-    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 {
-        Err(last_err())
-    } else {
-        Ok(Fd(fd))
-    }
-}
+pub use stable_splice_sys::{cstr, open, Fd, Pipe};
 
 static NAME_SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -161,15 +128,7 @@ pub fn fsync(fd: i32) -> Res {
 
 /// One splice(2) call; `off_in` is the file offset (None for a pipe source).
 pub fn splice(fd_in: i32, off_in: Option<&mut i64>, fd_out: i32, len: usize, flags: u32) -> io::Result<usize> {
-    let pin = off_in.map_or(std::ptr::null_mut(), |p| p as *mut i64);
-    // SAFETY: the offset pointer is null or points to a live i64; glibc
-    // passes flags through unchanged.
-    let r = unsafe { libc::splice(fd_in, pin, fd_out, std::ptr::null_mut(), len, flags) };
-    if r < 0 {
-        Err(last_err())
-    } else {
-        Ok(r as usize)
-    }
+    stable_splice_sys::splice(fd_in, off_in, fd_out, None, len, flags)
 }
 
 /// Splice exactly `len` bytes at `off` from a file into a pipe that has room
@@ -202,20 +161,10 @@ pub fn drain_pipe(pipe_r: i32, out: i32, len: usize) -> Res {
     Ok(())
 }
 
-pub struct Pipe {
-    pub r: Fd,
-    pub w: Fd,
-}
-
 /// A pipe that holds at least `min_bytes` (F_SETPIPE_SZ; never below the
 /// default 64 KiB).
 pub fn pipe(min_bytes: usize) -> Res<Pipe> {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid int[2].
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe2: {}", last_err()));
-    }
-    let p = Pipe { r: Fd(fds[0]), w: Fd(fds[1]) };
+    let p = stable_splice_sys::pipe().map_err(|e| format!("pipe2: {e}"))?;
     if min_bytes > 65536 {
         // SAFETY: fcntl on a pipe we own.
         let r = unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, min_bytes as libc::c_int) };

@@ -3,7 +3,6 @@
 //! Raw wrappers return `Result<_, i32>` (errno) so cases can assert on the
 //! exact errno; the checked ones return `TResult` with context in the message.
 
-use std::ffi::CString;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -97,38 +96,15 @@ pub fn ck<T>(r: Result<T, i32>, what: &str) -> TResult<T> {
     r.map_err(|e| TestErr::Fail(format!("{what}: {}", ename(e))))
 }
 
-/// Owned file descriptor, closed on drop.
-#[derive(Debug)]
-pub struct Fd(pub i32);
-
-impl Fd {
-    pub fn raw(&self) -> i32 {
-        self.0
-    }
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        if self.0 >= 0 {
-            // SAFETY: we own the descriptor and close it exactly once, here.
-            unsafe { libc::close(self.0) };
-        }
-    }
-}
-
-pub fn cstr(s: &str) -> CString {
-    CString::new(s).expect("path contains NUL")
-}
+pub use stable_splice_sys::{cstr, Fd, Pipe};
 
 pub fn open(path: &str, flags: i32, mode: u32) -> Result<Fd, i32> {
-    let p = cstr(path);
-    // SAFETY: p is a valid NUL-terminated string.
-    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 {
-        Err(errno())
-    } else {
-        Ok(Fd(fd))
-    }
+    stable_splice_sys::open(path, flags, mode).map_err(os_errno)
+}
+
+/// The errno of an `io::Error` from a syscall.
+fn os_errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
 }
 
 /// Scratch file; a named one is unlinked on drop unless already gone.
@@ -297,17 +273,9 @@ pub fn expect_bytes(what: &str, got: &[u8], want: &[u8], alt: Option<(&str, &[u8
     Err(TestErr::Fail(msg))
 }
 
-pub struct Pipe {
-    pub r: Fd,
-    pub w: Fd,
-}
-
 pub fn pipe() -> TResult<Pipe> {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid int[2].
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    ensure!(r == 0, "pipe2: {}", ename(errno()));
-    Ok(Pipe { r: Fd(fds[0]), w: Fd(fds[1]) })
+    let p = stable_splice_sys::pipe().map_err(os_errno);
+    ck(p, "pipe2")
 }
 
 pub fn set_nonblock(fd: i32, on: bool) -> TResult {
@@ -378,12 +346,7 @@ pub fn splice_raw(
     len: usize,
     flags: u32,
 ) -> Result<usize, i32> {
-    let pin = off_in.map_or(std::ptr::null_mut(), |p| p as *mut i64);
-    let pout = off_out.map_or(std::ptr::null_mut(), |p| p as *mut i64);
-    // SAFETY: the offset pointers are null or point to live i64s; glibc
-    // passes flags through unchanged.
-    let r = unsafe { libc::splice(fd_in, pin, fd_out, pout, len, flags) };
-    cvt(r)
+    stable_splice_sys::splice(fd_in, off_in, fd_out, off_out, len, flags).map_err(os_errno)
 }
 
 /// Splice `len` bytes file->pipe in ONE call and require the full count.
