@@ -13,6 +13,10 @@ pub(crate) type RawFolio = b::folio;
 pub(crate) type Mapping = b::address_space;
 
 /// One counted reference to a folio.
+///
+/// # Invariants
+///
+/// The pointer is a folio of which this value owns one reference.
 pub(crate) struct FolioRef(NonNull<RawFolio>);
 
 // SAFETY: a folio reference may be dropped from any task or context.
@@ -77,6 +81,11 @@ impl Drop for FolioRef {
 }
 
 /// The lock of a folio that somebody keeps alive for `'a`.
+///
+/// # Invariants
+///
+/// `folio` is locked, and this value owns that lock; a reference that
+/// outlives `'a` keeps the folio alive.
 pub(crate) struct FolioLock<'a> {
     folio: NonNull<RawFolio>,
     _ref: PhantomData<&'a FolioRef>,
@@ -177,6 +186,10 @@ impl Drop for FolioLock<'_> {
 
 /// A folio that is both referenced and locked by its owner, such as the
 /// copy a break puts into the page cache for the writer.
+///
+/// # Invariants
+///
+/// This value owns the folio's lock as well as the reference it wraps.
 pub(crate) struct LockedFolio(FolioRef);
 
 impl LockedFolio {

@@ -256,6 +256,10 @@ unsafe extern "C" fn redirect_callback(
 /// also keeps that call from being compiled as a tail call: the original's
 /// fentry must see a return address inside this module, or the callback
 /// would redirect it again.
+///
+/// # Invariants
+///
+/// Each value owns one reference to this module (`module_put` on drop).
 pub(crate) struct ModuleRef(());
 
 impl ModuleRef {
@@ -301,6 +305,11 @@ impl Drop for ModuleRef {
 /// Dropped after the call to the original, it also keeps that call from
 /// being compiled as a tail call: the trampoline must see a return address
 /// inside this module, or it would redirect the call again.
+///
+/// # Invariants
+///
+/// Each value is one count of the direct calls in flight, taken in
+/// [`DirectCall::enter`] and given back on drop.
 pub(crate) struct DirectCall(());
 
 impl DirectCall {

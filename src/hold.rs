@@ -69,6 +69,12 @@ use kernel::{
 };
 
 /// The holds of one file (one mapping).
+///
+/// # Invariants
+///
+/// `count` is the number of entries in `index`; an entry with no holds
+/// left is removed from the registry (its module reference with it) by
+/// whoever ends its last hold.
 pub(crate) struct FileHolds {
     /// The held folios, each with the hold's own reference.
     index: Pin<KBox<HoldIndex>>,

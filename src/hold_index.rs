@@ -16,6 +16,12 @@ use crate::{
 use kernel::{prelude::*, types::Opaque};
 
 /// Page index -> held folio.
+///
+/// # Invariants
+///
+/// Every entry is a folio stored at its own first page index, and owns
+/// one reference to it (given back when the entry is erased or the index
+/// dropped).
 #[pin_data(PinnedDrop)]
 pub(crate) struct HoldIndex {
     #[pin]

@@ -130,6 +130,11 @@ impl Holds {
 }
 
 /// The holds of one mapping, locked (see [`Holds::joins`]).
+///
+/// # Invariants
+///
+/// `bucket` is the locked bucket of `mapping`, `count` its count of holds,
+/// and the mapping is not fenced.
 pub(crate) struct Joins<'a> {
     bucket: SpinLockGuard<'a, Bucket>,
     count: &'a Atomic<i32>,
