@@ -22,6 +22,7 @@
 //! reference ([`DirectCall`]) that unload waits for.
 
 use crate::bindings;
+use core::marker::PhantomData;
 use kernel::ffi::c_ulong;
 use kernel::{
     error::to_result,
@@ -277,18 +278,31 @@ impl ModuleRef {
         unsafe { bindings::ss_module_get() }.then(|| Self(()))
     }
 
-    /// Another reference, without a liveness check.
-    ///
-    /// # Safety
-    ///
-    /// The caller, or one up its stack, holds a reference for the duration
-    /// of the call (a redirected call's, or module init's).
-    pub(crate) unsafe fn another() -> Self {
-        // SAFETY: per the caller, the module is pinned: cannot fail.
+    /// Proof, for as long as this reference lives, that the module stays.
+    pub(crate) fn pinned(&self) -> Pinned<'_> {
+        Pinned(PhantomData)
+    }
+
+    /// Another reference, without a liveness check: `pinned` proves one
+    /// is held.
+    pub(crate) fn another(_pinned: Pinned<'_>) -> Self {
+        // SAFETY: a reference is held while `_pinned` lives (see
+        // `Pinned`): this one cannot fail.
         unsafe { bindings::ss_module_get_more() };
         Self(())
     }
 }
+
+/// Proof that the module stays loaded for `'a`: only a live [`ModuleRef`]
+/// hands one out, so what needs the module pinned (a new file entry of
+/// the holds takes a module reference without a liveness check) takes a
+/// `Pinned` instead of being `unsafe`.
+///
+/// # Invariants
+///
+/// A module reference is held for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct Pinned<'a>(PhantomData<&'a ModuleRef>);
 
 impl Drop for ModuleRef {
     fn drop(&mut self) {

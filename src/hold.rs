@@ -52,7 +52,7 @@ use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
-    ftrace::ModuleRef,
+    ftrace::{ModuleRef, Pinned},
     hold_index::HoldIndex,
     policy::Policy,
     registry::Global,
@@ -95,18 +95,13 @@ pub(crate) struct FileHolds {
 }
 
 impl FileHolds {
-    /// # Safety
-    ///
-    /// The module is pinned while this runs (a redirected call, module
-    /// init).
-    unsafe fn new() -> Result<Self> {
+    fn new(pinned: Pinned<'_>) -> Result<Self> {
         Ok(Self {
             index: KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?,
             count: 0,
             block: false,
             used: 0,
-            // SAFETY: pinned (caller).
-            _module: unsafe { ModuleRef::another() },
+            _module: ModuleRef::another(pinned),
         })
     }
 
@@ -127,14 +122,10 @@ impl Spare {
         Self(None)
     }
 
-    /// # Safety
-    ///
-    /// The module is pinned while this runs.
-    pub(crate) unsafe fn fill(&mut self) -> Result {
+    pub(crate) fn fill(&mut self, pinned: Pinned<'_>) -> Result {
         if self.0.is_none() {
             let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-            // SAFETY: per the caller.
-            self.0 = Some((node, unsafe { FileHolds::new() }?));
+            self.0 = Some((node, FileHolds::new(pinned)?));
         }
         Ok(())
     }

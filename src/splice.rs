@@ -12,7 +12,7 @@ use crate::{
     bindings,
     calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
-    ftrace::{ModuleRef, Original},
+    ftrace::{ModuleRef, Original, Pinned},
     mode,
     registry::Global,
     stable_buf,
@@ -92,6 +92,7 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
 ///
 /// Same arguments as a `splice_read` file operation, pipe locked.
 unsafe fn splice_read(
+    pinned: Pinned<'_>,
     orig: usize,
     file: *mut c_void,
     ppos: *mut i64,
@@ -125,9 +126,8 @@ unsafe fn splice_read(
         return ret;
     }
     // SAFETY: pipe lock held until we return; `[head, new head)` were just
-    // added by the `splice_read` of `file`; the redirected call pins the
-    // module.
-    let mut new = unsafe { stable_buf::NewBuffers::new(file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
+    // added by the `splice_read` of `file`.
+    let mut new = unsafe { stable_buf::NewBuffers::new(pinned, file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
     match stable_buf::stabilize(&mut new) {
         Ok(()) => ret,
         Err((_, kept)) if kept > 0 => {
@@ -159,9 +159,9 @@ pub(crate) unsafe extern "C" fn filemap_splice_read(
     flags: c_uint,
 ) -> isize {
     // SAFETY: we are the replacement the callback redirected to.
-    let _module = unsafe { ModuleRef::adopt() };
+    let module = unsafe { ModuleRef::adopt() };
     // SAFETY: forwarded from the kernel's splice code.
-    unsafe { splice_read(FILEMAP_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+    unsafe { splice_read(module.pinned(), FILEMAP_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
 }
 
 /// Replacement for `shmem_file_splice_read` (tmpfs).
@@ -179,9 +179,9 @@ pub(crate) unsafe extern "C" fn shmem_splice_read(
     flags: c_uint,
 ) -> isize {
     // SAFETY: we are the replacement the callback redirected to.
-    let _module = unsafe { ModuleRef::adopt() };
+    let module = unsafe { ModuleRef::adopt() };
     // SAFETY: forwarded from the kernel's splice code.
-    unsafe { splice_read(SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+    unsafe { splice_read(module.pinned(), SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
 }
 
 /// Replacement for `do_splice(in, off_in, out, off_out, len, flags)`, which

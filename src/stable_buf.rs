@@ -21,6 +21,7 @@ use crate::{
     bindings,
     counters::COUNTERS,
     folio::{FolioKind, FolioLock},
+    ftrace::Pinned,
     hold::{holds, Holds, Spare, Taken, CHUNK},
 };
 use core::marker::PhantomData;
@@ -40,8 +41,9 @@ type Pipe = bindings::pipe_inode_info;
 /// While it lives: the pipe lock is held (a resize takes it, so `bufs`
 /// and `mask` stay the ring's); slots `[from, to)` hold the buffers a
 /// `splice_read` of `file` just added and `to` is the head; `file` is
-/// open; the module is pinned (the redirected call's reference).
+/// open. `pinned` keeps the module for as long.
 pub(crate) struct NewBuffers<'a> {
+    pinned: Pinned<'a>,
     file: *mut bindings::file,
     pipe: *mut Pipe,
     bufs: *mut PipeBuffer,
@@ -51,17 +53,17 @@ pub(crate) struct NewBuffers<'a> {
     _locked: PhantomData<&'a mut Pipe>,
 }
 
-impl NewBuffers<'_> {
+impl<'a> NewBuffers<'a> {
     /// # Safety
     ///
     /// The caller holds the lock of `pipe` while the returned value lives,
-    /// `[from, to)` are the buffers a `splice_read` of `file` just added at
-    /// the head, and the module is pinned meanwhile.
-    pub(crate) unsafe fn new(file: *mut bindings::file, pipe: *mut Pipe, from: u32, to: u32) -> Self {
+    /// and `[from, to)` are the buffers a `splice_read` of `file` just
+    /// added at the head.
+    pub(crate) unsafe fn new(pinned: Pinned<'a>, file: *mut bindings::file, pipe: *mut Pipe, from: u32, to: u32) -> Self {
         let mut mask = 0;
         // SAFETY: pipe locked (caller).
         let bufs = unsafe { bindings::ss_pipe_ring(pipe, &mut mask) };
-        Self { file, pipe, bufs, mask, from, to, _locked: PhantomData }
+        Self { pinned, file, pipe, bufs, mask, from, to, _locked: PhantomData }
     }
 
     /// Whether `slot` is one of the new buffers.
@@ -293,8 +295,7 @@ impl FastPath<'_> {
         // first (allocated outside the lock): which folios are held already,
         // in one walk of the index, then new holds for the others. Fenced:
         // all take the slow path.
-        // SAFETY: the module is pinned (type invariant of `new`).
-        if let Some(mut joins) = unsafe { holds.lock_mapping_for_new(mapping, spare, block) }? {
+        if let Some(mut joins) = holds.lock_mapping_for_new(mapping, spare, block, new.pinned)? {
             // SAFETY: the buffers reference these folios.
             unsafe { joins.held_all(indices, folios, held, block) };
             if held.iter().any(|h| !h) {
@@ -365,8 +366,8 @@ fn make_stable(
             let folio = unsafe { bindings::ss_page_folio(first.page) };
             let holds = holds().ok_or(ENODEV)?;
             // SAFETY: pipe locked, the run's buffers reference `folio`,
-            // `file` is the splice's source, module pinned (type invariant).
-            unsafe { holds.take(folio, mapping, new.file, run as i32, spare) }?
+            // `file` is the splice's source (type invariant).
+            unsafe { holds.take(folio, mapping, new.file, run as i32, spare, new.pinned) }?
         }
     };
     match taken {

@@ -7,6 +7,7 @@
 use super::{now_ns, Bucket, FileHolds, Holds, Spare, CHUNK};
 use crate::{
     bindings as b,
+    ftrace::Pinned,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
 };
@@ -51,10 +52,13 @@ impl Holds {
     /// entry in place (taken from `spare`, filled first if need be); None
     /// while the mapping is fenced.
     ///
-    /// # Safety
-    ///
-    /// The module is pinned while this runs.
-    pub(crate) unsafe fn lock_mapping_for_new(&self, mapping: *const Mapping, spare: &mut Spare, block: bool) -> Result<Option<Joins<'_>>> {
+    pub(crate) fn lock_mapping_for_new(
+        &self,
+        mapping: *const Mapping,
+        spare: &mut Spare,
+        block: bool,
+        pinned: Pinned<'_>,
+    ) -> Result<Option<Joins<'_>>> {
         let Some(joins) = self.lock_mapping(mapping) else {
             return Ok(None);
         };
@@ -62,8 +66,7 @@ impl Holds {
             return Ok(Some(joins));
         }
         drop(joins);
-        // SAFETY: per the caller.
-        unsafe { spare.fill() }?;
+        spare.fill(pinned)?;
         let Some(mut joins) = self.lock_mapping(mapping) else {
             return Ok(None);
         };
@@ -77,8 +80,7 @@ impl Holds {
     /// # Safety
     ///
     /// The caller holds the pipe lock (no consumer has seen the buffers),
-    /// the buffers' references to `folio`, and `file` is the splice's source;
-    /// the module is pinned while it runs (a redirected call, module init).
+    /// the buffers' references to `folio`, and `file` is the splice's source.
     pub(crate) unsafe fn take(
         &self,
         folio: *mut RawFolio,
@@ -86,6 +88,7 @@ impl Holds {
         file: *mut b::file,
         own: i32,
         spare: &mut Spare,
+        pinned: Pinned<'_>,
     ) -> Result<Taken> {
         let block = self.blocking_for(file);
         let mut has_entry = false;
@@ -100,8 +103,7 @@ impl Holds {
             has_entry = joins.has_file();
         }
         if !has_entry {
-            // SAFETY: pinned (caller).
-            unsafe { spare.fill() }?;
+            spare.fill(pinned)?;
         }
         // SAFETY: referenced by the caller's buffers, which outlive the
         // lock. Lock order pipe -> folio, as in filemap_splice_read.
