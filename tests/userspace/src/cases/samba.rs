@@ -421,7 +421,29 @@ impl Misbehaving {
     /// smbd is gone with its clients: nothing held, no call in flight.
     fn end(self) -> TResult {
         drop(self.smbd);
-        ensure!(wait_holds_released(Duration::from_secs(20)), "holds_active {:?} after smbd and its clients are gone", counter("holds_active"));
+        if !wait_holds_released(Duration::from_secs(20)) {
+            // What could still reference the held pages: TCP sockets with
+            // queued bytes (an orphaned one keeps its send queue), smbd
+            // processes still alive.
+            let tcp: Vec<String> = std::fs::read_to_string("/proc/net/tcp")
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() > 4 && f[4] != "00000000:00000000").then(|| format!("st {} q {}", f[3], f[4]))
+                })
+                .collect();
+            let smbds = std::process::Command::new("pgrep")
+                .args(["-c", "smbd"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            fail!(
+                "holds_active {:?} after smbd and its clients are gone (TCP sockets with queued bytes: {tcp:?}; smbd processes: {smbds})",
+                counter("holds_active")
+            );
+        }
         ensure!(counter("calls_in_flight") == Some(0), "calls_in_flight {:?} after smbd is gone", counter("calls_in_flight"));
         ensure!(counter("break_failures") == Some(0), "break_failures {:?}", counter("break_failures"));
         Ok(())
