@@ -84,9 +84,7 @@ void ss_io_req_want_cleanup(void *req);
 /* a locked pipe's ring and the pages in it (rust/pipe.c) */
 bool ss_file_is_pipe(struct file *file);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
-struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
-unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
 struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
 /* Consecutive buffers of a pipe on one folio (src/stable_buf.rs). */
 struct ss_folio_run {
@@ -99,7 +97,6 @@ struct ss_folio_run {
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
 			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
 struct folio *ss_page_folio(struct page *page);
-bool ss_page_in_page_cache(struct page *page);
 int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);
 void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
@@ -187,5 +184,8 @@ ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info
 			    size_t len);
 int ss_test_drain_lru(void);
 struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);
+bool ss_page_in_page_cache(struct page *page);
 
 #endif

@@ -116,3 +116,21 @@ int ss_test_drain_lru(void)
 	fput(f);
 	return n < 0 ? n : 0;
 }
+
+/* A pipe's buffers and where their pages belong, for the suite's checks. */
+struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot)
+{
+	return pipe_buf(pipe, slot);
+}
+
+unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe)
+{
+	return pipe->tail;
+}
+
+bool ss_page_in_page_cache(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
+}

@@ -22,19 +22,9 @@ void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head)
 	pipe->head = head;
 }
 
-struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot)
-{
-	return pipe_buf(pipe, slot);
-}
-
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe)
 {
 	return pipe->head;
-}
-
-unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe)
-{
-	return pipe->tail;
 }
 
 /* The ring of a locked pipe: its buffers and the mask of a slot. */
@@ -85,13 +75,6 @@ unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, uns
 struct folio *ss_page_folio(struct page *page)
 {
 	return page_folio(page);
-}
-
-bool ss_page_in_page_cache(struct page *page)
-{
-	struct folio *folio = page_folio(page);
-
-	return !folio_test_anon(folio) && folio_mapping(folio) != NULL;
 }
 
 int ss_page_kind(struct page *page)

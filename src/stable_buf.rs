@@ -94,20 +94,28 @@ impl<'a> NewBuffers<'a> {
         unsafe { bindings::ss_file_mapping(self.file) }
     }
 
+    /// Drops what the buffer at `slot` references through its own
+    /// operations (its page reference); the caller refills the buffer or
+    /// gives up its slot.
+    fn release(&mut self, slot: u32) {
+        let buf = self.ptr(slot);
+        // SAFETY: a new buffer under the pipe lock (type invariant), whose
+        // operations are set; released once, as the caller then refills
+        // or empties it.
+        unsafe {
+            if let Some(release) = (*(*buf).ops).release {
+                release(self.pipe, buf);
+            }
+        }
+    }
+
     /// Releases the buffers from `from` on and moves the pipe head back
     /// there: nothing of them may reach a consumer.
     fn truncate(&mut self, from: u32) {
         let mut slot = from;
         while slot != self.to {
-            let buf = self.ptr(slot);
-            // SAFETY: a new buffer under the pipe lock (type invariant),
-            // released through its own operations, once.
-            unsafe {
-                if let Some(release) = (*(*buf).ops).release {
-                    release(self.pipe, buf);
-                }
-                (*buf).ops = core::ptr::null();
-            }
+            self.release(slot);
+            self.buf_mut(slot).ops = core::ptr::null();
             slot = slot.wrapping_add(1);
         }
         // SAFETY: pipe locked; the slots from `from` on are released.
@@ -405,8 +413,7 @@ fn copy(new: &mut NewBuffers<'_>, slot: u32) -> Result {
     if copy.is_null() {
         return Err(ENOMEM);
     }
-    let pipe = new.pipe;
-    let buf = new.buf_mut(slot);
+    let buf = new.buf(slot);
     // SAFETY: `buf.page` is a page-cache page the buffer holds a reference
     // to; the folio lock keeps write()/truncate from changing it mid-copy,
     // so the copy is one whole version of every page-aligned block. Lock
@@ -415,13 +422,10 @@ fn copy(new: &mut NewBuffers<'_>, slot: u32) -> Result {
         let _locked = FolioLock::lock(bindings::ss_page_folio(buf.page));
         bindings::ss_memcpy_page(copy, buf.offset, buf.page, buf.offset, buf.len as usize);
     }
-    // SAFETY: releases the page-cache reference through the buffer's own
-    // operations (pipe locked), then takes the buffer over.
-    unsafe {
-        if let Some(release) = (*buf.ops).release {
-            release(pipe, buf);
-        }
-    }
+    // The page-cache reference goes through the buffer's own operations,
+    // then the buffer is ours.
+    new.release(slot);
+    let buf = new.buf_mut(slot);
     buf.page = copy;
     take_over(buf);
     COUNTERS.bytes_copied_at_splice.add(buf.len as i64);

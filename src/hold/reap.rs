@@ -43,9 +43,9 @@ impl Holds {
     /// Ends the holds nobody reads any more; returns how many remain.
     ///
     /// Only the holds of files idle for `idle_ns` (no splice took or joined
-    /// one; [`REAP_IDLE_NS`] for the periodic reaper) are looked at closely (folio trylock, references);
-    /// a hold on a folio that left the page cache waits for that too, then
-    /// goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
+    /// one; [`REAP_IDLE_NS`] for the periodic reaper) are looked at closely
+    /// (folio trylock, references); a hold on a folio that left the page
+    /// cache waits for that too, then goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
     /// splicers of a large file must not spin while the reaper walks all
     /// of its holds.
     fn reap(&self, idle_ns: u64) -> usize {
