@@ -126,6 +126,31 @@ bool ss_folio_writeback(struct folio *folio)
 	return folio_test_writeback(folio);
 }
 
+/*
+ * A report, not a decision: everything is read without the folio lock but
+ * the inode number, which is read only while the folio is locked in
+ * @mapping (eviction truncates and so waits for the lock: the inode lives).
+ */
+void ss_folio_report(struct folio *folio, struct address_space *mapping, struct ss_folio_report *r)
+{
+	r->index = folio->index;
+	r->nr_pages = folio_nr_pages(folio);
+	r->in_mapping = READ_ONCE(folio->mapping) == mapping;
+	r->locked = folio_test_locked(folio);
+	r->dirty = folio_test_dirty(folio);
+	r->writeback = folio_test_writeback(folio);
+	r->mapped = folio_mapped(folio);
+	r->lru = folio_test_lru(folio);
+	r->ino = 0;
+	if (folio_trylock(folio)) {
+		if (folio->mapping == mapping)
+			r->ino = mapping->host->i_ino;
+		folio_unlock(folio);
+	}
+	r->refs = folio_ref_count(folio);
+	r->expected = folio_expected_ref_count(folio);
+}
+
 /* Pages of the largest folio the page cache may hold. */
 unsigned long ss_max_folio_pages(void)
 {

@@ -117,6 +117,21 @@ void ss_folios_trylock_unshared(struct folio *const *folios, const int *owns, co
 void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
 		    bool *ended);
 bool ss_folio_writeback(struct folio *folio);
+/* A held folio as debugfs `holds` shows it (read without its lock). */
+struct ss_folio_report {
+	unsigned long ino;	/* 0: the folio's lock was taken, or it left the file */
+	unsigned long index;
+	unsigned long nr_pages;
+	int refs;
+	int expected;		/* the page cache's, mappings', private data's */
+	bool in_mapping;
+	bool locked;
+	bool dirty;
+	bool writeback;
+	bool mapped;
+	bool lru;
+};
+void ss_folio_report(struct folio *folio, struct address_space *mapping, struct ss_folio_report *r);
 unsigned long ss_max_folio_pages(void);
 bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
 bool ss_folio_release_private(struct folio *folio);

@@ -170,6 +170,7 @@ pub(crate) struct DebugFs {
     _files: KVec<Pin<KBox<File<View>>>>,
     _policy: Pin<KBox<File<crate::policy::Policy>>>,
     _reap: Pin<KBox<File<Reap>>>,
+    _holds: Pin<KBox<File<crate::hold::HoldsReport>>>,
     _dir: Dir,
 }
 
@@ -185,6 +186,7 @@ impl DebugFs {
         }
         let policy = KBox::pin_init(dir.read_only_file(c"policy", policy), GFP_KERNEL)?;
         let reap = KBox::pin_init(dir.write_only_file(c"reap", Reap), GFP_KERNEL)?;
-        Ok(Self { _files: files, _policy: policy, _reap: reap, _dir: dir })
+        let holds = KBox::pin_init(dir.read_only_file(c"holds", crate::hold::HoldsReport), GFP_KERNEL)?;
+        Ok(Self { _files: files, _policy: policy, _reap: reap, _holds: holds, _dir: dir })
     }
 }

@@ -38,14 +38,16 @@
 //!
 //! The registry is here; taking and joining holds in [`take`], breaking
 //! them for writers in [`breaks`], ending the ones nobody reads in
-//! [`reap`].
+//! [`reap`], and showing what is held in [`report`].
 
 mod breaks;
 mod reap;
+mod report;
 mod take;
 
 pub(crate) use breaks::{nocopy_sleep_ms, write_back, Break, NOCOPY_ROUNDS};
 pub(crate) use reap::reap_now;
+pub(crate) use report::HoldsReport;
 pub(crate) use take::Taken;
 
 use crate::{

@@ -5,18 +5,20 @@
 
 # Waits (up to 10 s) until the module holds nothing; asks the module to
 # reap idle holds at once (debugfs reap), and drains the LRU batches
-# (drop_caches) if holds are left after 1.5 s. Status 0 once none is left,
-# also when the module is not loaded.
+# (drop_caches) and reaps again every 1.5 s while holds are left (a batch
+# may take a reference after a drain, and an idle CPU keeps it). Status 0
+# once none is left, also when the module is not loaded.
 ss_wait_holds_released() {
 	local f=/sys/kernel/debug/stable_splice/holds_active i
 	for i in $(seq 100); do
 		[ -r $f ] || return 0
-		[ "$i" = 1 ] || [ "$i" = 16 ] && echo 1 >/sys/kernel/debug/stable_splice/reap
+		[ $((i % 15)) = 1 ] && echo 1 >/sys/kernel/debug/stable_splice/reap
 		[ "$(cat $f)" = 0 ] && return 0
-		[ "$i" = 15 ] && echo 1 >/proc/sys/vm/drop_caches
+		[ $((i % 15)) = 0 ] && echo 1 >/proc/sys/vm/drop_caches
 		sleep 0.1
 	done
 	echo "#   holds still active after 10 s: $(cat $f)"
+	sed 's/^/#   /' /sys/kernel/debug/stable_splice/holds | head -20
 	return 1
 }
 

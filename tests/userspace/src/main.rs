@@ -265,9 +265,10 @@ fn left_behind() -> Option<String> {
         // (reaped every 100 ms; LRU batches drained if they keep one).
         if !util::wait_until(Duration::from_secs(2), idle) || !util::wait_holds_released(Duration::from_secs(2)) {
             what.push(format!(
-                "calls_in_flight={:?} holds_active={:?}",
+                "calls_in_flight={:?} holds_active={:?} (held: {})",
                 util::counter("calls_in_flight"),
                 util::counter("holds_active"),
+                util::holds_report(12),
             ));
         }
         if util::counter("break_failures").unwrap_or(0) != 0 {

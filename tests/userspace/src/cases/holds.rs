@@ -760,3 +760,55 @@ pub fn holds_splice_storm(ctx: &Ctx) -> TResult {
     ));
     Ok(())
 }
+
+/// debugfs `holds` says what is held and what keeps it: while a pipe has
+/// a stable splice's pages, the file (by inode number) with one line per
+/// held folio, each referenced by the page cache, the hold and the pipe
+/// (`extra` >= 2); once the pipe is gone and the holds are reaped, nothing.
+pub fn holds_debugfs_report(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    const PAGES: usize = 8;
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(0x3c, 0, PAGES * PAGE);
+    // A page at a time: small folios, a hold each.
+    for (i, page) in a.chunks(PAGE).enumerate() {
+        pwrite_all(f.fd.raw(), page, i * PAGE)?;
+    }
+    settle_page_cache(f.fd.raw(), PAGES * PAGE)?;
+    // SAFETY: fstat into a zeroed struct of ours.
+    let ino = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        ensure!(libc::fstat(f.fd.raw(), &mut st) == 0, "fstat: {}", ename(errno()));
+        st.st_ino
+    };
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), PAGES * PAGE, stable())?;
+    let held = counter("holds_active").unwrap_or(0);
+    let report = std::fs::read_to_string(format!("{COUNTER_DIR}/holds")).map_err(|e| TestErr::Fail(format!("holds: {e}")))?;
+    let ours: Vec<&str> = report.lines().filter(|l| l.contains(&format!(" ino {ino} "))).collect();
+    ctx.note(format!("{held} holds; the report's lines for inode {ino}: {}", ours.len()));
+    ensure!(held > 0, "no holds after a stable splice of a settled file (zero copy did not happen?)");
+    ensure!(
+        report.lines().any(|l| l.starts_with("file ") && l.contains(&format!(" holds {held} "))),
+        "no file line with {held} holds in the report: {report}"
+    );
+    ensure!(ours.len() as u64 == held, "{} folio lines for inode {ino}, {held} holds: {report}", ours.len());
+    for line in &ours {
+        let extra: i64 = line
+            .split(" extra ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| TestErr::Fail(format!("no extra count in {line:?}")))?;
+        ensure!(extra >= 2, "a held folio in the pipe shows {extra} extra references (hold + pipe >= 2): {line:?}");
+        ensure!(!line.contains(" gone"), "a held folio still in the file shows as gone: {line:?}");
+    }
+    drop(p);
+    ensure!(wait_holds_released(Duration::from_secs(5)), "{:?} holds left after the pipe closed", counter("holds_active"));
+    let after = std::fs::read_to_string(format!("{COUNTER_DIR}/holds")).unwrap_or_default();
+    ensure!(after.trim().is_empty(), "the report after every hold ended: {after}");
+    Ok(())
+}

@@ -440,8 +440,9 @@ impl Misbehaving {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default();
             fail!(
-                "holds_active {:?} after smbd and its clients are gone (TCP sockets with queued bytes: {tcp:?}; smbd processes: {smbds})",
-                counter("holds_active")
+                "holds_active {:?} after smbd and its clients are gone (TCP sockets with queued bytes: {tcp:?}; smbd processes: {smbds}); held: {}",
+                counter("holds_active"),
+                holds_report(24)
             );
         }
         ensure!(counter("calls_in_flight") == Some(0), "calls_in_flight {:?} after smbd is gone", counter("calls_in_flight"));
