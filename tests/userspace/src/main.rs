@@ -349,9 +349,14 @@ fn main() {
     println!("1..{}", selected.len());
 
     let (mut pass, mut failed, mut skipped) = (0, 0, 0);
+    // Where the suite's time goes (make check must stay short): each case's
+    // wall time, the slowest listed with the summary.
+    let mut times: Vec<(Duration, String)> = Vec::new();
+    let suite_start = Instant::now();
     for (i, c) in selected.iter().enumerate() {
         let n = i + 1;
         let full = format!("{label}/{}", c.name);
+        let started = Instant::now();
         let mut verdict = run_case(c, &full, &opts);
         if opts.expect_module && !matches!(verdict, Verdict::Skip(_)) {
             if let Some(w) = left_behind() {
@@ -375,8 +380,12 @@ fn main() {
                 println!("not ok {n} - {full} # {r}");
             }
         }
+        times.push((started.elapsed(), full));
         let _ = std::io::stdout().flush();
     }
+    times.sort_by(|a, b| b.0.cmp(&a.0));
+    let slowest: Vec<String> = times.iter().take(6).map(|(t, name)| format!("{name} {:.1}", t.as_secs_f64())).collect();
+    println!("# time: {:.0} s; slowest (s): {}", suite_start.elapsed().as_secs_f64(), slowest.join(", "));
     println!("# summary: {pass} passed, {failed} failed, {skipped} skipped");
     let _ = std::io::stdout().flush();
     std::process::exit(if failed > 0 { 1 } else { 0 });
