@@ -414,12 +414,13 @@ mod tests {
         assert!(all(&sink, 0x5a));
         drop(s);
         // The reaper ends the other two holds within 100 ms of the pipe
-        // letting go (LRU batches drained in case one took a reference).
+        // letting go (LRU batches drained every second in case one took a
+        // reference).
         for round in 0..400 {
             if COUNTERS.holds_active.get() <= holds {
                 break;
             }
-            if round == 150 {
+            if round % 100 == 50 {
                 // SAFETY: no preconditions.
                 unsafe { crate::bindings::ss_test_drain_lru() };
             }

@@ -113,6 +113,13 @@ fn real_main() -> Res {
         progress(&format!("wrote {p}"));
         return Ok(());
     }
+    if o.contention_only {
+        for dir in &o.dirs {
+            progress(&format!("{dir}: break under contention"));
+            print!("{}", contention_table(&contention(&o, dir, module_loaded)?));
+        }
+        return Ok(());
+    }
     if o.overhead_only {
         pin_to_last_cpu();
         progress("module loaded against not loaded (rmmod/insmod between runs)");

@@ -30,6 +30,8 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
   --first-from F       judge the first-splice targets by F (a first.tsv)
   --pipeline-only      measure only Samba's io_uring read pipeline (every --dir) and
                        print its table
+  --contention-only    measure only the break under contention (a writer beside
+                       plain and stable splicers, every --dir) and print its rows
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
 SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
@@ -49,6 +51,8 @@ pub(crate) struct Opts {
     pub(crate) first_only: bool,
     pub(crate) first_from: Option<String>,
     pub(crate) pipeline_only: bool,
+    /// Only the break-under-contention rows, printed (no result files).
+    pub(crate) contention_only: bool,
 }
 
 pub(crate) fn parse_args() -> Result<Opts, String> {
@@ -58,6 +62,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut throughput_only, mut throughput_from) = (false, None);
     let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
+    let mut contention_only = false;
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,6 +81,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--throughput-from" => throughput_from = Some(value(&key)?),
             "--first-only" => first_only = true,
             "--pipeline-only" => pipeline_only = true,
+            "--contention-only" => contention_only = true,
             "--first-from" => first_from = Some(value(&key)?),
             "--secs-per-point" => {
                 secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
@@ -112,6 +118,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         first_only,
         first_from,
         pipeline_only,
+        contention_only,
     };
     Ok(o)
 }

@@ -387,33 +387,7 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
                 );
             }
         }
-        let c = &r.contention;
-        let _ = writeln!(s, "--- break under contention: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range ---");
-        let _ = writeln!(
-            s,
-            "{:<14} {:>12} {:>14} {:>8} {:>15} {:>12} {:>8} {:>14}",
-            "method", "alone GiB/s", "w/ writer", "ratio", "writer writes/s", "writer p99us", "breaks", "snapshot bytes"
-        );
-        for (mi, mth) in c.methods.iter().enumerate() {
-            let a = median(&c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>());
-            let b = median(&c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>());
-            let (wps, wp99) = match &c.writer[mi] {
-                Some((l, r)) => (format!("{r:.0}"), us(l.p99 as f64)),
-                None => ("n/a".into(), "n/a".into()),
-            };
-            let _ = writeln!(
-                s,
-                "{:<14} {:>12.3} {:>14.3} {:>7.2}x {:>15} {:>12} {:>8} {:>14}",
-                mth.short(),
-                a,
-                b,
-                b / a,
-                wps,
-                wp99,
-                cget(&c.counters[mi][1], "breaks"),
-                cget(&c.counters[mi][1], "snapshot_bytes")
-            );
-        }
+        s += &contention_table(&r.contention);
         let _ = writeln!(
             s,
             "counters on {} (whole run): stable_calls {}, bytes_copied_at_splice {}, bytes_zero_copy {}, breaks {}",
@@ -652,4 +626,47 @@ pub(crate) fn plot(r: &FsRes, m: &Machine, o: &Opts) -> String {
         &format!("{}; median of {} runs of >= {} s per point", m.short, o.repeats, o.secs),
         &panels,
     )
+}
+
+/// The "break under contention" rows: splicer alone and beside a writer,
+/// the writer's rate and p99, per method.
+pub(crate) fn contention_table(c: &ContRes) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "--- break under contention: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range ---");
+    let _ = writeln!(
+        s,
+        "{:<14} {:>12} {:>14} {:>8} {:>15} {:>12} {:>8} {:>14}",
+        "method", "alone GiB/s", "w/ writer", "ratio", "writer writes/s", "writer p99us", "breaks", "snapshot bytes"
+    );
+    for (mi, mth) in c.methods.iter().enumerate() {
+        let a = median(&c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let b = median(&c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let (wps, wp99) = match &c.writer[mi] {
+            Some((l, r)) => (format!("{r:.0}"), us(l.p99 as f64)),
+            None => ("n/a".into(), "n/a".into()),
+        };
+        let _ = writeln!(
+            s,
+            "{:<14} {:>12.3} {:>14.3} {:>7.2}x {:>15} {:>12} {:>8} {:>14}",
+            mth.short(),
+            a,
+            b,
+            b / a,
+            wps,
+            wp99,
+            cget(&c.counters[mi][1], "breaks"),
+            cget(&c.counters[mi][1], "snapshot_bytes")
+        );
+    }
+    if let Some(mi) = c.methods.iter().position(|&m| m == Method::Stable) {
+        let k = |name| cget(&c.counters[mi][1], name);
+        let _ = writeln!(
+            s,
+            "stable beside the writer: breaks_written_back {}, bytes_copied_at_splice {}, bytes_zero_copy {}",
+            k("breaks_written_back"),
+            k("bytes_copied_at_splice"),
+            k("bytes_zero_copy")
+        );
+    }
+    s
 }
