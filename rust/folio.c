@@ -4,7 +4,9 @@
  * that Rust cannot call, one line each where possible.
  */
 
+#include <linux/buffer_head.h>
 #include <linux/kallsyms.h>
+#include <linux/migrate.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
@@ -219,6 +221,117 @@ void ss_folio_replace(struct folio *old, struct folio *new)
 		lruvec_stat_mod_folio(new, NR_FILE_THPS, nr);
 	}
 	folio_add_lru(new);
+}
+
+/* Locks every buffer head of @head's folio, or none; false if one was locked. */
+static bool ss_buffers_trylock(struct buffer_head *head)
+{
+	struct buffer_head *bh = head, *failed;
+
+	do {
+		if (!trylock_buffer(bh))
+			goto undo;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	return true;
+undo:
+	for (failed = bh, bh = head; bh != failed; bh = bh->b_this_page)
+		unlock_buffer(bh);
+	return false;
+}
+
+/* Whether anybody holds a reference to a buffer head of @head's folio. */
+static bool ss_buffers_referenced(struct address_space *mapping, struct buffer_head *head)
+{
+	struct buffer_head *bh = head;
+	bool busy = false;
+
+	spin_lock(&mapping->i_private_lock);
+	do {
+		busy |= atomic_read(&bh->b_count) != 0;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	spin_unlock(&mapping->i_private_lock);
+	return busy;
+}
+
+/*
+ * Moves @old's file-system state to @new, its copy: the buffer heads
+ * (ext4, as __buffer_migrate_folio() does) or the private pointer (iomap's
+ * per-folio state, as filemap_migrate_folio() does). Migration's own
+ * helpers freeze @old's reference count first, which a held folio's
+ * readers make impossible; the state itself moves the same way. Both
+ * locked, @old unmapped and not under writeback. False, nothing changed,
+ * for other address space operations and for buffer heads that are
+ * locked or referenced (somebody is working on them).
+ */
+static bool ss_folio_move_private(struct address_space *mapping, struct folio *old, struct folio *new)
+{
+#ifdef CONFIG_MIGRATION
+	typeof(mapping->a_ops->migrate_folio) move = mapping->a_ops->migrate_folio;
+	struct buffer_head *head = NULL, *bh;
+
+	if (!folio_get_private(old))
+		return true;
+	if (move == buffer_migrate_folio) {
+		head = folio_buffers(old);
+		if (!ss_buffers_trylock(head))
+			return false;
+		if (ss_buffers_referenced(mapping, head))
+			goto unlock;
+	} else if (move != filemap_migrate_folio) {
+		return false;
+	}
+	folio_attach_private(new, folio_detach_private(old));
+	if (!head)
+		return true;
+	bh = head;
+	do {
+		folio_set_bh(bh, new, bh_offset(bh));
+		bh = bh->b_this_page;
+	} while (bh != head);
+unlock:
+	bh = head;
+	do {
+		unlock_buffer(bh);
+		bh = bh->b_this_page;
+	} while (bh != head);
+	return folio_get_private(new) != NULL;
+#else
+	return false;
+#endif
+}
+
+/*
+ * A break of a dirty held folio without writing it back: a copy takes
+ * @old's place in the page cache together with its file-system state and
+ * its dirtiness (accounted off @old, on the copy), and @old stays with its
+ * readers, clean, without private data, out of the cache. @old locked,
+ * dirty, not under writeback. Returns the copy, locked, or NULL with
+ * nothing changed (mapped, no memory, state that cannot move): the caller
+ * writes @old back and breaks it clean.
+ */
+struct folio *ss_folio_replace_dirty(struct address_space *mapping, struct folio *old)
+{
+	struct folio *new;
+	bool dirty;
+
+	if (!ss_folio_unmap(mapping, old))
+		return NULL;
+	new = ss_folio_copy_new(mapping, old);
+	if (!new)
+		return NULL;
+	if (!ss_folio_move_private(mapping, old, new)) {
+		__folio_clear_locked(new);
+		folio_put(new);
+		return NULL;
+	}
+	/* Off @old with its accounting; the XArray's dirty mark stays. */
+	dirty = folio_clear_dirty_for_io(old);
+	ss_folio_replace(old, new);
+	if (dirty)
+		filemap_dirty_folio(mapping, new);
+	return new;
 }
 
 void ss_folio_wait_writeback(struct folio *folio)

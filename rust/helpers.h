@@ -137,6 +137,7 @@ bool ss_folio_unmap(struct address_space *mapping, struct folio *folio);
 bool ss_folio_release_private(struct folio *folio);
 struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old);
 void ss_folio_replace(struct folio *old, struct folio *new);
+struct folio *ss_folio_replace_dirty(struct address_space *mapping, struct folio *old);
 void ss_folio_wait_writeback(struct folio *folio);
 bool ss_mapping_zero_copy(struct address_space *mapping);
 int ss_file_stable_kind(struct file *file);

@@ -65,6 +65,9 @@ pub(crate) struct Counters {
     pub(crate) breaks: Counter,
     /// Writebacks of dirty held folios that breaks waited for.
     pub(crate) breaks_written_back: Counter,
+    /// Breaks of dirty held folios whose file-system state and dirtiness
+    /// moved to the copy (no writeback).
+    pub(crate) breaks_dirty: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
     /// Breaks that found no way to make the copy at first (the held folio
@@ -99,6 +102,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     bytes_copied_at_splice: Counter::new(),
     breaks: Counter::new(),
     breaks_written_back: Counter::new(),
+    breaks_dirty: Counter::new(),
     snapshot_bytes: Counter::new(),
     breaks_retried: Counter::new(),
     break_failures: Counter::new(),
@@ -109,7 +113,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     mode_fork_failures: Counter::new(),
 };
 
-const COUNT: usize = 16;
+const COUNT: usize = 17;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -123,6 +127,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"bytes_copied_at_splice", &c.bytes_copied_at_splice),
         (c"breaks", &c.breaks),
         (c"breaks_written_back", &c.breaks_written_back),
+        (c"breaks_dirty", &c.breaks_dirty),
         (c"snapshot_bytes", &c.snapshot_bytes),
         (c"breaks_retried", &c.breaks_retried),
         (c"break_failures", &c.break_failures),

@@ -68,14 +68,21 @@ impl Holds {
         }
         drop(b);
         folio.wait_writeback();
-        if folio.is_dirty() {
+        let copy = if folio.is_dirty() {
             // Its buffer heads or iomap state (delalloc reservations,
-            // unwritten extents) cannot move to a copy: write it back first.
-            return Break::WriteBack;
-        }
-        let Some(copy) = replace(folio, mapping) else {
-            COUNTERS.breaks_retried.add(1);
-            return Break::NoCopy;
+            // unwritten extents) and its dirtiness move to the copy, as
+            // migration moves them; where they cannot, write it back first.
+            let Some(copy) = replace_dirty(folio, mapping) else {
+                return Break::WriteBack;
+            };
+            COUNTERS.breaks_dirty.add(1);
+            copy
+        } else {
+            let Some(copy) = replace(folio, mapping) else {
+                COUNTERS.breaks_retried.add(1);
+                return Break::NoCopy;
+            };
+            copy
         };
         let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
         drop(gone);
@@ -196,6 +203,19 @@ fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> 
         b::ss_folio_replace(old, new);
         Some(LockedFolio::adopt(new))
     }
+}
+
+/// Puts a copy of locked, dirty `folio` into the page cache of `mapping` in
+/// its place, with the folio's file-system state and dirtiness (no
+/// writeback); returns the copy, locked and referenced, or None with
+/// nothing changed (see `ss_folio_replace_dirty`). The old folio stays with
+/// its readers, clean, out of the page cache.
+fn replace_dirty(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> {
+    // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
+    // writeback (waited for under this lock).
+    let new = unsafe { b::ss_folio_replace_dirty(mapping, folio.as_ptr()) };
+    // SAFETY: a new folio, locked, whose reference is ours.
+    (!new.is_null()).then(|| unsafe { LockedFolio::adopt(new) })
 }
 
 /// Writes folio `index` of `mapping` back and waits for it.

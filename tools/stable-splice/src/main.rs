@@ -332,8 +332,9 @@ fn status(files: &[OsString]) -> ExitCode {
         num("holds_refused")
     ));
     line(format!(
-        "writers: {} hit a held page (a copy took its place), {} of them waited for writeback; longest wait {:.3} ms",
+        "writers: {} hit a held page (a copy took its place), {} of them dirty (its state moved to the copy), {} waited for writeback; longest wait {:.3} ms",
         num("breaks"),
+        num("breaks_dirty"),
         num("breaks_written_back"),
         num("max_writer_wait_ns") as f64 / 1e6
     ));

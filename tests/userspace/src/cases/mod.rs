@@ -139,6 +139,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_io_uring_prep_pins_module),
         case!(Module, holds::holds_reaped_release_module),
         case!(Module, holds::holds_debugfs_report),
+        case!(Module, holds::holds_dirty_break_moves_state),
         case!(Module, holds::holds_pipe_source_dup2_race),
         case!(Module, holds::holds_splice_storm),
         case!(long Module, exerciser::holds_exerciser),
