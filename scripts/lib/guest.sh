@@ -50,10 +50,10 @@ if [ "$SS_MODULE" = 1 ]; then
 		fail "rmmod stable_splice"
 	fi
 fi
-scratch_fs_umount
+scratch_fs_umount || fail "a scratch file system is inconsistent after the tests (e2fsck/xfs_repair)"
 
 # Any of these in the kernel log fails the run, whatever the command said.
-bad='WARNING:|BUG:|Oops|KFENCE:|KASAN:|UBSAN:|general protection fault|possible recursive locking|possible circular locking|inconsistent lock state|possible irq lock inversion|DEBUG_LOCKS_WARN_ON|turning off the locking correctness validator|suspicious RCU usage|blocked for more than|Call Trace:|cut here'
+bad='WARNING:|BUG:|Oops|EXT4-fs error|XFS \([^)]*\): (Corruption|Internal error|Metadata corruption)|KFENCE:|KASAN:|UBSAN:|general protection fault|possible recursive locking|possible circular locking|inconsistent lock state|possible irq lock inversion|DEBUG_LOCKS_WARN_ON|turning off the locking correctness validator|suspicious RCU usage|blocked for more than|Call Trace:|cut here'
 if dmesg | grep -E "$bad" >/dev/null; then
 	echo "---- kernel log (problems found) ----"
 	dmesg | grep -E -B5 -A30 "$bad" | head -200

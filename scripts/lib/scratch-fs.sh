@@ -30,12 +30,25 @@ scratch_ext4() {
 		dev=$(losetup -f --show "$SS_FS_BASE/img/$1.img") && mount -o "$3" "$dev" "$SS_FS_BASE/$1"
 }
 
+# Unmounts them and checks each image (e2fsck -fn, xfs_repair -n): what
+# breaks left on the disk (a break moves a dirty folio's buffer heads or
+# iomap state to its copy) must be a consistent file system. Status 1 if a
+# check found a problem (its output is printed), 0 otherwise.
 scratch_fs_umount() {
-	local d
+	local d img rc=0 out
 	for d in ext4 ext4-nodelalloc ext4-journal xfs tmpfs; do
 		mountpoint -q "$SS_FS_BASE/$d" && umount "$SS_FS_BASE/$d"
 	done
 	losetup -D 2>/dev/null
+	for d in ext4 ext4-nodelalloc ext4-journal xfs; do
+		img=$SS_FS_BASE/img/$d.img
+		[ -f "$img" ] || continue
+		if [ "$d" = xfs ]; then
+			out=$(xfs_repair -n "$img" 2>&1)
+		else
+			out=$(e2fsck -fn "$img" 2>&1)
+		fi || { echo "---- file system check of $d failed ----"; echo "$out" | tail -30; rc=1; }
+	done
 	mountpoint -q "$SS_FS_BASE" && umount "$SS_FS_BASE"
-	return 0
+	return $rc
 }
