@@ -76,50 +76,50 @@ int ss_folio_extra_refs(struct folio *folio)
 }
 
 /*
- * For each of @n held folios of @mapping, each kept alive by its hold's
- * reference: whether its hold has ended, i.e. its lock was free and it left
- * @mapping, or nothing but the page cache, its mappings, private data and
- * the hold references it. The reaper's batch in one call.
+ * For each of @n entries of @mapping's hold index, whose folio the entry's
+ * reference keeps alive: whether its hold has ended (->ended), i.e. the
+ * folio's lock was free and it left @mapping, or nothing but the page
+ * cache, its mappings, private data and the hold references it. The
+ * reaper's batch in one call.
  */
-void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
-		    bool *ended)
+void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping)
 {
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {
-		struct folio *folio = folios[i];
+		struct folio *folio = entries[i].folio;
 
-		ended[i] = false;
+		entries[i].ended = false;
 		if (!folio_trylock(folio))
 			continue;
-		ended[i] = folio->mapping != mapping || ss_folio_extra_refs(folio) <= 1;
+		entries[i].ended = folio->mapping != mapping || ss_folio_extra_refs(folio) <= 1;
 		folio_unlock(folio);
 	}
 }
 
 /*
- * For each of @n folios without @skip[i], which @owns[i] new buffers of a
- * stable splice reference: try its lock, and keep it (@locked[i]) if the
- * folio is in @mapping, not mapped, and nothing but the page cache, private
- * data and those buffers references it; unlock it otherwise. A chunk of
+ * For each of @n runs of a stable splice's new buffers whose folio is not
+ * held: try the folio's lock, and keep it (->locked) if the folio is in
+ * @mapping, not mapped, and nothing but the page cache, private data and
+ * the run's ->len buffers references it; unlock it otherwise. A chunk of
  * the splicer's fast path in one call instead of four per folio.
  */
-void ss_folios_trylock_unshared(struct folio *const *folios, const int *owns, const bool *skip,
-				unsigned int n, struct address_space *mapping, bool *locked)
+void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
+				struct address_space *mapping)
 {
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {
-		struct folio *folio = folios[i];
+		struct ss_folio_run *r = &runs[i];
 
-		locked[i] = false;
-		if (skip[i] || !folio_trylock(folio))
+		r->locked = false;
+		if (r->held || !folio_trylock(r->folio))
 			continue;
-		if (folio->mapping == mapping && !folio_mapped(folio) &&
-		    ss_folio_extra_refs(folio) == owns[i])
-			locked[i] = true;
+		if (r->folio->mapping == mapping && !folio_mapped(r->folio) &&
+		    ss_folio_extra_refs(r->folio) == r->len)
+			r->locked = true;
 		else
-			folio_unlock(folio);
+			folio_unlock(r->folio);
 	}
 }
 
@@ -223,34 +223,46 @@ void ss_folio_replace(struct folio *old, struct folio *new)
 	folio_add_lru(new);
 }
 
+/* Every buffer head of a folio, round the ring from @head; NULL after. */
+#define for_each_folio_bh(bh, head) \
+	for ((bh) = (head); (bh); (bh) = (bh)->b_this_page != (head) ? (bh)->b_this_page : NULL)
+
 /* Locks every buffer head of @head's folio, or none; false if one was locked. */
 static bool ss_buffers_trylock(struct buffer_head *head)
 {
-	struct buffer_head *bh = head, *failed;
+	struct buffer_head *bh, *failed;
 
-	do {
+	for_each_folio_bh(bh, head)
 		if (!trylock_buffer(bh))
-			goto undo;
-		bh = bh->b_this_page;
-	} while (bh != head);
-	return true;
-undo:
-	for (failed = bh, bh = head; bh != failed; bh = bh->b_this_page)
+			break;
+	if (!bh)
+		return true;
+	failed = bh;
+	for_each_folio_bh(bh, head) {
+		if (bh == failed)
+			break;
 		unlock_buffer(bh);
+	}
 	return false;
+}
+
+static void ss_buffers_unlock(struct buffer_head *head)
+{
+	struct buffer_head *bh;
+
+	for_each_folio_bh(bh, head)
+		unlock_buffer(bh);
 }
 
 /* Whether anybody holds a reference to a buffer head of @head's folio. */
 static bool ss_buffers_referenced(struct address_space *mapping, struct buffer_head *head)
 {
-	struct buffer_head *bh = head;
+	struct buffer_head *bh;
 	bool busy = false;
 
 	spin_lock(&mapping->i_private_lock);
-	do {
+	for_each_folio_bh(bh, head)
 		busy |= atomic_read(&bh->b_count) != 0;
-		bh = bh->b_this_page;
-	} while (bh != head);
 	spin_unlock(&mapping->i_private_lock);
 	return busy;
 }
@@ -269,34 +281,29 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 {
 #ifdef CONFIG_MIGRATION
 	typeof(mapping->a_ops->migrate_folio) move = mapping->a_ops->migrate_folio;
-	struct buffer_head *head = NULL, *bh;
+	struct buffer_head *head, *bh;
 
 	if (!folio_get_private(old))
 		return true;
-	if (move == buffer_migrate_folio) {
-		head = folio_buffers(old);
-		if (!ss_buffers_trylock(head))
-			return false;
-		if (ss_buffers_referenced(mapping, head))
-			goto unlock;
-	} else if (move != filemap_migrate_folio) {
+	if (move == filemap_migrate_folio) {
+		/* iomap's per-folio state: one pointer, nothing points back. */
+		folio_attach_private(new, folio_detach_private(old));
+		return true;
+	}
+	if (move != buffer_migrate_folio)
+		return false;
+	head = folio_buffers(old);
+	if (!ss_buffers_trylock(head))
+		return false;
+	if (ss_buffers_referenced(mapping, head)) {
+		ss_buffers_unlock(head);
 		return false;
 	}
 	folio_attach_private(new, folio_detach_private(old));
-	if (!head)
-		return true;
-	bh = head;
-	do {
+	for_each_folio_bh(bh, head)
 		folio_set_bh(bh, new, bh_offset(bh));
-		bh = bh->b_this_page;
-	} while (bh != head);
-unlock:
-	bh = head;
-	do {
-		unlock_buffer(bh);
-		bh = bh->b_this_page;
-	} while (bh != head);
-	return folio_get_private(new) != NULL;
+	ss_buffers_unlock(head);
+	return true;
 #else
 	return false;
 #endif

@@ -86,13 +86,18 @@ bool ss_file_is_pipe(struct file *file);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
 struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
-/* Consecutive buffers of a pipe on one folio (src/stable_buf.rs). */
+/*
+ * Consecutive buffers of a pipe on one folio, and what a stable splice's
+ * fast path learns about its folio (src/stable_buf.rs, Run).
+ */
 struct ss_folio_run {
 	struct folio *folio;
 	unsigned long index;	/* the folio's first page index */
 	unsigned int slot;	/* the run's first slot */
 	unsigned int len;	/* buffers */
 	u8 kind;		/* folio_kind() */
+	bool held;		/* held: ss_hold_index_match() or a new hold */
+	bool locked;		/* ss_folios_trylock_unshared() locked it */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
 			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
@@ -112,10 +117,10 @@ void ss_folio_get(struct folio *folio);
 void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
-void ss_folios_trylock_unshared(struct folio *const *folios, const int *owns, const bool *skip,
-				unsigned int n, struct address_space *mapping, bool *locked);
-void ss_holds_ended(struct folio *const *folios, unsigned int n, struct address_space *mapping,
-		    bool *ended);
+void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
+				struct address_space *mapping);
+struct ss_index_entry;
+void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping);
 bool ss_folio_writeback(struct folio *folio);
 /* A held folio as debugfs `holds` shows it (read without its lock). */
 struct ss_folio_report {
@@ -162,16 +167,26 @@ void ss_hold_index_destroy(struct xarray *xa);
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
-unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigned long *indices,
-				  struct folio **folios, unsigned int max);
-unsigned int ss_hold_index_erase_all(struct xarray *xa, const unsigned long *indices,
-				     struct folio *const *folios, bool *erase, unsigned int n);
-unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
-				 struct folio *const *folios, bool *held, unsigned int n);
-unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
-				     struct folio *const *folios, struct folio **old, unsigned int n);
-unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
-				       unsigned int mask, unsigned int from, unsigned int n);
+/* An entry of the index as the reaper sees it. */
+struct ss_index_entry {
+	unsigned long index;
+	struct folio *folio;
+	bool ended;		/* its hold ended (ss_holds_ended), then erased */
+};
+unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
+				  struct ss_index_entry *entries, unsigned int max);
+unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
+				     unsigned int n);
+unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
+				 bool prefix);
+/* An entry to store: index, folio, and the entry it replaced. */
+struct ss_index_store {
+	unsigned long index;
+	struct folio *folio;
+	struct folio *old;
+};
+unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
+				     unsigned int n);
 
 /* writers' entry points (rust/writers.c) */
 struct address_space *ss_vmf_mapping(struct vm_fault *vmf);
@@ -199,6 +214,7 @@ ssize_t ss_test_read(struct file *file, void *buf, size_t len);
 ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info *pipe,
 			    size_t len);
 int ss_test_drain_lru(void);
+int ss_test_folio_refs(struct folio *folio);
 struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
 unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);

@@ -10,7 +10,6 @@
  */
 
 #include <linux/mm.h>
-#include <linux/pipe_fs_i.h>
 #include <linux/xarray.h>
 #include "helpers.h"
 
@@ -45,8 +44,8 @@ struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsign
  * folios. Returns how many. (The reaper's batch: a walk per hold from the
  * root, then an erase per hold under the lock, were half its time.)
  */
-unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigned long *indices,
-				  struct folio **folios, unsigned int max)
+unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
+				  struct ss_index_entry *entries, unsigned int max)
 {
 	XA_STATE(xas, xa, from);
 	unsigned int n = 0;
@@ -58,8 +57,9 @@ unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigne
 	xas_for_each(&xas, entry, ULONG_MAX) {
 		if (xas_retry(&xas, entry))
 			continue;
-		indices[n] = xas.xa_index;
-		folios[n] = entry;
+		entries[n].index = xas.xa_index;
+		entries[n].folio = entry;
+		entries[n].ended = false;
 		if (++n == max)
 			break;
 	}
@@ -68,24 +68,24 @@ unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from, unsigne
 }
 
 /*
- * Erases, under one hold of the XArray's lock, the entry at each @indices[i]
- * with @erase[i] set if it is still @folios[i]; clears @erase[i] where it
- * was not. Returns how many were erased; their references are the
+ * Erases, under one hold of the XArray's lock, each of @n entries with
+ * ->ended set if the index still holds its folio there; clears ->ended
+ * where it did not. Returns how many were erased; their references are the
  * caller's.
  */
-unsigned int ss_hold_index_erase_all(struct xarray *xa, const unsigned long *indices,
-				     struct folio *const *folios, bool *erase, unsigned int n)
+unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
+				     unsigned int n)
 {
 	XA_STATE(xas, xa, 0);
 	unsigned int i, done = 0;
 
 	xas_lock(&xas);
 	for (i = 0; i < n; i++) {
-		if (!erase[i])
+		if (!entries[i].ended)
 			continue;
-		xas_set(&xas, indices[i]);
-		if (xas_load(&xas) != folios[i]) {
-			erase[i] = false;
+		xas_set(&xas, entries[i].index);
+		if (xas_load(&xas) != entries[i].folio) {
+			entries[i].ended = false;
 			continue;
 		}
 		xas_store(&xas, NULL);
@@ -96,12 +96,15 @@ unsigned int ss_hold_index_erase_all(struct xarray *xa, const unsigned long *ind
 }
 
 /*
- * For each of @n folios (@indices ascending), whether the index holds
- * exactly that folio: held[i] set, the others left alone. Returns how many
- * matched. One walk: consecutive indices are the next slot of the node.
+ * For each of @n runs (ascending indices), whether the index holds exactly
+ * the run's folio at the run's index: ->held set, the others left alone.
+ * With @prefix, stops at the first that is not held. Returns how many were
+ * held. One walk: a small folio's successor is the next slot of the node;
+ * after a large folio, whose hold is at its first page with the slots
+ * behind it empty, the walk goes to the next run's own index.
  */
-unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices,
-				 struct folio *const *folios, bool *held, unsigned int n)
+unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
+				 bool prefix)
 {
 	XA_STATE(xas, xa, 0);
 	unsigned int i, found = 0;
@@ -109,19 +112,23 @@ unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices
 
 	rcu_read_lock();
 	for (i = 0; i < n; i++) {
-		if (i && indices[i] == indices[i - 1] + 1) {
+		struct ss_folio_run *r = &runs[i];
+
+		if (i && r->index == runs[i - 1].index + 1) {
 			entry = xas_next(&xas);
 		} else {
-			xas_set(&xas, indices[i]);
+			xas_set(&xas, r->index);
 			entry = xas_load(&xas);
 		}
 		if (xas_retry(&xas, entry)) {
-			xas_set(&xas, indices[i]);
+			xas_set(&xas, r->index);
 			entry = xas_load(&xas);
 		}
-		if (entry == folios[i]) {
-			held[i] = true;
+		if (entry == r->folio) {
+			r->held = true;
 			found++;
+		} else if (prefix) {
+			break;
 		}
 	}
 	rcu_read_unlock();
@@ -129,58 +136,14 @@ unsigned int ss_hold_index_match(struct xarray *xa, const unsigned long *indices
 }
 
 /*
- * How many of the @n buffers from slot @from of a locked pipe's ring, in a
- * row, reference folios that the index holds: a file spliced again and
- * again finds every folio of a call held already, and one pass over the
- * buffers, stepping through the leaf node beside them, tells so. Pages of
- * one folio share its answer. A folio held at some index is held at its
- * own: the next slot is read for a small folio's successor, the slot of
- * its own index after a large folio; a miss ends the prefix (the caller
- * looks at the rest closely).
+ * Stores @n entries (->folio at ->index) under one hold of the XArray's
+ * lock, without sleeping; ->old gets the entry each replaced. Returns how
+ * many, from the first, were stored (no memory for the next one). The loop
+ * only stops on an error, so xas_nomem() either allocates for a retry or,
+ * without an error, frees what a retry did not use.
  */
-unsigned int ss_hold_index_held_prefix(struct xarray *xa, const struct pipe_buffer *bufs,
-				       unsigned int mask, unsigned int from, unsigned int n)
-{
-	struct folio *prev = NULL;
-	XA_STATE(xas, xa, 0);
-	unsigned int i;
-	void *entry;
-
-	rcu_read_lock();
-	for (i = 0; i < n; i++) {
-		struct folio *folio = page_folio(bufs[(from + i) & mask].page);
-
-		if (folio == prev)
-			continue;
-		if (prev && folio->index == prev->index + 1) {
-			entry = xas_next(&xas);
-		} else {
-			/* The first, or after a large folio: its holds
-			 * are at its first page, the slots behind it empty. */
-			xas_set(&xas, folio->index);
-			entry = xas_load(&xas);
-		}
-		if (xas_retry(&xas, entry)) {
-			xas_set(&xas, folio->index);
-			entry = xas_load(&xas);
-		}
-		if (entry != folio)
-			break;
-		prev = folio;
-	}
-	rcu_read_unlock();
-	return i;
-}
-
-/*
- * Stores @n folios at @indices under one hold of the XArray's lock, without
- * sleeping; the entries they replace in @old. Returns how many, from the
- * first, were stored (no memory for the next one). The loop only stops on
- * an error, so xas_nomem() either allocates for a retry or, without an
- * error, frees what a retry did not use.
- */
-unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *indices,
-				     struct folio *const *folios, struct folio **old, unsigned int n)
+unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
+				     unsigned int n)
 {
 	XA_STATE(xas, xa, 0);
 	unsigned int i = 0, first;
@@ -192,11 +155,11 @@ unsigned int ss_hold_index_store_all(struct xarray *xa, const unsigned long *ind
 			 * A chunk's indices are mostly consecutive: step to the
 			 * next slot of the node instead of walking from the root.
 			 */
-			if (i > first && indices[i] == indices[i - 1] + 1)
+			if (i > first && stores[i].index == stores[i - 1].index + 1)
 				xas_next(&xas);
 			else
-				xas_set(&xas, indices[i]);
-			old[i] = xas_store(&xas, folios[i]);
+				xas_set(&xas, stores[i].index);
+			stores[i].old = xas_store(&xas, stores[i].folio);
 			if (xas_error(&xas))
 				break;
 		}

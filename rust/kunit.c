@@ -97,6 +97,11 @@ struct page *ss_test_page_cache_page(struct file *file, unsigned long index)
 	return page;
 }
 
+int ss_test_folio_refs(struct folio *folio)
+{
+	return folio_ref_count(folio);
+}
+
 /*
  * Drains every CPU's LRU batches the way user space can: drop_caches (which
  * also drops clean, unreferenced page cache). A folio in a batch carries a

@@ -216,6 +216,40 @@ impl Drop for LockedFolio {
     }
 }
 
+/// A run of a stable splice's new buffers on one folio (a large folio's
+/// pages are one run), and what the fast path learns about the folio
+/// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c): whether
+/// it is held (joined or newly), whether `ss_folios_trylock_unshared`
+/// locked it for a new hold.
+pub(crate) type Run = b::ss_folio_run;
+
+impl Run {
+    pub(crate) const EMPTY: Run =
+        Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0, held: false, locked: false };
+
+    pub(crate) fn kind(&self) -> FolioKind {
+        FolioKind::from_raw(self.kind.into())
+    }
+
+    /// The slot after the run.
+    pub(crate) fn end(&self) -> u32 {
+        self.slot.wrapping_add(self.len)
+    }
+}
+
+/// An entry for [`crate::hold_index::HoldIndex::insert_all`]: the folio
+/// to store at its index, and the entry it replaced.
+pub(crate) type IndexStore = b::ss_index_store;
+
+/// An entry of a hold index as the reaper sees it: where, which folio,
+/// and whether its hold ended (`ss_holds_ended`; kept set by
+/// [`crate::hold_index::HoldIndex::remove_ended`] for those it took out).
+pub(crate) type IndexEntry = b::ss_index_entry;
+
+impl IndexEntry {
+    pub(crate) const EMPTY: IndexEntry = IndexEntry { index: 0, folio: core::ptr::null_mut(), ended: false };
+}
+
 /// Where a pipe buffer's folio belongs (`folio_kind()` in rust/pipe.c,
 /// which reads `->mapping` once: a concurrent eviction clears it).
 #[derive(Clone, Copy, PartialEq, Eq)]

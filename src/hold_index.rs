@@ -11,7 +11,7 @@
 
 use crate::{
     bindings as b,
-    folio::{FolioRef, RawFolio},
+    folio::{FolioRef, IndexEntry, IndexStore, RawFolio, Run},
 };
 use kernel::{prelude::*, types::Opaque};
 
@@ -57,31 +57,28 @@ impl HoldIndex {
     /// replaced, or gives `folio` back when no memory could be had.
     #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
     pub(crate) fn insert(&self, index: usize, folio: FolioRef) -> Result<Option<FolioRef>, FolioRef> {
-        let raw = folio.into_raw();
-        let mut old = [core::ptr::null_mut()];
-        // SAFETY: `raw` carries the reference that its entry owns once stored.
-        if unsafe { self.insert_all(&[index], &[raw], &mut old) } == 0 {
+        let mut store = [IndexStore { index: index as _, folio: folio.into_raw(), old: core::ptr::null_mut() }];
+        // SAFETY: the folio carries the reference that its entry owns once stored.
+        if unsafe { self.insert_all(&mut store) } == 0 {
             // SAFETY: not stored: the reference is still ours.
-            return Err(unsafe { FolioRef::adopt(raw) });
+            return Err(unsafe { FolioRef::adopt(store[0].folio) });
         }
+        let old = store[0].old;
         // SAFETY: a replaced entry owned its reference; now the caller does.
-        Ok((!old[0].is_null()).then(|| unsafe { FolioRef::adopt(old[0]) }))
+        Ok((!old.is_null()).then(|| unsafe { FolioRef::adopt(old) }))
     }
 
-    /// Stores `folios[i]` at `indices[i]` without sleeping, under one hold
-    /// of the XArray's lock; `old[i]` gets the entry replaced. Returns how
-    /// many, from the first, were stored.
+    /// Stores each entry's folio at its index without sleeping, under one
+    /// hold of the XArray's lock; its `old` gets the entry replaced.
+    /// Returns how many, from the first, were stored.
     ///
     /// # Safety
     ///
     /// Each folio carries a reference that its entry owns once stored; the
     /// replaced entries' references are the caller's.
-    pub(crate) unsafe fn insert_all(&self, indices: &[usize], folios: &[*mut RawFolio], old: &mut [*mut RawFolio]) -> usize {
-        let n = indices.len().min(folios.len()).min(old.len());
-        // SAFETY: initialised XArray; the slices hold `n` elements each.
-        unsafe {
-            b::ss_hold_index_store_all(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), old.as_mut_ptr().cast(), n as u32) as usize
-        }
+    pub(crate) unsafe fn insert_all(&self, stores: &mut [IndexStore]) -> usize {
+        // SAFETY: initialised XArray; the slice holds that many elements.
+        unsafe { b::ss_hold_index_store_all(self.raw(), stores.as_mut_ptr(), stores.len() as u32) as usize }
     }
 
     /// Takes the entry at `index` out, with its reference.
@@ -100,59 +97,35 @@ impl HoldIndex {
         (!folio.is_null()).then_some((index as usize, folio))
     }
 
-    /// Up to `indices.len()` entries from index `from` on, in one walk:
-    /// their indices and folios (only compared, or dereferenced under the
-    /// lock that keeps the entries). Returns how many.
-    pub(crate) fn gather(&self, from: usize, indices: &mut [usize], folios: &mut [*mut RawFolio]) -> usize {
-        let n = indices.len().min(folios.len());
-        // SAFETY: initialised XArray; the slices hold `n` elements each.
-        unsafe { b::ss_hold_index_gather(self.raw(), from as _, indices.as_mut_ptr().cast(), folios.as_mut_ptr(), n as u32) as usize }
+    /// Up to `out.len()` entries from index `from` on, in one walk: their
+    /// indices and folios (only compared, or dereferenced under the lock
+    /// that keeps the entries), not `ended`. Returns them.
+    pub(crate) fn gather<'e>(&self, from: usize, out: &'e mut [IndexEntry]) -> &'e mut [IndexEntry] {
+        // SAFETY: initialised XArray; the slice holds that many elements.
+        let n = unsafe { b::ss_hold_index_gather(self.raw(), from as _, out.as_mut_ptr(), out.len() as u32) };
+        &mut out[..n as usize]
     }
 
-    /// Takes out, under one hold of the XArray's lock, the entry at each
-    /// `indices[i]` with `erase[i]` set if it is still `folios[i]`, its
-    /// reference into `gone[i]`; clears `erase[i]` where it was not.
-    /// Returns how many were taken out.
-    pub(crate) fn remove_all(
-        &self,
-        indices: &[usize],
-        folios: &[*mut RawFolio],
-        erase: &mut [bool],
-        gone: &mut [Option<FolioRef>],
-    ) -> usize {
-        let n = indices.len().min(folios.len()).min(erase.len()).min(gone.len());
-        // SAFETY: initialised XArray; the slices hold `n` elements each.
-        let done = unsafe {
-            b::ss_hold_index_erase_all(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), erase.as_mut_ptr(), n as u32)
-        };
-        for i in (0..n).filter(|&i| erase[i]) {
+    /// Takes out, under one hold of the XArray's lock, each entry marked
+    /// `ended` if the index still holds its folio at its index, and drops
+    /// its reference; unmarks those it did not. Returns how many were taken
+    /// out.
+    pub(crate) fn remove_ended(&self, entries: &mut [IndexEntry]) -> usize {
+        // SAFETY: initialised XArray; the slice holds that many elements.
+        let done = unsafe { b::ss_hold_index_erase_all(self.raw(), entries.as_mut_ptr(), entries.len() as u32) };
+        for e in entries.iter().filter(|e| e.ended) {
             // SAFETY: an erased entry's reference is ours now.
-            gone[i] = Some(unsafe { FolioRef::adopt(folios[i]) });
+            drop(unsafe { FolioRef::adopt(e.folio) }); // folio_put: fine under a spinlock
         }
         done as usize
     }
 
-    /// Sets `held[i]` where `folios[i]` is the entry at `indices[i]`;
-    /// returns how many are. Ascending indices make it one walk.
-    pub(crate) fn matches(&self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool]) -> usize {
-        let n = indices.len().min(folios.len()).min(held.len());
-        // SAFETY: initialised XArray; the slices hold `n` elements each.
-        unsafe {
-            b::ss_hold_index_match(self.raw(), indices.as_ptr().cast(), folios.as_ptr().cast(), held.as_mut_ptr(), n as u32)
-                as usize
-        }
-    }
-
-    /// How many of the `n` buffers from slot `from` of a locked pipe's ring
-    /// (`bufs`, `mask`), in a row, reference held folios: one pass over the
-    /// buffers and the index's adjacent slots.
-    ///
-    /// # Safety
-    ///
-    /// The pipe is locked and the `n` slots from `from` are occupied.
-    pub(crate) unsafe fn held_prefix(&self, bufs: *const b::pipe_buffer, mask: u32, from: u32, n: u32) -> u32 {
-        // SAFETY: initialised XArray; the slots per the caller.
-        unsafe { b::ss_hold_index_held_prefix(self.raw(), bufs, mask, from, n) }
+    /// Marks `held` the runs whose folio is the entry at the run's index;
+    /// returns how many are. With `prefix`, stops at the first that is
+    /// not. Ascending indices (a splice's runs are) make it one walk.
+    pub(crate) fn matches(&self, runs: &mut [Run], prefix: bool) -> usize {
+        // SAFETY: initialised XArray; the slice holds that many elements.
+        unsafe { b::ss_hold_index_match(self.raw(), runs.as_mut_ptr(), runs.len() as u32, prefix) as usize }
     }
 }
 

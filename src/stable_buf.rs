@@ -20,11 +20,11 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    folio::{FolioKind, FolioLock},
+    folio::{FolioKind, FolioLock, Run},
     ftrace::Pinned,
     hold::{holds, Holds, Spare, Taken, CHUNK},
 };
-use core::marker::PhantomData;
+use core::{marker::PhantomData, mem::MaybeUninit};
 use kernel::prelude::*;
 
 type PipeBuffer = bindings::pipe_buffer;
@@ -86,6 +86,20 @@ impl<'a> NewBuffers<'a> {
     fn buf_mut(&mut self, slot: u32) -> &mut PipeBuffer {
         // SAFETY: as in `buf`; `&mut self` makes the reference unique.
         unsafe { &mut *self.ptr(slot) }
+    }
+
+    /// The runs of buffers on one folio from `from` on, up to `out`'s
+    /// length of them, found in one C call; at least one, as `from` is a
+    /// new buffer. `out` is left uninitialised by the caller: a 4 KiB
+    /// splice would spend more on zeroing it than on its one run.
+    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> &'r mut [Run] {
+        assert!(self.has(from));
+        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
+        // `out` has room for that many runs.
+        let n = unsafe { bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32) };
+        let n = (n as usize).min(out.len());
+        // SAFETY: the C call wrote the first `n` runs.
+        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) }
     }
 
     /// The source file's mapping.
@@ -165,16 +179,12 @@ pub(crate) fn stabilize(new: &mut NewBuffers<'_>) -> Result<(), (Error, usize)> 
         // SAFETY: `new.file` is open (type invariant).
         let block = holds.blocking_for(new.file);
         let fast = FastPath { holds, mapping, block };
-        let joined = fast.join_held(new, from, &mut zero_copy_bufs);
-        if joined == to {
-            return Ok(()); // a file served again and again
-        }
-        // The slow path below starts behind the joined buffers.
-        (slot, kept) = (joined, zero_copy_bufs.bytes as usize);
-        match fast.hold_fast(new, joined, &mut spare, &mut zero_copy_bufs) {
-            // All held: nothing left for the slow path to look at.
-            Ok(held) if held == to.wrapping_sub(joined) => return Ok(()),
-            Ok(_) => {}
+        match fast.hold_fast(new, from, &mut spare, &mut zero_copy_bufs) {
+            // A file served again and again, or all held: nothing left
+            // for the slow path to look at.
+            Ok(Fast { all_held: true, .. }) => return Ok(()),
+            // The slow path below starts behind the joined buffers.
+            Ok(Fast { joined, joined_bytes, .. }) => (slot, kept) = (joined, joined_bytes),
             Err(e) => {
                 // Nothing of the call may stay in the pipe.
                 new.truncate(from);
@@ -229,98 +239,100 @@ struct FastPath<'a> {
 }
 
 impl FastPath<'_> {
-    /// The fastest path: the buffers from `from` on whose folios are held
-    /// already, in a row, share those holds, found in one pass over the
-    /// buffers and the file's index under one bucket lock. Returns the slot
-    /// after them.
-    fn join_held(&self, new: &mut NewBuffers<'_>, from: u32, counted: &mut ZeroCopy) -> u32 {
-        let Some(mut joins) = self.holds.joins(self.mapping) else {
-            return from;
-        };
-        let count = new.to.wrapping_sub(from);
-        assert!(count == 0 || new.has(from));
-        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant).
-        let n = unsafe { joins.held_prefix(new.bufs, new.mask, from, count, self.block) };
-        drop(joins);
-        // The `n` buffers' folios are held.
-        hold_run(new, from, n, counted);
-        from.wrapping_add(n)
-    }
-
-    /// The fast path over the new buffers, chunk by chunk, under one bucket
-    /// lock at a time instead of one per folio: first, buffers on folios that
-    /// are held already join their holds, in one walk of the file's index;
-    /// then folios whose lock is free and that nobody else references get new
-    /// holds without sleeping. What is left (folio lock busy, mapped folios,
-    /// contended ones) goes to [`make_stable`]. Returns how many buffers it
-    /// made held buffers.
-    fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
-        let (mut slot, mut held) = (from, 0);
+    /// The fast path over the new buffers, chunk by chunk: the runs of
+    /// buffers on one folio of a chunk found in one pass over the buffers
+    /// ([`NewBuffers::runs`]), then looked up in the file's index in one
+    /// walk. First, under one bucket lock for all chunks, the buffers from
+    /// `from` on whose folios are held already, in a row, share those holds
+    /// (a file served again and again ends there). From the first folio
+    /// that is not held on, a chunk at a time under one bucket lock each:
+    /// buffers on held folios join their holds, and folios whose lock is
+    /// free and that nobody else references get new holds without
+    /// sleeping. What is left (folio lock busy, mapped folios, contended
+    /// ones) goes to [`make_stable`].
+    fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<Fast> {
+        let mut joins = self.holds.joins(self.mapping);
+        let (mut slot, mut joined, mut all_held) = (from, None, true);
         while slot != new.to {
-            let (next, n) = self.hold_chunk(new, slot, spare, counted)?;
-            (slot, held) = (next, held + n);
+            let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
+            let runs = new.runs(slot, &mut runs);
+            let next = runs.last().map_or(new.to, Run::end);
+            let mut first_new = 0;
+            if let Some(j) = joins.as_mut() {
+                // SAFETY: the buffers reference the runs' folios.
+                first_new = unsafe { j.held_all(runs, true, self.block) };
+                for r in &runs[..first_new] {
+                    hold_run(new, r.slot, r.len, counted);
+                }
+                if first_new < runs.len() {
+                    // Joining ends here: the rest takes new holds, under
+                    // the bucket lock a chunk at a time.
+                    joins = None;
+                    joined = Some((runs[first_new].slot, counted.bytes as usize));
+                }
+            } else if joined.is_none() {
+                joined = Some((slot, counted.bytes as usize));
+            }
+            if first_new < runs.len() {
+                let rest = &mut runs[first_new..];
+                let want = rest.iter().map(|r| r.len).sum::<u32>();
+                all_held &= self.hold_chunk(new, rest, spare, counted)? == want;
+            }
+            slot = next;
         }
-        Ok(held)
+        let (joined, joined_bytes) = joined.unwrap_or((new.to, counted.bytes as usize));
+        Ok(Fast { joined, joined_bytes, all_held })
     }
 
-    /// [`FastPath::hold_fast`] for up to [`CHUNK`] runs of buffers on one
-    /// folio from `from` on (a large folio's pages are one run, however
-    /// many buffers they fill); returns the slot after the last run and how
-    /// many buffers it held.
-    fn hold_chunk(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, u32)> {
+    /// New holds for a chunk's `runs` from the first that is not held on
+    /// (a large folio's pages are one run, however many buffers they
+    /// fill): buffers on held folios join their holds, folios nobody else
+    /// references get new ones. Returns how many buffers it held.
+    fn hold_chunk(&self, new: &mut NewBuffers<'_>, runs: &mut [Run], spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
         let Self { holds, mapping, block } = *self;
-        let to = new.to;
-        assert!(new.has(from));
-        // The runs, their folios, page indices and kinds, in one C call,
-        // before any lock.
-        let mut found = [const { bindings::ss_folio_run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0 } }; CHUNK];
-        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
-        // the array holds CHUNK elements.
-        let count = unsafe { bindings::ss_pipe_runs(new.bufs, new.mask, from, to, found.as_mut_ptr(), CHUNK as u32) } as usize;
-        let found = &found[..count];
-        let next = found.last().map_or(to, |r| r.slot.wrapping_add(r.len));
-        // The runs on a page-cache folio that are not ours yet (first slot,
-        // length), their folios and page indices (in index order as a
-        // splice reads them), and which are held.
-        let mut runs = [(0u32, 0u32); CHUNK];
-        let mut indices = [0usize; CHUNK];
-        let mut folios = [core::ptr::null_mut(); CHUNK];
-        let mut held = [false; CHUNK];
+        // The runs on a page-cache folio that are not ours yet, moved to
+        // the front (in index order, as a splice reads them).
         let mut n = 0;
-        for r in found {
-            if FolioKind::from_raw(r.kind.into()) == FolioKind::PageCache && !is_stable_buf(new.buf(r.slot)) {
-                runs[n] = (r.slot, r.len);
-                indices[n] = r.index as usize;
-                folios[n] = r.folio;
+        for i in 0..runs.len() {
+            if runs[i].kind() == FolioKind::PageCache && !is_stable_buf(new.buf(runs[i].slot)) {
+                runs[n] = runs[i];
                 n += 1;
             }
         }
         if n == 0 {
-            return Ok((next, 0));
+            return Ok(0);
         }
-        let (runs, indices, folios, held) = (&runs[..n], &indices[..n], &folios[..n], &mut held[..n]);
+        let runs = &mut runs[..n];
         // Under one bucket lock, the file's registry entry put in place
         // first (allocated outside the lock): which folios are held already,
         // in one walk of the index, then new holds for the others. Fenced:
         // all take the slow path.
         if let Some(mut joins) = holds.lock_mapping_for_new(mapping, spare, block, new.pinned)? {
             // SAFETY: the buffers reference these folios.
-            unsafe { joins.held_all(indices, folios, held, block) };
-            if held.iter().any(|h| !h) {
+            let held = unsafe { joins.held_all(runs, false, block) };
+            if held < runs.len() {
                 // SAFETY: the runs' buffers reference the folios; pipe locked.
-                unsafe { joins.create_all(folios, runs, held, block) };
+                unsafe { joins.create_all(runs, block) };
             }
         }
         let mut done = 0;
-        for (&h, &(slot, run)) in held.iter().zip(runs) {
-            if h {
-                hold_run(new, slot, run, counted);
-                done += run;
-            }
-            // The others take make_stable's slow path.
+        // The others take make_stable's slow path.
+        for r in runs.iter().filter(|r| r.held) {
+            hold_run(new, r.slot, r.len, counted);
+            done += r.len;
         }
-        Ok((next, done))
+        Ok(done)
     }
+}
+
+/// What [`FastPath::hold_fast`] did.
+struct Fast {
+    /// The slot after the buffers that joined holds in a row from the
+    /// first on, and their bytes: the slow path starts there.
+    joined: u32,
+    joined_bytes: usize,
+    /// Every buffer is a held buffer.
+    all_held: bool,
 }
 
 /// Makes the `run` buffers from `slot` on, whose folio is held or out of

@@ -6,7 +6,7 @@ use super::{holds, now_ns, Holds};
 use crate::{
     bindings as b,
     counters::COUNTERS,
-    folio::Mapping,
+    folio::{IndexEntry, Mapping},
 };
 use kernel::sync::atomic::Relaxed;
 
@@ -85,27 +85,25 @@ impl Holds {
                             }
                             break;
                         }
-                        let (mut indices, mut folios) = ([0usize; REAP_BATCH], [core::ptr::null_mut(); REAP_BATCH]);
-                        let n = file.index.gather(from, &mut indices[..budget], &mut folios[..budget]);
+                        let mut entries = [IndexEntry::EMPTY; REAP_BATCH];
+                        let entries = file.index.gather(from, &mut entries[..budget]);
+                        let n = entries.len();
                         seen += n;
                         // Which have ended (folio lock free, nobody reads it,
                         // or it left the page cache), in one C call.
-                        let mut erase = [false; REAP_BATCH];
                         // SAFETY: each entry's reference keeps its folio
-                        // alive while the bucket lock keeps the entry; the
-                        // arrays hold `n` elements.
-                        unsafe { b::ss_holds_ended(folios.as_ptr(), n as u32, mapping as *mut Mapping, erase.as_mut_ptr()) };
-                        let mut gone = [const { None }; REAP_BATCH];
-                        let removed = file.index.remove_all(&indices[..n], &folios[..n], &mut erase[..n], &mut gone[..n]);
+                        // alive while the bucket lock keeps the entry.
+                        unsafe { b::ss_holds_ended(entries.as_mut_ptr(), n as u32, mapping as *mut Mapping) };
+                        let removed = file.index.remove_ended(entries);
                         file.count -= removed;
                         count.add(-(removed as i32), Relaxed);
                         COUNTERS.holds_active.sub(removed as i64);
                         left += n - removed;
-                        drop(gone); // folio_put: fine under a spinlock
-                        if n < budget || indices[n - 1] == usize::MAX {
+                        let last = entries.last().map_or(usize::MAX, |e| e.index as usize);
+                        if n < budget || last == usize::MAX {
                             break; // the file's last hold
                         }
-                        from = indices[n - 1] + 1;
+                        from = last + 1;
                     }
                     if paused {
                         break;

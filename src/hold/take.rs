@@ -9,7 +9,7 @@ use crate::{
     bindings as b,
     ftrace::Pinned,
     counters::COUNTERS,
-    folio::{FolioLock, FolioRef, Mapping, RawFolio},
+    folio::{FolioLock, FolioRef, IndexStore, Mapping, RawFolio, Run},
 };
 use kernel::{
     prelude::*,
@@ -124,10 +124,10 @@ impl Holds {
             return Ok(Taken::Copy);
         };
         joins.add_file(spare, block);
-        let mut held = [false];
+        let mut run = [Run { folio: locked.as_ptr(), index: locked.index() as _, len: own as u32, ..Run::EMPTY }];
         // SAFETY: locked, in `mapping`, write-protected; pinned (caller).
-        unsafe { joins.insert_locked(&[Some(&locked)], &[own], &mut held, block) };
-        Ok(if held[0] { Taken::Held } else { Taken::Copy })
+        unsafe { joins.insert_locked(&mut run, &[Some(locked)], block) };
+        Ok(if run[0].held { Taken::Held } else { Taken::Copy })
     }
 }
 
@@ -211,94 +211,64 @@ impl Joins<'_> {
         held
     }
 
-    /// [`Joins::held`] for many folios at once: `held[i]` is set where
-    /// `folios[i]`, at page index `indices[i]`, is held. Ascending indices
-    /// (a splice's buffers are) make it one walk of the index.
+    /// [`Joins::held`] for the folios of many runs at once: marks `held`
+    /// the runs whose folio is held. Ascending indices (a splice's buffers
+    /// are) make it one walk of the index. With `prefix`, stops at the first
+    /// run whose folio is not held; returns how many are.
     ///
     /// # Safety
     ///
-    /// The caller's buffers reference every folio.
-    pub(crate) unsafe fn held_all(&mut self, indices: &[usize], folios: &[*mut RawFolio], held: &mut [bool], block: bool) {
-        let now = self.now;
-        let Some(file) = self.file() else {
-            return;
-        };
-        if file.index.matches(indices, folios, held) > 0 {
-            file.mark_used(now, block);
-        }
-    }
-
-    /// How many of the `n` new buffers of a stable splice from slot `from`
-    /// of a locked pipe's ring (`bufs`, `mask`), in a row, are on held
-    /// folios: they share those holds (see [`Joins::held`] for why no folio
-    /// lock is needed).
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the pipe lock; the `n` slots from `from` are
-    /// occupied and referenced by the caller's buffers.
-    pub(crate) unsafe fn held_prefix(&mut self, bufs: *const b::pipe_buffer, mask: u32, from: u32, n: u32, block: bool) -> u32 {
+    /// The caller's buffers reference every run's folio.
+    pub(crate) unsafe fn held_all(&mut self, runs: &mut [Run], prefix: bool, block: bool) -> usize {
         let now = self.now;
         let Some(file) = self.file() else {
             return 0;
         };
-        // SAFETY: per the caller.
-        let held = unsafe { file.index.held_prefix(bufs, mask, from, n) };
+        let held = file.index.matches(runs, prefix);
         if held > 0 {
             file.mark_used(now, block);
         }
         held
     }
 
-    /// Takes new holds on the folios without `held[i]` (`runs[i].1` buffers
-    /// of this splice, the run from slot `runs[i].0`, reference
-    /// `folios[i]`) without sleeping, as [`Holds::take`] does: on each folio
-    /// whose lock is free right now, that is in this mapping and not mapped
-    /// (write-protecting sleeps), then [`Joins::insert_locked`] for all of
-    /// them at once. Sets `held[i]` for the new holds; the others take the
-    /// slow path. The caller found the held ones under this same lock
-    /// ([`Joins::held_all`]): no other splice can have held one since.
+    /// Takes new holds on the folios of the runs not `held` (each run's
+    /// `len` buffers of this splice reference its folio) without sleeping,
+    /// as [`Holds::take`] does: on each folio whose lock is free right now,
+    /// that is in this mapping and not mapped (write-protecting sleeps),
+    /// then [`Joins::insert_locked`] for all of them at once. Marks `held`
+    /// the runs with new holds; the others take the slow path. The caller
+    /// found the held ones under this same lock ([`Joins::held_all`]): no
+    /// other splice can have held one since.
     ///
     /// # Safety
     ///
     /// The caller holds the pipe lock and the buffers' references to the
     /// folios; the module is pinned while this runs.
-    pub(crate) unsafe fn create_all(&mut self, folios: &[*mut RawFolio], runs: &[(u32, u32)], held: &mut [bool], block: bool) {
-        let n = folios.len().min(runs.len()).min(held.len()).min(CHUNK);
-        let mut owns = [0i32; CHUNK];
-        for (own, run) in owns.iter_mut().zip(&runs[..n]) {
-            *own = run.1 as i32;
-        }
+    pub(crate) unsafe fn create_all(&mut self, runs: &mut [Run], block: bool) {
+        let n = runs.len().min(CHUNK);
+        let runs = &mut runs[..n];
         // The candidates' locks and checks in one C call.
-        let mut locked = [false; CHUNK];
-        // SAFETY: the caller's buffers reference the folios; the arrays
-        // hold `n` elements.
-        unsafe {
-            b::ss_folios_trylock_unshared(
-                folios.as_ptr(),
-                owns.as_ptr(),
-                held.as_ptr(),
-                n as u32,
-                self.mapping as *mut Mapping,
-                locked.as_mut_ptr(),
-            )
-        };
+        // SAFETY: the caller's buffers reference the folios; the slice
+        // holds that many runs.
+        unsafe { b::ss_folios_trylock_unshared(runs.as_mut_ptr(), runs.len() as u32, self.mapping as *mut Mapping) };
+        // The guards of those locks, by run: RAII types cannot live in the
+        // C array.
         let locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
             // SAFETY: locked by the call above; the buffers' references
             // outlive this.
-            (i < n && locked[i]).then(|| unsafe { FolioLock::adopt(folios[i]) })
+            runs.get(i).filter(|r| r.locked).map(|r| unsafe { FolioLock::adopt(r.folio) })
         });
-        let locks: [Option<&FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| locks[i].as_ref());
         // SAFETY: locked, in this mapping, not mapped; pinned (caller).
-        unsafe { self.insert_locked(&locks[..n], &owns[..n], held, block) };
+        unsafe { self.insert_locked(runs, &locks, block) };
     }
 
-    /// Registers new holds on the `Some` folios of `locks`, each if nothing
-    /// but the page cache, its mappings, private data and `owns[i]` buffers
-    /// of this splice reference it, and sets `held[i]` for those; replaces
-    /// stale entries of folios that left the cache at those indices. The
-    /// others are copied instead: somebody else references them, or the
-    /// mapping has no registry entry, or the index no memory.
+    /// Registers new holds on the folios of the runs that have a lock in
+    /// `locks` (run `i`'s in `locks[i]`), each if nothing but the page
+    /// cache, its mappings, private data and the run's `len` buffers of
+    /// this splice reference it, and marks those runs `held`; replaces stale
+    /// entries of folios that left the cache at those indices. The others
+    /// are copied instead: somebody else references them, or the mapping
+    /// has no registry entry, or the index no memory.
     ///
     /// The holds are counted in the bucket *before* the references are
     /// checked, with a full barrier between: a writer takes its folio
@@ -310,38 +280,42 @@ impl Joins<'_> {
     ///
     /// # Safety
     ///
-    /// Every `Some` folio is locked, in this mapping, and
-    /// write-protected or not mapped; the module is pinned while this runs.
-    unsafe fn insert_locked(&mut self, locks: &[Option<&FolioLock<'_>>], owns: &[i32], held: &mut [bool], block: bool) {
-        let n = locks.len().min(owns.len()).min(held.len()).min(CHUNK);
-        let k = locks[..n].iter().flatten().count() as i32;
+    /// Every locked folio is in this mapping, and write-protected or not
+    /// mapped; the module is pinned while this runs.
+    unsafe fn insert_locked(&mut self, runs: &mut [Run], locks: &[Option<FolioLock<'_>>], block: bool) {
+        let n = runs.len().min(locks.len()).min(CHUNK);
+        let (runs, locks) = (&mut runs[..n], &locks[..n]);
+        let k = locks.iter().flatten().count() as i32;
         if k == 0 {
             return;
         }
         let count = self.count;
         count.add(k, Relaxed);
         smp_mb(Full);
-        let (mut indices, mut refs, mut slots, mut m) = ([0usize; CHUNK], [core::ptr::null_mut(); CHUNK], [0usize; CHUNK], 0);
-        for (i, locked) in locks[..n].iter().enumerate() {
+        // The runs that pass are marked held here, in the order of
+        // `stores`; those the index had no memory for are unmarked below.
+        let mut stores = [const { IndexStore { index: 0, folio: core::ptr::null_mut(), old: core::ptr::null_mut() } }; CHUNK];
+        let mut m = 0;
+        for (run, locked) in runs.iter_mut().zip(locks) {
             let Some(locked) = locked else { continue };
-            if locked.extra_refs() != owns[i] {
+            if locked.extra_refs() != run.len as i32 {
                 COUNTERS.holds_refused.add(1);
                 continue;
             }
             // SAFETY: locked, hence alive; the entry will own it.
-            refs[m] = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
-            indices[m] = locked.index();
-            slots[m] = i;
+            let folio = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
+            stores[m] = IndexStore { index: locked.index() as _, folio, old: core::ptr::null_mut() };
+            run.held = true;
             m += 1;
         }
+        let stores = &mut stores[..m];
         let now = self.now;
-        let mut olds = [core::ptr::null_mut(); CHUNK];
         let (stored, fresh) = match self.file() {
             None => (0, 0),
             Some(file) => {
-                // SAFETY: each of `refs` carries the reference its entry owns.
-                let stored = unsafe { file.index.insert_all(&indices[..m], &refs[..m], &mut olds[..m]) };
-                let fresh = olds[..stored].iter().filter(|o| o.is_null()).count();
+                // SAFETY: each store's folio carries the reference its entry owns.
+                let stored = unsafe { file.index.insert_all(stores) };
+                let fresh = stores[..stored].iter().filter(|s| s.old.is_null()).count();
                 if stored > 0 {
                     file.count += fresh;
                     file.mark_used(now, block);
@@ -349,16 +323,17 @@ impl Joins<'_> {
                 (stored, fresh)
             }
         };
-        for &r in &refs[stored..m] {
+        for s in &stores[stored..] {
             // SAFETY: not stored: the reference is still ours.
-            drop(unsafe { FolioRef::adopt(r) });
+            drop(unsafe { FolioRef::adopt(s.folio) });
         }
-        for &o in olds[..stored].iter().filter(|o| !o.is_null()) {
+        for s in stores[..stored].iter().filter(|s| !s.old.is_null()) {
             // SAFETY: a replaced (stale) entry's reference is ours now.
-            drop(unsafe { FolioRef::adopt(o) }); // folio_put: fine under a spinlock
+            drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
         }
-        for &i in &slots[..stored] {
-            held[i] = true;
+        let marked = runs.iter_mut().zip(locks).filter(|(r, l)| l.is_some() && r.held);
+        for (run, _) in marked.skip(stored) {
+            run.held = false;
         }
         // Only the new entries stay counted.
         count.add(fresh as i32 - k, Relaxed);

@@ -186,6 +186,12 @@ fn three_folios() -> Result<KVec<crate::folio::FolioRef>> {
     Ok(folios)
 }
 
+/// A folio's reference count.
+fn folio_refs(folio: *mut crate::folio::RawFolio) -> i32 {
+    // SAFETY: the caller keeps the folio alive.
+    unsafe { crate::bindings::ss_test_folio_refs(folio) }
+}
+
 fn all(bytes: &[u8], v: u8) -> bool {
     bytes.iter().all(|&b| b == v)
 }
@@ -220,7 +226,10 @@ mod tests {
     /// held, across gaps and node boundaries.
     #[test]
     fn hold_index_keeps_and_finds_folios() -> Result {
-        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        use crate::{
+            folio::{FolioRef, Run},
+            hold_index::HoldIndex,
+        };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         let folios = three_folios()?;
         let raw: KVec<_> = {
@@ -246,9 +255,18 @@ mod tests {
         // folio than the one asked about.
         let ask = [62usize, 63, 64, 65, 200];
         let with = [raw[0], raw[0], raw[1], raw[1], raw[0]];
-        let mut held = [false; 5];
-        assert_eq!(index.matches(&ask, &with, &mut held), 2);
-        assert_eq!(held, [false, true, true, false, false]);
+        let mut runs = [Run::EMPTY; 5];
+        for (r, (&i, &f)) in runs.iter_mut().zip(ask.iter().zip(&with)) {
+            (r.index, r.folio, r.len) = (i as _, f, 1);
+        }
+        let held = |runs: &[Run]| -> [bool; 5] { core::array::from_fn(|i| runs[i].held) };
+        assert_eq!(index.matches(&mut runs, false), 2);
+        assert_eq!(held(&runs), [false, true, true, false, false]);
+        // As a prefix: the first run is not held.
+        runs.iter_mut().for_each(|r| r.held = false);
+        assert_eq!(index.matches(&mut runs, true), 0);
+        assert_eq!(index.matches(&mut runs[1..], true), 2);
+        assert_eq!(held(&runs), [false, true, true, false, false]);
         // Replacing an entry hands the old one back; removing takes it out.
         // SAFETY: we hold a reference.
         let r = unsafe { FolioRef::get(raw[0]) };
@@ -269,7 +287,10 @@ mod tests {
     /// handing their references over.
     #[test]
     fn hold_index_reaps_in_batches() -> Result {
-        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        use crate::{
+            folio::{FolioRef, IndexEntry},
+            hold_index::HoldIndex,
+        };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         let folios = three_folios()?;
         let at = [1usize, 2, 63, 64, 200];
@@ -278,27 +299,28 @@ mod tests {
             let r = unsafe { FolioRef::get(folios[k % 3].as_ptr()) };
             assert!(matches!(index.insert(i, r), Ok(None)));
         }
-        let (mut indices, mut got) = ([0usize; 3], [core::ptr::null_mut(); 3]);
-        assert_eq!(index.gather(0, &mut indices, &mut got), 3);
-        assert_eq!(indices, [1, 2, 63]);
-        assert_eq!(got, [folios[0].as_ptr(), folios[1].as_ptr(), folios[2].as_ptr()]);
-        assert_eq!(index.gather(64, &mut indices, &mut got), 2);
-        assert_eq!(indices[..2], [64, 200]);
-        assert_eq!(index.gather(201, &mut indices, &mut got), 0);
-        // Erase 1 (asked, still its folio), not 2 (not asked), not 63
-        // (asked about another folio than the entry's).
-        let ask = [1usize, 2, 63];
-        let with = [folios[0].as_ptr(), folios[1].as_ptr(), folios[0].as_ptr()];
-        let mut erase = [true, false, true];
-        let mut gone = [const { None }; 3];
-        assert_eq!(index.remove_all(&ask, &with, &mut erase, &mut gone), 1);
-        assert_eq!(erase, [true, false, false]);
-        assert_eq!(gone[0].as_ref().map(FolioRef::as_ptr), Some(folios[0].as_ptr()));
-        assert!(gone[1].is_none() && gone[2].is_none());
+        let mut entries = [IndexEntry::EMPTY; 3];
+        let got = index.gather(0, &mut entries);
+        let indices = |got: &[IndexEntry]| -> [usize; 3] { core::array::from_fn(|i| got.get(i).map_or(0, |e| e.index as usize)) };
+        assert_eq!(indices(got), [1, 2, 63]);
+        let want = [folios[0].as_ptr(), folios[1].as_ptr(), folios[2].as_ptr()];
+        assert!(got.iter().zip(want).all(|(e, f)| e.folio == f && !e.ended));
+        let got = index.gather(64, &mut entries);
+        assert_eq!((got.len(), indices(got)), (2, [64, 200, 0]));
+        assert_eq!(index.gather(201, &mut entries).len(), 0);
+        // Erase 1 (ended, still its folio), not 2 (not ended), not 63
+        // (ended, but asked about another folio than the entry's). The
+        // erased entry's reference is dropped: the folio goes back to the
+        // count it had before the insert.
+        let before = folio_refs(folios[0].as_ptr());
+        let mut ask = [(1usize, folios[0].as_ptr(), true), (2, folios[1].as_ptr(), false), (63, folios[0].as_ptr(), true)]
+            .map(|(index, folio, ended)| IndexEntry { index: index as _, folio, ended });
+        assert_eq!(index.remove_ended(&mut ask), 1);
+        assert_eq!(ask.map(|e| e.ended), [true, false, false]);
+        assert_eq!(folio_refs(folios[0].as_ptr()), before - 1);
         assert!(index.get(1).is_null());
         assert_eq!(index.get(2), folios[1].as_ptr());
         assert_eq!(index.get(63), folios[2].as_ptr());
-        drop(gone);
         drop(index);
         drop(folios);
         Ok(())
@@ -310,7 +332,10 @@ mod tests {
     /// same runs again, replacing every entry.
     #[test]
     fn hold_index_stores_runs() -> Result {
-        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        use crate::{
+            folio::{FolioRef, IndexStore},
+            hold_index::HoldIndex,
+        };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         let folios = three_folios()?;
         let mut at = KVec::new();
@@ -320,22 +345,22 @@ mod tests {
             }
         }
         for round in 0..2 {
-            let (mut refs, mut old) = (KVec::new(), KVec::new());
-            for (k, _) in at.iter().enumerate() {
-                // SAFETY: we hold a reference; the entry will own this one.
-                refs.push(unsafe { FolioRef::get(folios[(k + round) % 3].as_ptr()) }.into_raw(), GFP_KERNEL)?;
-                old.push(core::ptr::null_mut(), GFP_KERNEL)?;
-            }
-            // SAFETY: each of `refs` carries the reference its entry owns.
-            let stored = unsafe { index.insert_all(&at, &refs, &mut old) };
-            assert_eq!(stored, at.len());
+            let mut stores = KVec::new();
             for (k, &i) in at.iter().enumerate() {
+                // SAFETY: we hold a reference; the entry will own this one.
+                let folio = unsafe { FolioRef::get(folios[(k + round) % 3].as_ptr()) }.into_raw();
+                stores.push(IndexStore { index: i as _, folio, old: core::ptr::null_mut() }, GFP_KERNEL)?;
+            }
+            // SAFETY: each store's folio carries the reference its entry owns.
+            let stored = unsafe { index.insert_all(&mut stores) };
+            assert_eq!(stored, at.len());
+            for (k, (&i, s)) in at.iter().zip(stores.iter()).enumerate() {
                 assert_eq!(index.get(i), folios[(k + round) % 3].as_ptr());
                 let replaced = if round == 0 { core::ptr::null_mut() } else { folios[k % 3].as_ptr() };
-                assert_eq!(old[k], replaced);
-                if !old[k].is_null() {
+                assert_eq!(s.old, replaced);
+                if !s.old.is_null() {
                     // SAFETY: a replaced entry's reference is ours.
-                    drop(unsafe { FolioRef::adopt(old[k]) });
+                    drop(unsafe { FolioRef::adopt(s.old) });
                 }
             }
         }

@@ -162,6 +162,39 @@ pub(crate) fn targets(
                 detail: format!("{rd:.3} reads and {wr:.3} writes per pwrite({WRITE_LEN} B)"),
             });
         }
+        // Issue 21's targets under contention: the writer beside a stable
+        // splicer of the same range against beside a plain one, and the
+        // stable splicer with the writer against alone.
+        let c = &r.contention;
+        let at = |m: Method| c.methods.iter().position(|&x| x == m);
+        if let (Some(si), Some(pi)) = (at(Method::Stable), at(Method::Plain)) {
+            if let (Some((ls, ws)), Some((lp, wp))) = (&c.writer[si], &c.writer[pi]) {
+                t.push(Target {
+                    name: "a writer beside a stable splicer: >= 0.5x its writes beside a plain one".into(),
+                    fs: r.label.clone(),
+                    sink: Some("/dev/null"),
+                    value: Some(ws / wp),
+                    threshold: 0.5,
+                    at_least: true,
+                    detail: format!(
+                        "{ws:.0} writes/s beside stable, {wp:.0} beside plain; writer p99 {} us / {} us",
+                        us(ls.p99 as f64),
+                        us(lp.p99 as f64)
+                    ),
+                });
+            }
+            let gib = |k: usize| median(&c.runs[si][k].iter().map(Run::gib_s).collect::<Vec<_>>());
+            let (alone, beside) = (gib(0), gib(1));
+            t.push(Target {
+                name: "the stable splicer beside a writer: >= 0.8x its speed alone".into(),
+                fs: r.label.clone(),
+                sink: Some("/dev/null"),
+                value: Some(beside / alone),
+                threshold: 0.8,
+                at_least: true,
+                detail: format!("{beside:.3} GiB/s beside the writer, {alone:.3} GiB/s alone"),
+            });
+        }
         if let (Some(st), Some(pl)) = (r.scaling.speedup(Method::Stable), r.scaling.speedup(Method::Plain)) {
             t.push(Target {
                 name: "2 stable splicers on 2 files scale like plain (>= 0.9x its speedup)".into(),

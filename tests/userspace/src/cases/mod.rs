@@ -141,7 +141,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_debugfs_report),
         case!(Module, holds::holds_dirty_break_moves_state),
         case!(Module, holds::holds_pipe_source_dup2_race),
-        case!(Module, holds::holds_splice_storm),
+        case!(long Module, holds::holds_splice_storm),
         case!(long Module, exerciser::holds_exerciser),
         case!(long Module, holds::holds_writer_race),
         case!(long Any, holds::plain_writer_race),
