@@ -241,6 +241,15 @@ impl Run {
 /// to store at its index, and the entry it replaced.
 pub(crate) type IndexStore = b::ss_index_store;
 
+impl IndexStore {
+    pub(crate) const EMPTY: IndexStore = IndexStore::new(0, core::ptr::null_mut());
+
+    /// `folio` to be stored at `index`; `old` gets what it replaces.
+    pub(crate) const fn new(index: usize, folio: *mut RawFolio) -> Self {
+        IndexStore { index: index as _, folio, old: core::ptr::null_mut() }
+    }
+}
+
 /// An entry of a hold index as the reaper sees it: where, which folio,
 /// and whether its hold ended (`ss_holds_ended`; kept set by
 /// [`crate::hold_index::HoldIndex::remove_ended`] for those it took out).

@@ -57,7 +57,7 @@ impl HoldIndex {
     /// replaced, or gives `folio` back when no memory could be had.
     #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
     pub(crate) fn insert(&self, index: usize, folio: FolioRef) -> Result<Option<FolioRef>, FolioRef> {
-        let mut store = [IndexStore { index: index as _, folio: folio.into_raw(), old: core::ptr::null_mut() }];
+        let mut store = [IndexStore::new(index, folio.into_raw())];
         // SAFETY: the folio carries the reference that its entry owns once stored.
         if unsafe { self.insert_all(&mut store) } == 0 {
             // SAFETY: not stored: the reference is still ours.

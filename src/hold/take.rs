@@ -292,11 +292,11 @@ impl Joins<'_> {
         let count = self.count;
         count.add(k, Relaxed);
         smp_mb(Full);
-        // The runs that pass are marked held here, in the order of
-        // `stores`; those the index had no memory for are unmarked below.
-        let mut stores = [const { IndexStore { index: 0, folio: core::ptr::null_mut(), old: core::ptr::null_mut() } }; CHUNK];
+        // The entries to store, and the run each is for.
+        let mut stores = [IndexStore::EMPTY; CHUNK];
+        let mut store_run = [0u8; CHUNK];
         let mut m = 0;
-        for (run, locked) in runs.iter_mut().zip(locks) {
+        for (i, (run, locked)) in runs.iter().zip(locks).enumerate() {
             let Some(locked) = locked else { continue };
             if locked.extra_refs() != run.len as i32 {
                 COUNTERS.holds_refused.add(1);
@@ -304,8 +304,8 @@ impl Joins<'_> {
             }
             // SAFETY: locked, hence alive; the entry will own it.
             let folio = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
-            stores[m] = IndexStore { index: locked.index() as _, folio, old: core::ptr::null_mut() };
-            run.held = true;
+            stores[m] = IndexStore::new(locked.index(), folio);
+            store_run[m] = i as u8; // i < CHUNK
             m += 1;
         }
         let stores = &mut stores[..m];
@@ -331,9 +331,8 @@ impl Joins<'_> {
             // SAFETY: a replaced (stale) entry's reference is ours now.
             drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
         }
-        let marked = runs.iter_mut().zip(locks).filter(|(r, l)| l.is_some() && r.held);
-        for (run, _) in marked.skip(stored) {
-            run.held = false;
+        for &i in &store_run[..stored] {
+            runs[usize::from(i)].held = true;
         }
         // Only the new entries stay counted.
         count.add(fresh as i32 - k, Relaxed);
