@@ -353,13 +353,18 @@ fn main() {
     // wall time, the slowest listed with the summary.
     let mut times: Vec<(Duration, String)> = Vec::new();
     let suite_start = Instant::now();
+    // The checks after each case (holds released, sync) are part of it.
+    let mut after_cases = Duration::ZERO;
     for (i, c) in selected.iter().enumerate() {
         let n = i + 1;
         let full = format!("{label}/{}", c.name);
         let started = Instant::now();
         let mut verdict = run_case(c, &full, &opts);
         if opts.expect_module && !matches!(verdict, Verdict::Skip(_)) {
-            if let Some(w) = left_behind() {
+            let checked = Instant::now();
+            let left = left_behind();
+            after_cases += checked.elapsed();
+            if let Some(w) = left {
                 verdict = Verdict::Fail(match verdict {
                     Verdict::Fail(r) => format!("{r}; and left behind: {w}"),
                     _ => format!("left behind: {w}"),
@@ -385,7 +390,12 @@ fn main() {
     }
     times.sort_by(|a, b| b.0.cmp(&a.0));
     let slowest: Vec<String> = times.iter().take(6).map(|(t, name)| format!("{name} {:.1}", t.as_secs_f64())).collect();
-    println!("# time: {:.0} s; slowest (s): {}", suite_start.elapsed().as_secs_f64(), slowest.join(", "));
+    println!(
+        "# time: {:.0} s, of which {:.0} s checking what cases left behind; slowest (s): {}",
+        suite_start.elapsed().as_secs_f64(),
+        after_cases.as_secs_f64(),
+        slowest.join(", ")
+    );
     println!("# summary: {pass} passed, {failed} failed, {skipped} skipped");
     let _ = std::io::stdout().flush();
     std::process::exit(if failed > 0 { 1 } else { 0 });
