@@ -76,6 +76,42 @@ int ss_folio_extra_refs(struct folio *folio)
 }
 
 /*
+ * Whether nothing but the page cache, its mappings, private data and @own
+ * references of the caller's references the locked @folio, counting one
+ * more as the LRU's own when the folio is off the LRU: a folio in a per-CPU
+ * LRU add batch (added to the page cache a moment ago, or a break's copy)
+ * or isolated from the LRU carries a reference of that batch or isolator,
+ * which is not a writer's.
+ *
+ * Why one reference on a folio off the LRU is never a writer's, in 7.3
+ * (mm/folio.c, mm/vmscan.c, mm/compaction.c; re-check when porting):
+ * whoever clears PG_lru holds a reference of its own first (the batches;
+ * folio_try_get() in isolate_lru_folios(), MGLRU's isolate_folio() and
+ * compaction; folio_isolate_lru()'s callers), and passes it on to the add
+ * batch before it puts it (folio_putback_lru()); a folio entering the
+ * page cache is added to the LRU batch before its creator unlocks it
+ * (filemap_add_folio(), migration, a break), and this lock was taken
+ * after that unlock; a drain sets PG_lru before it drops the batch's
+ * reference. So if PG_lru reads clear before the count (first read) and
+ * again after it (second read), the count holds such a reference: one it
+ * took before clearing the flag is seen after the first read; one put
+ * before the count was read was put after PG_lru was set, which the
+ * second read sees. A writer's reference taken after the count was read
+ * is the hold count's business (Holds::writer_may_hold), as always.
+ */
+bool ss_folio_unshared(struct folio *folio, int own)
+{
+	bool off_lru = !folio_test_lru(folio);
+	int extra;
+
+	smp_rmb();
+	extra = ss_folio_extra_refs(folio);	/* its read barrier orders the flag below */
+	if (extra == own)
+		return true;
+	return extra == own + 1 && off_lru && !folio_test_lru(folio);
+}
+
+/*
  * For each of @n entries of @mapping's hold index, whose folio the entry's
  * reference keeps alive: whether its hold has ended (->ended), i.e. the
  * folio's lock was free and it left @mapping, or nothing but the page
@@ -100,8 +136,9 @@ void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct addre
 /*
  * For each of @n runs of a stable splice's new buffers whose folio is not
  * held: try the folio's lock, and keep it (->locked) if the folio is in
- * @mapping, not mapped, and nothing but the page cache, private data and
- * the run's ->len buffers references it; unlock it otherwise. A chunk of
+ * @mapping, not mapped, and nothing but the page cache, private data, the
+ * LRU and the run's ->len buffers references it (ss_folio_unshared());
+ * unlock it otherwise. A chunk of
  * the splicer's fast path in one call instead of four per folio.
  */
 void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
@@ -116,7 +153,7 @@ void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
 		if (r->held || !folio_trylock(r->folio))
 			continue;
 		if (r->folio->mapping == mapping && !folio_mapped(r->folio) &&
-		    ss_folio_extra_refs(r->folio) == r->len)
+		    ss_folio_unshared(r->folio, r->len))
 			r->locked = true;
 		else
 			folio_unlock(r->folio);

@@ -117,6 +117,7 @@ void ss_folio_get(struct folio *folio);
 void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
+bool ss_folio_unshared(struct folio *folio, int own);
 void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
 				struct address_space *mapping);
 struct ss_index_entry;

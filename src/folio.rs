@@ -146,6 +146,15 @@ impl FolioLock<'_> {
         unsafe { b::ss_folio_extra_refs(self.as_ptr()) }
     }
 
+    /// Whether nothing but the page cache, its mappings, private data, the
+    /// LRU's own bookkeeping and `own` references of the caller's
+    /// references it (`ss_folio_unshared` in rust/folio.c has why a
+    /// reference of the LRU's is never a writer's).
+    pub(crate) fn unshared(&self, own: i32) -> bool {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_unshared(self.as_ptr(), own) }
+    }
+
     /// Its size in bytes (a large folio spans several pages).
     pub(crate) fn size(&self) -> i64 {
         // SAFETY: locked, hence alive.

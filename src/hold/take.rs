@@ -114,7 +114,7 @@ impl Holds {
         // Stores through shared mappings fault from now on; a GUP-fast pin
         // racing with this shows in the count below or backs off.
         locked.write_protect();
-        if locked.extra_refs() != own {
+        if !locked.unshared(own) {
             COUNTERS.holds_refused.add(1);
             return Ok(Taken::Copy);
         }
@@ -298,7 +298,7 @@ impl Joins<'_> {
         let mut m = 0;
         for (i, (run, locked)) in runs.iter().zip(locks).enumerate() {
             let Some(locked) = locked else { continue };
-            if locked.extra_refs() != run.len as i32 {
+            if !locked.unshared(run.len as i32) {
                 COUNTERS.holds_refused.add(1);
                 continue;
             }

@@ -585,9 +585,29 @@ pub fn copies_at_splice(dir: &str) -> bool {
 /// fault maps a cached folio and does not change it. None without
 /// /proc/kpageflags (CONFIG_PROC_PAGE_MONITOR).
 pub fn pages_in_large_folios(fd: i32, len: usize) -> TResult<Option<(usize, usize)>> {
-    use std::os::unix::fs::FileExt;
     const KPF_COMPOUND_HEAD: u64 = 1 << 15;
     const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+    let Some(flags) = page_flags(fd, len)? else {
+        return Ok(None);
+    };
+    let large = flags.iter().filter(|&&f| f & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) != 0).count();
+    Ok(Some((large, flags.len())))
+}
+
+/// How many of the first `len` bytes' pages of `fd` are cached off the
+/// LRU (`KPF_LRU` clear: in a per-CPU LRU add batch, or isolated), as
+/// [`pages_in_large_folios`] sees them. None without /proc/kpageflags.
+pub fn pages_off_lru(fd: i32, len: usize) -> TResult<Option<usize>> {
+    const KPF_LRU: u64 = 1 << 5;
+    Ok(page_flags(fd, len)?.map(|flags| flags.iter().filter(|&&f| f != 0 && f & KPF_LRU == 0).count()))
+}
+
+/// /proc/kpageflags of each cached page of the first `len` bytes of `fd`
+/// (0 for a page that is not cached), found through a read-only shared
+/// mapping that faults each page in; a fault maps a cached folio and does
+/// not change it. None without /proc/kpageflags (CONFIG_PROC_PAGE_MONITOR).
+fn page_flags(fd: i32, len: usize) -> TResult<Option<Vec<u64>>> {
+    use std::os::unix::fs::FileExt;
     if !std::path::Path::new("/proc/kpageflags").exists() {
         return Ok(None);
     }
@@ -599,25 +619,21 @@ pub fn pages_in_large_folios(fd: i32, len: usize) -> TResult<Option<(usize, usiz
         // SAFETY: inside the mapping; a volatile read faults the page in.
         unsafe { std::ptr::read_volatile(p.cast::<u8>().add(i * PAGE)) };
     }
-    let census = (|| -> std::io::Result<usize> {
+    let census = (|| -> std::io::Result<Vec<u64>> {
         let pagemap = std::fs::File::open("/proc/self/pagemap")?;
         let kpageflags = std::fs::File::open("/proc/kpageflags")?;
-        let mut large = 0;
+        let mut flags = Vec::with_capacity(pages);
         for i in 0..pages {
             let mut e = [0u8; 8];
             pagemap.read_exact_at(&mut e, (p as u64 / PAGE as u64 + i as u64) * 8)?;
             let pfn = u64::from_ne_bytes(e) & ((1 << 55) - 1);
             let mut f = [0u8; 8];
-            if pfn != 0 && kpageflags.read_exact_at(&mut f, pfn * 8).is_ok()
-                && u64::from_ne_bytes(f) & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) != 0
-            {
-                large += 1;
-            }
+            let ok = pfn != 0 && kpageflags.read_exact_at(&mut f, pfn * 8).is_ok();
+            flags.push(if ok { u64::from_ne_bytes(f) } else { 0 });
         }
-        Ok(large)
+        Ok(flags)
     })();
     // SAFETY: unmapping what was mapped above, once.
     unsafe { libc::munmap(p, len) };
-    let large = census.map_err(|e| TestErr::Fail(format!("page census: {e}")))?;
-    Ok(Some((large, pages)))
+    census.map(Some).map_err(|e| TestErr::Fail(format!("page census: {e}")))
 }

@@ -341,6 +341,55 @@ pub fn holds_warm_file_zero_copy(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// Pages written a moment ago sit in a per-CPU LRU add batch, which
+/// references each until it drains (31 folios later on that CPU): off the
+/// LRU, with one reference more than the page cache's. The module counts
+/// that reference as the LRU's (`ss_folio_unshared` in rust/folio.c), so a
+/// file served right after it was written is held zero copy instead of
+/// copied, and a writer still breaks each hold: the pipe keeps what was
+/// spliced.
+pub fn holds_fresh_pages_zero_copy(ctx: &Ctx) -> TResult {
+    const N: usize = 16;
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    let f = tmpfile(&ctx.dir)?;
+    let (a, b) = (pattern(0x5a, 0, N * PAGE), pattern(0x5b, 0, N * PAGE));
+    // A page at a time: small folios, each added through this CPU's batch.
+    for i in 0..N {
+        pwrite_all(f.fd.raw(), &a[i * PAGE..(i + 1) * PAGE], i * PAGE)?;
+    }
+    let off_lru = pages_off_lru(f.fd.raw(), N * PAGE)?;
+    let p = pipe()?;
+    let watch = ["bytes_zero_copy", "bytes_copied_at_splice", "breaks", "break_failures"];
+    let snap = || watch.map(|n| counter(n).unwrap_or(0));
+    let before = snap();
+    splice_exact(f.fd.raw(), 0, p.w.raw(), N * PAGE, stable())?;
+    let mid = snap();
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    expect_bytes("pipe after the file was rewritten", &read_pipe(&p.r, N * PAGE)?, &a, Some(("new content", &b)))?;
+    expect_bytes("file after the rewrite", &pread_vec(f.fd.raw(), N * PAGE, 0)?, &b, None)?;
+    let after = snap();
+    let d = |i: usize, x: [u64; 4], y: [u64; 4]| y[i].wrapping_sub(x[i]);
+    let (zero_copy, copied, breaks) = (d(0, before, mid), d(1, before, mid), d(2, mid, after));
+    ctx.note(format!(
+        "{} of {N} pages off the LRU before the splice; {zero_copy} bytes zero copy, {copied} copied at splice; {breaks} breaks by the rewrite",
+        off_lru.map_or("?".into(), |n| n.to_string())
+    ));
+    ensure!(d(3, before, after) == 0, "break_failures rose by {}", d(3, before, after));
+    ensure!(
+        zero_copy == (N * PAGE) as u64 && copied == 0,
+        "{zero_copy} bytes zero copy, {copied} copied at splice: want all {} bytes of the fresh pages held",
+        N * PAGE
+    );
+    ensure!(breaks >= N as u64, "the rewrite of {N} held pages broke {breaks} holds");
+    match off_lru {
+        Some(0) => skip!("every page had left the LRU add batch before the splice: the case saw only ordinary holds"),
+        None => skip!("no /proc/kpageflags: cannot tell whether a page was in an LRU add batch"),
+        Some(_) => Ok(()),
+    }
+}
+
 pub fn holds_overlapping_splices(ctx: &Ctx) -> TResult {
     overlapping_splices(ctx, stable())
 }

@@ -125,6 +125,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_socket_consumer_first),
         case!(Any, holds::plain_socket_consumer_first),
         case!(Module, holds::holds_warm_file_zero_copy),
+        case!(Module, holds::holds_fresh_pages_zero_copy),
         case!(Module, mode::file_info),
         case!(Module, holds::holds_overlapping_splices),
         case!(Any, holds::plain_overlapping_splices),
