@@ -21,7 +21,8 @@
 //! last longer than needed, which costs a writer one page copy.
 //!
 //! Taking a hold: under the folio lock, and only when nothing but the page
-//! cache, its mappings and this splice's buffers references the folio.
+//! cache, its mappings and this splice's buffers references the folio (and,
+//! on a folio off the LRU, the LRU's own reference: `FolioLock::unshared`).
 //! A writer that looked the folio up holds a reference from its lookup
 //! until its write ends (also across ext4's unlock and relock in
 //! `write_begin`), and its lookup checked for holds under the folio lock:

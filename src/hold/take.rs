@@ -2,7 +2,8 @@
 
 //! Taking a hold, and joining the holds a file has: under the folio lock,
 //! and only when nothing but the page cache, its mappings and this
-//! splice's buffers references the folio (see the registry, [`super`]).
+//! splice's buffers references the folio, the LRU's reference aside
+//! ([`FolioLock::unshared`]; see the registry, [`super`]).
 
 use super::{now_ns, Bucket, FileHolds, Holds, Spare, CHUNK};
 use crate::{
@@ -264,8 +265,9 @@ impl Joins<'_> {
 
     /// Registers new holds on the folios of the runs that have a lock in
     /// `locks` (run `i`'s in `locks[i]`), each if nothing but the page
-    /// cache, its mappings, private data and the run's `len` buffers of
-    /// this splice reference it, and marks those runs `held`; replaces stale
+    /// cache, its mappings, private data, the LRU and the run's `len`
+    /// buffers of this splice reference it ([`FolioLock::unshared`]), and
+    /// marks those runs `held`; replaces stale
     /// entries of folios that left the cache at those indices. The others
     /// are copied instead: somebody else references them, or the mapping
     /// has no registry entry, or the index no memory.
