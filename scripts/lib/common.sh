@@ -14,7 +14,7 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-$SS_LLVM/lib}
 export PATH="$HOME/.cargo/bin:$SS_VENV/bin:$PATH"
 
 die() { echo "error: $*" >&2; exit 1; }
-step() { printf '==> %s\n' "$*" >&2; }
+step() { printf '==> [%d s] %s\n' "$SECONDS" "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
 
 # The kernel build directory that `make` and `scripts/vm-run` use by default:

@@ -385,6 +385,8 @@ fn main() {
                 println!("not ok {n} - {full} # {r}");
             }
         }
+        // Every case's wall time, for whoever shortens make check next.
+        println!("#   time: {:.1} s", started.elapsed().as_secs_f64());
         times.push((started.elapsed(), full));
         let _ = std::io::stdout().flush();
     }
