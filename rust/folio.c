@@ -134,30 +134,62 @@ void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct addre
 }
 
 /*
- * For each of @n runs of a stable splice's new buffers whose folio is not
- * held: try the folio's lock, and keep it (->locked) if the folio is in
- * @mapping, not mapped, and nothing but the page cache, private data, the
- * LRU and the run's ->len buffers references it (ss_folio_unshared());
- * unlock it otherwise. A chunk of
- * the splicer's fast path in one call instead of four per folio.
+ * New holds for a chunk of a stable splice's runs, the splicer's side of
+ * the hold count's protocol (Holds::writer_may_hold) in one call instead
+ * of five per folio. For each run not ->held: try the folio's lock and keep
+ * it if the folio is still in @mapping and not mapped (write-protecting
+ * sleeps). Then the candidates are counted in @count, a full barrier, and
+ * only then each one's references are read (ss_folio_unshared(): nothing
+ * but the page cache, private data, the LRU and the run's ->len buffers):
+ * a writer takes its folio reference before it reads @count, so either it
+ * sees the count or the check here sees its reference. Those nobody else
+ * references stay locked (->locked) with one more reference, for the hold
+ * index entry; the others are unlocked and uncounted (*@refused: how many
+ * of them for their references). Returns how many stay counted, locked and
+ * referenced.
  */
-void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
-				struct address_space *mapping)
+unsigned int ss_folios_lock_for_holds(struct ss_folio_run *runs, unsigned int n,
+				      struct address_space *mapping, atomic_t *count,
+				      unsigned int *refused)
 {
-	unsigned int i;
+	unsigned int i, candidates = 0, kept = 0;
 
+	*refused = 0;
 	for (i = 0; i < n; i++) {
 		struct ss_folio_run *r = &runs[i];
 
 		r->locked = false;
 		if (r->held || !folio_trylock(r->folio))
 			continue;
-		if (r->folio->mapping == mapping && !folio_mapped(r->folio) &&
-		    ss_folio_unshared(r->folio, r->len))
+		if (r->folio->mapping == mapping && !folio_mapped(r->folio)) {
 			r->locked = true;
-		else
+			candidates++;
+		} else {
 			folio_unlock(r->folio);
+		}
 	}
+	if (!candidates)
+		return 0;
+	atomic_add(candidates, count);
+	smp_mb();
+	for (i = 0; i < n; i++) {
+		struct ss_folio_run *r = &runs[i];
+
+		if (!r->locked)
+			continue;
+		if (ss_folio_unshared(r->folio, r->len)) {
+			folio_get(r->folio);
+			r->index = r->folio->index;	/* stable while locked in @mapping */
+			kept++;
+		} else {
+			r->locked = false;
+			folio_unlock(r->folio);
+			(*refused)++;
+		}
+	}
+	if (kept != candidates)
+		atomic_sub(candidates - kept, count);
+	return kept;
 }
 
 bool ss_folio_writeback(struct folio *folio)

@@ -97,7 +97,7 @@ struct ss_folio_run {
 	unsigned int len;	/* buffers */
 	u8 kind;		/* folio_kind() */
 	bool held;		/* held: ss_hold_index_match() or a new hold */
-	bool locked;		/* ss_folios_trylock_unshared() locked it */
+	bool locked;		/* ss_folios_lock_for_holds() locked it */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
 			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
@@ -118,8 +118,9 @@ void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
-void ss_folios_trylock_unshared(struct ss_folio_run *runs, unsigned int n,
-				struct address_space *mapping);
+unsigned int ss_folios_lock_for_holds(struct ss_folio_run *runs, unsigned int n,
+				      struct address_space *mapping, atomic_t *count,
+				      unsigned int *refused);
 struct ss_index_entry;
 void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping);
 bool ss_folio_writeback(struct folio *folio);

@@ -228,7 +228,7 @@ impl Drop for LockedFolio {
 /// A run of a stable splice's new buffers on one folio (a large folio's
 /// pages are one run), and what the fast path learns about the folio
 /// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c): whether
-/// it is held (joined or newly), whether `ss_folios_trylock_unshared`
+/// it is held (joined or newly), whether `ss_folios_lock_for_holds`
 /// locked it for a new hold.
 pub(crate) type Run = b::ss_folio_run;
 

@@ -125,10 +125,8 @@ impl Holds {
             return Ok(Taken::Copy);
         };
         joins.add_file(spare, block);
-        let mut run = [Run { folio: locked.as_ptr(), index: locked.index() as _, len: own as u32, ..Run::EMPTY }];
         // SAFETY: locked, in `mapping`, write-protected; pinned (caller).
-        unsafe { joins.insert_locked(&mut run, &[Some(locked)], block) };
-        Ok(if run[0].held { Taken::Held } else { Taken::Copy })
+        Ok(if unsafe { joins.insert_locked(&locked, own, block) } { Taken::Held } else { Taken::Copy })
     }
 }
 
@@ -236,10 +234,15 @@ impl Joins<'_> {
     /// `len` buffers of this splice reference its folio) without sleeping,
     /// as [`Holds::take`] does: on each folio whose lock is free right now,
     /// that is in this mapping and not mapped (write-protecting sleeps),
-    /// then [`Joins::insert_locked`] for all of them at once. Marks `held`
-    /// the runs with new holds; the others take the slow path. The caller
-    /// found the held ones under this same lock ([`Joins::held_all`]): no
-    /// other splice can have held one since.
+    /// and that nothing but the page cache, its mappings, private data, the
+    /// LRU and the run's buffers references. Marks `held` the runs with new
+    /// holds; the others take the slow path. The caller found the held ones
+    /// under this same lock ([`Joins::held_all`]): no other splice can have
+    /// held one since.
+    ///
+    /// The locks, the count in the bucket, the barrier and the reference
+    /// checks are one C call for the chunk (`ss_folios_lock_for_holds`);
+    /// the protocol is [`Joins::insert_locked`]'s.
     ///
     /// # Safety
     ///
@@ -248,65 +251,99 @@ impl Joins<'_> {
     pub(crate) unsafe fn create_all(&mut self, runs: &mut [Run], block: bool) {
         let n = runs.len().min(CHUNK);
         let runs = &mut runs[..n];
-        // The candidates' locks and checks in one C call.
+        let mut refused = 0;
         // SAFETY: the caller's buffers reference the folios; the slice
-        // holds that many runs.
-        unsafe { b::ss_folios_trylock_unshared(runs.as_mut_ptr(), runs.len() as u32, self.mapping as *mut Mapping) };
-        // The guards of those locks, by run: RAII types cannot live in the
-        // C array.
-        let locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
+        // holds that many runs; `count` is this bucket's hold count, an
+        // `atomic_t` in layout.
+        let k = unsafe {
+            b::ss_folios_lock_for_holds(
+                runs.as_mut_ptr(),
+                n as u32,
+                self.mapping as *mut Mapping,
+                self.count.as_ptr().cast(),
+                &mut refused,
+            )
+        };
+        if refused > 0 {
+            COUNTERS.holds_refused.add(refused.into());
+        }
+        if k == 0 {
+            return;
+        }
+        // The guards of those locks and references, by run: RAII types
+        // cannot live in the C array. The locks go after the stores.
+        let _locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
             // SAFETY: locked by the call above; the buffers' references
             // outlive this.
             runs.get(i).filter(|r| r.locked).map(|r| unsafe { FolioLock::adopt(r.folio) })
         });
-        // SAFETY: locked, in this mapping, not mapped; pinned (caller).
-        unsafe { self.insert_locked(runs, &locks, block) };
+        let mut refs: [Option<FolioRef>; CHUNK] = core::array::from_fn(|i| {
+            // SAFETY: the call above took this reference for the entry.
+            runs.get(i).filter(|r| r.locked).map(|r| unsafe { FolioRef::adopt(r.folio) })
+        });
+        // SAFETY: counted, checked, locked, in this mapping, not mapped;
+        // pinned (caller).
+        unsafe { self.store_counted(runs, &mut refs, k as i32, block) };
     }
 
-    /// Registers new holds on the folios of the runs that have a lock in
-    /// `locks` (run `i`'s in `locks[i]`), each if nothing but the page
-    /// cache, its mappings, private data, the LRU and the run's `len`
-    /// buffers of this splice reference it ([`FolioLock::unshared`]), and
-    /// marks those runs `held`; replaces stale
-    /// entries of folios that left the cache at those indices. The others
-    /// are copied instead: somebody else references them, or the mapping
-    /// has no registry entry, or the index no memory.
+    /// A new hold on `folio`, locked in this mapping and write-protected,
+    /// which `own` buffers of this splice reference, if nothing but the
+    /// page cache, its mappings, private data, the LRU and those buffers
+    /// references it; returns whether it is held. Otherwise it must be
+    /// copied: somebody else references it, or the mapping has no registry
+    /// entry, or the index no memory.
     ///
-    /// The holds are counted in the bucket *before* the references are
+    /// The hold is counted in the bucket *before* the references are
     /// checked, with a full barrier between: a writer takes its folio
     /// reference before it asks [`Holds::writer_may_hold`], so either this
     /// check sees the writer's reference, or the writer sees the count and
     /// waits for this bucket lock, after which it finds the hold. Checking
-    /// first and counting after would let both miss each other. The index
-    /// entries are stored under one lock of the index.
+    /// first and counting after would let both miss each other.
     ///
     /// # Safety
     ///
-    /// Every locked folio is in this mapping, and write-protected or not
-    /// mapped; the module is pinned while this runs.
-    unsafe fn insert_locked(&mut self, runs: &mut [Run], locks: &[Option<FolioLock<'_>>], block: bool) {
-        let n = runs.len().min(locks.len()).min(CHUNK);
-        let (runs, locks) = (&mut runs[..n], &locks[..n]);
-        let k = locks.iter().flatten().count() as i32;
-        if k == 0 {
-            return;
-        }
-        let count = self.count;
-        count.add(k, Relaxed);
+    /// The module is pinned while this runs.
+    unsafe fn insert_locked(&mut self, folio: &FolioLock<'_>, own: i32, block: bool) -> bool {
+        self.count.add(1, Relaxed);
         smp_mb(Full);
+        if !folio.unshared(own) {
+            self.count.add(-1, Relaxed);
+            COUNTERS.holds_refused.add(1);
+            return false;
+        }
+        let mut run = [Run { folio: folio.as_ptr(), index: folio.index() as _, len: own as u32, ..Run::EMPTY }];
+        // SAFETY: locked, hence alive; the entry will own it.
+        let mut refs = [Some(unsafe { FolioRef::get(folio.as_ptr()) })];
+        // SAFETY: counted and checked above, locked; pinned (caller).
+        unsafe { self.store_counted(&mut run, &mut refs, 1, block) };
+        run[0].held
+    }
+
+    /// Registers new holds on the folios of the runs with a reference in
+    /// `refs` (run `i`'s in `refs[i]`; the entry takes it), `k` of them,
+    /// counted in the bucket and checked after the count (see
+    /// [`Joins::insert_locked`]), and marks those runs `held`; replaces
+    /// stale entries of folios that left the cache at those indices. The
+    /// entries are stored under one lock of the index; those that could not
+    /// be (no memory, or no registry entry) are uncounted and left to be
+    /// copied.
+    ///
+    /// # Safety
+    ///
+    /// Every referenced run's folio is locked in this mapping and
+    /// write-protected or not mapped, its `index` its own; the module is
+    /// pinned while this runs.
+    unsafe fn store_counted(&mut self, runs: &mut [Run], refs: &mut [Option<FolioRef>], k: i32, block: bool) {
+        let n = runs.len().min(refs.len()).min(CHUNK);
+        let (runs, refs) = (&mut runs[..n], &mut refs[..n]);
+        let count = self.count;
         // The entries to store, and the run each is for.
         let mut stores = [IndexStore::EMPTY; CHUNK];
         let mut store_run = [0u8; CHUNK];
         let mut m = 0;
-        for (i, (run, locked)) in runs.iter().zip(locks).enumerate() {
-            let Some(locked) = locked else { continue };
-            if !locked.unshared(run.len as i32) {
-                COUNTERS.holds_refused.add(1);
-                continue;
-            }
-            // SAFETY: locked, hence alive; the entry will own it.
-            let folio = unsafe { FolioRef::get(locked.as_ptr()) }.into_raw();
-            stores[m] = IndexStore::new(locked.index(), folio);
+        for (i, (run, folio)) in runs.iter().zip(refs.iter_mut()).enumerate() {
+            let Some(folio) = folio.take() else { continue };
+            stores[m] = IndexStore::new(run.index as usize, folio.into_raw());
             store_run[m] = i as u8; // i < CHUNK
             m += 1;
         }

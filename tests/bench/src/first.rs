@@ -97,13 +97,16 @@ pub(crate) fn first_file(dir: &str, chunk: usize) -> Res<BenchFile> {
 pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, FirstRes)>> {
     let mut rows = Vec::new();
     for (chunk, label) in [(1 << 20, label.to_string()), (PAGE, format!("{label}-4k"))] {
+        if o.first_small && chunk != PAGE {
+            continue;
+        }
         let f = first_file(dir, chunk)?;
         let (mut stable_ok, mut stable_error) = (true, None);
         probe_stable(&f, &mut stable_ok, &mut stable_error)?;
         if let Some(e) = stable_error {
             return Err(e);
         }
-        for sink in SINKS {
+        for sink in SINKS.into_iter().filter(|&s| !o.first_small || s == Sink::DevNull) {
             for size in FIRST_SIZES {
                 let r = first_holds(o, f.fd.raw(), size, sink)?;
                 progress(&format!(

@@ -28,6 +28,8 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
                        64 KiB, 1 MiB, 8 MiB) and write first.tsv; meant for a VM whose
                        clock counts instructions (qemu -icount)
   --first-from F       judge the first-splice targets by F (a first.tsv)
+  --first-small        with --first-only: only the file written 4 KiB at a time
+                       (small folios), to /dev/null (a quick A/B of the hold path)
   --pipeline-only      measure only Samba's io_uring read pipeline (every --dir) and
                        print its table
   --contention-only    measure only the break under contention (a writer beside
@@ -50,6 +52,8 @@ pub(crate) struct Opts {
     pub(crate) throughput_from: Option<String>,
     pub(crate) first_only: bool,
     pub(crate) first_from: Option<String>,
+    /// First-splice rows of small folios to /dev/null only.
+    pub(crate) first_small: bool,
     pub(crate) pipeline_only: bool,
     /// Only the break-under-contention rows, printed (no result files).
     pub(crate) contention_only: bool,
@@ -62,7 +66,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut throughput_only, mut throughput_from) = (false, None);
     let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
-    let mut contention_only = false;
+    let (mut contention_only, mut first_small) = (false, false);
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -80,6 +84,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--throughput-only" => throughput_only = true,
             "--throughput-from" => throughput_from = Some(value(&key)?),
             "--first-only" => first_only = true,
+            "--first-small" => first_small = true,
             "--pipeline-only" => pipeline_only = true,
             "--contention-only" => contention_only = true,
             "--first-from" => first_from = Some(value(&key)?),
@@ -117,6 +122,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         throughput_from,
         first_only,
         first_from,
+        first_small,
         pipeline_only,
         contention_only,
     };

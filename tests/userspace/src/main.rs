@@ -386,8 +386,9 @@ fn main() {
             }
         }
         // Every case's wall time, for whoever shortens make check next.
-        println!("#   time: {:.1} s", started.elapsed().as_secs_f64());
-        times.push((started.elapsed(), full));
+        let took = started.elapsed();
+        println!("#   time: {:.1} s", took.as_secs_f64());
+        times.push((took, full));
         let _ = std::io::stdout().flush();
     }
     times.sort_by(|a, b| b.0.cmp(&a.0));
