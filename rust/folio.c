@@ -136,21 +136,23 @@ void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct addre
 /*
  * New holds for a chunk of a stable splice's runs, the splicer's side of
  * the hold count's protocol (Holds::writer_may_hold) in one call instead
- * of five per folio. For each run not ->held: try the folio's lock and keep
- * it if the folio is still in @mapping and not mapped (write-protecting
+ * of several per folio. For each run not ->held: try the folio's lock and
+ * keep it if the folio is still in @mapping and not mapped (write-protecting
  * sleeps). Then the candidates are counted in @count, a full barrier, and
  * only then each one's references are read (ss_folio_unshared(): nothing
- * but the page cache, private data, the LRU and the run's ->len buffers):
- * a writer takes its folio reference before it reads @count, so either it
- * sees the count or the check here sees its reference. Those nobody else
- * references stay locked (->locked) with one more reference, for the hold
- * index entry; the others are unlocked and uncounted (*@refused: how many
- * of them for their references). Returns how many stay counted, locked and
- * referenced.
+ * but the page cache, private data, the LRU and the run's ->len buffers),
+ * under its lock: a writer takes its folio reference before it reads
+ * @count, so either it sees the count or the check here sees its
+ * reference. Each folio nobody else references gets one more reference,
+ * for its hold's index entry, and an entry to store in @stores (room for
+ * @n); all are unlocked again. The caller holds the bucket lock from before
+ * the count until the entries are stored: a writer that saw the count waits
+ * for it, then finds the entry. Returns how many entries there are (they
+ * stay counted); *@refused: how many candidates somebody else referenced.
  */
-unsigned int ss_folios_lock_for_holds(struct ss_folio_run *runs, unsigned int n,
-				      struct address_space *mapping, atomic_t *count,
-				      unsigned int *refused)
+unsigned int ss_folios_check_for_holds(struct ss_folio_run *runs, unsigned int n,
+				       struct address_space *mapping, atomic_t *count,
+				       struct ss_index_store *stores, unsigned int *refused)
 {
 	unsigned int i, candidates = 0, kept = 0;
 
@@ -158,34 +160,33 @@ unsigned int ss_folios_lock_for_holds(struct ss_folio_run *runs, unsigned int n,
 	for (i = 0; i < n; i++) {
 		struct ss_folio_run *r = &runs[i];
 
-		r->locked = false;
 		if (r->held || !folio_trylock(r->folio))
 			continue;
 		if (r->folio->mapping == mapping && !folio_mapped(r->folio)) {
-			r->locked = true;
-			candidates++;
-		} else {
-			folio_unlock(r->folio);
+			stores[candidates++].run = i;
+			continue;
 		}
+		folio_unlock(r->folio);
 	}
 	if (!candidates)
 		return 0;
 	atomic_add(candidates, count);
 	smp_mb();
-	for (i = 0; i < n; i++) {
-		struct ss_folio_run *r = &runs[i];
+	for (i = 0; i < candidates; i++) {
+		unsigned int run = stores[i].run;	/* kept <= i: read before overwritten */
+		struct folio *folio = runs[run].folio;
 
-		if (!r->locked)
-			continue;
-		if (ss_folio_unshared(r->folio, r->len)) {
-			folio_get(r->folio);
-			r->index = r->folio->index;	/* stable while locked in @mapping */
+		if (ss_folio_unshared(folio, runs[run].len)) {
+			folio_get(folio);
+			stores[kept].index = folio->index;	/* stable while locked in @mapping */
+			stores[kept].folio = folio;
+			stores[kept].old = NULL;
+			stores[kept].run = run;
 			kept++;
 		} else {
-			r->locked = false;
-			folio_unlock(r->folio);
 			(*refused)++;
 		}
+		folio_unlock(folio);
 	}
 	if (kept != candidates)
 		atomic_sub(candidates - kept, count);

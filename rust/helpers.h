@@ -97,7 +97,6 @@ struct ss_folio_run {
 	unsigned int len;	/* buffers */
 	u8 kind;		/* folio_kind() */
 	bool held;		/* held: ss_hold_index_match() or a new hold */
-	bool locked;		/* ss_folios_lock_for_holds() locked it */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
 			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
@@ -118,9 +117,10 @@ void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
-unsigned int ss_folios_lock_for_holds(struct ss_folio_run *runs, unsigned int n,
-				      struct address_space *mapping, atomic_t *count,
-				      unsigned int *refused);
+struct ss_index_store;
+unsigned int ss_folios_check_for_holds(struct ss_folio_run *runs, unsigned int n,
+				       struct address_space *mapping, atomic_t *count,
+				       struct ss_index_store *stores, unsigned int *refused);
 struct ss_index_entry;
 void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping);
 bool ss_folio_writeback(struct folio *folio);
@@ -181,11 +181,12 @@ unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *e
 				     unsigned int n);
 unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix);
-/* An entry to store: index, folio, and the entry it replaced. */
+/* An entry to store: index, folio, the entry it replaced, the run it is for. */
 struct ss_index_store {
 	unsigned long index;
 	struct folio *folio;
 	struct folio *old;
+	unsigned int run;
 };
 unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
 				     unsigned int n);

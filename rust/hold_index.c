@@ -71,27 +71,46 @@ unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
  * Erases, under one hold of the XArray's lock, each of @n entries with
  * ->ended set if the index still holds its folio there; clears ->ended
  * where it did not. Returns how many were erased; their references are the
- * caller's.
+ * caller's. @entries are in ascending index order (ss_hold_index_gather()):
+ * one walk over them, as page_cache_delete_batch() erases the page cache's
+ * (a walk from the root per entry was a third of the reaper's time).
  */
 unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
 				     unsigned int n)
 {
-	XA_STATE(xas, xa, 0);
-	unsigned int i, done = 0;
+	unsigned int i = 0, done = 0;
+	void *entry;
 
-	xas_lock(&xas);
-	for (i = 0; i < n; i++) {
-		if (!entries[i].ended)
-			continue;
-		xas_set(&xas, entries[i].index);
-		if (xas_load(&xas) != entries[i].folio) {
-			entries[i].ended = false;
-			continue;
+	while (i < n && !entries[i].ended)
+		i++;
+	if (i == n)
+		return 0;
+	{
+		XA_STATE(xas, xa, entries[i].index);
+
+		xas_lock(&xas);
+		xas_for_each(&xas, entry, entries[n - 1].index) {
+			/* Entries the walk passed without finding them: gone. */
+			for (; i < n && entries[i].index < xas.xa_index; i++)
+				entries[i].ended = false;
+			if (i == n)
+				break;
+			if (entries[i].index != xas.xa_index)
+				continue;
+			if (entries[i].ended) {
+				if (entry == entries[i].folio) {
+					xas_store(&xas, NULL);
+					done++;
+				} else {
+					entries[i].ended = false;
+				}
+			}
+			i++;
 		}
-		xas_store(&xas, NULL);
-		done++;
+		xas_unlock(&xas);
 	}
-	xas_unlock(&xas);
+	for (; i < n; i++)
+		entries[i].ended = false;
 	return done;
 }
 
@@ -110,6 +129,22 @@ unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, u
 	unsigned int i, found = 0;
 	void *entry;
 
+	if (!n)
+		return 0;
+	if (!prefix) {
+		/*
+		 * A chunk of a file served once has no entry in its range: one
+		 * search says so, instead of a load per run.
+		 */
+		unsigned long first = runs[0].index, last = runs[0].index;
+
+		for (i = 1; i < n; i++) {
+			first = min(first, runs[i].index);
+			last = max(last, runs[i].index);
+		}
+		if (!xa_find(xa, &first, last, XA_PRESENT))
+			return 0;
+	}
 	rcu_read_lock();
 	for (i = 0; i < n; i++) {
 		struct ss_folio_run *r = &runs[i];

@@ -65,7 +65,6 @@ unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, uns
 		r->kind = folio_kind(f);
 		r->slot = slot;
 		r->held = false;
-		r->locked = false;
 		do {
 			slot++;
 		} while (slot != to && page_folio(bufs[slot & mask].page) == f);

@@ -228,13 +228,12 @@ impl Drop for LockedFolio {
 /// A run of a stable splice's new buffers on one folio (a large folio's
 /// pages are one run), and what the fast path learns about the folio
 /// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c): whether
-/// it is held (joined or newly), whether `ss_folios_lock_for_holds`
-/// locked it for a new hold.
+/// it is held (joined or newly).
 pub(crate) type Run = b::ss_folio_run;
 
 impl Run {
     pub(crate) const EMPTY: Run =
-        Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0, held: false, locked: false };
+        Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0, held: false };
 
     pub(crate) fn kind(&self) -> FolioKind {
         FolioKind::from_raw(self.kind.into())
@@ -247,15 +246,14 @@ impl Run {
 }
 
 /// An entry for [`crate::hold_index::HoldIndex::insert_all`]: the folio
-/// to store at its index, and the entry it replaced.
+/// to store at its index, the entry it replaced, and the run of a chunk
+/// it is for.
 pub(crate) type IndexStore = b::ss_index_store;
 
 impl IndexStore {
-    pub(crate) const EMPTY: IndexStore = IndexStore::new(0, core::ptr::null_mut());
-
     /// `folio` to be stored at `index`; `old` gets what it replaces.
     pub(crate) const fn new(index: usize, folio: *mut RawFolio) -> Self {
-        IndexStore { index: index as _, folio, old: core::ptr::null_mut() }
+        IndexStore { index: index as _, folio, old: core::ptr::null_mut(), run: 0 }
     }
 }
 

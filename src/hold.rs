@@ -146,8 +146,6 @@ fn now_ns() -> u64 {
 /// growing it push by push, cost a third of a 64 KiB stable splice under
 /// the debug kernel).
 pub(crate) const CHUNK: usize = 32;
-// `store_counted` keeps a chunk's run numbers in bytes.
-const _: () = assert!(CHUNK <= 256);
 
 /// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;

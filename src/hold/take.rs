@@ -12,6 +12,7 @@ use crate::{
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, IndexStore, Mapping, RawFolio, Run},
 };
+use core::mem::MaybeUninit;
 use kernel::{
     prelude::*,
     sync::{
@@ -240,9 +241,11 @@ impl Joins<'_> {
     /// under this same lock ([`Joins::held_all`]): no other splice can have
     /// held one since.
     ///
-    /// The locks, the count in the bucket, the barrier and the reference
-    /// checks are one C call for the chunk (`ss_folios_lock_for_holds`);
-    /// the protocol is [`Joins::insert_locked`]'s.
+    /// The locks, the count in the bucket, the barrier, the reference
+    /// checks under the locks and the entries' references are one C call
+    /// for the chunk (`ss_folios_check_for_holds`), with the protocol of
+    /// [`Joins::insert_locked`]; this bucket lock, held throughout, makes
+    /// a writer that saw the count wait until the entries are stored.
     ///
     /// # Safety
     ///
@@ -251,39 +254,30 @@ impl Joins<'_> {
     pub(crate) unsafe fn create_all(&mut self, runs: &mut [Run], block: bool) {
         let n = runs.len().min(CHUNK);
         let runs = &mut runs[..n];
+        let mut stores = [const { MaybeUninit::<IndexStore>::uninit() }; CHUNK];
         let mut refused = 0;
-        // SAFETY: the caller's buffers reference the folios; the slice
-        // holds that many runs; `count` is this bucket's hold count, an
-        // `atomic_t` in layout.
+        // SAFETY: the caller's buffers reference the folios; `runs` and
+        // `stores` have room for `n`; `count` is this bucket's hold count,
+        // an `atomic_t` in layout.
         let k = unsafe {
-            b::ss_folios_lock_for_holds(
+            b::ss_folios_check_for_holds(
                 runs.as_mut_ptr(),
                 n as u32,
                 self.mapping as *mut Mapping,
                 self.count.as_ptr().cast(),
+                stores.as_mut_ptr().cast(),
                 &mut refused,
             )
         };
         if refused > 0 {
             COUNTERS.holds_refused.add(refused.into());
         }
-        if k == 0 {
-            return;
-        }
-        // The guards of those locks and references, by run: RAII types
-        // cannot live in the C array. The locks go after the stores.
-        let _locks: [Option<FolioLock<'_>>; CHUNK] = core::array::from_fn(|i| {
-            // SAFETY: locked by the call above; the buffers' references
-            // outlive this.
-            runs.get(i).filter(|r| r.locked).map(|r| unsafe { FolioLock::adopt(r.folio) })
-        });
-        let mut refs: [Option<FolioRef>; CHUNK] = core::array::from_fn(|i| {
-            // SAFETY: the call above took this reference for the entry.
-            runs.get(i).filter(|r| r.locked).map(|r| unsafe { FolioRef::adopt(r.folio) })
-        });
-        // SAFETY: counted, checked, locked, in this mapping, not mapped;
-        // pinned (caller).
-        unsafe { self.store_counted(runs, &mut refs, k as i32, block) };
+        let k = (k as usize).min(n);
+        // SAFETY: the call wrote the first `k` entries, each folio with
+        // the reference its entry will own.
+        let stores = unsafe { core::slice::from_raw_parts_mut(stores.as_mut_ptr().cast::<IndexStore>(), k) };
+        // SAFETY: counted and checked; pinned (caller).
+        unsafe { self.store_counted(runs, stores, block) };
     }
 
     /// A new hold on `folio`, locked in this mapping and write-protected,
@@ -312,42 +306,33 @@ impl Joins<'_> {
             return false;
         }
         let mut run = [Run { folio: folio.as_ptr(), index: folio.index() as _, len: own as u32, ..Run::EMPTY }];
-        // SAFETY: locked, hence alive; the entry will own it.
-        let mut refs = [Some(unsafe { FolioRef::get(folio.as_ptr()) })];
-        // SAFETY: counted and checked above, locked; pinned (caller).
-        unsafe { self.store_counted(&mut run, &mut refs, 1, block) };
+        // SAFETY: locked, hence alive; the entry will own this reference.
+        let entry = unsafe { FolioRef::get(folio.as_ptr()) }.into_raw();
+        let mut stores = [IndexStore::new(folio.index(), entry)];
+        // SAFETY: counted and checked above; pinned (caller).
+        unsafe { self.store_counted(&mut run, &mut stores, block) };
         run[0].held
     }
 
-    /// Registers new holds on the folios of the runs with a reference in
-    /// `refs` (run `i`'s in `refs[i]`; the entry takes it), `k` of them,
-    /// counted in the bucket and checked after the count (see
-    /// [`Joins::insert_locked`]), and marks those runs `held`; replaces
-    /// stale entries of folios that left the cache at those indices. The
-    /// entries are stored under one lock of the index; those that could not
-    /// be (no memory, or no registry entry) are uncounted and left to be
-    /// copied.
+    /// Registers new holds: stores `stores` (each a folio with the
+    /// reference its entry will own, at the folio's index, for run
+    /// `stores[i].run`), all counted in the bucket and checked after the
+    /// count (see [`Joins::insert_locked`]), and marks their runs `held`;
+    /// replaces stale entries of folios that left the cache at those
+    /// indices. The entries are stored under one lock of the index; those
+    /// that could not be (no memory, or no registry entry) are uncounted
+    /// and left to be copied.
     ///
     /// # Safety
     ///
-    /// Every referenced run's folio is locked in this mapping and
-    /// write-protected or not mapped, its `index` its own; the module is
-    /// pinned while this runs.
-    unsafe fn store_counted(&mut self, runs: &mut [Run], refs: &mut [Option<FolioRef>], k: i32, block: bool) {
-        let n = runs.len().min(refs.len()).min(CHUNK);
-        let (runs, refs) = (&mut runs[..n], &mut refs[..n]);
-        let count = self.count;
-        // The entries to store, and the run each is for.
-        let mut stores = [IndexStore::EMPTY; CHUNK];
-        let mut store_run = [0u8; CHUNK];
-        let mut m = 0;
-        for (i, (run, folio)) in runs.iter().zip(refs.iter_mut()).enumerate() {
-            let Some(folio) = folio.take() else { continue };
-            stores[m] = IndexStore::new(run.index as usize, folio.into_raw());
-            store_run[m] = i as u8; // i < CHUNK
-            m += 1;
+    /// Each store's folio carries a reference of the caller's, was checked
+    /// in this mapping under its lock, not mapped or write-protected; every
+    /// `run` is an index into `runs`; the module is pinned while this runs.
+    unsafe fn store_counted(&mut self, runs: &mut [Run], stores: &mut [IndexStore], block: bool) {
+        let k = stores.len();
+        if k == 0 {
+            return;
         }
-        let stores = &mut stores[..m];
         let now = self.now;
         let (stored, fresh) = match self.file() {
             None => (0, 0),
@@ -366,15 +351,17 @@ impl Joins<'_> {
             // SAFETY: not stored: the reference is still ours.
             drop(unsafe { FolioRef::adopt(s.folio) });
         }
-        for s in stores[..stored].iter().filter(|s| !s.old.is_null()) {
-            // SAFETY: a replaced (stale) entry's reference is ours now.
-            drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
-        }
-        for &i in &store_run[..stored] {
-            runs[usize::from(i)].held = true;
+        for s in &stores[..stored] {
+            if !s.old.is_null() {
+                // SAFETY: a replaced (stale) entry's reference is ours now.
+                drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
+            }
+            if let Some(r) = runs.get_mut(s.run as usize) {
+                r.held = true;
+            }
         }
         // Only the new entries stay counted.
-        count.add(fresh as i32 - k, Relaxed);
+        self.count.add(fresh as i32 - k as i32, Relaxed);
         if stored > 0 {
             COUNTERS.holds_active.add(fresh as i64);
             COUNTERS.holds_taken.add(stored as i64);

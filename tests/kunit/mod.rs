@@ -262,6 +262,13 @@ mod tests {
         let held = |runs: &[Run]| -> [bool; 5] { core::array::from_fn(|i| runs[i].held) };
         assert_eq!(index.matches(&mut runs, false), 2);
         assert_eq!(held(&runs), [false, true, true, false, false]);
+        // A chunk with no entry in its range (a file served once): none.
+        let mut none = [Run::EMPTY; 2];
+        for (r, i) in none.iter_mut().zip([65usize, 66]) {
+            (r.index, r.folio, r.len) = (i as _, raw[1], 1);
+        }
+        assert_eq!(index.matches(&mut none, false), 0);
+        assert!(none.iter().all(|r| !r.held));
         // As a prefix: the first run is not held.
         runs.iter_mut().for_each(|r| r.held = false);
         assert_eq!(index.matches(&mut runs, true), 0);
@@ -308,19 +315,28 @@ mod tests {
         let got = index.gather(64, &mut entries);
         assert_eq!((got.len(), indices(got)), (2, [64, 200, 0]));
         assert_eq!(index.gather(201, &mut entries).len(), 0);
-        // Erase 1 (ended, still its folio), not 2 (not ended), not 63
-        // (ended, but asked about another folio than the entry's). The
-        // erased entry's reference is dropped: the folio goes back to the
-        // count it had before the insert.
+        // Erase 1 (ended, still its folio), not 2 (not ended), not 5 (no
+        // entry there), not 63 (ended, but asked about another folio than
+        // the entry's), 64 (ended, its folio, the next leaf node: one walk
+        // crosses it). The erased entries' references are dropped: the
+        // folio goes back to the count it had before the inserts.
         let before = folio_refs(folios[0].as_ptr());
-        let mut ask = [(1usize, folios[0].as_ptr(), true), (2, folios[1].as_ptr(), false), (63, folios[0].as_ptr(), true)]
-            .map(|(index, folio, ended)| IndexEntry { index: index as _, folio, ended });
-        assert_eq!(index.remove_ended(&mut ask), 1);
-        assert_eq!(ask.map(|e| e.ended), [true, false, false]);
-        assert_eq!(folio_refs(folios[0].as_ptr()), before - 1);
+        let mut ask = [
+            (1usize, folios[0].as_ptr(), true),
+            (2, folios[1].as_ptr(), false),
+            (5, folios[0].as_ptr(), true),
+            (63, folios[0].as_ptr(), true),
+            (64, folios[0].as_ptr(), true),
+        ]
+        .map(|(index, folio, ended)| IndexEntry { index: index as _, folio, ended });
+        assert_eq!(index.remove_ended(&mut ask), 2);
+        assert_eq!(ask.map(|e| e.ended), [true, false, false, false, true]);
+        assert_eq!(folio_refs(folios[0].as_ptr()), before - 2);
         assert!(index.get(1).is_null());
         assert_eq!(index.get(2), folios[1].as_ptr());
         assert_eq!(index.get(63), folios[2].as_ptr());
+        assert!(index.get(64).is_null());
+        assert_eq!(index.get(200), folios[1].as_ptr());
         drop(index);
         drop(folios);
         Ok(())
@@ -349,7 +365,7 @@ mod tests {
             for (k, &i) in at.iter().enumerate() {
                 // SAFETY: we hold a reference; the entry will own this one.
                 let folio = unsafe { FolioRef::get(folios[(k + round) % 3].as_ptr()) }.into_raw();
-                stores.push(IndexStore { index: i as _, folio, old: core::ptr::null_mut() }, GFP_KERNEL)?;
+                stores.push(IndexStore::new(i, folio), GFP_KERNEL)?;
             }
             // SAFETY: each store's folio carries the reference its entry owns.
             let stored = unsafe { index.insert_all(&mut stores) };
