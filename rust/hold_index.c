@@ -1,204 +1,244 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The per-file index of held folios (src/hold_index.rs): an XArray from
- * page index to the held folio, each entry owning one folio reference.
- * In C because the Rust XArray abstraction has no cursor: a splice of 1 MiB
- * checks 256 consecutive indices, which xas_next() steps through in one
- * leaf node instead of 256 walks from the root. All callers hold the
- * registry's bucket lock; the XArray's own lock is taken for changes, as
- * the XArray API requires.
+ * The per-file index of held folios (src/hold_index.rs): page index ->
+ * held folio, each entry owning one folio reference. Entries live in
+ * blocks of 64 consecutive page indices (one 512-byte allocation each),
+ * found in an XArray by index / 64: a splice of 1 MiB stores 256 entries
+ * as pointer writes into four blocks, where an XArray entry per page cost
+ * an xas_store() each (about 200 guest instructions a page) and the
+ * reaper an xas_store(NULL) with its mark clearing per hold.
+ *
+ * All callers hold the registry's bucket lock, which serializes every use
+ * of one file's index: the blocks need no locking or RCU of their own.
+ * The XArray of blocks takes its own lock for changes, as its API requires.
  */
 
 #include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/string.h>
 #include <linux/xarray.h>
 #include "helpers.h"
+
+#define SS_BLOCK_SHIFT	6
+#define SS_BLOCK_SLOTS	(1UL << SS_BLOCK_SHIFT)
+#define SS_BLOCK_MASK	(SS_BLOCK_SLOTS - 1)
+
+/* The entries of page indices key * 64 .. key * 64 + 63; NULL: none. */
+struct ss_hold_block {
+	struct folio *slot[SS_BLOCK_SLOTS];
+};
+
+static struct ss_hold_block *block_at(struct xarray *xa, unsigned long index)
+{
+	return xa_load(xa, index >> SS_BLOCK_SHIFT);
+}
+
+static bool block_empty(const struct ss_hold_block *b)
+{
+	return !memchr_inv(b, 0, sizeof(*b));
+}
+
+/* Frees the block of @key if it has no entry left. */
+static void block_put_if_empty(struct xarray *xa, unsigned long key, struct ss_hold_block *b)
+{
+	if (b && block_empty(b)) {
+		xa_erase(xa, key);
+		kfree(b);
+	}
+}
 
 void ss_hold_index_init(struct xarray *xa)
 {
 	xa_init(xa);
 }
 
+/* The caller took every entry out first; frees what blocks are left. */
 void ss_hold_index_destroy(struct xarray *xa)
 {
+	struct ss_hold_block *b;
+	unsigned long key;
+
+	xa_for_each(xa, key, b)
+		kfree(b);
 	xa_destroy(xa);
 }
 
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index)
 {
-	return xa_load(xa, index);
+	struct ss_hold_block *b = block_at(xa, index);
+
+	return b ? b->slot[index & SS_BLOCK_MASK] : NULL;
 }
 
 struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index)
 {
-	return xa_erase(xa, index);
+	struct ss_hold_block *b = block_at(xa, index);
+	struct folio *old;
+
+	if (!b)
+		return NULL;
+	old = b->slot[index & SS_BLOCK_MASK];
+	b->slot[index & SS_BLOCK_MASK] = NULL;
+	block_put_if_empty(xa, index >> SS_BLOCK_SHIFT, b);
+	return old;
 }
 
 /* The first entry at or after *index, up to @max; its index in *index. */
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max)
 {
-	return xa_find(xa, index, max, XA_PRESENT);
+	struct ss_hold_block *b;
+	unsigned long key, i;
+
+	if (*index > max)
+		return NULL;
+	xa_for_each_range(xa, key, b, *index >> SS_BLOCK_SHIFT, max >> SS_BLOCK_SHIFT) {
+		unsigned long base = key << SS_BLOCK_SHIFT;
+
+		for (i = *index > base ? *index - base : 0; i < SS_BLOCK_SLOTS; i++) {
+			if (base + i > max)
+				return NULL;
+			if (b->slot[i]) {
+				*index = base + i;
+				return b->slot[i];
+			}
+		}
+	}
+	return NULL;
 }
 
 /*
- * Up to @max entries from index @from on, in one walk: their indices and
- * folios. Returns how many. (The reaper's batch: a walk per hold from the
- * root, then an erase per hold under the lock, were half its time.)
+ * Up to @max entries from index @from on, in index order: their indices
+ * and folios. Returns how many. (The reaper's batch.)
  */
 unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
 				  struct ss_index_entry *entries, unsigned int max)
 {
-	XA_STATE(xas, xa, from);
+	struct ss_hold_block *b;
 	unsigned int n = 0;
-	void *entry;
+	unsigned long key, i;
 
 	if (!max)
 		return 0;
-	rcu_read_lock();
-	xas_for_each(&xas, entry, ULONG_MAX) {
-		if (xas_retry(&xas, entry))
-			continue;
-		entries[n].index = xas.xa_index;
-		entries[n].folio = entry;
-		entries[n].ended = false;
-		if (++n == max)
-			break;
+	xa_for_each_start(xa, key, b, from >> SS_BLOCK_SHIFT) {
+		unsigned long base = key << SS_BLOCK_SHIFT;
+
+		for (i = from > base ? from - base : 0; i < SS_BLOCK_SLOTS; i++) {
+			if (!b->slot[i])
+				continue;
+			entries[n].index = base + i;
+			entries[n].folio = b->slot[i];
+			entries[n].ended = false;
+			if (++n == max)
+				return n;
+		}
 	}
-	rcu_read_unlock();
 	return n;
 }
 
 /*
- * Erases, under one hold of the XArray's lock, each of @n entries with
- * ->ended set if the index still holds its folio there; clears ->ended
- * where it did not. Returns how many were erased; their references are the
- * caller's. @entries are in ascending index order (ss_hold_index_gather()):
- * one walk over them, as page_cache_delete_batch() erases the page cache's
- * (a walk from the root per entry was a third of the reaper's time).
+ * Erases each of @n entries with ->ended set if the index still holds its
+ * folio there; clears ->ended where it did not. Returns how many were
+ * erased; their references are the caller's. @entries are in ascending
+ * index order (ss_hold_index_gather()): a block is looked up once, and
+ * freed once it is empty.
  */
 unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
 				     unsigned int n)
 {
-	unsigned int i = 0, done = 0;
-	void *entry;
+	struct ss_hold_block *b = NULL;
+	unsigned long key = 0;
+	unsigned int i, done = 0;
+	bool have = false;
 
-	while (i < n && !entries[i].ended)
-		i++;
-	if (i == n)
-		return 0;
-	{
-		XA_STATE(xas, xa, entries[i].index);
+	for (i = 0; i < n; i++) {
+		struct ss_index_entry *e = &entries[i];
 
-		xas_lock(&xas);
-		xas_for_each(&xas, entry, entries[n - 1].index) {
-			/* Entries the walk passed without finding them: gone. */
-			for (; i < n && entries[i].index < xas.xa_index; i++)
-				entries[i].ended = false;
-			if (i == n)
-				break;
-			if (entries[i].index != xas.xa_index)
-				continue;
-			if (entries[i].ended) {
-				if (entry == entries[i].folio) {
-					xas_store(&xas, NULL);
-					done++;
-				} else {
-					entries[i].ended = false;
-				}
-			}
-			i++;
+		if (!e->ended)
+			continue;
+		if (!have || e->index >> SS_BLOCK_SHIFT != key) {
+			if (have)
+				block_put_if_empty(xa, key, b);
+			key = e->index >> SS_BLOCK_SHIFT;
+			b = xa_load(xa, key);
+			have = true;
 		}
-		xas_unlock(&xas);
+		if (!b || b->slot[e->index & SS_BLOCK_MASK] != e->folio) {
+			e->ended = false;
+			continue;
+		}
+		b->slot[e->index & SS_BLOCK_MASK] = NULL;
+		done++;
 	}
-	for (; i < n; i++)
-		entries[i].ended = false;
+	if (have)
+		block_put_if_empty(xa, key, b);
 	return done;
 }
 
 /*
- * For each of @n runs (ascending indices), whether the index holds exactly
- * the run's folio at the run's index: ->held set, the others left alone.
- * With @prefix, stops at the first that is not held. Returns how many were
- * held. One walk: a small folio's successor is the next slot of the node;
- * after a large folio, whose hold is at its first page with the slots
- * behind it empty, the walk goes to the next run's own index.
+ * For each of @n runs, whether the index holds exactly the run's folio at
+ * the run's index: ->held set, the others left alone. With @prefix, stops
+ * at the first that is not held. Returns how many were held. A chunk's
+ * runs are mostly in one or two blocks: each is looked up once in a row.
  */
 unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix)
 {
-	XA_STATE(xas, xa, 0);
+	struct ss_hold_block *b = NULL;
+	unsigned long key = 0;
 	unsigned int i, found = 0;
-	void *entry;
+	bool have = false;
 
-	if (!n)
-		return 0;
-	if (!prefix) {
-		/*
-		 * A chunk of a file served once has no entry in its range: one
-		 * search says so, instead of a load per run.
-		 */
-		unsigned long first = runs[0].index, last = runs[0].index;
-
-		for (i = 1; i < n; i++) {
-			first = min(first, runs[i].index);
-			last = max(last, runs[i].index);
-		}
-		if (!xa_find(xa, &first, last, XA_PRESENT))
-			return 0;
-	}
-	rcu_read_lock();
 	for (i = 0; i < n; i++) {
 		struct ss_folio_run *r = &runs[i];
 
-		if (i && r->index == runs[i - 1].index + 1) {
-			entry = xas_next(&xas);
-		} else {
-			xas_set(&xas, r->index);
-			entry = xas_load(&xas);
+		if (!have || r->index >> SS_BLOCK_SHIFT != key) {
+			key = r->index >> SS_BLOCK_SHIFT;
+			b = xa_load(xa, key);
+			have = true;
 		}
-		if (xas_retry(&xas, entry)) {
-			xas_set(&xas, r->index);
-			entry = xas_load(&xas);
-		}
-		if (entry == r->folio) {
+		if (b && b->slot[r->index & SS_BLOCK_MASK] == r->folio) {
 			r->held = true;
 			found++;
 		} else if (prefix) {
 			break;
 		}
 	}
-	rcu_read_unlock();
 	return found;
 }
 
 /*
- * Stores @n entries (->folio at ->index) under one hold of the XArray's
- * lock, without sleeping; ->old gets the entry each replaced. Returns how
- * many, from the first, were stored (no memory for the next one). The loop
- * only stops on an error, so xas_nomem() either allocates for a retry or,
- * without an error, frees what a retry did not use.
+ * Stores @n entries (->folio at ->index) without sleeping; ->old gets the
+ * entry each replaced. Returns how many, from the first, were stored (no
+ * memory for a new block, or for the XArray's slot of one).
  */
 unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
 				     unsigned int n)
 {
-	XA_STATE(xas, xa, 0);
-	unsigned int i = 0, first;
+	struct ss_hold_block *b = NULL;
+	unsigned long key = 0;
+	unsigned int i;
+	bool have = false;
 
-	do {
-		xas_lock(&xas);
-		for (first = i; i < n; i++) {
-			/*
-			 * A chunk's indices are mostly consecutive: step to the
-			 * next slot of the node instead of walking from the root.
-			 */
-			if (i > first && stores[i].index == stores[i - 1].index + 1)
-				xas_next(&xas);
-			else
-				xas_set(&xas, stores[i].index);
-			stores[i].old = xas_store(&xas, stores[i].folio);
-			if (xas_error(&xas))
-				break;
+	for (i = 0; i < n; i++) {
+		struct folio **slot;
+
+		if (!have || stores[i].index >> SS_BLOCK_SHIFT != key) {
+			key = stores[i].index >> SS_BLOCK_SHIFT;
+			b = xa_load(xa, key);
+			have = true;
+			if (!b) {
+				b = kzalloc(sizeof(*b), GFP_NOWAIT | __GFP_NOWARN);
+				if (!b)
+					break;
+				if (xa_is_err(xa_store(xa, key, b, GFP_NOWAIT | __GFP_NOWARN))) {
+					kfree(b);
+					break;
+				}
+			}
 		}
-		xas_unlock(&xas);
-	} while (xas_nomem(&xas, GFP_NOWAIT | __GFP_NOWARN));
+		slot = &b->slot[stores[i].index & SS_BLOCK_MASK];
+		stores[i].old = *slot;
+		*slot = stores[i].folio;
+	}
 	return i;
 }

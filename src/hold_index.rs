@@ -2,12 +2,12 @@
 
 //! The held folios of one file, by page index.
 //!
-//! An XArray whose entries are folios, each owning one reference (the
-//! hold's). Consecutive indices share a leaf node: a splice's folios are
-//! checked in one walk (`rust/hold_index.c`; the Rust XArray abstraction
-//! has no cursor). The registry's bucket lock serializes every user; the
-//! XArray's own lock, taken by the C side for changes, keeps each call
-//! sound on its own.
+//! Entries are folios, each owning one reference (the hold's), kept in
+//! blocks of 64 consecutive page indices that an XArray finds by index / 64
+//! (`rust/hold_index.c`): a splice's new holds are pointer stores into a
+//! few blocks, not an XArray store per page. The registry's bucket lock
+//! serializes every user; the XArray's own lock, taken by the C side for
+//! changes, keeps each call sound on its own.
 
 use crate::{
     bindings as b,
@@ -21,18 +21,19 @@ use kernel::{prelude::*, types::Opaque};
 ///
 /// Every entry is a folio stored at its own first page index, and owns
 /// one reference to it (given back when the entry is erased or the index
-/// dropped).
+/// dropped). Only used under the registry's bucket lock of its file, or
+/// by its owner alone (drop, KUnit).
 #[pin_data(PinnedDrop)]
 pub(crate) struct HoldIndex {
     #[pin]
     xa: Opaque<b::xarray>,
 }
 
-// SAFETY: the XArray is used through its own locking only; the entries are
-// folio references, which any task may drop.
+// SAFETY: the XArray and its blocks are plain memory that any task may use
+// and free; the entries are folio references, which any task may drop.
+// Not `Sync`: the blocks have no locking of their own, so one index is used
+// by one task at a time (under its bucket lock).
 unsafe impl Send for HoldIndex {}
-// SAFETY: as above: every method is sound under concurrent calls.
-unsafe impl Sync for HoldIndex {}
 
 impl HoldIndex {
     pub(crate) fn new() -> impl PinInit<Self> {
