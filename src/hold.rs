@@ -30,9 +30,10 @@
 //! writer's reference and the splice copies instead.
 //!
 //! Holds are indexed per file: buckets of files by mapping under one
-//! spinlock per bucket, and per file an XArray by page index
-//! (`src/hold_index.rs`), so the folios of one splice are checked in one
-//! walk of adjacent slots, writers of other files never touch the lock, and
+//! spinlock per bucket, and per file an index by page index in blocks of
+//! 64 entries (`src/hold_index.rs`), so the folios of one splice are
+//! checked and stored a block at a time, writers of other files never
+//! touch the lock, and
 //! a size change finds a range without a full scan. What a hold needs
 //! besides its folio reference (when a splice last used it, whether writers
 //! wait for it, a module reference) is kept once per file.

@@ -239,7 +239,7 @@ mod tests {
             }
             v
         };
-        // 63 and 64 straddle a leaf node's boundary.
+        // 63 and 64 straddle a block's boundary (64 entries a block).
         let at = [63usize, 64, 200];
         for (&i, f) in at.iter().zip(folios.iter()) {
             // SAFETY: we hold a reference.
@@ -289,7 +289,7 @@ mod tests {
     }
 
     /// The reaper's batches: a walk gathers up to so many entries from an
-    /// index on (across a leaf node's boundary), and one lock of the index
+    /// index on (across a block's boundary), and one lock of the index
     /// erases those asked for that still hold the folio asked about,
     /// handing their references over.
     #[test]
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(index.gather(201, &mut entries).len(), 0);
         // Erase 1 (ended, still its folio), not 2 (not ended), not 5 (no
         // entry there), not 63 (ended, but asked about another folio than
-        // the entry's), 64 (ended, its folio, the next leaf node: one walk
+        // the entry's), 64 (ended, its folio, the next block: one walk
         // crosses it). The erased entries' references are dropped: the
         // folio goes back to the count it had before the inserts.
         let before = folio_refs(folios[0].as_ptr());
@@ -343,9 +343,9 @@ mod tests {
     }
 
     /// A chunk's stores step from slot to slot: runs of consecutive indices
-    /// from an entry kept in the XArray's head (index 0) across leaf node
-    /// boundaries and through the tree growing a level (4096), then the
-    /// same runs again, replacing every entry.
+    /// from index 0 on across block boundaries (64 entries a block) and
+    /// through the XArray of blocks growing (its head, then a level at
+    /// 4096 / 64 blocks), then the same runs again, replacing every entry.
     #[test]
     fn hold_index_stores_runs() -> Result {
         use crate::{
@@ -383,6 +383,16 @@ mod tests {
         for gap in [131usize, 499, 701, 4089, 4101] {
             assert!(index.get(gap).is_null());
         }
+        // Finding the next entry skips empty slots and absent blocks.
+        assert_eq!(index.next(131, 499), None);
+        assert_eq!(index.next(131, usize::MAX).map(|(i, _)| i), Some(500));
+        assert_eq!(index.next(701, usize::MAX).map(|(i, _)| i), Some(4090));
+        assert_eq!(index.next(4101, usize::MAX), None);
+        // Taking out every entry of a block frees it; the others stay.
+        for i in 0..64 {
+            drop(index.remove(i));
+        }
+        assert_eq!(index.next(0, usize::MAX).map(|(i, _)| i), Some(64));
         drop(index);
         drop(folios);
         Ok(())
