@@ -47,6 +47,28 @@ static void block_put_if_empty(struct xarray *xa, unsigned long key, struct ss_h
 	}
 }
 
+/*
+ * The block of the last index asked about: a chunk's or a batch's indices
+ * are mostly in one or two blocks, so each is looked up once in a row.
+ */
+struct block_cursor {
+	struct xarray *xa;
+	unsigned long key;
+	struct ss_hold_block *b;	/* NULL: no block there */
+	bool valid;
+};
+
+/* Moves @c to the block of @index; true if that is another block than before. */
+static bool cursor_seek(struct block_cursor *c, unsigned long index)
+{
+	if (c->valid && index >> SS_BLOCK_SHIFT == c->key)
+		return false;
+	c->key = index >> SS_BLOCK_SHIFT;
+	c->b = xa_load(c->xa, c->key);
+	c->valid = true;
+	return true;
+}
+
 void ss_hold_index_init(struct xarray *xa)
 {
 	xa_init(xa);
@@ -145,58 +167,44 @@ unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
 unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
 				     unsigned int n)
 {
-	struct ss_hold_block *b = NULL;
-	unsigned long key = 0;
+	struct block_cursor c = { .xa = xa };
 	unsigned int i, done = 0;
-	bool have = false;
 
 	for (i = 0; i < n; i++) {
 		struct ss_index_entry *e = &entries[i];
+		struct block_cursor left = c;
 
 		if (!e->ended)
 			continue;
-		if (!have || e->index >> SS_BLOCK_SHIFT != key) {
-			if (have)
-				block_put_if_empty(xa, key, b);
-			key = e->index >> SS_BLOCK_SHIFT;
-			b = xa_load(xa, key);
-			have = true;
-		}
-		if (!b || b->slot[e->index & SS_BLOCK_MASK] != e->folio) {
+		if (cursor_seek(&c, e->index))
+			block_put_if_empty(xa, left.key, left.b);
+		if (!c.b || c.b->slot[e->index & SS_BLOCK_MASK] != e->folio) {
 			e->ended = false;
 			continue;
 		}
-		b->slot[e->index & SS_BLOCK_MASK] = NULL;
+		c.b->slot[e->index & SS_BLOCK_MASK] = NULL;
 		done++;
 	}
-	if (have)
-		block_put_if_empty(xa, key, b);
+	block_put_if_empty(xa, c.key, c.b);
 	return done;
 }
 
 /*
  * For each of @n runs, whether the index holds exactly the run's folio at
  * the run's index: ->held set, the others left alone. With @prefix, stops
- * at the first that is not held. Returns how many were held. A chunk's
- * runs are mostly in one or two blocks: each is looked up once in a row.
+ * at the first that is not held. Returns how many were held.
  */
 unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix)
 {
-	struct ss_hold_block *b = NULL;
-	unsigned long key = 0;
+	struct block_cursor c = { .xa = xa };
 	unsigned int i, found = 0;
-	bool have = false;
 
 	for (i = 0; i < n; i++) {
 		struct ss_folio_run *r = &runs[i];
 
-		if (!have || r->index >> SS_BLOCK_SHIFT != key) {
-			key = r->index >> SS_BLOCK_SHIFT;
-			b = xa_load(xa, key);
-			have = true;
-		}
-		if (b && b->slot[r->index & SS_BLOCK_MASK] == r->folio) {
+		cursor_seek(&c, r->index);
+		if (c.b && c.b->slot[r->index & SS_BLOCK_MASK] == r->folio) {
 			r->held = true;
 			found++;
 		} else if (prefix) {
@@ -214,29 +222,24 @@ unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, u
 unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
 				     unsigned int n)
 {
-	struct ss_hold_block *b = NULL;
-	unsigned long key = 0;
+	struct block_cursor c = { .xa = xa };
 	unsigned int i;
-	bool have = false;
 
 	for (i = 0; i < n; i++) {
 		struct folio **slot;
 
-		if (!have || stores[i].index >> SS_BLOCK_SHIFT != key) {
-			key = stores[i].index >> SS_BLOCK_SHIFT;
-			b = xa_load(xa, key);
-			have = true;
-			if (!b) {
-				b = kzalloc(sizeof(*b), GFP_NOWAIT | __GFP_NOWARN);
-				if (!b)
-					break;
-				if (xa_is_err(xa_store(xa, key, b, GFP_NOWAIT | __GFP_NOWARN))) {
-					kfree(b);
-					break;
-				}
+		if (cursor_seek(&c, stores[i].index) && !c.b) {
+			struct ss_hold_block *b = kzalloc(sizeof(*b), GFP_NOWAIT | __GFP_NOWARN);
+
+			if (!b)
+				break;
+			if (xa_is_err(xa_store(xa, c.key, b, GFP_NOWAIT | __GFP_NOWARN))) {
+				kfree(b);
+				break;
 			}
+			c.b = b;
 		}
-		slot = &b->slot[stores[i].index & SS_BLOCK_MASK];
+		slot = &c.b->slot[stores[i].index & SS_BLOCK_MASK];
 		stores[i].old = *slot;
 		*slot = stores[i].folio;
 	}

@@ -305,10 +305,11 @@ impl Joins<'_> {
             COUNTERS.holds_refused.add(1);
             return false;
         }
-        let mut run = [Run { folio: folio.as_ptr(), index: folio.index() as _, len: own as u32, ..Run::EMPTY }];
+        let index = folio.index();
+        let mut run = [Run { folio: folio.as_ptr(), index: index as _, len: own as u32, ..Run::EMPTY }];
         // SAFETY: locked, hence alive; the entry will own this reference.
         let entry = unsafe { FolioRef::get(folio.as_ptr()) }.into_raw();
-        let mut stores = [IndexStore::new(folio.index(), entry)];
+        let mut stores = [IndexStore::new(index, entry)];
         // SAFETY: counted and checked above; pinned (caller).
         unsafe { self.store_counted(&mut run, &mut stores, block) };
         run[0].held

@@ -388,7 +388,8 @@ mod tests {
         assert_eq!(index.next(131, usize::MAX).map(|(i, _)| i), Some(500));
         assert_eq!(index.next(701, usize::MAX).map(|(i, _)| i), Some(4090));
         assert_eq!(index.next(4101, usize::MAX), None);
-        // Taking out every entry of a block frees it; the others stay.
+        // Taking out every entry of a block (which frees it) leaves the
+        // next block's entries found.
         for i in 0..64 {
             drop(index.remove(i));
         }
