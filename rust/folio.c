@@ -112,6 +112,26 @@ bool ss_folio_unshared(struct folio *folio, int own)
 }
 
 /*
+ * ss_folio_unshared() for a folio locked in its mapping and not mapped,
+ * which nothing can map while it is locked: the references it is expected
+ * to have are the page cache's and its private data's, without
+ * folio_expected_ref_count()'s cases for anonymous, swap-cache and mapped
+ * folios, which cannot apply (a chunk's check, once per page).
+ */
+static inline bool folio_unshared_unmapped(struct folio *folio, int own)
+{
+	bool off_lru = !folio_test_lru(folio);
+	int extra;
+
+	smp_rmb();
+	extra = folio_ref_count(folio) - folio_nr_pages(folio) - folio_test_private(folio);
+	if (extra == own)
+		return true;
+	smp_rmb();	/* the count before the flag, as in ss_folio_unshared() */
+	return extra == own + 1 && off_lru && !folio_test_lru(folio);
+}
+
+/*
  * For each of @n entries of @mapping's hold index, whose folio the entry's
  * reference keeps alive: whether its hold has ended (->ended), i.e. the
  * folio's lock was free and it left @mapping, or nothing but the page
@@ -139,7 +159,7 @@ void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct addre
  * of several per folio. For each run not ->held: try the folio's lock and
  * keep it if the folio is still in @mapping and not mapped (write-protecting
  * sleeps). Then the candidates are counted in @count, a full barrier, and
- * only then each one's references are read (ss_folio_unshared(): nothing
+ * only then each one's references are read (folio_unshared_unmapped(): nothing
  * but the page cache, private data, the LRU and the run's ->len buffers),
  * under its lock: a writer takes its folio reference before it reads
  * @count, so either it sees the count or the check here sees its
@@ -176,7 +196,7 @@ unsigned int ss_folios_check_for_holds(struct ss_folio_run *runs, unsigned int n
 		unsigned int run = stores[i].run;	/* kept <= i: read before overwritten */
 		struct folio *folio = runs[run].folio;
 
-		if (ss_folio_unshared(folio, runs[run].len)) {
+		if (folio_unshared_unmapped(folio, runs[run].len)) {
 			folio_get(folio);
 			stores[kept].index = folio->index;	/* stable while locked in @mapping */
 			stores[kept].folio = folio;

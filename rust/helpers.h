@@ -99,7 +99,8 @@ struct ss_folio_run {
 	bool held;		/* held: ss_hold_index_match() or a new hold */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max,
+			  unsigned int *fresh);
 struct folio *ss_page_folio(struct page *page);
 int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);

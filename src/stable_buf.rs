@@ -90,16 +90,22 @@ impl<'a> NewBuffers<'a> {
 
     /// The runs of buffers on one folio from `from` on, up to `out`'s
     /// length of them, found in one C call; at least one, as `from` is a
-    /// new buffer. `out` is left uninitialised by the caller: a 4 KiB
-    /// splice would spend more on zeroing it than on its one run.
-    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> &'r mut [Run] {
+    /// new buffer; and whether all of them are page-cache runs that are
+    /// not stable yet (the usual case: nothing to sort out before taking
+    /// holds). `out` is left uninitialised by the caller: a 4 KiB splice
+    /// would spend more on zeroing it than on its one run.
+    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> (&'r mut [Run], bool) {
         assert!(self.has(from));
+        let mut fresh = 0;
         // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
         // `out` has room for that many runs.
-        let n = unsafe { bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32) };
+        let n = unsafe {
+            bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32, &mut fresh)
+        };
         let n = (n as usize).min(out.len());
         // SAFETY: the C call wrote the first `n` runs.
-        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) }
+        let runs = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) };
+        (runs, fresh as usize == n)
     }
 
     /// The source file's mapping.
@@ -255,7 +261,7 @@ impl FastPath<'_> {
         let (mut slot, mut joined, mut all_held) = (from, None, true);
         while slot != new.to {
             let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
-            let runs = new.runs(slot, &mut runs);
+            let (runs, all_fresh) = new.runs(slot, &mut runs);
             let next = runs.last().map_or(new.to, Run::end);
             let mut first_new = 0;
             if let Some(j) = joins.as_mut() {
@@ -276,7 +282,7 @@ impl FastPath<'_> {
             if first_new < runs.len() {
                 let rest = &mut runs[first_new..];
                 let want = rest.iter().map(|r| r.len).sum::<u32>();
-                all_held &= self.hold_chunk(new, rest, spare, counted)? == want;
+                all_held &= self.hold_chunk(new, rest, all_fresh, spare, counted)? == want;
             }
             slot = next;
         }
@@ -287,16 +293,27 @@ impl FastPath<'_> {
     /// New holds for a chunk's `runs` from the first that is not held on
     /// (a large folio's pages are one run, however many buffers they
     /// fill): buffers on held folios join their holds, folios nobody else
-    /// references get new ones. Returns how many buffers it held.
-    fn hold_chunk(&self, new: &mut NewBuffers<'_>, runs: &mut [Run], spare: &mut Spare, counted: &mut ZeroCopy) -> Result<u32> {
+    /// references get new ones. `all_fresh`: every run is on a page-cache
+    /// folio and not stable yet. Returns how many buffers it held.
+    fn hold_chunk(
+        &self,
+        new: &mut NewBuffers<'_>,
+        runs: &mut [Run],
+        all_fresh: bool,
+        spare: &mut Spare,
+        counted: &mut ZeroCopy,
+    ) -> Result<u32> {
         let Self { holds, mapping, block } = *self;
         // The runs on a page-cache folio that are not ours yet, moved to
         // the front (in index order, as a splice reads them).
-        let mut n = 0;
-        for i in 0..runs.len() {
-            if runs[i].kind() == FolioKind::PageCache && !is_stable_buf(new.buf(runs[i].slot)) {
-                runs[n] = runs[i];
-                n += 1;
+        let mut n = runs.len();
+        if !all_fresh {
+            n = 0;
+            for i in 0..runs.len() {
+                if runs[i].kind() == FolioKind::PageCache && !is_stable_buf(new.buf(runs[i].slot)) {
+                    runs[n] = runs[i];
+                    n += 1;
+                }
             }
         }
         if n == 0 {
