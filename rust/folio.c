@@ -13,6 +13,7 @@
 #include <linux/rmap.h>
 #include <linux/swap.h>
 #include <linux/stable_splice.h>
+#include "folio.h"
 #include "helpers.h"
 
 void ss_folio_lock(struct folio *folio)
@@ -112,26 +113,6 @@ bool ss_folio_unshared(struct folio *folio, int own)
 }
 
 /*
- * ss_folio_unshared() for a folio locked in its mapping and not mapped,
- * which nothing can map while it is locked: the references it is expected
- * to have are the page cache's and its private data's, without
- * folio_expected_ref_count()'s cases for anonymous, swap-cache and mapped
- * folios, which cannot apply (a chunk's check, once per page).
- */
-static inline bool folio_unshared_unmapped(struct folio *folio, int own)
-{
-	bool off_lru = !folio_test_lru(folio);
-	int extra;
-
-	smp_rmb();
-	extra = folio_ref_count(folio) - folio_nr_pages(folio) - folio_test_private(folio);
-	if (extra == own)
-		return true;
-	smp_rmb();	/* the count before the flag, as in ss_folio_unshared() */
-	return extra == own + 1 && off_lru && !folio_test_lru(folio);
-}
-
-/*
  * For each of @n entries of @mapping's hold index, whose folio the entry's
  * reference keeps alive: whether its hold has ended (->ended), i.e. the
  * folio's lock was free and it left @mapping, or nothing but the page
@@ -148,69 +129,14 @@ void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct addre
 		entries[i].ended = false;
 		if (!folio_trylock(folio))
 			continue;
-		entries[i].ended = folio->mapping != mapping || ss_folio_extra_refs(folio) <= 1;
+		if (folio->mapping != mapping)
+			entries[i].ended = true;
+		else if (!folio_mapped(folio))
+			entries[i].ended = folio_extra_refs_unmapped(folio) <= 1;
+		else
+			entries[i].ended = ss_folio_extra_refs(folio) <= 1;
 		folio_unlock(folio);
 	}
-}
-
-/*
- * New holds for a chunk of a stable splice's runs, the splicer's side of
- * the hold count's protocol (Holds::writer_may_hold) in one call instead
- * of several per folio. For each run not ->held: try the folio's lock and
- * keep it if the folio is still in @mapping and not mapped (write-protecting
- * sleeps). Then the candidates are counted in @count, a full barrier, and
- * only then each one's references are read (folio_unshared_unmapped(): nothing
- * but the page cache, private data, the LRU and the run's ->len buffers),
- * under its lock: a writer takes its folio reference before it reads
- * @count, so either it sees the count or the check here sees its
- * reference. Each folio nobody else references gets one more reference,
- * for its hold's index entry, and an entry to store in @stores (room for
- * @n); all are unlocked again. The caller holds the bucket lock from before
- * the count until the entries are stored: a writer that saw the count waits
- * for it, then finds the entry. Returns how many entries there are (they
- * stay counted); *@refused: how many candidates somebody else referenced.
- */
-unsigned int ss_folios_check_for_holds(struct ss_folio_run *runs, unsigned int n,
-				       struct address_space *mapping, atomic_t *count,
-				       struct ss_index_store *stores, unsigned int *refused)
-{
-	unsigned int i, candidates = 0, kept = 0;
-
-	*refused = 0;
-	for (i = 0; i < n; i++) {
-		struct ss_folio_run *r = &runs[i];
-
-		if (r->held || !folio_trylock(r->folio))
-			continue;
-		if (r->folio->mapping == mapping && !folio_mapped(r->folio)) {
-			stores[candidates++].run = i;
-			continue;
-		}
-		folio_unlock(r->folio);
-	}
-	if (!candidates)
-		return 0;
-	atomic_add(candidates, count);
-	smp_mb();
-	for (i = 0; i < candidates; i++) {
-		unsigned int run = stores[i].run;	/* kept <= i: read before overwritten */
-		struct folio *folio = runs[run].folio;
-
-		if (folio_unshared_unmapped(folio, runs[run].len)) {
-			folio_get(folio);
-			stores[kept].index = folio->index;	/* stable while locked in @mapping */
-			stores[kept].folio = folio;
-			stores[kept].old = NULL;
-			stores[kept].run = run;
-			kept++;
-		} else {
-			(*refused)++;
-		}
-		folio_unlock(folio);
-	}
-	if (kept != candidates)
-		atomic_sub(candidates - kept, count);
-	return kept;
 }
 
 bool ss_folio_writeback(struct folio *folio)

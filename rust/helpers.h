@@ -95,12 +95,33 @@ struct ss_folio_run {
 	unsigned long index;	/* the folio's first page index */
 	unsigned int slot;	/* the run's first slot */
 	unsigned int len;	/* buffers */
-	u8 kind;		/* folio_kind() */
 	bool held;		/* held: ss_hold_index_match() or a new hold */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max,
-			  unsigned int *fresh);
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
+
+/* a chunk's new holds in one pass (rust/hold_take.c) */
+#define SS_HOLD_CHUNK 32	/* runs per pass: its scratch is on the stack */
+/* New buffers of a locked pipe: slots [from, to) of its ring. */
+struct ss_pipe_chunk {
+	struct pipe_buffer *bufs;
+	unsigned int mask;
+	unsigned int from;
+	unsigned int to;
+};
+/* What ss_pipe_hold_new() did. */
+struct ss_new_holds {
+	unsigned int next;	/* the slot after the runs it looked at */
+	unsigned int joined;	/* folios held already, joined */
+	unsigned int stored;	/* new holds, entries stored */
+	unsigned int fresh;	/* of those, at indices that had no entry */
+	unsigned int refused;	/* folios somebody else referenced */
+	unsigned int left;	/* buffers left to the slow path */
+	u64 bytes;		/* bytes of buffers made stable */
+};
+void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_space *mapping,
+		      struct xarray *xa, atomic_t *count, struct ss_new_holds *out);
+
 struct folio *ss_page_folio(struct page *page);
 int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);
@@ -118,10 +139,6 @@ void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
-struct ss_index_store;
-unsigned int ss_folios_check_for_holds(struct ss_folio_run *runs, unsigned int n,
-				       struct address_space *mapping, atomic_t *count,
-				       struct ss_index_store *stores, unsigned int *refused);
 struct ss_index_entry;
 void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping);
 bool ss_folio_writeback(struct folio *folio);

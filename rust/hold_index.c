@@ -18,15 +18,7 @@
 #include <linux/string.h>
 #include <linux/xarray.h>
 #include "helpers.h"
-
-#define SS_BLOCK_SHIFT	6
-#define SS_BLOCK_SLOTS	(1UL << SS_BLOCK_SHIFT)
-#define SS_BLOCK_MASK	(SS_BLOCK_SLOTS - 1)
-
-/* The entries of page indices key * 64 .. key * 64 + 63; NULL: none. */
-struct ss_hold_block {
-	struct folio *slot[SS_BLOCK_SLOTS];
-};
+#include "hold_index.h"
 
 static struct ss_hold_block *block_at(struct xarray *xa, unsigned long index)
 {
@@ -47,25 +39,17 @@ static void block_put_if_empty(struct xarray *xa, unsigned long key, struct ss_h
 	}
 }
 
-/*
- * The block of the last index asked about: a chunk's or a batch's indices
- * are mostly in one or two blocks, so each is looked up once in a row.
- */
-struct block_cursor {
-	struct xarray *xa;
-	unsigned long key;
-	struct ss_hold_block *b;	/* NULL: no block there */
-	bool valid;
-};
-
-/* Moves @c to the block of @index; true if that is another block than before. */
-static bool cursor_seek(struct block_cursor *c, unsigned long index)
+bool ss_hold_block_new(struct block_cursor *c)
 {
-	if (c->valid && index >> SS_BLOCK_SHIFT == c->key)
+	struct ss_hold_block *b = kzalloc(sizeof(*b), GFP_NOWAIT | __GFP_NOWARN);
+
+	if (!b)
 		return false;
-	c->key = index >> SS_BLOCK_SHIFT;
-	c->b = xa_load(c->xa, c->key);
-	c->valid = true;
+	if (xa_is_err(xa_store(c->xa, c->key, b, GFP_NOWAIT | __GFP_NOWARN))) {
+		kfree(b);
+		return false;
+	}
+	c->b = b;
 	return true;
 }
 
@@ -228,18 +212,10 @@ unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *s
 	for (i = 0; i < n; i++) {
 		struct folio **slot;
 
-		if (cursor_seek(&c, stores[i].index) && !c.b) {
-			struct ss_hold_block *b = kzalloc(sizeof(*b), GFP_NOWAIT | __GFP_NOWARN);
-
-			if (!b)
-				break;
-			if (xa_is_err(xa_store(xa, c.key, b, GFP_NOWAIT | __GFP_NOWARN))) {
-				kfree(b);
-				break;
-			}
-			c.b = b;
-		}
-		slot = &c.b->slot[stores[i].index & SS_BLOCK_MASK];
+		cursor_seek(&c, stores[i].index);
+		slot = cursor_slot(&c, stores[i].index);
+		if (!slot)
+			break;
 		stores[i].old = *slot;
 		*slot = stores[i].folio;
 	}

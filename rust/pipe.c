@@ -47,31 +47,24 @@ static inline int folio_kind(struct folio *folio)
 /*
  * The runs of buffers on one folio among slots [@from, @to) of a locked
  * pipe's ring, at most @max of them from @from on: each run's folio, page
- * index, folio_kind(), first slot and length. Returns how many; *@fresh:
- * how many of them are page-cache runs that are not stable buffers yet
- * (all of them, unless a nested stable splice or an eviction came first),
- * so that the caller need not look at the runs again to find those. A large
- * folio's pages are one run however many buffers they fill. One call per
- * chunk of a stable splice's fast path, not one per buffer.
+ * index, first slot and length. Returns how many. A large folio's pages
+ * are one run however many buffers they fill. One call per chunk of the
+ * buffers that join holds in a row (a file served again), not one per
+ * buffer.
  */
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max,
-			  unsigned int *fresh)
+			  unsigned int to, struct ss_folio_run *runs, unsigned int max)
 {
 	unsigned int slot = from, n = 0;
 
-	*fresh = 0;
 	while (slot != to && n < max) {
-		const struct pipe_buffer *buf = &bufs[slot & mask];
-		struct folio *f = page_folio(buf->page);
+		struct folio *f = page_folio(bufs[slot & mask].page);
 		struct ss_folio_run *r = &runs[n++];
 
 		r->folio = f;
 		r->index = f->index;
-		r->kind = folio_kind(f);
 		r->slot = slot;
 		r->held = false;
-		*fresh += r->kind == 2 && buf->ops != &nosteal_pipe_buf_ops;
 		do {
 			slot++;
 		} while (slot != to && page_folio(bufs[slot & mask].page) == f);

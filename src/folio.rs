@@ -232,12 +232,7 @@ impl Drop for LockedFolio {
 pub(crate) type Run = b::ss_folio_run;
 
 impl Run {
-    pub(crate) const EMPTY: Run =
-        Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, kind: 0, held: false };
-
-    pub(crate) fn kind(&self) -> FolioKind {
-        FolioKind::from_raw(self.kind.into())
-    }
+    pub(crate) const EMPTY: Run = Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, held: false };
 
     /// The slot after the run.
     pub(crate) fn end(&self) -> u32 {

@@ -146,7 +146,7 @@ fn now_ns() -> u64 {
 /// registry: its scratch lives on the stack (allocating it per call,
 /// growing it push by push, cost a third of a 64 KiB stable splice under
 /// the debug kernel).
-pub(crate) const CHUNK: usize = 32;
+pub(crate) const CHUNK: usize = b::SS_HOLD_CHUNK as usize;
 
 /// Buckets of the registry (hashed mapping addresses).
 const BUCKETS: usize = 64;

@@ -43,7 +43,9 @@ impl HoldIndex {
         })
     }
 
-    fn raw(&self) -> *mut b::xarray {
+    /// The index for C that stores into it under the bucket lock
+    /// (`ss_pipe_hold_new`, rust/hold_take.c).
+    pub(crate) fn raw(&self) -> *mut b::xarray {
         self.xa.get()
     }
 

@@ -90,22 +90,23 @@ impl<'a> NewBuffers<'a> {
 
     /// The runs of buffers on one folio from `from` on, up to `out`'s
     /// length of them, found in one C call; at least one, as `from` is a
-    /// new buffer; and whether all of them are page-cache runs that are
-    /// not stable yet (the usual case: nothing to sort out before taking
-    /// holds). `out` is left uninitialised by the caller: a 4 KiB splice
-    /// would spend more on zeroing it than on its one run.
-    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> (&'r mut [Run], bool) {
+    /// new buffer. `out` is left uninitialised by the caller: a 4 KiB
+    /// splice would spend more on zeroing it than on its one run.
+    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> &'r mut [Run] {
         assert!(self.has(from));
-        let mut fresh = 0;
         // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
         // `out` has room for that many runs.
-        let n = unsafe {
-            bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32, &mut fresh)
-        };
+        let n = unsafe { bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32) };
         let n = (n as usize).min(out.len());
         // SAFETY: the C call wrote the first `n` runs.
-        let runs = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) };
-        (runs, fresh as usize == n)
+        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) }
+    }
+
+    /// The new buffers from `from` on, for C that makes them stable
+    /// ([`crate::hold::Joins::hold_new`]).
+    fn chunk(&self, from: u32) -> bindings::ss_pipe_chunk {
+        assert!(self.has(from));
+        bindings::ss_pipe_chunk { bufs: self.bufs, mask: self.mask, from, to: self.to }
     }
 
     /// The source file's mapping.
@@ -245,100 +246,65 @@ struct FastPath<'a> {
 }
 
 impl FastPath<'_> {
-    /// The fast path over the new buffers, chunk by chunk: the runs of
-    /// buffers on one folio of a chunk found in one pass over the buffers
-    /// ([`NewBuffers::runs`]), then looked up in the file's index in one
-    /// walk. First, under one bucket lock for all chunks, the buffers from
-    /// `from` on whose folios are held already, in a row, share those holds
-    /// (a file served again and again ends there). From the first folio
-    /// that is not held on, a chunk at a time under one bucket lock each:
-    /// buffers on held folios join their holds, and folios whose lock is
-    /// free and that nobody else references get new holds without
-    /// sleeping. What is left (folio lock busy, mapped folios, contended
-    /// ones) goes to [`make_stable`].
+    /// The fast path over the new buffers. First, under one bucket lock,
+    /// the buffers from `from` on whose folios are held already, in a row,
+    /// share those holds: the runs of buffers on one folio of a chunk
+    /// found in one pass over the buffers ([`NewBuffers::runs`]), then
+    /// looked up in the file's index in one walk (a file served again and
+    /// again ends there). From the first folio that is not held on, a
+    /// chunk at a time under one bucket lock each: buffers on held folios
+    /// join their holds, and folios whose lock is free and that nobody
+    /// else references get new holds without sleeping. What is left
+    /// (folio lock busy, mapped folios, contended ones) goes to
+    /// [`make_stable`].
     fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<Fast> {
-        let mut joins = self.holds.joins(self.mapping);
-        let (mut slot, mut joined, mut all_held) = (from, None, true);
-        while slot != new.to {
-            let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
-            let (runs, all_fresh) = new.runs(slot, &mut runs);
-            let next = runs.last().map_or(new.to, Run::end);
-            let mut first_new = 0;
-            if let Some(j) = joins.as_mut() {
+        let mut slot = from;
+        if let Some(mut joins) = self.holds.joins(self.mapping) {
+            while slot != new.to {
+                let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
+                let runs = new.runs(slot, &mut runs);
                 // SAFETY: the buffers reference the runs' folios.
-                first_new = unsafe { j.held_all(runs, true, self.block) };
-                for r in &runs[..first_new] {
+                let held = unsafe { joins.held_all(runs, true, self.block) };
+                for r in &runs[..held] {
                     hold_run(new, r.slot, r.len, counted);
                 }
-                if first_new < runs.len() {
-                    // Joining ends here: the rest takes new holds, under
-                    // the bucket lock a chunk at a time.
-                    joins = None;
-                    joined = Some((runs[first_new].slot, counted.bytes as usize));
+                if held < runs.len() {
+                    slot = runs[held].slot;
+                    break;
                 }
-            } else if joined.is_none() {
-                joined = Some((slot, counted.bytes as usize));
+                slot = runs.last().map_or(new.to, Run::end);
             }
-            if first_new < runs.len() {
-                let rest = &mut runs[first_new..];
-                let want = rest.iter().map(|r| r.len).sum::<u32>();
-                all_held &= self.hold_chunk(new, rest, all_fresh, spare, counted)? == want;
-            }
+        }
+        let (joined, joined_bytes) = (slot, counted.bytes as usize);
+        let mut all_held = true;
+        while slot != new.to {
+            let (next, held) = self.hold_chunk(new, slot, spare, counted)?;
+            all_held &= held;
             slot = next;
         }
-        let (joined, joined_bytes) = joined.unwrap_or((new.to, counted.bytes as usize));
         Ok(Fast { joined, joined_bytes, all_held })
     }
 
-    /// New holds for a chunk's `runs` from the first that is not held on
-    /// (a large folio's pages are one run, however many buffers they
-    /// fill): buffers on held folios join their holds, folios nobody else
-    /// references get new ones. `all_fresh`: every run is on a page-cache
-    /// folio and not stable yet. Returns how many buffers it held.
-    fn hold_chunk(
-        &self,
-        new: &mut NewBuffers<'_>,
-        runs: &mut [Run],
-        all_fresh: bool,
-        spare: &mut Spare,
-        counted: &mut ZeroCopy,
-    ) -> Result<u32> {
+    /// Joins and new holds for a chunk of the new buffers from `from` on
+    /// (up to [`CHUNK`] folios), under one bucket lock, the file's registry
+    /// entry put in place first (allocated outside the lock). Returns the
+    /// slot after the chunk and whether it held every buffer of it; those
+    /// it did not are left to the slow path (all of them while the mapping
+    /// is fenced).
+    fn hold_chunk(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<(u32, bool)> {
         let Self { holds, mapping, block } = *self;
-        // The runs on a page-cache folio that are not ours yet, moved to
-        // the front (in index order, as a splice reads them).
-        let mut n = runs.len();
-        if !all_fresh {
-            n = 0;
-            for i in 0..runs.len() {
-                if runs[i].kind() == FolioKind::PageCache && !is_stable_buf(new.buf(runs[i].slot)) {
-                    runs[n] = runs[i];
-                    n += 1;
-                }
-            }
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        let runs = &mut runs[..n];
-        // Under one bucket lock, the file's registry entry put in place
-        // first (allocated outside the lock): which folios are held already,
-        // in one walk of the index, then new holds for the others. Fenced:
-        // all take the slow path.
-        if let Some(mut joins) = holds.lock_mapping_for_new(mapping, spare, block, new.pinned)? {
-            // SAFETY: the buffers reference these folios.
-            let held = unsafe { joins.held_all(runs, false, block) };
-            if held < runs.len() {
-                // SAFETY: the runs' buffers reference the folios; pipe locked.
-                unsafe { joins.create_all(runs, block) };
-            }
-        }
-        let mut done = 0;
-        // The others take make_stable's slow path.
-        for r in runs.iter().filter(|r| r.held) {
-            hold_run(new, r.slot, r.len, counted);
-            done += r.len;
-        }
-        Ok(done)
+        let Some(mut joins) = holds.lock_mapping_for_new(mapping, spare, block, new.pinned)? else {
+            return Ok((new.to, false));
+        };
+        let mut chunk = new.chunk(from);
+        // SAFETY: the new buffers of a stable splice from this mapping's
+        // file, pipe locked (type invariant of `NewBuffers`); `pinned`
+        // keeps the module.
+        let Some(done) = (unsafe { joins.hold_new(&mut chunk, block) }) else {
+            return Ok((new.to, false));
+        };
+        counted.bytes += done.bytes as i64;
+        Ok((done.next, done.left == 0))
     }
 }
 

@@ -231,53 +231,49 @@ impl Joins<'_> {
         held
     }
 
-    /// Takes new holds on the folios of the runs not `held` (each run's
-    /// `len` buffers of this splice reference its folio) without sleeping,
-    /// as [`Holds::take`] does: on each folio whose lock is free right now,
-    /// that is in this mapping and not mapped (write-protecting sleeps),
-    /// and that nothing but the page cache, its mappings, private data, the
-    /// LRU and the run's buffers references. Marks `held` the runs with new
-    /// holds; the others take the slow path. The caller found the held ones
-    /// under this same lock ([`Joins::held_all`]): no other splice can have
-    /// held one since.
-    ///
-    /// The locks, the count in the bucket, the barrier, the reference
-    /// checks under the locks and the entries' references are one C call
-    /// for the chunk (`ss_folios_check_for_holds`), with the protocol of
-    /// [`Joins::insert_locked`]; this bucket lock, held throughout, makes
-    /// a writer that saw the count wait until the entries are stored.
+    /// Joins and new holds for up to [`CHUNK`] runs of a stable splice's
+    /// new buffers (`chunk`; a large folio's pages are one run) in one pass
+    /// (`ss_pipe_hold_new`, rust/hold_take.c): buffers on folios the index
+    /// holds join those holds (as [`Joins::held`], no folio lock needed);
+    /// folios whose lock is free right now, that are in this mapping and
+    /// not mapped (write-protecting sleeps), and that nothing but the page
+    /// cache, private data, the LRU and the run's buffers references get
+    /// new holds, with the protocol of [`Joins::insert_locked`] for the
+    /// chunk at once (counted, one barrier, then each one checked under its
+    /// lock; this bucket lock, held throughout, makes a writer that saw the
+    /// count wait until the entries are stored). Those buffers become
+    /// stable buffers; the others are left to the slow path. None if the
+    /// mapping has no registry entry: all are left.
     ///
     /// # Safety
     ///
-    /// The caller holds the pipe lock and the buffers' references to the
-    /// folios; the module is pinned while this runs.
-    pub(crate) unsafe fn create_all(&mut self, runs: &mut [Run], block: bool) {
-        let n = runs.len().min(CHUNK);
-        let runs = &mut runs[..n];
-        let mut stores = [const { MaybeUninit::<IndexStore>::uninit() }; CHUNK];
-        let mut refused = 0;
-        // SAFETY: the caller's buffers reference the folios; `runs` and
-        // `stores` have room for `n`; `count` is this bucket's hold count,
-        // an `atomic_t` in layout.
-        let k = unsafe {
-            b::ss_folios_check_for_holds(
-                runs.as_mut_ptr(),
-                n as u32,
-                self.mapping as *mut Mapping,
-                self.count.as_ptr().cast(),
-                stores.as_mut_ptr().cast(),
-                &mut refused,
-            )
+    /// `chunk` is the new buffers of a stable splice from this mapping's
+    /// file, under the pipe lock (no consumer has seen them); the module is
+    /// pinned while this runs.
+    pub(crate) unsafe fn hold_new(&mut self, chunk: &mut b::ss_pipe_chunk, block: bool) -> Option<b::ss_new_holds> {
+        let (now, mapping, count) = (self.now, self.mapping as *mut Mapping, self.count.as_ptr().cast());
+        let file = self.file()?;
+        let mut out = MaybeUninit::<b::ss_new_holds>::uninit();
+        // SAFETY: per the caller; `count` is this bucket's hold count (an
+        // `atomic_t` in layout), this bucket lock is held, and the index
+        // is this mapping's.
+        let out = unsafe {
+            b::ss_pipe_hold_new(chunk, CHUNK as u32, mapping, file.index.raw(), count, out.as_mut_ptr());
+            out.assume_init()
         };
-        if refused > 0 {
-            COUNTERS.holds_refused.add(refused.into());
+        if out.stored + out.joined > 0 {
+            file.mark_used(now, block);
         }
-        let k = (k as usize).min(n);
-        // SAFETY: the call wrote the first `k` entries, each folio with
-        // the reference its entry will own.
-        let stores = unsafe { core::slice::from_raw_parts_mut(stores.as_mut_ptr().cast::<IndexStore>(), k) };
-        // SAFETY: counted and checked; pinned (caller).
-        unsafe { self.store_counted(runs, stores, block) };
+        file.count += out.fresh as usize;
+        if out.refused > 0 {
+            COUNTERS.holds_refused.add(out.refused.into());
+        }
+        if out.stored > 0 {
+            COUNTERS.holds_active.add(out.fresh.into());
+            COUNTERS.holds_taken.add(out.stored.into());
+            self.created = true;
+        }
+        Some(out)
     }
 
     /// A new hold on `folio`, locked in this mapping and write-protected,

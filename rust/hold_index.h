@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The hold index's blocks (rust/hold_index.c), for the C that stores into
+ * them in a splicer's hot loop (rust/hold_take.c). Every user holds the
+ * registry's bucket lock.
+ */
+#ifndef SS_HOLD_INDEX_H
+#define SS_HOLD_INDEX_H
+
+#include <linux/xarray.h>
+
+#define SS_BLOCK_SHIFT	6
+#define SS_BLOCK_SLOTS	(1UL << SS_BLOCK_SHIFT)
+#define SS_BLOCK_MASK	(SS_BLOCK_SLOTS - 1)
+
+/* The entries of page indices key * 64 .. key * 64 + 63; NULL: none. */
+struct ss_hold_block {
+	struct folio *slot[SS_BLOCK_SLOTS];
+};
+
+/*
+ * The block of the last index asked about: a chunk's or a batch's indices
+ * are mostly in one or two blocks, so each is looked up once in a row.
+ */
+struct block_cursor {
+	struct xarray *xa;
+	unsigned long key;
+	struct ss_hold_block *b;	/* NULL: no block there */
+	bool valid;
+};
+
+/* Moves @c to the block of @index; true if that is another block than before. */
+static inline bool cursor_seek(struct block_cursor *c, unsigned long index)
+{
+	if (c->valid && index >> SS_BLOCK_SHIFT == c->key)
+		return false;
+	c->key = index >> SS_BLOCK_SHIFT;
+	c->b = xa_load(c->xa, c->key);
+	c->valid = true;
+	return true;
+}
+
+/* The entry of @index in @c's block after cursor_seek(), or NULL. */
+static inline struct folio *cursor_entry(const struct block_cursor *c, unsigned long index)
+{
+	return c->b ? c->b->slot[index & SS_BLOCK_MASK] : NULL;
+}
+
+/* Puts a new, empty block in place at @c's key without sleeping; false without memory. */
+bool ss_hold_block_new(struct block_cursor *c);
+
+/*
+ * The slot of @index, cursor_seek() done, with a new block put in place
+ * if there is none; NULL without memory.
+ */
+static inline struct folio **cursor_slot(struct block_cursor *c, unsigned long index)
+{
+	if (!c->b && !ss_hold_block_new(c))
+		return NULL;
+	return &c->b->slot[index & SS_BLOCK_MASK];
+}
+
+#endif
