@@ -95,7 +95,7 @@ struct ss_folio_run {
 	unsigned long index;	/* the folio's first page index */
 	unsigned int slot;	/* the run's first slot */
 	unsigned int len;	/* buffers */
-	bool held;		/* held: ss_hold_index_match() or a new hold */
+	bool held;		/* held already: ss_hold_index_match() */
 };
 unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
 			  unsigned int to, struct ss_folio_run *runs, unsigned int max);

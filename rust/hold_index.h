@@ -40,10 +40,10 @@ static inline bool cursor_seek(struct block_cursor *c, unsigned long index)
 	return true;
 }
 
-/* The entry of @index in @c's block after cursor_seek(), or NULL. */
-static inline struct folio *cursor_entry(const struct block_cursor *c, unsigned long index)
+/* The slot of @index in @c's block after cursor_seek(); NULL: no block. */
+static inline struct folio **cursor_entry(const struct block_cursor *c, unsigned long index)
 {
-	return c->b ? c->b->slot[index & SS_BLOCK_MASK] : NULL;
+	return c->b ? &c->b->slot[index & SS_BLOCK_MASK] : NULL;
 }
 
 /* Puts a new, empty block in place at @c's key without sleeping; false without memory. */

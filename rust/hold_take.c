@@ -35,14 +35,14 @@ static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned in
 {
 	size_t bytes = 0;
 
-	for (; len; len--, slot++) {
-		struct pipe_buffer *buf = &bufs[slot & mask];
+	do {	/* a run has a buffer at least */
+		struct pipe_buffer *buf = &bufs[slot++ & mask];
 
 		buf->ops = &nosteal_pipe_buf_ops;
 		buf->flags = 0;
 		buf->private = 0;
 		bytes += buf->len;
-	}
+	} while (--len);
 	return bytes;
 }
 
@@ -68,13 +68,11 @@ static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned in
 void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_space *mapping,
 		      struct xarray *xa, atomic_t *count, struct ss_new_holds *out)
 {
-	/* Locals, not *@c and *@out, which the compiler would reload per page. */
+	/* Locals, not *@c, which the compiler would reload per page. */
 	struct pipe_buffer *bufs = c->bufs;
-	unsigned int mask = c->mask, to = c->to, slot = c->from, runs = 0;
-	unsigned int joined = 0, stored = 0, fresh = 0, refused = 0, left = 0;
+	unsigned int mask = c->mask, to = c->to, slot = c->from, budget = max;
 	struct block_cursor cur = { .xa = xa };
-	struct folio *next = slot != to ? page_folio(bufs[slot & mask].page) : NULL;
-	u64 bytes = 0;
+	struct ss_new_holds o = {};
 
 	/*
 	 * Counted before any check (more than will be held, until the end):
@@ -82,58 +80,62 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 	 */
 	atomic_add(max, count);
 	smp_mb();
-	while (slot != to && runs < max) {
+	while (slot != to && budget--) {
 		const struct pipe_buffer *buf = &bufs[slot & mask];
-		struct folio *folio = next, **entry;
+		struct folio *folio = page_folio(buf->page), **entry;
 		unsigned int first = slot, len;
+		bool hold = false;
 
-		next = NULL;
-		while (++slot != to) {
-			next = page_folio(bufs[slot & mask].page);
-			if (next != folio)
-				break;
+		/*
+		 * A small folio's run is its one buffer (filemap_splice_read()
+		 * fills one per folio). Were there a second, this run would
+		 * count one buffer short: its check would see one reference
+		 * more than the run's and refuse, never accept more.
+		 */
+		if (folio_test_large(folio)) {
+			while (++slot != to && page_folio(bufs[slot & mask].page) == folio)
+				;
+		} else {
+			slot++;
 		}
-		runs++;
 		len = slot - first;
 		if (buf->ops == &nosteal_pipe_buf_ops || READ_ONCE(folio->mapping) != mapping) {
-			left += len;
+			o.left += len;
 			continue;
 		}
 		cursor_seek(&cur, folio->index);
-		if (cursor_entry(&cur, folio->index) == folio) {
-			joined++;
-			bytes += take_over(bufs, mask, first, len);
+		entry = cursor_entry(&cur, folio->index);
+		if (entry && *entry == folio) {
+			o.joined++;
+			o.bytes += take_over(bufs, mask, first, len);
 			continue;
 		}
 		if (!folio_trylock(folio)) {
-			left += len;
+			o.left += len;
 			continue;
 		}
-		entry = NULL;
 		if (folio->mapping == mapping && !folio_mapped(folio)) {
-			if (folio_unshared_unmapped(folio, len))
-				entry = cursor_slot(&cur, folio->index);	/* NULL: no memory */
-			else
-				refused++;
+			if (!folio_unshared_unmapped(folio, len))
+				o.refused++;
+			else if (entry || (entry = cursor_slot(&cur, folio->index)))
+				hold = true;
 		}
-		if (entry) {
+		if (hold) {
 			folio_get(folio);	/* the entry's */
 			if (*entry)
 				folio_put(*entry);	/* a stale entry's: a folio that left the cache */
 			else
-				fresh++;
+				o.fresh++;
 			*entry = folio;
-			stored++;
-			bytes += take_over(bufs, mask, first, len);
+			o.stored++;
+			o.bytes += take_over(bufs, mask, first, len);
 		} else {
-			left += len;
+			o.left += len;
 		}
 		folio_unlock(folio);
 	}
 	/* Only the new entries stay counted. */
-	atomic_sub(max - fresh, count);
-	*out = (struct ss_new_holds){
-		.next = slot, .joined = joined, .stored = stored, .fresh = fresh,
-		.refused = refused, .left = left, .bytes = bytes,
-	};
+	atomic_sub(max - o.fresh, count);
+	o.next = slot;
+	*out = o;
 }

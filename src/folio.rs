@@ -226,9 +226,9 @@ impl Drop for LockedFolio {
 }
 
 /// A run of a stable splice's new buffers on one folio (a large folio's
-/// pages are one run), and what the fast path learns about the folio
-/// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c): whether
-/// it is held (joined or newly).
+/// pages are one run), and whether the folio is held already
+/// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c, for the
+/// joins of a file served again).
 pub(crate) type Run = b::ss_folio_run;
 
 impl Run {

@@ -264,7 +264,7 @@ impl FastPath<'_> {
                 let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
                 let runs = new.runs(slot, &mut runs);
                 // SAFETY: the buffers reference the runs' folios.
-                let held = unsafe { joins.held_all(runs, true, self.block) };
+                let held = unsafe { joins.held_prefix(runs, self.block) };
                 for r in &runs[..held] {
                     hold_run(new, r.slot, r.len, counted);
                 }

@@ -211,20 +211,20 @@ impl Joins<'_> {
         held
     }
 
-    /// [`Joins::held`] for the folios of many runs at once: marks `held`
-    /// the runs whose folio is held. Ascending indices (a splice's buffers
-    /// are) make it one walk of the index. With `prefix`, stops at the first
-    /// run whose folio is not held; returns how many are.
+    /// [`Joins::held`] for the folios of many runs at once, up to the
+    /// first whose folio is not held: marks those `held` and returns how
+    /// many they are. Ascending indices (a splice's buffers are) make it
+    /// one walk of the index.
     ///
     /// # Safety
     ///
     /// The caller's buffers reference every run's folio.
-    pub(crate) unsafe fn held_all(&mut self, runs: &mut [Run], prefix: bool, block: bool) -> usize {
+    pub(crate) unsafe fn held_prefix(&mut self, runs: &mut [Run], block: bool) -> usize {
         let now = self.now;
         let Some(file) = self.file() else {
             return 0;
         };
-        let held = file.index.matches(runs, prefix);
+        let held = file.index.matches(runs, true);
         if held > 0 {
             file.mark_used(now, block);
         }
