@@ -106,10 +106,8 @@ bool ss_folio_unshared(struct folio *folio, int own)
 	int extra;
 
 	smp_rmb();
-	extra = ss_folio_extra_refs(folio);	/* its read barrier orders the flag below */
-	if (extra == own)
-		return true;
-	return extra == own + 1 && off_lru && !folio_test_lru(folio);
+	extra = ss_folio_extra_refs(folio);
+	return folio_extra_refs_are_own(folio, extra, own, off_lru);
 }
 
 /*

@@ -23,10 +23,7 @@ static inline bool folio_unshared_unmapped(struct folio *folio, int own)
 
 	smp_rmb();
 	extra = folio_extra_refs_unmapped(folio);
-	if (extra == own)
-		return true;
-	smp_rmb();	/* the count before the flag, as in ss_folio_unshared() */
-	return extra == own + 1 && off_lru && !folio_test_lru(folio);
+	return folio_extra_refs_are_own(folio, extra, own, off_lru);
 }
 
 /* Makes the @len buffers from @slot on stable buffers, zero copy; their bytes. */

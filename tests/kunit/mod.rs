@@ -483,6 +483,88 @@ mod tests {
         Ok(())
     }
 
+    /// A chunk's joins and new holds in one pass (`ss_pipe_hold_new`),
+    /// on five small folios of an ext4 file in a pipe after a plain splice:
+    /// a folio nobody else references gets a hold (its entry stored, its
+    /// buffer made stable); one with a writer's reference is refused; one
+    /// whose lock is taken is left; one whose index slot holds a folio that
+    /// left the cache replaces that stale entry (its reference put); one
+    /// the index holds is joined. Only the new entries stay counted.
+    #[test]
+    fn hold_new_joins_holds_refuses_and_leaves() -> Result {
+        use crate::{
+            folio::{FolioLock, FolioRef},
+            hold_index::HoldIndex,
+        };
+        use core::mem::MaybeUninit;
+        use kernel::sync::atomic::{Atomic, Relaxed};
+        let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-hold-new.fifo")?;
+        let data = KVec::from_elem(0x3cu8, PAGE, GFP_KERNEL)?;
+        for i in 0..5 {
+            // A page at a time: small folios.
+            s.pwrite(&data, (i * PAGE) as i64)?;
+        }
+        s.drain_lru()?;
+        assert_eq!(s.splice(5 * PAGE, false)?, 5 * PAGE);
+        let bufs = s.inspect_pipe()?;
+        assert_eq!(bufs.len(), 5);
+        let folio = |i: usize| {
+            // SAFETY: the pipe's buffer references the page.
+            unsafe { bindings::ss_page_folio(bufs[i].page as *mut bindings::page) }
+        };
+        let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
+        // A writer's reference on 1; 2 locked; a stale entry at 3; 4 held.
+        // SAFETY: the buffers keep the folios alive.
+        let writer = unsafe { FolioRef::get(folio(1)) };
+        // SAFETY: as above; nothing else of this test locks it.
+        let locked = unsafe { FolioLock::lock(folio(2)) };
+        let stale = three_folios()?;
+        let stale_refs = folio_refs(stale[0].as_ptr());
+        // SAFETY: we hold references to both.
+        assert!(matches!(index.insert(3, unsafe { FolioRef::get(stale[0].as_ptr()) }), Ok(None)));
+        assert!(matches!(index.insert(4, unsafe { FolioRef::get(folio(4)) }), Ok(None)));
+        let count = Atomic::<i32>::new(0);
+        let mut out = MaybeUninit::<bindings::ss_new_holds>::uninit();
+        // SAFETY: the FIFO's pipe is locked around the call; its new
+        // buffers are the plain splice's, of this file; the index and the
+        // count are this test's (nobody else's bucket lock to hold).
+        let out = unsafe {
+            let pipe = bindings::ss_test_file_pipe(s.fifo);
+            bindings::pipe_lock(pipe);
+            let mut mask = 0;
+            let ring = bindings::ss_pipe_ring(pipe, &mut mask);
+            let (from, to) = (bindings::ss_pipe_tail(pipe), bindings::ss_pipe_head(pipe));
+            let mut chunk = bindings::ss_pipe_chunk { bufs: ring, mask, from, to };
+            let mapping = bindings::ss_file_mapping(s.file);
+            bindings::ss_pipe_hold_new(&mut chunk, 32, mapping, index.raw(), count.as_ptr().cast(), out.as_mut_ptr());
+            bindings::pipe_unlock(pipe);
+            let out = out.assume_init();
+            assert_eq!(out.next, to);
+            out
+        };
+        drop(locked);
+        drop(writer);
+        assert_eq!((out.joined, out.stored, out.fresh, out.refused, out.left), (1, 2, 1, 1, 2));
+        assert_eq!(out.bytes, 3 * PAGE as u64);
+        assert_eq!(count.load(Relaxed), 1);
+        assert_eq!(index.get(0), folio(0));
+        assert!(index.get(1).is_null() && index.get(2).is_null());
+        assert_eq!(index.get(3), folio(3));
+        assert_eq!(index.get(4), folio(4));
+        // The stale entry's reference went with it.
+        assert_eq!(folio_refs(stale[0].as_ptr()), stale_refs);
+        let after = s.inspect_pipe()?;
+        assert_eq!(after.len(), 5);
+        let stable: [bool; 5] = core::array::from_fn(|i| after[i].stable);
+        assert_eq!(stable, [true, false, false, true, true]);
+        assert!(after.iter().all(|b| b.page_cache && !b.can_merge));
+        // The index's entries (0, 3, 4) are put with it, the buffers with
+        // the pipe.
+        drop(index);
+        drop(s);
+        Ok(())
+    }
+
     #[test]
     fn ext4_zero_copy_until_written() -> Result {
         zero_copy_until_written(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-zc.fifo")
