@@ -22,7 +22,7 @@ use crate::{
     counters::COUNTERS,
     folio::{FolioKind, FolioLock, Run},
     ftrace::Pinned,
-    hold::{holds, Holds, Spare, Taken, CHUNK},
+    hold::{holds, Holds, Joins, Spare, Taken, CHUNK},
 };
 use core::{marker::PhantomData, mem::MaybeUninit};
 use kernel::prelude::*;
@@ -246,12 +246,11 @@ struct FastPath<'a> {
 }
 
 impl FastPath<'_> {
-    /// The fast path over the new buffers. First, under one bucket lock,
-    /// the buffers from `from` on whose folios are held already, in a row,
-    /// share those holds: the runs of buffers on one folio of a chunk
-    /// found in one pass over the buffers ([`NewBuffers::runs`]), then
-    /// looked up in the file's index in one walk (a file served again and
-    /// again ends there). From the first folio that is not held on, a
+    /// The fast path over the new buffers. First, if the first buffer's
+    /// folio is held, under one bucket lock, the buffers from `from` on
+    /// whose folios are held already, in a row, share those holds
+    /// ([`join_prefix`]; a file served again and again ends there). From
+    /// the first folio that is not held on, a
     /// chunk at a time under one bucket lock each: buffers on held folios
     /// join their holds, and folios whose lock is free and that nobody
     /// else references get new holds without sleeping. What is left
@@ -260,19 +259,15 @@ impl FastPath<'_> {
     fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<Fast> {
         let mut slot = from;
         if let Some(mut joins) = self.holds.joins(self.mapping) {
-            while slot != new.to {
-                let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
-                let runs = new.runs(slot, &mut runs);
-                // SAFETY: the buffers reference the runs' folios.
-                let held = unsafe { joins.held_prefix(runs, self.block) };
-                for r in &runs[..held] {
-                    hold_run(new, r.slot, r.len, counted);
-                }
-                if held < runs.len() {
-                    slot = runs[held].slot;
-                    break;
-                }
-                slot = runs.last().map_or(new.to, Run::end);
+            // SAFETY: the buffer references its page.
+            let first = unsafe { bindings::ss_page_folio(new.buf(from).page) };
+            // Only a call whose first folio is held (a file served again)
+            // looks for a prefix of held folios: the chunks below join
+            // what they find held as well, and a file served once would
+            // have its buffers walked twice.
+            // SAFETY: the buffers reference `first`.
+            if unsafe { joins.held(first, self.block) } {
+                slot = join_prefix(new, from, &mut joins, self.block, counted);
             }
         }
         let (joined, joined_bytes) = (slot, counted.bytes as usize);
@@ -306,6 +301,29 @@ impl FastPath<'_> {
         counted.bytes += done.bytes as i64;
         Ok((done.next, done.left == 0))
     }
+}
+
+/// The buffers from `from` on whose folios are held already, in a row,
+/// share those holds: the runs of buffers on one folio of a chunk found in
+/// one pass over the buffers ([`NewBuffers::runs`]), then looked up in the
+/// file's index in one walk. Returns the slot of the first buffer whose
+/// folio is not held.
+fn join_prefix(new: &mut NewBuffers<'_>, from: u32, joins: &mut Joins<'_>, block: bool, counted: &mut ZeroCopy) -> u32 {
+    let mut slot = from;
+    while slot != new.to {
+        let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
+        let runs = new.runs(slot, &mut runs);
+        // SAFETY: the buffers reference the runs' folios.
+        let held = unsafe { joins.held_prefix(runs, block) };
+        for r in &runs[..held] {
+            hold_run(new, r.slot, r.len, counted);
+        }
+        if held < runs.len() {
+            return runs[held].slot;
+        }
+        slot = runs.last().map_or(new.to, Run::end);
+    }
+    slot
 }
 
 /// What [`FastPath::hold_fast`] did.
