@@ -15,15 +15,24 @@
 #include "helpers.h"
 #include "hold_index.h"
 
-/* ss_folio_unshared() for a folio locked in its mapping and not mapped. */
-static inline bool folio_unshared_unmapped(struct folio *folio, int own)
+/*
+ * ss_folio_unshared() for a folio locked in its mapping, of @nr pages:
+ * also false for a mapped folio, as every page table entry or pmd that
+ * maps a page-cache folio owns a reference of it (taken before the entry
+ * is made, put after it is gone), and while the folio is locked nothing
+ * can map it (faults map only locked folios), so a count at what an
+ * unmapped folio has proves it unmapped. One read of the flags serves the
+ * LRU rule's first read and the private data, which only the lock holder
+ * changes.
+ */
+static inline bool folio_unshared_locked(struct folio *folio, long nr, int own)
 {
-	bool off_lru = !folio_test_lru(folio);
+	unsigned long flags = READ_ONCE(folio->flags.f);
 	int extra;
 
-	smp_rmb();
-	extra = folio_extra_refs_unmapped(folio);
-	return folio_extra_refs_are_own(folio, extra, own, off_lru);
+	smp_rmb();	/* the flags before the count */
+	extra = folio_ref_count(folio) - nr - !!(flags & BIT(PG_private));
+	return folio_extra_refs_are_own(folio, extra, own, !(flags & BIT(PG_lru)));
 }
 
 /* Makes the @len buffers from @slot on stable buffers, zero copy; their bytes. */
@@ -81,6 +90,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 		const struct pipe_buffer *buf = &bufs[slot & mask];
 		struct folio *folio = page_folio(buf->page), **entry;
 		unsigned int first = slot, len;
+		long nr;
 		bool hold = false;
 
 		/*
@@ -92,8 +102,10 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 		if (folio_test_large(folio)) {
 			while (++slot != to && page_folio(bufs[slot & mask].page) == folio)
 				;
+			nr = folio_nr_pages(folio);
 		} else {
 			slot++;
+			nr = 1;
 		}
 		len = slot - first;
 		if (buf->ops == &nosteal_pipe_buf_ops || READ_ONCE(folio->mapping) != mapping) {
@@ -111,11 +123,14 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 			o.left += len;
 			continue;
 		}
-		if (folio->mapping == mapping && !folio_mapped(folio)) {
-			if (!folio_unshared_unmapped(folio, len))
-				o.refused++;
-			else if (entry || (entry = cursor_slot(&cur, folio->index)))
+		if (folio->mapping == mapping) {
+			if (!folio_unshared_locked(folio, nr, len)) {
+				/* Mapped ones are the slow path's to write-protect. */
+				if (!folio_mapped(folio))
+					o.refused++;
+			} else if (entry || (entry = cursor_slot(&cur, folio->index))) {
 				hold = true;
+			}
 		}
 		if (hold) {
 			folio_get(folio);	/* the entry's */
