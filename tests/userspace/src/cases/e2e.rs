@@ -204,12 +204,8 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     // usually inside a page: that page then arrives as two snapshots, torn
     // by the contract's own rules. A send buffer that takes the whole file
     // leaves only nginx's page-aligned sendfile_max_chunk (2 MiB) pieces.
-    let wmem = "/proc/sys/net/core/wmem_max";
-    let old_wmem = std::fs::read_to_string(wmem).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
-    std::fs::write(wmem, format!("{}", 4 * BIG)).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
-    let nginx = Nginx::start(&ctx.dir, stable, Some(2 * BIG));
-    let _ = std::fs::write(wmem, old_wmem.trim());
-    let nginx = nginx?;
+    let _wmem = WmemMax::raise(4 * BIG)?;
+    let nginx = Nginx::start(&ctx.dir, stable, Some(2 * BIG))?;
     let out_file = named_file("/tmp", 0o600)?;
     let out = out_file.path.clone().unwrap_or_default();
     let url = nginx.url(&name);
@@ -218,6 +214,28 @@ fn curl_rewrite(ctx: &Ctx, stable: bool) -> TResult {
         ensure!(matches!(st, Ok(s) if s.success()), "curl failed: {st:?}");
         std::fs::read(&out).map_err(|e| TestErr::Fail(e.to_string()))
     })
+}
+
+/// `net.core.wmem_max` raised, so a server's `SO_SNDBUF` can take a whole
+/// file, until dropped (then the old value is back). It has to last as
+/// long as the connections: a server that sets its socket options on each
+/// accepted socket (smbd) gets them capped by the value at that moment.
+pub(super) struct WmemMax(String);
+
+const WMEM_MAX: &str = "/proc/sys/net/core/wmem_max";
+
+impl WmemMax {
+    pub(super) fn raise(bytes: usize) -> TResult<Self> {
+        let old = std::fs::read_to_string(WMEM_MAX).map_err(|e| TestErr::Fail(format!("{WMEM_MAX}: {e}")))?;
+        std::fs::write(WMEM_MAX, format!("{bytes}")).map_err(|e| TestErr::Fail(format!("{WMEM_MAX}: {e}")))?;
+        Ok(Self(old.trim().to_string()))
+    }
+}
+
+impl Drop for WmemMax {
+    fn drop(&mut self) {
+        let _ = std::fs::write(WMEM_MAX, &self.0);
+    }
 }
 
 /// Runs `download` (which returns the whole file as a client received it)

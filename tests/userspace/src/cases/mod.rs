@@ -146,6 +146,8 @@ pub fn all() -> Vec<Case> {
         case!(long Module, exerciser::holds_exerciser),
         case!(long Module, holds::holds_writer_race),
         case!(long Any, holds::plain_writer_race),
+        case!(long Module, holds::holds_mmap_writer_race),
+        case!(long Any, holds::plain_mmap_writer_race),
         case!(long Module, signed::signed_reads_af_alg),
         case!(long Any, signed::plain_signed_reads_af_alg),
         case!(long Module, signed::signed_reads_io_uring),

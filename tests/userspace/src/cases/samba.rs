@@ -9,7 +9,7 @@
 //! way); the cases prove from the module's counters that the reads really
 //! went through sendfile in the mode.
 
-use super::e2e::{downloads_while_rewritten, free_port, served_name, version_page};
+use super::e2e::{downloads_while_rewritten, free_port, served_name, version_page, WmemMax};
 use super::mode::tool;
 use super::Ctx;
 use crate::util::*;
@@ -358,13 +358,13 @@ fn smbclient_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     // smbd's socket is non-blocking: a sendfile() that the socket takes
     // only in part is continued by a new call, a second snapshot, usually
     // inside a page, torn by the contract's own rules. A send buffer that
-    // takes whole 8 MiB reads leaves only whole calls.
-    let wmem = "/proc/sys/net/core/wmem_max";
-    let old_wmem = std::fs::read_to_string(wmem).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
-    std::fs::write(wmem, format!("{}", 4 * BIG)).map_err(|e| TestErr::Fail(format!("{wmem}: {e}")))?;
-    let smbd = Smbd::start(&ctx.dir, stable, Some(2 * BIG), "");
-    let _ = std::fs::write(wmem, old_wmem.trim());
-    let smbd = smbd?;
+    // takes whole 8 MiB reads leaves only whole calls. smbd sets it on each
+    // connection, so wmem_max stays raised until the downloads are done
+    // (restored right after smbd's start, it capped the buffer at the
+    // default: a kprobe on sendfile64 saw EAGAIN and short sends in every
+    // run, and once a page torn at such a seam failed the case).
+    let _wmem = WmemMax::raise(4 * BIG)?;
+    let smbd = Smbd::start(&ctx.dir, stable, Some(2 * BIG), "")?;
     let out_file = named_file("/tmp", 0o600)?;
     let out = out_file.path.clone().unwrap_or_default();
     let before = counters_now();
