@@ -151,7 +151,7 @@ unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
 unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
 				     unsigned int n)
 {
-	struct block_cursor c = { .xa = xa };
+	struct block_cursor c = BLOCK_CURSOR(xa);
 	unsigned int i, done = 0;
 
 	for (i = 0; i < n; i++) {
@@ -181,7 +181,7 @@ unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *e
 unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix)
 {
-	struct block_cursor c = { .xa = xa };
+	struct block_cursor c = BLOCK_CURSOR(xa);
 	unsigned int i, found = 0;
 
 	for (i = 0; i < n; i++) {
@@ -206,7 +206,7 @@ unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, u
 unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
 				     unsigned int n)
 {
-	struct block_cursor c = { .xa = xa };
+	struct block_cursor c = BLOCK_CURSOR(xa);
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {

@@ -21,29 +21,25 @@ struct ss_hold_block {
 /*
  * The block of the last index asked about: a chunk's or a batch's indices
  * are mostly in one or two blocks, so each is looked up once in a row.
+ * Start one with BLOCK_CURSOR(): its key, ULONG_MAX, is no block's (a
+ * page index shifted right by SS_BLOCK_SHIFT never reaches it).
  */
 struct block_cursor {
 	struct xarray *xa;
 	unsigned long key;
 	struct ss_hold_block *b;	/* NULL: no block there */
-	bool valid;
 };
+
+#define BLOCK_CURSOR(x)	((struct block_cursor){ .xa = (x), .key = ULONG_MAX })
 
 /* Moves @c to the block of @index; true if that is another block than before. */
 static inline bool cursor_seek(struct block_cursor *c, unsigned long index)
 {
-	if (c->valid && index >> SS_BLOCK_SHIFT == c->key)
+	if (index >> SS_BLOCK_SHIFT == c->key)
 		return false;
 	c->key = index >> SS_BLOCK_SHIFT;
 	c->b = xa_load(c->xa, c->key);
-	c->valid = true;
 	return true;
-}
-
-/* The slot of @index in @c's block after cursor_seek(); NULL: no block. */
-static inline struct folio **cursor_entry(const struct block_cursor *c, unsigned long index)
-{
-	return c->b ? &c->b->slot[index & SS_BLOCK_MASK] : NULL;
 }
 
 /* Puts a new, empty block in place at @c's key without sleeping; false without memory. */

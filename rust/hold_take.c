@@ -35,6 +35,24 @@ static inline bool folio_unshared_locked(struct folio *folio, long nr, int own)
 	return folio_extra_refs_are_own(folio, extra, own, !(flags & BIT(PG_lru)));
 }
 
+/*
+ * folio_unlock() without its call where nobody waits: PG_locked cleared
+ * by a release cmpxchg that also proves PG_waiters clear at that moment
+ * (a waiter sets PG_waiters before it looks at the lock again, so it
+ * finds the folio unlocked); otherwise, or if another flag changed
+ * meanwhile, folio_unlock() itself, which wakes the waiters. The call and
+ * the loop's registers around it cost more than the rest of the unlock.
+ */
+static inline void folio_unlock_unwaited(struct folio *folio)
+{
+	unsigned long old = READ_ONCE(folio->flags.f);
+
+	if (!(old & BIT(PG_waiters)) &&
+	    try_cmpxchg_release(&folio->flags.f, &old, old & ~BIT(PG_locked)))
+		return;
+	folio_unlock(folio);
+}
+
 /* Makes the @len buffers from @slot on stable buffers, zero copy; their bytes. */
 static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned int slot,
 			unsigned int len)
@@ -77,7 +95,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 	/* Locals, not *@c, which the compiler would reload per page. */
 	struct pipe_buffer *bufs = c->bufs;
 	unsigned int mask = c->mask, to = c->to, slot = c->from, budget = max;
-	struct block_cursor cur = { .xa = xa };
+	struct block_cursor cur = BLOCK_CURSOR(xa);
 	struct ss_new_holds o = {};
 
 	/*
@@ -113,8 +131,8 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 			continue;
 		}
 		cursor_seek(&cur, folio->index);
-		entry = cursor_entry(&cur, folio->index);
-		if (entry && *entry == folio) {
+		entry = NULL;
+		if (cur.b && *(entry = &cur.b->slot[folio->index & SS_BLOCK_MASK]) == folio) {
 			o.joined++;
 			o.bytes += take_over(bufs, mask, first, len);
 			continue;
@@ -144,7 +162,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 		} else {
 			o.left += len;
 		}
-		folio_unlock(folio);
+		folio_unlock_unwaited(folio);
 	}
 	/* Only the new entries stay counted. */
 	atomic_sub(max - o.fresh, count);

@@ -181,6 +181,15 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
                             std::ptr::copy_nonoverlapping(page.as_ptr(), m.cast::<u8>(), PAGE);
                             libc::munmap(m, PAGE);
                         }
+                        // Every other store a pause with the page unmapped
+                        // (a spin: sleeps are coarse under TCG), in which
+                        // splices can take holds for the next store to break.
+                        if gen % 2 == 0 {
+                            let t = Instant::now();
+                            while t.elapsed() < Duration::from_micros(40) {
+                                std::hint::spin_loop();
+                            }
+                        }
                     }
                 }
                 gen += 1;
