@@ -17,12 +17,21 @@
 
 static_assert(SS_FGP_LOCK_BIT == (__force unsigned int)FGP_LOCK);
 static_assert(SS_FGP_WRITER_BITS == (__force unsigned int)(FGP_WRITE | FGP_CREAT));
+/* The marks: no flag of the kernel's, and (fgp) below the folio order. */
+static_assert(!(SS_FGP_FROM_REPLACEMENT & (__force unsigned int)(FGP_ACCESSED | FGP_LOCK |
+	FGP_CREAT | FGP_WRITE | FGP_NOFS | FGP_NOWAIT | FGP_FOR_MMAP | FGP_STABLE | FGP_DONTCACHE)));
+static_assert(SS_FGP_FROM_REPLACEMENT > (__force unsigned int)FGP_DONTCACHE &&
+	      FGF_GET_ORDER(SS_FGP_FROM_REPLACEMENT) == 0);
+static_assert(SS_FAULT_FROM_REPLACEMENT > FAULT_FLAG_VMA_LOCK);
 
 /*
  * This module's core text, where the replacements call the originals from:
  * set by ss_direct_init() before any redirect is registered, read by the
- * trampolines and the redirect callback (one range, where within_module()
- * checks every kind of module memory on every call).
+ * redirect callback of src/ftrace.rs (one range, where within_module()
+ * checks every kind of module memory on every call). ftrace hands that
+ * callback the caller's return address as it was at the call; the direct
+ * trampolines read the stack, where another tracer may have replaced it,
+ * so they know their replacements' calls by a mark instead (direct.h).
  */
 unsigned long ss_text_start, ss_text_size;
 /* Written once by its trampoline: do_page_mkwrite() behind its fentry call. */
@@ -77,11 +86,17 @@ void ss_direct_drain(void)
 	percpu_ref_exit(&direct_calls);
 }
 
+/*
+ * The original lookup, for its replacement: ss_direct_get_folio lets a
+ * marked call through and takes the mark off. Should the redirect be gone
+ * meanwhile (unload), the function gets the mark, a bit it never tests.
+ */
 struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
 				unsigned int fgp, unsigned int gfp, void *policy)
 {
-	return __filemap_get_folio_mpol(mapping, index, (__force fgf_t)fgp, (__force gfp_t)gfp,
-					policy);
+	return __filemap_get_folio_mpol(mapping, index,
+					(__force fgf_t)(fgp | SS_FGP_FROM_REPLACEMENT),
+					(__force gfp_t)gfp, policy);
 }
 
 /* do_page_mkwrite()'s fentry call, once its trampoline has seen it (else 0). */
@@ -92,10 +107,28 @@ unsigned long ss_page_mkwrite_fentry(void)
 	return site ? site - MCOUNT_INSN_SIZE : 0;
 }
 
-/* do_page_mkwrite() is static: called where src/ftrace.rs's Original learnt it. */
+/*
+ * do_page_mkwrite() is static: called where src/ftrace.rs's Original learnt
+ * it, marked in the fault's flags for ss_direct_page_mkwrite, which lets the
+ * call through (ss_vmf_from_replacement). do_page_mkwrite() sets the flags
+ * its page_mkwrite sees itself, and restores what it was given.
+ */
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio)
 {
 	vm_fault_t (*f)(struct vm_fault *, struct folio *) = (void *)fn;
+	vm_fault_t ret;
 
-	return (__force unsigned int)f(vmf, folio);
+	vmf->flags |= SS_FAULT_FROM_REPLACEMENT;
+	ret = f(vmf, folio);
+	vmf->flags &= ~SS_FAULT_FROM_REPLACEMENT;
+	return (__force unsigned int)ret;
+}
+
+/* Whether this do_page_mkwrite() call is a replacement's own; takes the mark off. */
+bool ss_vmf_from_replacement(struct vm_fault *vmf)
+{
+	if (!(vmf->flags & SS_FAULT_FROM_REPLACEMENT))
+		return false;
+	vmf->flags &= ~SS_FAULT_FROM_REPLACEMENT;
+	return true;
 }

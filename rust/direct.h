@@ -10,4 +10,14 @@
 #define SS_FGP_LOCK_BIT		0x00000002
 #define SS_FGP_WRITER_BITS	0x0000000c
 
+/*
+ * A replacement's own call of its original carries a mark in its arguments
+ * that the trampoline takes off and lets through: an fgp bit that no FGP_
+ * flag and no folio order uses, and a fault flag that no FAULT_FLAG_ uses.
+ * Not the caller's return address: the function graph tracer, kretprobes
+ * and fprobes replace it.
+ */
+#define SS_FGP_FROM_REPLACEMENT		0x02000000
+#define SS_FAULT_FROM_REPLACEMENT	0x40000000
+
 #endif

@@ -61,6 +61,7 @@ struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long ind
 bool ss_within_this_module(unsigned long addr);
 unsigned long ss_page_mkwrite_fentry(void);
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
+bool ss_vmf_from_replacement(struct vm_fault *vmf);
 
 /* layout of the kernel structs the module reads or allocates, as the C
  * compiler sees them (rust/layout.c; src/layout.rs compares bindgen's view

@@ -11,7 +11,8 @@
  * redirected one drops the first return address and jumps to the
  * replacement, which then returns straight to the caller. The caller's own
  * registers are the function's: only scratch registers that carry no
- * argument of the traced function are touched.
+ * argument of the traced function are touched, and the mark of a
+ * replacement's own call (direct.h) is taken off the argument it is in.
  */
 #include <linux/linkage.h>
 #include <asm/ibt.h>
@@ -20,15 +21,6 @@
 #include "direct.h"
 
 	.text
-
-/* Jumps to \pass when the call comes from this module's text: a
- * replacement calling its original. */
-.macro FROM_THIS_MODULE pass
-	movq	8(%rsp), %r11
-	subq	ss_text_start(%rip), %r11
-	cmpq	ss_text_size(%rip), %r11
-	jb	\pass
-.endm
 
 /* Records where the traced function's body starts, once, in \site. */
 .macro LEARN site
@@ -50,6 +42,7 @@
  * __filemap_get_folio_mpol(mapping, index, fgp_flags, gfp, policy): only
  * writers' lookups (FGP_LOCK with FGP_WRITE or FGP_CREAT, in %edx) go to
  * the replacement; readers' and faults' lookups cost four instructions.
+ * The replacement's own lookups are marked: the mark comes off here.
  */
 SYM_FUNC_START(ss_direct_get_folio)
 	ENDBR
@@ -58,21 +51,24 @@ SYM_FUNC_START(ss_direct_get_folio)
 	jz	.Lpass_get_folio
 	testl	$SS_FGP_WRITER_BITS, %edx
 	jz	.Lpass_get_folio
-	FROM_THIS_MODULE .Lpass_get_folio
+	testl	$SS_FGP_FROM_REPLACEMENT, %edx
+	jnz	.Lown_get_folio
 	REDIRECT ss_redirected_get_folio
+.Lown_get_folio:
+	andl	$~SS_FGP_FROM_REPLACEMENT, %edx
 .Lpass_get_folio:
 	RET
 SYM_FUNC_END(ss_direct_get_folio)
 
 /*
  * do_page_mkwrite(vmf, folio): only stores into a mapping that may have
- * holds go to the replacement; ss_page_mkwrite_wanted() decides (it may
- * clobber every scratch register; do_page_mkwrite has two arguments).
+ * holds go to the replacement, and not its own call (marked in the fault's
+ * flags); ss_page_mkwrite_wanted() decides (it may clobber every scratch
+ * register; do_page_mkwrite has two arguments).
  */
 SYM_FUNC_START(ss_direct_page_mkwrite)
 	ENDBR
 	CALL_DEPTH_ACCOUNT
-	FROM_THIS_MODULE .Lpass_page_mkwrite
 	pushq	%rbp
 	movq	%rsp, %rbp
 	pushq	%rdi

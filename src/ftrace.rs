@@ -316,10 +316,6 @@ impl Drop for ModuleRef {
 /// returns: module unload waits for these after the direct redirects are
 /// gone (`ss_direct_drain`).
 ///
-/// Dropped after the call to the original, it also keeps that call from
-/// being compiled as a tail call: the trampoline must see a return address
-/// inside this module, or it would redirect the call again.
-///
 /// # Invariants
 ///
 /// Each value is one count of the direct calls in flight, taken in

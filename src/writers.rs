@@ -212,9 +212,14 @@ pub(crate) unsafe extern "C" fn get_folio(
 /// (`wp_page_shared`, `do_shared_fault`) hold their reference to the folio
 /// before they call it, so the check here is the replacement's own (see
 /// `Holds::writer_may_hold`), made early: a store fault into a file
-/// without holds runs the original without the detour.
+/// without holds runs the original without the detour, and so does the
+/// replacement's own call of the original (marked).
 #[export_name = "ss_page_mkwrite_wanted"]
 extern "C" fn page_mkwrite_wanted(vmf: *mut b::vm_fault) -> bool {
+    // SAFETY: the fault's own `vm_fault`, on its stack.
+    if unsafe { b::ss_vmf_from_replacement(vmf) } {
+        return false;
+    }
     // SAFETY: the fault holds the vma, hence the file and its mapping.
     let mapping = unsafe { b::ss_vmf_mapping(vmf) };
     !mapping.is_null() && holds().is_some_and(|h| h.writer_may_hold(mapping))

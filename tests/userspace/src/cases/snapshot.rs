@@ -313,7 +313,8 @@ pub fn large_8mib(ctx: &Ctx) -> TResult {
     check_pipe_a(&p, &a, &b)
 }
 
-/// The function tracer of tracefs on the named functions, until dropped.
+/// A tracer of tracefs (`function`, `function_graph`) on the named
+/// functions, for calls by this thread only, until dropped.
 struct FunctionTracer {
     root: &'static str,
 }
@@ -321,7 +322,7 @@ struct FunctionTracer {
 impl FunctionTracer {
     const ROOT: &'static str = "/sys/kernel/tracing";
 
-    fn on(functions: &[&str]) -> TResult<Self> {
+    fn on(tracer: &str, functions: &[&str]) -> TResult<Self> {
         let root = Self::ROOT;
         if !std::path::Path::new(&format!("{root}/current_tracer")).exists() {
             let dir = std::ffi::CString::new(root).unwrap();
@@ -335,7 +336,9 @@ impl FunctionTracer {
         let this = Self { root };
         write("trace", "")?;
         write("set_ftrace_filter", &functions.join(" "))?;
-        write("current_tracer", "function")?;
+        // SAFETY: no preconditions.
+        write("set_ftrace_pid", &unsafe { libc::gettid() }.to_string())?;
+        write("current_tracer", tracer)?;
         write("tracing_on", "1")?;
         Ok(this)
     }
@@ -349,6 +352,7 @@ impl Drop for FunctionTracer {
     fn drop(&mut self) {
         let _ = std::fs::write(format!("{}/current_tracer", self.root), "nop");
         let _ = std::fs::write(format!("{}/set_ftrace_filter", self.root), "");
+        let _ = std::fs::write(format!("{}/set_ftrace_pid", self.root), "");
         let _ = std::fs::write(format!("{}/trace", self.root), "");
     }
 }
@@ -359,21 +363,74 @@ impl Drop for FunctionTracer {
 /// rather than straight from the fentry call. A pwrite and stores through a
 /// shared mapping must still leave the pipe's snapshot alone.
 pub fn snapshot_beside_function_tracer(ctx: &Ctx) -> TResult {
+    let (s, trace) = writes_under_tracer(ctx, "function")?;
+    for f in DIRECT {
+        ensure!(trace.contains(f), "the function tracer saw no call of {f}: the test did not share the functions");
+    }
+    s.check_pipe()
+}
+
+/// A pwrite and stores through a shared mapping into a stable splice's
+/// pages under `tracer` on the two directly redirected functions: the
+/// snapshot (pipe unread) and the trace.
+fn writes_under_tracer(ctx: &Ctx, tracer: &str) -> TResult<(Snap, String)> {
     if crate::detect_fs(&ctx.dir) == "tmpfs" {
         // shmem writes and mmap stores call neither function (and tmpfs
         // copies at splice: there is no hold to guard).
         return Err(TestErr::Skip("tmpfs passes neither directly redirected function".into()));
     }
-    let tracer = FunctionTracer::on(&["__filemap_get_folio_mpol", "do_page_mkwrite"])?;
+    let tracer = FunctionTracer::on(tracer, &DIRECT)?;
     let s = setup(ctx, false, LEN)?;
     pwrite_all(s.fd(), &s.b[..PAGE], 0)?;
     let m = Map::shared_file(s.fd(), s.len)?;
     m.store(PAGE, &s.b[PAGE..]);
     s.check_file(&s.b, "a pwrite and stores through a shared mmap")?;
     let trace = tracer.trace()?;
-    drop(tracer);
-    for f in ["__filemap_get_folio_mpol", "do_page_mkwrite"] {
-        ensure!(trace.contains(f), "the function tracer saw no call of {f}: the test did not share the functions");
+    Ok((s, trace))
+}
+
+/// The functions the module redirects with ftrace direct calls.
+const DIRECT: [&str; 2] = ["__filemap_get_folio_mpol", "do_page_mkwrite"];
+
+/// The function graph tracer on the two directly redirected functions: it
+/// replaces each traced call's return address (as kretprobes and fprobes
+/// do), so a trampoline cannot tell the replacement's own call of the
+/// original by its return address. Before the mark in the arguments each
+/// redirected call recursed into the replacement until the tracer's return
+/// stack was full: 37 deep per pwrite, a stack overflow waiting for a deep
+/// caller. The snapshot must hold and each call nest at most once (the
+/// replacement calling the original inside the writer's call).
+pub fn snapshot_beside_function_graph(ctx: &Ctx) -> TResult {
+    let (s, trace) = writes_under_tracer(ctx, "function_graph")?;
+    // Writers' lookups are redirected on every file; store faults only
+    // where holds may be (not where splice copies: data=journal).
+    let held = !copies_at_splice(&ctx.dir);
+    let mut wrong = Vec::new();
+    for (f, want) in [(DIRECT[0], 1), (DIRECT[1], usize::from(held))] {
+        match graph_depths(&trace, f).into_iter().max() {
+            None => wrong.push(format!("no call of {f} traced (the test did not share the function)")),
+            Some(d) if d == want => {}
+            Some(d) => wrong.push(format!("{f} nested {d} deep, want {want}")),
+        }
     }
+    ensure!(
+        wrong.is_empty(),
+        "under the function graph tracer: {} (1: the replacement's call of the original, once)",
+        wrong.join(", ")
+    );
     s.check_pipe()
+}
+
+/// How deep each call of `f` in a `function_graph` trace of that function
+/// (and others) sits within calls of traced functions: 0 for an outermost
+/// call. The tracer indents a call by two spaces per level after the `|`.
+fn graph_depths(trace: &str, f: &str) -> Vec<usize> {
+    let call = format!("{f}()");
+    trace
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|').map(|(_, r)| r))
+        .filter(|r| r.trim_start().starts_with(&call))
+        .map(|r| (r.len() - r.trim_start().len()).saturating_sub(2) / 2)
+        .collect()
 }
