@@ -173,17 +173,16 @@ unsigned long ss_max_folio_pages(void)
 	return 1UL << MAX_PAGECACHE_ORDER;
 }
 
-/* Takes @folio out of every page table of @mapping; false if still mapped. */
-bool ss_folio_unmap(struct address_space *mapping, struct folio *folio)
+/*
+ * Takes locked @folio out of every page table of @mapping; false if still
+ * mapped. Faults map a folio only under its lock: one that is not mapped
+ * now stays so, and the walk of the mapping's vmas is not needed.
+ */
+static bool ss_folio_unmap(struct address_space *mapping, struct folio *folio)
 {
-	unmap_mapping_pages(mapping, folio->index, folio_nr_pages(folio), false);
+	if (folio_mapped(folio))
+		unmap_mapping_pages(mapping, folio->index, folio_nr_pages(folio), false);
 	return !folio_mapped(folio);
-}
-
-/* Drops buffer heads or iomap state of a clean folio; false if it cannot. */
-bool ss_folio_release_private(struct folio *folio)
-{
-	return filemap_release_folio(folio, GFP_NOFS);
 }
 
 /*
@@ -193,7 +192,7 @@ bool ss_folio_release_private(struct folio *folio)
  * of the XArray, the canonical one of a large folio's multi-index entry,
  * whose sibling slots point at it: the copy takes the whole range.
  */
-struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old)
+static struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old)
 {
 	unsigned int order = folio_order(old);
 	gfp_t gfp = mapping_gfp_constraint(mapping, ~__GFP_FS) | (order ? __GFP_NOWARN : 0);
@@ -208,7 +207,7 @@ struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old
 }
 
 /* @new takes @old's place in the page cache and goes on the LRU. */
-void ss_folio_replace(struct folio *old, struct folio *new)
+static void ss_folio_replace(struct folio *old, struct folio *new)
 {
 	long nr = folio_nr_pages(new);
 
@@ -324,31 +323,34 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 }
 
 /*
- * A break of a dirty held folio without writing it back: a copy takes
- * @old's place in the page cache together with its file-system state and
- * its dirtiness (accounted off @old, on the copy), and @old stays with its
- * readers, clean, without private data, out of the cache. @old locked,
- * dirty, not under writeback. Returns the copy, locked, or NULL with
- * nothing changed (mapped, no memory, state that cannot move): the caller
- * writes @old back and breaks it clean.
+ * A break: a copy takes locked @old's place in @mapping's page cache
+ * together with its file-system state, and @old stays with its readers,
+ * without private data, out of the cache. @old not under writeback;
+ * @dirty: it is dirty, and its dirtiness moves too (accounted off @old, on
+ * the copy, with no writeback). A clean folio whose state cannot move has
+ * it released instead (the copy gets new state from the writer's
+ * write_begin, at the cost of looking its blocks up again). Returns the
+ * copy, locked, or NULL with nothing changed but, for a clean folio, its
+ * released state (mapped, no memory, state that cannot move or be
+ * released): a dirty folio is then written back and broken clean.
  */
-struct folio *ss_folio_replace_dirty(struct address_space *mapping, struct folio *old)
+struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty)
 {
 	struct folio *new;
-	bool dirty;
 
 	if (!ss_folio_unmap(mapping, old))
 		return NULL;
 	new = ss_folio_copy_new(mapping, old);
 	if (!new)
 		return NULL;
-	if (!ss_folio_move_private(mapping, old, new)) {
+	if (!ss_folio_move_private(mapping, old, new) &&
+	    (dirty || !filemap_release_folio(old, GFP_NOFS))) {
 		__folio_clear_locked(new);
 		folio_put(new);
 		return NULL;
 	}
 	/* Off @old with its accounting; the XArray's dirty mark stays. */
-	dirty = folio_clear_dirty_for_io(old);
+	dirty = dirty && folio_clear_dirty_for_io(old);
 	ss_folio_replace(old, new);
 	if (dirty)
 		filemap_dirty_folio(mapping, new);

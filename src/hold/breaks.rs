@@ -68,22 +68,21 @@ impl Holds {
         }
         drop(b);
         folio.wait_writeback();
-        let copy = if folio.is_dirty() {
-            // Its buffer heads or iomap state (delalloc reservations,
-            // unwritten extents) and its dirtiness move to the copy, as
-            // migration moves them; where they cannot, write it back first.
-            let Some(copy) = replace_dirty(folio, mapping) else {
+        // Its file-system state (buffer heads, iomap state: delalloc
+        // reservations, unwritten extents, mapped blocks) and its dirtiness
+        // move to the copy, as migration moves them. Where a dirty folio's
+        // cannot, write it back first; a clean one's is released instead.
+        let dirty = folio.is_dirty();
+        let Some(copy) = replace(folio, mapping, dirty) else {
+            if dirty {
                 return Break::WriteBack;
-            };
-            COUNTERS.breaks_dirty.add(1);
-            copy
-        } else {
-            let Some(copy) = replace(folio, mapping) else {
-                COUNTERS.breaks_retried.add(1);
-                return Break::NoCopy;
-            };
-            copy
+            }
+            COUNTERS.breaks_retried.add(1);
+            return Break::NoCopy;
         };
+        if dirty {
+            COUNTERS.breaks_dirty.add(1);
+        }
         let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
         drop(gone);
         COUNTERS.breaks.add(1);
@@ -183,37 +182,16 @@ impl Drop for Fence<'_> {
     }
 }
 
-/// Puts a copy of locked, clean `folio` into the page cache of `mapping` in
-/// its place; returns the copy, locked and referenced. The pipe's
-/// references keep the old folio, out of the page cache, unchanged.
-fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> {
-    let old = folio.as_ptr();
-    // SAFETY: locked, clean and not under writeback; these are the steps
-    // FUSE takes before replace_page_cache_folio(): not mapped (faults map
-    // a folio only under its lock, which we hold), no private data, then
-    // the swap of the page-cache slot, then the LRU.
-    unsafe {
-        if !b::ss_folio_unmap(mapping, old) || !b::ss_folio_release_private(old) {
-            return None;
-        }
-        let new = b::ss_folio_copy_new(mapping, old);
-        if new.is_null() {
-            return None;
-        }
-        b::ss_folio_replace(old, new);
-        Some(LockedFolio::adopt(new))
-    }
-}
-
-/// Puts a copy of locked, dirty `folio` into the page cache of `mapping` in
-/// its place, with the folio's file-system state and dirtiness (no
-/// writeback); returns the copy, locked and referenced, or None with
-/// nothing changed (see `ss_folio_replace_dirty`). The old folio stays with
-/// its readers, clean, out of the page cache.
-fn replace_dirty(folio: &FolioLock<'_>, mapping: *mut Mapping) -> Option<LockedFolio> {
+/// Puts a copy of locked `folio` into the page cache of `mapping` in its
+/// place, with the folio's file-system state and, if `dirty`, its
+/// dirtiness (no writeback); returns the copy, locked and referenced, or
+/// None with nothing changed (see `ss_folio_replace_copy`). The old folio
+/// stays with its readers, clean, out of the page cache: their references
+/// keep it unchanged.
+fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool) -> Option<LockedFolio> {
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
-    // writeback (waited for under this lock).
-    let new = unsafe { b::ss_folio_replace_dirty(mapping, folio.as_ptr()) };
+    // writeback (waited for under this lock); `dirty` read under the lock.
+    let new = unsafe { b::ss_folio_replace_copy(mapping, folio.as_ptr(), dirty) };
     // SAFETY: a new folio, locked, whose reference is ours.
     (!new.is_null()).then(|| unsafe { LockedFolio::adopt(new) })
 }

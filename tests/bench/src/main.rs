@@ -120,6 +120,13 @@ fn real_main() -> Res {
         }
         return Ok(());
     }
+    if o.latency_only {
+        for dir in &o.dirs {
+            progress(&format!("{dir}: writer latency"));
+            print!("{}", latency_table(&writer_latency(&o, dir, module_loaded)?));
+        }
+        return Ok(());
+    }
     if o.overhead_only {
         pin_to_last_cpu();
         progress("module loaded against not loaded (rmmod/insmod between runs)");

@@ -34,6 +34,8 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
                        print its table
   --contention-only    measure only the break under contention (a writer beside
                        plain and stable splicers, every --dir) and print its rows
+  --latency-only       measure only the writer latency into held pages (every
+                       --dir) and print its rows
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
 SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
@@ -57,6 +59,8 @@ pub(crate) struct Opts {
     pub(crate) pipeline_only: bool,
     /// Only the break-under-contention rows, printed (no result files).
     pub(crate) contention_only: bool,
+    /// Only the writer-latency rows, printed (no result files).
+    pub(crate) latency_only: bool,
 }
 
 pub(crate) fn parse_args() -> Result<Opts, String> {
@@ -66,7 +70,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut throughput_only, mut throughput_from) = (false, None);
     let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
-    let (mut contention_only, mut first_small) = (false, false);
+    let (mut contention_only, mut first_small, mut latency_only) = (false, false, false);
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -87,6 +91,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--first-small" => first_small = true,
             "--pipeline-only" => pipeline_only = true,
             "--contention-only" => contention_only = true,
+            "--latency-only" => latency_only = true,
             "--first-from" => first_from = Some(value(&key)?),
             "--secs-per-point" => {
                 secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
@@ -125,6 +130,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         first_small,
         pipeline_only,
         contention_only,
+        latency_only,
     };
     Ok(o)
 }

@@ -295,62 +295,7 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
                 let _ = writeln!(s, "{row}");
             }
         }
-        let l = &r.latency;
-        let _ = writeln!(
-            s,
-            "--- writer latency: pwrite({WRITE_LEN} B) into the middle of a page held in an undrained pipe, {} trials (us; device I/O per write) ---",
-            l.plain.n
-        );
-        let _ = writeln!(s, "{:<36} {:>9} {:>9} {:>9} {:>8} {:>8}", "", "median", "p99", "max", "reads", "writes");
-        let lrow = |v: Held, x: Option<&Lat>| {
-            let io = l.io_per_write.get(v as usize).copied().flatten();
-            let (rd, wr) = io.map_or(("n/a".into(), "n/a".into()), |(r, w)| (format!("{r:.3}"), format!("{w:.3}")));
-            match x {
-                Some(x) => format!(
-                    "{:<36} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
-                    v.label(),
-                    us(x.median as f64),
-                    us(x.p99 as f64),
-                    us(x.max as f64),
-                    rd,
-                    wr
-                ),
-                None => format!("{:<36} {:>9}\n", v.label(), "n/a"),
-            }
-        };
-        s += &lrow(Held::StableClean, l.stable.as_ref());
-        s += &lrow(Held::StableDirty, l.stable_dirty.as_ref());
-        s += &lrow(Held::Plain, Some(&l.plain));
-        s += &lrow(Held::Nothing, Some(&l.unheld));
-        let lrow = |name: &str, x: Option<&Lat>| match x {
-            Some(x) => format!("{:<36} {:>9} {:>9} {:>9}\n", name, us(x.median as f64), us(x.p99 as f64), us(x.max as f64)),
-            None => format!("{name:<36} {:>9}\n", "n/a"),
-        };
-        s += &lrow("pread 4 KiB (folio copy)", Some(&l.pread_4k));
-        let _ = writeln!(
-            s,
-            "one folio copy = pread 4 KiB median {} us; per page of a 1 MiB pread {} us; user memcpy 4 KiB {} us",
-            us(l.folio_copy_ns()),
-            us(l.pread_per_page_1mib_ns),
-            us(l.memcpy_4k_ns)
-        );
-        if let Some(st) = &l.stable {
-            let _ = writeln!(
-                s,
-                "writer p99 / one folio copy = {:.2} (stable held), {:.2} (plain held), {:.2} (nothing held)",
-                st.p99 as f64 / l.folio_copy_ns(),
-                l.plain.p99 as f64 / l.folio_copy_ns(),
-                l.unheld.p99 as f64 / l.folio_copy_ns()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "counters during the trials: breaks {}, bytes_copied_at_splice {}, bytes_zero_copy {}, max_writer_wait_ns {}",
-            cget(&l.counters, "breaks"),
-            cget(&l.counters, "bytes_copied_at_splice"),
-            cget(&l.counters, "bytes_zero_copy"),
-            cget(&l.counters, "max_writer_wait_ns")
-        );
+        s += &latency_table(&r.latency);
         for (m, g) in &r.scaling.gib {
             let _ = writeln!(
                 s,
@@ -471,6 +416,67 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
         );
     }
     let _ = writeln!(s, "       kernel copy on a block file system is a real O_DIRECT read (here through a loop device), not only a memory copy.");
+    s
+}
+
+/// The writer-latency rows of one file system.
+pub(crate) fn latency_table(l: &LatencyRes) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "--- writer latency: pwrite({WRITE_LEN} B) into the middle of a page held in an undrained pipe, {} trials (us; device I/O per write) ---",
+        l.plain.n
+    );
+    let _ = writeln!(s, "{:<36} {:>9} {:>9} {:>9} {:>8} {:>8}", "", "median", "p99", "max", "reads", "writes");
+    let lrow = |v: Held, x: Option<&Lat>| {
+        let io = l.io_per_write.get(v as usize).copied().flatten();
+        let (rd, wr) = io.map_or(("n/a".into(), "n/a".into()), |(r, w)| (format!("{r:.3}"), format!("{w:.3}")));
+        match x {
+            Some(x) => format!(
+                "{:<36} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
+                v.label(),
+                us(x.median as f64),
+                us(x.p99 as f64),
+                us(x.max as f64),
+                rd,
+                wr
+            ),
+            None => format!("{:<36} {:>9}\n", v.label(), "n/a"),
+        }
+    };
+    s += &lrow(Held::StableClean, l.stable.as_ref());
+    s += &lrow(Held::StableDirty, l.stable_dirty.as_ref());
+    s += &lrow(Held::Plain, Some(&l.plain));
+    s += &lrow(Held::Nothing, Some(&l.unheld));
+    let lrow = |name: &str, x: Option<&Lat>| match x {
+        Some(x) => format!("{:<36} {:>9} {:>9} {:>9}\n", name, us(x.median as f64), us(x.p99 as f64), us(x.max as f64)),
+        None => format!("{name:<36} {:>9}\n", "n/a"),
+    };
+    s += &lrow("pread 4 KiB (folio copy)", Some(&l.pread_4k));
+    let _ = writeln!(
+        s,
+        "one folio copy = pread 4 KiB median {} us; per page of a 1 MiB pread {} us; user memcpy 4 KiB {} us",
+        us(l.folio_copy_ns()),
+        us(l.pread_per_page_1mib_ns),
+        us(l.memcpy_4k_ns)
+    );
+    if let Some(st) = &l.stable {
+        let _ = writeln!(
+            s,
+            "writer p99 / one folio copy = {:.2} (stable held), {:.2} (plain held), {:.2} (nothing held)",
+            st.p99 as f64 / l.folio_copy_ns(),
+            l.plain.p99 as f64 / l.folio_copy_ns(),
+            l.unheld.p99 as f64 / l.folio_copy_ns()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "counters during the trials: breaks {}, bytes_copied_at_splice {}, bytes_zero_copy {}, max_writer_wait_ns {}",
+        cget(&l.counters, "breaks"),
+        cget(&l.counters, "bytes_copied_at_splice"),
+        cget(&l.counters, "bytes_zero_copy"),
+        cget(&l.counters, "max_writer_wait_ns")
+    );
     s
 }
 

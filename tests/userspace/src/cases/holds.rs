@@ -974,6 +974,18 @@ pub fn holds_debugfs_report(ctx: &Ctx) -> TResult {
 /// written a page at a time (small folios) and in one write (large folios
 /// where the kernel caches them).
 pub fn holds_dirty_break_moves_state(ctx: &Ctx) -> TResult {
+    break_moves_state(ctx, true)
+}
+
+/// The same for held folios that are clean but carry their file-system
+/// state (written and fsynced, still cached): the break moves it to the
+/// copy too (a buffer head left pointing at the old folio would write the
+/// pipe's bytes to the disk), and the writer's bytes reach the disk.
+pub fn holds_clean_break_moves_state(ctx: &Ctx) -> TResult {
+    break_moves_state(ctx, false)
+}
+
+fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
     }
@@ -987,8 +999,12 @@ pub fn holds_dirty_break_moves_state(ctx: &Ctx) -> TResult {
         }
         // Out of the LRU batches; still dirty (drop_caches keeps those).
         settle_page_cache(fd, LEN)?;
+        if !dirty {
+            // SAFETY: fsync on our own descriptor.
+            ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+        }
         let k = |name| counter(name).unwrap_or(0);
-        let (breaks, dirty, written_back, zc) = (k("breaks"), k("breaks_dirty"), k("breaks_written_back"), k("bytes_zero_copy"));
+        let (breaks, moved, written_back, zc) = (k("breaks"), k("breaks_dirty"), k("breaks_written_back"), k("bytes_zero_copy"));
         let p = pipe()?;
         // SAFETY: fcntl on our own pipe.
         unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
@@ -997,14 +1013,15 @@ pub fn holds_dirty_break_moves_state(ctx: &Ctx) -> TResult {
         for (i, c) in new.chunks(PAGE).enumerate() {
             pwrite_all(fd, c, i * PAGE)?;
         }
-        let (breaks, dirty, written_back) = (k("breaks") - breaks, k("breaks_dirty") - dirty, k("breaks_written_back") - written_back);
+        let (breaks, moved, written_back) = (k("breaks") - breaks, k("breaks_dirty") - moved, k("breaks_written_back") - written_back);
         ctx.note(format!(
-            "{what}: {held} bytes held, {breaks} breaks, {dirty} with the dirty state moved, {written_back} writebacks"
+            "{what}: {held} bytes held, {breaks} breaks, {moved} with the dirty state moved, {written_back} writebacks"
         ));
         expect_bytes("pipe", &read_pipe(&p.r, LEN)?, &a, Some(("the new content", &new)))?;
         ensure!(held > 0 && breaks > 0, "{what}: nothing held and broken ({held} bytes held, {breaks} breaks)");
-        ensure!(dirty == breaks, "{what}: {dirty} of {breaks} breaks moved the dirty state");
-        ensure!(written_back == 0, "{what}: {written_back} writebacks for breaks of dirty held folios");
+        let want_dirty = if dirty { breaks } else { 0 };
+        ensure!(moved == want_dirty, "{what}: {moved} of {breaks} breaks moved a dirty state, want {want_dirty}");
+        ensure!(written_back == 0, "{what}: {written_back} writebacks for breaks of held folios");
         // SAFETY: fsync on our own descriptor.
         ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
         let direct = ck(

@@ -142,6 +142,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_reaped_release_module),
         case!(Module, holds::holds_debugfs_report),
         case!(Module, holds::holds_dirty_break_moves_state),
+        case!(Module, holds::holds_clean_break_moves_state),
         case!(Module, holds::holds_pipe_source_dup2_race),
         case!(long Module, holds::holds_splice_storm),
         case!(long Module, exerciser::holds_exerciser),
