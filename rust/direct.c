@@ -2,14 +2,16 @@
 /*
  * Glue for the direct ftrace trampolines in rust/trampolines.S: what they
  * read (this module's text range, the learnt function sites), calling the
- * originals from the replacements, and the count of replacements running,
- * which module unload waits for.
+ * originals from the replacements, the count of replacements running,
+ * which module unload waits for, and the trampolines' twins as ftrace
+ * callbacks, for where a function's one direct call is taken.
  */
 
 #include <linux/completion.h>
 #include <linux/ftrace.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include <linux/percpu-refcount.h>
 #include "direct.h"
@@ -87,8 +89,8 @@ void ss_direct_drain(void)
 }
 
 /*
- * The original lookup, for its replacement: ss_direct_get_folio lets a
- * marked call through and takes the mark off. Should the redirect be gone
+ * The original lookup, for its replacement: ss_direct_get_folio (or
+ * ss_callback_get_folio) lets a marked call through and takes the mark off. Should the redirect be gone
  * meanwhile (unload), the function gets the mark, a bit it never tests.
  */
 struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
@@ -131,4 +133,60 @@ bool ss_vmf_from_replacement(struct vm_fault *vmf)
 		return false;
 	vmf->flags &= ~SS_FAULT_FROM_REPLACEMENT;
 	return true;
+}
+
+/*
+ * A function has one direct call at most: where another one sits there
+ * already (a BPF trampoline of an fentry/fexit program, EBUSY), or where
+ * direct_calls=0 leaves the slot to BPF, the writers' two redirects run
+ * through these ftrace callbacks instead (src/ftrace.rs). They decide as
+ * the trampolines do and send the call to the same replacements; ftrace
+ * shares the function with a BPF trampoline the way it does for livepatch
+ * (FTRACE_OPS_CMD_ENABLE_SHARE_IPMODIFY_PEER). The replacements count
+ * themselves (ss_direct_call_enter); ftrace's unregistering waits for tasks
+ * between a callback and that count, as for the trampolines.
+ */
+static bool use_direct_calls = true;
+module_param_named(direct_calls, use_direct_calls, bool, 0444);
+MODULE_PARM_DESC(direct_calls, "Y (default): the writers' redirects (__filemap_get_folio_mpol, do_page_mkwrite) are ftrace direct calls, which keep BPF fentry/fexit programs off these two functions (EBUSY); N: ftrace callbacks, which share them (a load falls back to these on its own where such a program is attached already)");
+
+bool ss_direct_calls_wanted(void)
+{
+	return use_direct_calls;
+}
+
+/* The replacements and the decision the trampolines call (src/writers.rs). */
+struct folio *ss_redirected_get_folio(struct address_space *mapping, unsigned long index,
+				      unsigned int fgp, unsigned int gfp, void *policy);
+unsigned int ss_redirected_page_mkwrite(struct vm_fault *vmf, struct folio *folio);
+bool ss_page_mkwrite_wanted(struct vm_fault *vmf);
+
+/* ss_direct_get_folio as a callback: fgp_flags is the third argument. */
+void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			   struct ftrace_regs *fregs)
+{
+	struct pt_regs *regs = &arch_ftrace_regs(fregs)->regs;
+	unsigned long fgp = regs->dx;
+
+	if (!(fgp & SS_FGP_LOCK_BIT) || !(fgp & SS_FGP_WRITER_BITS))
+		return;
+	if (fgp & SS_FGP_FROM_REPLACEMENT) {
+		/* ftrace's caller restores the argument registers from here */
+		regs->dx = fgp & ~SS_FGP_FROM_REPLACEMENT;
+		return;
+	}
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)ss_redirected_get_folio);
+}
+
+/* ss_direct_page_mkwrite as a callback; `ip` is the fentry call. */
+void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			      struct ftrace_regs *fregs)
+{
+	struct vm_fault *vmf = (void *)ftrace_regs_get_argument(fregs, 0);
+
+	if (!ss_page_mkwrite_wanted(vmf))
+		return;
+	if (!READ_ONCE(ss_page_mkwrite_site))
+		WRITE_ONCE(ss_page_mkwrite_site, ip + MCOUNT_INSN_SIZE);
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)ss_redirected_page_mkwrite);
 }

@@ -16,6 +16,7 @@ struct dentry;
 struct file;
 struct folio;
 struct ftrace_regs;
+struct ftrace_ops;
 struct iattr;
 struct io_uring_sqe;
 struct page;
@@ -62,6 +63,11 @@ bool ss_within_this_module(unsigned long addr);
 unsigned long ss_page_mkwrite_fentry(void);
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
 bool ss_vmf_from_replacement(struct vm_fault *vmf);
+bool ss_direct_calls_wanted(void);
+void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			   struct ftrace_regs *fregs);
+void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			      struct ftrace_regs *fregs);
 
 /* layout of the kernel structs the module reads or allocates, as the C
  * compiler sees them (rust/layout.c; src/layout.rs compares bindgen's view

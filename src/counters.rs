@@ -91,6 +91,10 @@ pub(crate) struct Counters {
     /// Children of processes in the mode that were killed before they ran
     /// because there was no memory to record them in the mode.
     pub(crate) mode_fork_failures: Counter,
+    /// Of the two writer redirects, how many run through an ftrace
+    /// callback instead of a direct call (`direct_calls=0`, or a BPF
+    /// program had the function's direct call at load): 0, 1 or 2.
+    pub(crate) writer_redirects_by_callback: Counter,
 }
 
 pub(crate) static COUNTERS: Counters = Counters {
@@ -111,9 +115,10 @@ pub(crate) static COUNTERS: Counters = Counters {
     mode_processes: Counter::new(),
     mode_splices: Counter::new(),
     mode_fork_failures: Counter::new(),
+    writer_redirects_by_callback: Counter::new(),
 };
 
-const COUNT: usize = 17;
+const COUNT: usize = 18;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -136,6 +141,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"mode_processes", &c.mode_processes),
         (c"mode_splices", &c.mode_splices),
         (c"mode_fork_failures", &c.mode_fork_failures),
+        (c"writer_redirects_by_callback", &c.writer_redirects_by_callback),
     ]
 }
 

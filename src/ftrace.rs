@@ -19,7 +19,11 @@
 //! small trampoline in `rust/trampolines.S` that picks the calls to redirect
 //! in a few instructions, with no ftrace_regs saved, no callback and no
 //! return through ftrace. Their replacements count themselves in a per-CPU
-//! reference ([`DirectCall`]) that unload waits for.
+//! reference ([`DirectCall`]) that unload waits for. A function has one
+//! direct call at most: where a BPF trampoline (an fentry or fexit program)
+//! has it already, or with `direct_calls=0`, these two redirects take an
+//! ftrace callback of rust/direct.c instead, which decides as the
+//! trampoline does and shares the function with BPF.
 
 use crate::bindings;
 use core::marker::PhantomData;
@@ -66,7 +70,9 @@ pub(crate) struct Redirect {
     #[pin]
     ops: Opaque<bindings::ftrace_ops>,
     kind: Kind,
-    registered: Atomic<bool>,
+    /// 0 while not registered, else [`Via`] as [`Redirect::VIA_CALLBACK`]
+    /// or [`Redirect::VIA_DIRECT`].
+    registered: Atomic<i32>,
 }
 
 enum Kind {
@@ -74,8 +80,20 @@ enum Kind {
     /// `target`, learning `original` on the way.
     Callback { target: usize, original: &'static Original },
     /// The fentry call goes to `trampoline`, which picks the calls for its
-    /// replacement itself (rust/trampolines.S).
-    Direct { trampoline: usize },
+    /// replacement itself (rust/trampolines.S); or, where the function's
+    /// direct call is taken, ftrace calls `callback`, which picks them the
+    /// same way (rust/direct.c).
+    Direct { trampoline: usize, callback: bindings::ftrace_func_t },
+}
+
+/// How a registered [`Redirect`] gets its calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Via {
+    /// An ftrace callback (all but the two writer redirects, and those
+    /// where their direct call was taken).
+    Callback,
+    /// A direct call into a trampoline.
+    DirectCall,
 }
 
 // SAFETY: after initialisation the ftrace_ops is only touched by ftrace under
@@ -91,8 +109,9 @@ pub(crate) enum Target {
     /// function it replaces, which calls the original through `Original`.
     Replacement(usize, &'static Original),
     /// A trampoline of rust/trampolines.S, which picks the calls for its
-    /// replacement itself.
-    Trampoline(usize),
+    /// replacement itself, and the ftrace callback that does the same where
+    /// the function's direct call is taken.
+    Trampoline(usize, bindings::ftrace_func_t),
 }
 
 impl Redirect {
@@ -111,7 +130,9 @@ impl Redirect {
             // register_ftrace_direct() sets the ops' function and the
             // flags of a direct call (an IPMODIFY flag would be refused
             // beside them).
-            Target::Trampoline(trampoline) => Self::with(Kind::Direct { trampoline }, None, 0),
+            Target::Trampoline(trampoline, callback) => {
+                Self::with(Kind::Direct { trampoline, callback }, None, 0)
+            }
         }
     }
 
@@ -133,9 +154,12 @@ impl Redirect {
                 }
             }),
             kind,
-            registered: Atomic::new(false),
+            registered: Atomic::new(0),
         })
     }
+
+    const VIA_CALLBACK: i32 = 1;
+    const VIA_DIRECT: i32 = 2;
 
     /// Starts redirecting calls of the kernel function `name`, found at
     /// `addr` by [`lookup`] (0: let ftrace find it by name, the slow way).
@@ -155,41 +179,90 @@ impl Redirect {
             to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
         }
         .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
-        // SAFETY: as above; unregistered in `drop` before `ops` goes away.
-        let ret = unsafe {
-            match self.kind {
-                Kind::Callback { .. } => bindings::register_ftrace_function(self.ops.get()),
-                Kind::Direct { trampoline } => {
-                    bindings::register_ftrace_direct(self.ops.get(), trampoline as c_ulong)
+        let via = match self.kind {
+            Kind::Callback { .. } => self.register_callback(),
+            Kind::Direct { trampoline, callback } => {
+                // SAFETY: no preconditions.
+                if !unsafe { bindings::ss_direct_calls_wanted() } {
+                    self.register_callback_instead(callback)
+                } else {
+                    // SAFETY: as above; unregistered in `drop` before `ops`
+                    // goes away. EBUSY (the function's one direct call is
+                    // somebody else's) comes before ftrace touches the ops.
+                    match to_result(unsafe { bindings::register_ftrace_direct(self.ops.get(), trampoline as c_ulong) }) {
+                        Ok(()) => Ok(Via::DirectCall),
+                        Err(e) if e == EBUSY => {
+                            pr_info!(
+                                "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback\n",
+                                name
+                            );
+                            self.register_callback_instead(callback)
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             }
-        };
-        to_result(ret).inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
-        self.registered.store(true, Release);
+        }
+        .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
+        self.registered.store(
+            match via {
+                Via::Callback => Self::VIA_CALLBACK,
+                Via::DirectCall => Self::VIA_DIRECT,
+            },
+            Release,
+        );
         Ok(())
+    }
+
+    /// A direct redirect registered as a callback redirect to `callback`.
+    fn register_callback_instead(&self, callback: bindings::ftrace_func_t) -> Result<Via> {
+        // SAFETY: the ops is not registered (register_ftrace_direct() left
+        // it alone or was not called): a callback ops wants its function
+        // and the redirect flags.
+        unsafe {
+            (*self.ops.get()).func = callback;
+            (*self.ops.get()).flags |= bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
+        }
+        self.register_callback()
+    }
+
+    fn register_callback(&self) -> Result<Via> {
+        // SAFETY: `ops` is initialised and pinned, with its callback and
+        // flags; unregistered in `drop` before it goes away.
+        to_result(unsafe { bindings::register_ftrace_function(self.ops.get()) })?;
+        Ok(Via::Callback)
+    }
+
+    /// How calls are being redirected right now; `None` when they are not.
+    pub(crate) fn via(&self) -> Option<Via> {
+        match self.registered.load(Relaxed) {
+            Self::VIA_CALLBACK => Some(Via::Callback),
+            Self::VIA_DIRECT => Some(Via::DirectCall),
+            _ => None,
+        }
     }
 
     /// Whether calls are being redirected right now.
     pub(crate) fn is_registered(&self) -> bool {
-        self.registered.load(Relaxed)
+        self.via().is_some()
     }
 }
 
 #[pinned_drop]
 impl PinnedDrop for Redirect {
     fn drop(self: Pin<&mut Self>) {
-        if self.registered.load(Relaxed) {
-            // SAFETY: registered in `register`; ftrace waits for tasks in
-            // callbacks and trampolines before this returns.
-            unsafe {
-                match self.kind {
-                    Kind::Callback { .. } => bindings::unregister_ftrace_function(self.ops.get()),
-                    Kind::Direct { trampoline } => {
-                        bindings::unregister_ftrace_direct(self.ops.get(), trampoline as c_ulong, false)
-                    }
+        // SAFETY: registered in `register` as `via` says; ftrace waits for
+        // tasks in callbacks and trampolines before this returns.
+        unsafe {
+            match (self.via(), &self.kind) {
+                (None, _) => 0,
+                (Some(Via::Callback), _) => bindings::unregister_ftrace_function(self.ops.get()),
+                (Some(Via::DirectCall), Kind::Direct { trampoline, .. }) => {
+                    bindings::unregister_ftrace_direct(self.ops.get(), *trampoline as c_ulong, false)
                 }
-            };
-        }
+                (Some(Via::DirectCall), Kind::Callback { .. }) => 0, // never registered so
+            }
+        };
         // The hash that `ftrace_set_filter` allocated is freed with the ops.
         // SAFETY: the ops is unregistered (or never was) and not used again.
         unsafe { bindings::ftrace_free_filter(self.ops.get()) };

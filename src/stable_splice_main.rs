@@ -49,8 +49,14 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
     use ftrace::Target::{Replacement, Trampoline};
     let f = |f: *const ()| f as usize;
     [
-        (c"__filemap_get_folio_mpol", Trampoline(f(bindings::ss_direct_get_folio as *const ()))),
-        (c"do_page_mkwrite", Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()))),
+        (
+            c"__filemap_get_folio_mpol",
+            Trampoline(f(bindings::ss_direct_get_folio as *const ()), Some(bindings::ss_callback_get_folio)),
+        ),
+        (
+            c"do_page_mkwrite",
+            Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()), Some(bindings::ss_callback_page_mkwrite)),
+        ),
         (c"notify_change", Replacement(f(writers::notify_change as *const ()), &writers::NOTIFY_CHANGE)),
         (c"vfs_fallocate", Replacement(f(writers::fallocate as *const ()), &writers::FALLOCATE)),
         (
@@ -102,6 +108,12 @@ impl Redirects {
 
     pub(crate) fn all_registered(self: Pin<&Self>) -> bool {
         self.in_order().all(|r| r.is_registered())
+    }
+
+    /// Of the redirects that would be direct calls, how many are callbacks.
+    fn direct_by_callback(self: Pin<&Self>) -> usize {
+        let direct = redirect_table().map(|(_, t)| matches!(t, ftrace::Target::Trampoline(..)));
+        self.in_order().zip(direct).filter(|(r, d)| *d && r.via() == Some(ftrace::Via::Callback)).count()
     }
 }
 
@@ -183,14 +195,17 @@ impl kernel::Module for StableSplice {
         let published = unsafe { Published::new(direct_calls, &holds, &calls) };
         let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)?;
         redirects.as_ref().register()?;
+        let by_callback = redirects.as_ref().direct_by_callback();
+        counters::COUNTERS.writer_redirects_by_callback.add(by_callback as i64);
         // Last: once a process can enter the mode, everything honours it.
         let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)
             .inspect_err(|_| pr_err!("stable_splice: cannot register /dev/stable_splice\n"))?;
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
-            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}\n",
+            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}, writer redirects: {} of 2 through ftrace callbacks\n",
             splice::SPLICE_F_STABLE,
-            policy
+            policy,
+            by_callback
         );
         Ok(Self {
             _control: control,

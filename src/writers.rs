@@ -41,7 +41,7 @@ use core::ffi::c_void;
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
 pub(crate) static NOTIFY_CHANGE: Original = Original::new();
 pub(crate) static FALLOCATE: Original = Original::new();
-/// `do_page_mkwrite()`, learnt from the site its trampoline saw.
+/// `do_page_mkwrite()`, learnt from the site its trampoline (or callback) saw.
 static PAGE_MKWRITE: Original = Original::new();
 
 /// How many times a writer's lookup writes a held dirty folio back before
@@ -101,14 +101,15 @@ fn writer_lookup(fgp: u32) -> bool {
 }
 
 /// Replacement for `__filemap_get_folio_mpol()`, for writers' lookups only
-/// (`ss_direct_get_folio` in rust/trampolines.S tests [`writer_lookup`]'s
+/// (`ss_direct_get_folio` in rust/trampolines.S, or its callback twin
+/// `ss_callback_get_folio` in rust/direct.c, tests [`writer_lookup`]'s
 /// flags; readers' lookups and page faults never come here).
 ///
 /// # Safety
 ///
-/// Called only by `ss_direct_get_folio` (rust/trampolines.S) in place of
-/// `__filemap_get_folio_mpol`, with its arguments, for a writer's lookup;
-/// the trampoline counted the call as a direct call in flight.
+/// Entered only from `ss_direct_get_folio` or `ss_callback_get_folio` in
+/// place of `__filemap_get_folio_mpol`, with its arguments, for a writer's
+/// lookup; unload waits for the direct calls in flight, counted here.
 #[export_name = "ss_redirected_get_folio"]
 pub(crate) unsafe extern "C" fn get_folio(
     mapping: *mut Mapping,
@@ -117,7 +118,7 @@ pub(crate) unsafe extern "C" fn get_folio(
     gfp: u32,
     policy: *mut c_void,
 ) -> *mut RawFolio {
-    // SAFETY: we are the replacement the trampoline jumped to.
+    // SAFETY: we are the replacement a trampoline or callback sent the call to.
     let _call = unsafe { DirectCall::enter() };
     // SAFETY: the arguments of the redirected call, forwarded.
     let lookup = || unsafe { b::ss_call_get_folio(mapping, index as _, fgp, gfp, policy) };
@@ -207,7 +208,8 @@ pub(crate) unsafe extern "C" fn get_folio(
     }
 }
 
-/// Which `do_page_mkwrite()` calls `ss_direct_page_mkwrite` redirects to
+/// Which `do_page_mkwrite()` calls `ss_direct_page_mkwrite` (or its
+/// callback twin `ss_callback_page_mkwrite`) redirects to
 /// [`page_mkwrite`]: those on a mapping that may have holds. Both callers
 /// (`wp_page_shared`, `do_shared_fault`) hold their reference to the folio
 /// before they call it, so the check here is the replacement's own (see
@@ -229,15 +231,16 @@ extern "C" fn page_mkwrite_wanted(vmf: *mut b::vm_fault) -> bool {
 ///
 /// # Safety
 ///
-/// Called only by `ss_direct_page_mkwrite` (rust/trampolines.S) in place
-/// of `do_page_mkwrite`, with the fault and its referenced folio; the
-/// trampoline counted the call as a direct call in flight.
+/// Entered only from `ss_direct_page_mkwrite` (rust/trampolines.S) or
+/// `ss_callback_page_mkwrite` (rust/direct.c) in place of
+/// `do_page_mkwrite`, with the fault and its referenced folio; unload
+/// waits for the direct calls in flight, counted here.
 #[export_name = "ss_redirected_page_mkwrite"]
 pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut RawFolio) -> u32 {
-    // SAFETY: we are the replacement the trampoline jumped to.
+    // SAFETY: we are the replacement a trampoline or callback sent the call to.
     let _call = unsafe { DirectCall::enter() };
-    // SAFETY: no preconditions; the trampoline stored the site before it
-    // jumped here.
+    // SAFETY: no preconditions; the trampoline or callback stored the site
+    // before it sent the call here.
     PAGE_MKWRITE.learn(|| unsafe { b::ss_page_mkwrite_fentry() } as usize);
     let orig = PAGE_MKWRITE.addr();
     // SAFETY: `orig` is `do_page_mkwrite`; arguments forwarded.

@@ -31,7 +31,7 @@ struct Opts {
 }
 
 const USAGE: &str = "usage: stable-splice-tests [--dir DIR] [--fs-label LABEL] \
-[--expect-module | --expect-no-module] [--list] [--filter SUBSTR] [--stress-secs N] [--e2e]";
+[--expect-module | --expect-no-module] [--list] [--filter SUBSTR[,SUBSTR...]] [--stress-secs N] [--e2e]";
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -302,7 +302,7 @@ fn main() {
     }
     let matches = |c: &Case| {
         let full = format!("{label}/{}", c.name);
-        c.name.contains("e2e_") == opts.e2e && opts.filter.as_deref().is_none_or(|f| full.contains(f))
+        c.name.contains("e2e_") == opts.e2e && opts.filter.as_deref().is_none_or(|f| f.split(',').any(|p| full.contains(p)))
     };
 
     if opts.list {
