@@ -11,7 +11,7 @@ fail() { echo "vm-run: FAILED: $*"; status=1; }
 export PATH="$PATH:/sbin:/usr/sbin"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 
-export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE SS_KERNEL
+export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE SS_KERNEL SS_ACCEL
 
 # Debian's kernel has the scratch file systems and loop as modules (the
 # debug kernel has them built in): load them from its modules tree.
