@@ -162,8 +162,8 @@ unsigned int ss_redirected_page_mkwrite(struct vm_fault *vmf, struct folio *foli
 bool ss_page_mkwrite_wanted(struct vm_fault *vmf);
 
 /* ss_direct_get_folio as a callback: fgp_flags is the third argument. */
-void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
-			   struct ftrace_regs *fregs)
+notrace void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				   struct ftrace_regs *fregs)
 {
 	struct pt_regs *regs = &arch_ftrace_regs(fregs)->regs;
 	unsigned long fgp = regs->dx;
@@ -179,8 +179,8 @@ void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, struct ftr
 }
 
 /* ss_direct_page_mkwrite as a callback; `ip` is the fentry call. */
-void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
-			      struct ftrace_regs *fregs)
+notrace void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				      struct ftrace_regs *fregs)
 {
 	struct vm_fault *vmf = (void *)ftrace_regs_get_argument(fregs, 0);
 

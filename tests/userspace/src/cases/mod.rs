@@ -96,6 +96,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, snapshot::snapshot_mmap_dirty_before_splice),
         case!(Module, snapshot::snapshot_beside_function_tracer),
         case!(Module, snapshot::snapshot_beside_function_graph),
+        case!(Module, snapshot::snapshot_beside_kretprobes),
         case!(Module, snapshot::snapshot_ftruncate_zero),
         case!(Module, snapshot::snapshot_ftruncate_mid_page),
         case!(Module, snapshot::snapshot_punch_hole),

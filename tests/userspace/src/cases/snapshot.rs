@@ -326,29 +326,50 @@ struct FunctionTracer {
     root: &'static str,
 }
 
-impl FunctionTracer {
-    const ROOT: &'static str = "/sys/kernel/tracing";
+/// tracefs, mounted if it is not yet.
+fn tracefs() -> TResult<&'static str> {
+    const ROOT: &str = "/sys/kernel/tracing";
+    if !std::path::Path::new(&format!("{ROOT}/current_tracer")).exists() {
+        let dir = std::ffi::CString::new(ROOT).unwrap();
+        // SAFETY: NUL-terminated strings that live across the call.
+        let r = unsafe { libc::mount(c"nodev".as_ptr(), dir.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+        ensure!(r == 0, "mount tracefs on {ROOT}: {}", ename(errno()));
+    }
+    Ok(ROOT)
+}
 
+/// Writes `what` to tracefs's `file` (appends where `append`).
+fn tracefs_write(root: &str, file: &str, what: &str, append: bool) -> TResult {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(format!("{root}/{file}"))
+        .and_then(|mut f| f.write_all(what.as_bytes()))
+        .map_err(|e| TestErr::Fail(format!("{root}/{file} <- {what:?}: {e}")))
+}
+
+/// What a tracing tool saw, for the test to check.
+trait Tracing {
+    fn report(&self) -> TResult<String>;
+}
+
+impl FunctionTracer {
     fn on(tracer: &str, functions: &[&str]) -> TResult<Self> {
-        let root = Self::ROOT;
-        if !std::path::Path::new(&format!("{root}/current_tracer")).exists() {
-            let dir = std::ffi::CString::new(root).unwrap();
-            // SAFETY: NUL-terminated strings that live across the call.
-            let r = unsafe { libc::mount(c"nodev".as_ptr(), dir.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
-            ensure!(r == 0, "mount tracefs on {root}: {}", ename(errno()));
-        }
-        let write = |file: &str, what: &str| {
-            std::fs::write(format!("{root}/{file}"), what).map_err(|e| TestErr::Fail(format!("{root}/{file} <- {what:?}: {e}")))
-        };
+        let root = tracefs()?;
         let this = Self { root };
-        write("trace", "")?;
-        write("set_ftrace_filter", &functions.join(" "))?;
-        write("current_tracer", tracer)?;
-        write("tracing_on", "1")?;
+        tracefs_write(root, "trace", "", false)?;
+        tracefs_write(root, "set_ftrace_filter", &functions.join(" "), false)?;
+        tracefs_write(root, "current_tracer", tracer, false)?;
+        tracefs_write(root, "tracing_on", "1", false)?;
         Ok(this)
     }
+}
 
-    fn trace(&self) -> TResult<String> {
+impl Tracing for FunctionTracer {
+    /// The trace.
+    fn report(&self) -> TResult<String> {
         std::fs::read_to_string(format!("{}/trace", self.root)).map_err(|e| TestErr::Fail(format!("read trace: {e}")))
     }
 }
@@ -367,7 +388,7 @@ impl Drop for FunctionTracer {
 /// rather than straight from the fentry call. A pwrite and stores through a
 /// shared mapping must still leave the pipe's snapshot alone.
 pub fn snapshot_beside_function_tracer(ctx: &Ctx) -> TResult {
-    let (s, trace) = writes_under_tracer(ctx, "function")?;
+    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function", &DIRECT))?;
     for f in DIRECT {
         ensure!(trace.contains(f), "the function tracer saw no call of {f}: the test did not share the functions");
     }
@@ -375,9 +396,9 @@ pub fn snapshot_beside_function_tracer(ctx: &Ctx) -> TResult {
 }
 
 /// A pwrite and stores through a shared mapping into a stable splice's
-/// pages under `tracer` on the two directly redirected functions: the
-/// snapshot (pipe unread) and the trace.
-fn writes_under_tracer(ctx: &Ctx, tracer: &str) -> TResult<(Snap, String)> {
+/// pages under the tracing that `start` starts on the two directly
+/// redirected functions: the snapshot (pipe unread) and its report.
+fn writes_under_tracer<T: Tracing>(ctx: &Ctx, start: impl FnOnce() -> TResult<T>) -> TResult<(Snap, String)> {
     // The redirects are per function, not per file system (tmpfs passes
     // neither), and each start of a tracer is a risk to a TCG guest
     // (FunctionTracer): one mount, the harness's default ext4.
@@ -393,14 +414,14 @@ fn writes_under_tracer(ctx: &Ctx, tracer: &str) -> TResult<(Snap, String)> {
              (QEMU, also without the module); make check runs this in a one-vCPU guest"
         )));
     }
-    let tracer = FunctionTracer::on(tracer, &DIRECT)?;
+    let tracer = start()?;
     let s = setup(ctx, false, LEN)?;
     pwrite_all(s.fd(), &s.b[..PAGE], 0)?;
     let m = Map::shared_file(s.fd(), s.len)?;
     m.store(PAGE, &s.b[PAGE..]);
     s.check_file(&s.b, "a pwrite and stores through a shared mmap")?;
-    let trace = tracer.trace()?;
-    Ok((s, trace))
+    let report = tracer.report()?;
+    Ok((s, report))
 }
 
 /// The functions the module redirects with ftrace direct calls.
@@ -417,7 +438,7 @@ const DIRECT: [&str; 2] = ["__filemap_get_folio_mpol", "do_page_mkwrite"];
 /// writer's call (writes_under_tracer runs only where holds are taken, so
 /// both functions are redirected).
 pub fn snapshot_beside_function_graph(ctx: &Ctx) -> TResult {
-    let (s, trace) = writes_under_tracer(ctx, "function_graph")?;
+    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function_graph", &DIRECT))?;
     let mut wrong = Vec::new();
     for f in DIRECT {
         const WANT: usize = 1;
@@ -430,6 +451,72 @@ pub fn snapshot_beside_function_graph(ctx: &Ctx) -> TResult {
     ensure!(
         wrong.is_empty(),
         "under the function graph tracer: {} (1: the replacement's call of the original, once)",
+        wrong.join(", ")
+    );
+    s.check_pipe()
+}
+
+/// Return probes (tracefs `kprobe_events`, `r:`) on the named functions,
+/// until dropped: a kretprobe on a function ftrace can trace goes through
+/// ftrace too, and replaces the traced call's return address at entry, as
+/// the graph tracer does.
+struct KretProbes {
+    root: &'static str,
+    events: Vec<String>,
+}
+
+impl KretProbes {
+    fn on(functions: &[&str]) -> TResult<Self> {
+        let root = tracefs()?;
+        let mut this = Self { root, events: Vec::new() };
+        for (i, f) in functions.iter().enumerate() {
+            let event = format!("ss_ret_{i}");
+            tracefs_write(root, "kprobe_events", &format!("r:{event} {f}\n"), true)?;
+            this.events.push(event.clone());
+            tracefs_write(root, &format!("events/kprobes/{event}/enable"), "1", false)?;
+        }
+        Ok(this)
+    }
+}
+
+impl Tracing for KretProbes {
+    /// `kprobe_profile`: one line per probe, its event, hits and misses.
+    fn report(&self) -> TResult<String> {
+        std::fs::read_to_string(format!("{}/kprobe_profile", self.root))
+            .map_err(|e| TestErr::Fail(format!("read kprobe_profile: {e}")))
+    }
+}
+
+impl Drop for KretProbes {
+    fn drop(&mut self) {
+        for event in &self.events {
+            let _ = tracefs_write(self.root, &format!("events/kprobes/{event}/enable"), "0", false);
+            let _ = tracefs_write(self.root, "kprobe_events", &format!("-:{event}\n"), true);
+        }
+    }
+}
+
+/// Return probes (kretprobes) on the two directly redirected functions:
+/// each probe replaces the probed call's return address when the call
+/// enters, as the function graph tracer does. Were the replacement's own
+/// call of the original known by its return address, every redirected call
+/// would recurse until the probe ran out of instances, counted as missed.
+/// The snapshot must hold, both probes fire, none misses.
+pub fn snapshot_beside_kretprobes(ctx: &Ctx) -> TResult {
+    let (s, profile) = writes_under_tracer(ctx, || KretProbes::on(&DIRECT))?;
+    let mut wrong = Vec::new();
+    for (i, f) in DIRECT.iter().enumerate() {
+        let event = format!("ss_ret_{i}");
+        let line = profile.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|w| w.first() == Some(&event.as_str()));
+        match line.as_deref() {
+            Some([_, hits, missed]) if *hits != "0" && *missed == "0" => {}
+            Some([_, hits, missed]) => wrong.push(format!("{f}: {hits} returns probed, {missed} missed")),
+            _ => wrong.push(format!("{f}: no line for {event} in kprobe_profile")),
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "under kretprobes: {} (want some returns probed, none missed)\nkprobe_profile:\n{profile}",
         wrong.join(", ")
     );
     s.check_pipe()
