@@ -2,7 +2,8 @@
 /*
  * Direct ftrace trampolines for the two redirects that sit on paths of
  * unrelated work: every writer's page-cache lookup and every store fault
- * into a shared file mapping pass them (see src/ftrace.rs, DirectRedirect).
+ * into a shared file mapping pass them, with direct_calls=1 (by default
+ * their twins in rust/direct.c run as ftrace callbacks; see src/ftrace.rs).
  *
  * The traced function's fentry call lands here with the function's
  * arguments in their registers and two return addresses on the stack:

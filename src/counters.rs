@@ -92,8 +92,9 @@ pub(crate) struct Counters {
     /// because there was no memory to record them in the mode.
     pub(crate) mode_fork_failures: Counter,
     /// Of the two writer redirects, how many run through an ftrace
-    /// callback instead of a direct call (`direct_calls=0`, or a BPF
-    /// program had the function's direct call at load): 0, 1 or 2.
+    /// callback instead of a direct call: 2 by default, 0 with
+    /// `direct_calls=1` unless a BPF program had a function's direct call
+    /// at load.
     pub(crate) writer_redirects_by_callback: Counter,
 }
 

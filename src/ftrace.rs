@@ -14,16 +14,16 @@
 //! free the replacement while a task sleeps in it.
 //!
 //! The two redirects on paths of unrelated work (every writer's page-cache
-//! lookup, every store fault into a shared file mapping) use ftrace direct
-//! calls instead, as BPF trampolines do: the fentry call goes straight to a
-//! small trampoline in `rust/trampolines.S` that picks the calls to redirect
-//! in a few instructions, with no ftrace_regs saved, no callback and no
-//! return through ftrace. Their replacements count themselves in a per-CPU
-//! reference ([`DirectCall`]) that unload waits for. A function has one
-//! direct call at most: where a BPF trampoline (an fentry or fexit program)
-//! has it already, or with `direct_calls=0`, these two redirects take an
-//! ftrace callback of rust/direct.c instead, which decides as the
-//! trampoline does and shares the function with BPF.
+//! lookup, every store fault into a shared file mapping) pick the calls to
+//! redirect in a few instructions of C (callbacks in rust/direct.c) without
+//! a module reference; their replacements count themselves in a per-CPU
+//! reference ([`DirectCall`]) that unload waits for. With `direct_calls=1`
+//! they are ftrace direct calls, as BPF trampolines are: the fentry call
+//! goes straight to a trampoline in `rust/trampolines.S`, with no
+//! ftrace_regs saved and no return through ftrace. A function has one
+//! direct call at most, so that keeps BPF fentry/fexit programs off the two
+//! functions, for 0.2% less work per buffered write; where a BPF program
+//! has the direct call already, the redirect falls back to the callback.
 
 use crate::bindings;
 use core::marker::PhantomData;
@@ -79,10 +79,10 @@ enum Kind {
     /// [`redirect_callback`] sends every call but the replacement's own to
     /// `target`, learning `original` on the way.
     Callback { target: usize, original: &'static Original },
-    /// The fentry call goes to `trampoline`, which picks the calls for its
-    /// replacement itself (rust/trampolines.S); or, where the function's
-    /// direct call is taken, ftrace calls `callback`, which picks them the
-    /// same way (rust/direct.c).
+    /// ftrace calls `callback` (rust/direct.c), which picks the calls for
+    /// the replacement itself; with `direct_calls=1` the fentry call goes to
+    /// `trampoline` (rust/trampolines.S), which picks them the same way,
+    /// unless the function's one direct call is taken.
     Direct { trampoline: usize, callback: bindings::ftrace_func_t },
 }
 
@@ -193,7 +193,7 @@ impl Redirect {
                         Ok(()) => Ok(Via::DirectCall),
                         Err(e) if e == EBUSY => {
                             pr_info!(
-                                "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback\n",
+                                "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback, not direct_calls\n",
                                 name
                             );
                             self.register_callback_instead(callback)

@@ -138,9 +138,9 @@ timeout 60 insmod "$SS_KO" policy=block; tap $? module/insmod_policy_block
 [ -w $kglob ] && echo '*' >$kglob
 retap < <(timeout 120 python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1 || echo "not ok - policy_block/script (status $?)")
 ss_rmmod; tap $? module/rmmod_policy_block
-# The writers' redirects as ftrace callbacks (direct_calls=0, and a BPF
-# program on their functions first); leaves the module unloaded.
-bash "$SS_ROOT/scripts/lib/writer-callbacks.sh" || rc=1
+# The writers' redirects as direct calls (direct_calls=1), and beside BPF
+# programs on their functions; leaves the module unloaded.
+bash "$SS_ROOT/scripts/lib/writer-redirects.sh" || rc=1
 grep -q '^stable_splice ' /proc/modules && ss_rmmod
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Inside a one-vCPU VM (scripts/check), module loaded: the cases that start
 # ftrace's tracers and kretprobes beside the module's redirects
-# (snapshot_beside_*), with the writers' redirects as direct calls, then as
-# ftrace callbacks (direct_calls=0). One vCPU: starting a tracer has killed
+# (snapshot_beside_*), with the writers' redirects as ftrace callbacks (the
+# default), then as direct calls (direct_calls=1). One vCPU: starting a tracer has killed
 # two-vCPU TCG guests now and then (Documentation/stable-splice.rst,
-# "Direct redirects"). TAP lines.
+# "Redirects on the paths of unrelated work"). TAP lines.
 set -u
 . "$SS_ROOT/scripts/lib/holds.sh"
 BIN=$SS_ROOT/tests/userspace/target/release/stable-splice-tests
 rc=0
 "$BIN" --dir /tmp/ss/ext4 --fs-label one-vcpu/ext4 --expect-module --filter snapshot_beside_ || rc=1
-ss_rmmod && insmod "$SS_KO" direct_calls=0
+ss_rmmod && insmod "$SS_KO" direct_calls=1
 if [ $? != 0 ]; then
-	echo "not ok 1 - one-vcpu-callbacks/reload_with_direct_calls_0"
+	echo "not ok 1 - one-vcpu-direct/reload_with_direct_calls_1"
 	exit 1
 fi
-"$BIN" --dir /tmp/ss/ext4 --fs-label one-vcpu-callbacks/ext4 --expect-module --filter snapshot_beside_ || rc=1
+"$BIN" --dir /tmp/ss/ext4 --fs-label one-vcpu-direct/ext4 --expect-module --filter snapshot_beside_ || rc=1
 exit $rc

@@ -3,7 +3,7 @@
 # function_graph tracers on the two functions the module redirects with
 # direct calls, ROUNDS times, while dd writes on the other CPU. Run it
 # without the module to tell the TCG guest's "Oops: int3" from the module's
-# redirects (Documentation/stable-splice.rst, "Direct redirects"):
+# redirects (Documentation/stable-splice.rst, "Redirects on the paths of unrelated work"):
 #
 #   VM_VERBOSE=1 scripts/vm-run --no-module -- tests/scripts/tracer-starts.sh 150
 #

@@ -18,6 +18,8 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
                        first --dir, pinned to one CPU) and write overhead.tsv; meant
                        for a VM whose clock counts instructions (qemu -icount)
   --overhead-from F    take those rows from F (an overhead.tsv) instead of measuring
+  --module-params P    parameters for the overhead rows' insmod (e.g. direct_calls=1;
+                       the first, discarded round has the module as loaded before)
   --throughput-only    measure only plain and stable splice throughput (every --dir,
                        both sinks, every size) and write throughput.tsv; meant for a
                        VM whose clock counts instructions (qemu -icount)
@@ -61,6 +63,8 @@ pub(crate) struct Opts {
     pub(crate) contention_only: bool,
     /// Only the writer-latency rows, printed (no result files).
     pub(crate) latency_only: bool,
+    /// Parameters of the overhead rows' insmod.
+    pub(crate) module_params: Vec<String>,
 }
 
 pub(crate) fn parse_args() -> Result<Opts, String> {
@@ -72,6 +76,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
     let (mut contention_only, mut first_small, mut latency_only) = (false, false, false);
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
+    let mut module_params = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (key, inline) = match a.split_once('=') {
@@ -93,6 +98,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--contention-only" => contention_only = true,
             "--latency-only" => latency_only = true,
             "--first-from" => first_from = Some(value(&key)?),
+            "--module-params" => module_params.extend(value(&key)?.split_whitespace().map(String::from)),
             "--secs-per-point" => {
                 secs = Some(value(&key)?.parse::<f64>().map_err(|_| "bad --secs-per-point")?)
             }
@@ -131,6 +137,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         pipeline_only,
         contention_only,
         latency_only,
+        module_params,
     };
     Ok(o)
 }

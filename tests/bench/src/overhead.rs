@@ -88,7 +88,7 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
     let map = map.cast::<u8>();
     let module = |load: bool| -> Res {
         let st = if load {
-            std::process::Command::new("insmod").arg(&ko).status()
+            std::process::Command::new("insmod").arg(&ko).args(&o.module_params).status()
         } else {
             std::process::Command::new("rmmod").arg("stable_splice").status()
         };
