@@ -89,8 +89,8 @@ enum Kind {
 /// How a registered [`Redirect`] gets its calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Via {
-    /// An ftrace callback (all but the two writer redirects, and those
-    /// where their direct call was taken).
+    /// An ftrace callback (every redirect but the two writer redirects
+    /// with `direct_calls=1` whose direct call was free).
     Callback,
     /// A direct call into a trampoline.
     DirectCall,
@@ -108,9 +108,10 @@ pub(crate) enum Target {
     /// A replacement: an `extern "C"` function with the signature of the
     /// function it replaces, which calls the original through `Original`.
     Replacement(usize, &'static Original),
-    /// A trampoline of rust/trampolines.S, which picks the calls for its
-    /// replacement itself, and the ftrace callback that does the same where
-    /// the function's direct call is taken.
+    /// A trampoline of rust/trampolines.S (with `direct_calls=1`) and its
+    /// twin, an ftrace callback of rust/direct.c (the default, and where
+    /// the function's direct call is taken): both pick the calls for their
+    /// replacement themselves.
     Trampoline(usize, bindings::ftrace_func_t),
 }
 
