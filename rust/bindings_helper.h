@@ -16,9 +16,6 @@
 const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;
 const unsigned int SS_SPLICE_F_STABLE = SPLICE_F_STABLE;
 const unsigned int SS_SPLICE_F_FD_IN_FIXED = SPLICE_F_FD_IN_FIXED;
-const unsigned int SS_FGP_LOCK = (__force unsigned int)FGP_LOCK;
-const unsigned int SS_FGP_WRITE = (__force unsigned int)FGP_WRITE;
-const unsigned int SS_FGP_CREAT = (__force unsigned int)FGP_CREAT;
 const unsigned int SS_FGP_NOWAIT = (__force unsigned int)FGP_NOWAIT;
 const unsigned int SS_GFP_NOFAIL = (__force unsigned int)__GFP_NOFAIL;
 const unsigned int SS_VM_FAULT_LOCKED = (__force unsigned int)VM_FAULT_LOCKED;

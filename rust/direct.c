@@ -90,8 +90,9 @@ void ss_direct_drain(void)
 
 /*
  * The original lookup, for its replacement: ss_direct_get_folio (or
- * ss_callback_get_folio) lets a marked call through and takes the mark off. Should the redirect be gone
- * meanwhile (unload), the function gets the mark, a bit it never tests.
+ * ss_callback_get_folio) lets a marked call through and takes the mark
+ * off. Should the redirect be gone meanwhile (unload), the function gets
+ * the mark, a bit it never tests.
  */
 struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
 				unsigned int fgp, unsigned int gfp, void *policy)
@@ -171,7 +172,7 @@ notrace void ss_callback_get_folio(unsigned long ip, unsigned long parent_ip, st
 	struct pt_regs *regs = &arch_ftrace_regs(fregs)->regs;
 	unsigned long fgp = regs->dx;
 
-	if (!(fgp & SS_FGP_LOCK_BIT) || !(fgp & SS_FGP_WRITER_BITS))
+	if (!ss_fgp_writer_lookup(fgp))
 		return;
 	if (fgp & SS_FGP_FROM_REPLACEMENT) {
 		/* ftrace's caller restores the argument registers from here */

@@ -70,8 +70,7 @@ pub(crate) struct Redirect {
     #[pin]
     ops: Opaque<bindings::ftrace_ops>,
     kind: Kind,
-    /// 0 while not registered, else [`Via`] as [`Redirect::VIA_CALLBACK`]
-    /// or [`Redirect::VIA_DIRECT`].
+    /// [`Via::raw`] of how it is registered, 0 while it is not.
     registered: Atomic<i32>,
 }
 
@@ -83,8 +82,12 @@ enum Kind {
     /// the replacement itself; with `direct_calls=1` the fentry call goes to
     /// `trampoline` (rust/trampolines.S), which picks them the same way,
     /// unless the function's one direct call is taken.
-    Direct { trampoline: usize, callback: bindings::ftrace_func_t },
+    Direct { trampoline: usize, callback: Callback },
 }
+
+/// An ftrace callback of rust/direct.c.
+pub(crate) type Callback =
+    unsafe extern "C" fn(c_ulong, c_ulong, *mut bindings::ftrace_ops, *mut bindings::ftrace_regs);
 
 /// How a registered [`Redirect`] gets its calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -94,6 +97,20 @@ pub(crate) enum Via {
     Callback,
     /// A direct call into a trampoline.
     DirectCall,
+}
+
+impl Via {
+    /// As [`Redirect`] keeps it: never 0, which means not registered.
+    fn raw(self) -> i32 {
+        match self {
+            Via::Callback => 1,
+            Via::DirectCall => 2,
+        }
+    }
+
+    fn from_raw(raw: i32) -> Option<Self> {
+        [Via::Callback, Via::DirectCall].into_iter().find(|v| v.raw() == raw)
+    }
 }
 
 // SAFETY: after initialisation the ftrace_ops is only touched by ftrace under
@@ -112,7 +129,7 @@ pub(crate) enum Target {
     /// twin, an ftrace callback of rust/direct.c (the default, and where
     /// the function's direct call is taken): both pick the calls for their
     /// replacement themselves.
-    Trampoline(usize, bindings::ftrace_func_t),
+    Trampoline(usize, Callback),
 }
 
 impl Redirect {
@@ -159,9 +176,6 @@ impl Redirect {
         })
     }
 
-    const VIA_CALLBACK: i32 = 1;
-    const VIA_DIRECT: i32 = 2;
-
     /// Starts redirecting calls of the kernel function `name`, found at
     /// `addr` by [`lookup`] (0: let ftrace find it by name, the slow way).
     pub(crate) fn register(self: Pin<&Self>, name: &CStr, addr: usize) -> Result {
@@ -205,23 +219,17 @@ impl Redirect {
             }
         }
         .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
-        self.registered.store(
-            match via {
-                Via::Callback => Self::VIA_CALLBACK,
-                Via::DirectCall => Self::VIA_DIRECT,
-            },
-            Release,
-        );
+        self.registered.store(via.raw(), Release);
         Ok(())
     }
 
     /// A direct redirect registered as a callback redirect to `callback`.
-    fn register_callback_instead(&self, callback: bindings::ftrace_func_t) -> Result<Via> {
+    fn register_callback_instead(&self, callback: Callback) -> Result<Via> {
         // SAFETY: the ops is not registered (register_ftrace_direct() left
         // it alone or was not called): a callback ops wants its function
         // and the redirect flags.
         unsafe {
-            (*self.ops.get()).func = callback;
+            (*self.ops.get()).func = Some(callback);
             (*self.ops.get()).flags |= bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong;
         }
         self.register_callback()
@@ -236,11 +244,12 @@ impl Redirect {
 
     /// How calls are being redirected right now; `None` when they are not.
     pub(crate) fn via(&self) -> Option<Via> {
-        match self.registered.load(Relaxed) {
-            Self::VIA_CALLBACK => Some(Via::Callback),
-            Self::VIA_DIRECT => Some(Via::DirectCall),
-            _ => None,
-        }
+        Via::from_raw(self.registered.load(Relaxed))
+    }
+
+    /// Whether a direct call could take its calls (`direct_calls=1`).
+    pub(crate) fn is_direct_capable(&self) -> bool {
+        matches!(self.kind, Kind::Direct { .. })
     }
 
     /// Whether calls are being redirected right now.

@@ -51,11 +51,11 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
     [
         (
             c"__filemap_get_folio_mpol",
-            Trampoline(f(bindings::ss_direct_get_folio as *const ()), Some(bindings::ss_callback_get_folio)),
+            Trampoline(f(bindings::ss_direct_get_folio as *const ()), bindings::ss_callback_get_folio),
         ),
         (
             c"do_page_mkwrite",
-            Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()), Some(bindings::ss_callback_page_mkwrite)),
+            Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()), bindings::ss_callback_page_mkwrite),
         ),
         (c"notify_change", Replacement(f(writers::notify_change as *const ()), &writers::NOTIFY_CHANGE)),
         (c"vfs_fallocate", Replacement(f(writers::fallocate as *const ()), &writers::FALLOCATE)),
@@ -112,8 +112,7 @@ impl Redirects {
 
     /// Of the redirects that would be direct calls, how many are callbacks.
     fn direct_by_callback(self: Pin<&Self>) -> usize {
-        let direct = redirect_table().map(|(_, t)| matches!(t, ftrace::Target::Trampoline(..)));
-        self.in_order().zip(direct).filter(|(r, d)| *d && r.via() == Some(ftrace::Via::Callback)).count()
+        self.in_order().filter(|r| r.is_direct_capable() && r.via() == Some(ftrace::Via::Callback)).count()
     }
 }
 

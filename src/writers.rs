@@ -94,16 +94,10 @@ impl Drop for Waited {
     }
 }
 
-/// Whether a lookup with these `FGP_` flags is a writer's: it locks the
-/// folio to write it (`write_begin`, `FGP_WRITEBEGIN`) or to create it.
-fn writer_lookup(fgp: u32) -> bool {
-    fgp & b::SS_FGP_LOCK != 0 && fgp & (b::SS_FGP_WRITE | b::SS_FGP_CREAT) != 0
-}
-
 /// Replacement for `__filemap_get_folio_mpol()`, for writers' lookups only
 /// (`ss_direct_get_folio` in rust/trampolines.S, or its callback twin
-/// `ss_callback_get_folio` in rust/direct.c, tests [`writer_lookup`]'s
-/// flags; readers' lookups and page faults never come here).
+/// `ss_callback_get_folio` in rust/direct.c, picks them by their `FGP_`
+/// flags, rust/direct.h; readers' lookups and page faults never come here).
 ///
 /// # Safety
 ///
@@ -122,11 +116,10 @@ pub(crate) unsafe extern "C" fn get_folio(
     let _call = unsafe { DirectCall::enter() };
     // SAFETY: the arguments of the redirected call, forwarded.
     let lookup = || unsafe { b::ss_call_get_folio(mapping, index as _, fgp, gfp, policy) };
-    let writer = writer_lookup(fgp);
     let mut folio = lookup();
     // The lookup took the writer's reference: now the count (see
     // `Holds::writer_may_hold`).
-    let Some(holds) = holds().filter(|h| writer && h.writer_may_hold(mapping)) else {
+    let Some(holds) = holds().filter(|h| h.writer_may_hold(mapping)) else {
         return folio;
     };
     let mut waited = None::<Waited>;
