@@ -9,10 +9,10 @@ rc=0
 for dir in $SS_FS_DIRS; do
 	fs=$(basename "$dir")
 	echo "---- user-space tests on $fs ($dir), at $SECONDS s ----"
-	# The stress cases run 6 s per file system (TCG is slow; each case
+	# The stress cases run 5 s per file system (TCG is slow; each case
 	# still counts its iterations in the thousands on every mount, see its
 	# notes); SS_STRESS_SECS sets another duration.
-	secs=${SS_STRESS_SECS:-6}
+	secs=${SS_STRESS_SECS:-5}
 	"$BIN" --dir "$dir" --fs-label "$fs" --expect-module --stress-secs $secs || rc=1
 done
 
@@ -20,7 +20,7 @@ done
 # with and without the stable mode, clients that stop reading, curl and
 # smbclient while the file is rewritten, smbd's misbehaving clients; on
 # the file systems in SS_E2E_FS (default ext4 and xfs; scripts/check runs
-# ext4 on the debug kernel, both on Debian's).
+# ext4 on the debug kernel, xfs on Debian's).
 export SS_NGINX=$SS_CACHE/nginx/usr/sbin/nginx
 export SS_TOOL=$SS_ROOT/tools/stable-splice/target/release/stable-splice
 for dir in $SS_FS_DIRS; do
@@ -57,8 +57,8 @@ retap() {
 # Samba's own tests (smbtorture, the SMB2 families that read) against smbd
 # without and with the stable mode: the same results in both
 # (SS_SMBTORTURE_FS: the file systems; none by default: scripts/check runs
-# them on Debian's kernel, ext4 and xfs, a minute a pair there; on the
-# debug kernel, with lockdep, a pair takes over four).
+# them on Debian's kernel on ext4, a minute a pair there; on the debug
+# kernel, with lockdep, a pair takes over four).
 for fs in ${SS_SMBTORTURE_FS-}; do
 	echo "---- smbtorture on $fs, at $SECONDS s ----"
 	retap < <(SS_TOOL=$SS_TOOL timeout 1800 python3 "$SS_ROOT/scripts/lib/smbtorture.py" "/tmp/ss/$fs" 2>&1 ||
