@@ -105,6 +105,13 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
 
     progress(&format!("{label}: writer latency ({} trials)", o.trials));
     let latency = writer_latency(o, dir, *stable_ok)?;
+    let large = match *stable_ok && fstype != "tmpfs" {
+        true => {
+            progress(&format!("{label}: writer into a held large folio ({} trials per case)", (o.trials / 2).max(50)));
+            Some(large_folio_writer(o, dir)?)
+        }
+        false => None,
+    };
     progress(&format!("{label}: break under contention"));
     let contention = contention(o, dir, *stable_ok)?;
     progress(&format!("{label}: 1 and 2 splicers on two files"));
@@ -128,6 +135,7 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
         stable_error: stable_error.clone(),
         points,
         latency,
+        large,
         contention,
         scaling,
         first,

@@ -15,6 +15,9 @@
 //! * writer latency: pwrite(512 B) into the middle of a page that sits in an
 //!   undrained pipe (stable clean, stable dirty, plain, nothing held), with
 //!   the block device's reads and writes per write;
+//! * a writer into a held large folio: the same pwrite into a page of a
+//!   file written 2 MiB at a time, per folio size its break copied, against
+//!   a write into an unheld folio and one copy of a folio of that size;
 //! * break under contention: 1 MiB splices to /dev/null while a writer thread
 //!   keeps overwriting the spliced range;
 //! * 1 vs 2 splicers on two files (do stable splices serialize?);
@@ -32,6 +35,7 @@ mod json;
 mod contention;
 mod first;
 mod fs;
+mod large;
 mod latency;
 mod machine;
 mod methods;
@@ -50,7 +54,7 @@ mod sys;
 mod uring;
 
 // Every module sees what the others define (`use crate::*`).
-pub(crate) use {contention::*, first::*, fs::*, latency::*, machine::*, methods::*, opts::*, overhead::*, pipeline::*, report::*, results::*, scaling::*, sendfile::*, stats::*, throughput::*, workload::*};
+pub(crate) use {contention::*, first::*, fs::*, large::*, latency::*, machine::*, methods::*, opts::*, overhead::*, pipeline::*, report::*, results::*, scaling::*, sendfile::*, stats::*, throughput::*, workload::*};
 pub(crate) use json::Json;
 pub(crate) use std::fmt::Write as _;
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -118,6 +122,23 @@ fn real_main() -> Res {
             progress(&format!("{dir}: break under contention"));
             print!("{}", contention_table(&contention(&o, dir, module_loaded)?));
         }
+        return Ok(());
+    }
+    if o.large_only {
+        let mut txt = String::new();
+        for dir in &o.dirs {
+            progress(&format!("{dir}: writer into a held large folio"));
+            let l = large_folio_writer(&o, dir)?;
+            let _ = writeln!(txt, "{dir} ({})", fs_type(dir).unwrap_or("unknown"));
+            txt += &large_table(&l);
+            let mut t = Vec::new();
+            large_targets(&mut t, fs_type(dir).unwrap_or("unknown"), &l);
+            txt += &target_lines(&t);
+        }
+        print!("{txt}");
+        let p = format!("{}/large.txt", o.out.trim_end_matches('/'));
+        std::fs::write(&p, &txt).map_err(|e| format!("write {p}: {e}"))?;
+        progress(&format!("wrote {p}"));
         return Ok(());
     }
     if o.latency_only {

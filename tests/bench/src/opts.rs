@@ -38,6 +38,8 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
                        plain and stable splicers, every --dir) and print its rows
   --latency-only       measure only the writer latency into held pages (every
                        --dir) and print its rows
+  --large-only         measure only the writer into a held large folio (every --dir),
+                       print its rows and targets and write large.txt
 
 Environment (set by scripts/bench, recorded in bench.json): SS_BENCH_ACCEL,
 SS_BENCH_HOST_NPROC, SS_BENCH_HOST_CPU, SS_BENCH_HOST_LOADAVG.";
@@ -63,6 +65,8 @@ pub(crate) struct Opts {
     pub(crate) contention_only: bool,
     /// Only the writer-latency rows, printed (no result files).
     pub(crate) latency_only: bool,
+    /// Only the large-folio writer rows, printed and in large.txt.
+    pub(crate) large_only: bool,
     /// Parameters of the overhead rows' insmod.
     pub(crate) module_params: Vec<String>,
 }
@@ -75,6 +79,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut throughput_only, mut throughput_from) = (false, None);
     let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
     let (mut contention_only, mut first_small, mut latency_only) = (false, false, false);
+    let mut large_only = false;
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut module_params = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -97,6 +102,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--pipeline-only" => pipeline_only = true,
             "--contention-only" => contention_only = true,
             "--latency-only" => latency_only = true,
+            "--large-only" => large_only = true,
             "--first-from" => first_from = Some(value(&key)?),
             "--module-params" => module_params.extend(value(&key)?.split_whitespace().map(String::from)),
             "--secs-per-point" => {
@@ -137,6 +143,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         pipeline_only,
         contention_only,
         latency_only,
+        large_only,
         module_params,
     };
     Ok(o)

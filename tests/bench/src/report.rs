@@ -162,6 +162,9 @@ pub(crate) fn targets(
                 detail: format!("{rd:.3} reads and {wr:.3} writes per pwrite({WRITE_LEN} B)"),
             });
         }
+        if let Some(l) = &r.large {
+            large_targets(&mut t, &r.label, l);
+        }
         // Issue 21's targets under contention: the writer beside a stable
         // splicer of the same range against beside a plain one, and the
         // stable splicer with the writer against alone.
@@ -296,6 +299,9 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
             }
         }
         s += &latency_table(&r.latency);
+        if let Some(l) = &r.large {
+            s += &large_table(l);
+        }
         for (m, g) in &r.scaling.gib {
             let _ = writeln!(
                 s,
@@ -383,6 +389,25 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "=== targets (reported, not asserted) ===");
+    s += &target_lines(tg);
+    let _ = writeln!(s);
+    for r in results {
+        let (zc, cp) = (cget(&r.counters, "bytes_zero_copy"), cget(&r.counters, "bytes_copied_at_splice"));
+        let _ = writeln!(
+            s,
+            "notes: {}: stable splices put {zc} bytes into pipes zero copy and copied {cp} bytes at splice time (holds taken {}, refused {})",
+            r.label,
+            cget(&r.counters, "holds_taken"),
+            cget(&r.counters, "holds_refused")
+        );
+    }
+    let _ = writeln!(s, "       kernel copy on a block file system is a real O_DIRECT read (here through a loop device), not only a memory copy.");
+    s
+}
+
+/// One line per target: met, not met or n/a, and what it was measured as.
+pub(crate) fn target_lines(tg: &[Target]) -> String {
+    let mut s = String::new();
     for t in tg {
         let state = match t.met() {
             Some(true) => "met    ",
@@ -404,18 +429,6 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
             t.detail
         );
     }
-    let _ = writeln!(s);
-    for r in results {
-        let (zc, cp) = (cget(&r.counters, "bytes_zero_copy"), cget(&r.counters, "bytes_copied_at_splice"));
-        let _ = writeln!(
-            s,
-            "notes: {}: stable splices put {zc} bytes into pipes zero copy and copied {cp} bytes at splice time (holds taken {}, refused {})",
-            r.label,
-            cget(&r.counters, "holds_taken"),
-            cget(&r.counters, "holds_refused")
-        );
-    }
-    let _ = writeln!(s, "       kernel copy on a block file system is a real O_DIRECT read (here through a loop device), not only a memory copy.");
     s
 }
 
@@ -584,6 +597,7 @@ pub(crate) fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], m
                 .with("throughput", pts)
                 .with("ratios", ratios)
                 .with("writer_latency", latency)
+                .with("writer_into_held_large_folio", r.large.as_ref().map(large_json))
                 .with(
                     "scaling_1_vs_2_splicers",
                     r.scaling.gib.iter().fold(Json::obj(), |j, (m, g)| {

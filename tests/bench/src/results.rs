@@ -57,6 +57,8 @@ pub(crate) struct FsRes {
     pub(crate) stable_error: Option<String>,
     pub(crate) points: Vec<Point>,
     pub(crate) latency: LatencyRes,
+    /// A writer into a held large folio (ext4 and xfs: not tmpfs, which copies).
+    pub(crate) large: Option<LargeRes>,
     pub(crate) contention: ContRes,
     pub(crate) scaling: ScaleRes,
     pub(crate) first: Option<FirstRes>,
