@@ -357,6 +357,25 @@ struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio 
 	return new;
 }
 
+/*
+ * A break without a copy (none could be allocated: a large folio's order
+ * on fragmented memory): locked, clean, unmapped @old leaves @mapping's
+ * page cache, its file-system state released, as memory-failure takes a
+ * page out (generic_error_remove_folio: a clean folio's bytes are the
+ * file's, so the next lookup reads them back). @old stays with its
+ * readers, unchanged, out of the cache: no writer can reach it. False,
+ * with nothing changed but released state, where it is dirty or mapped
+ * or its state cannot be released.
+ */
+bool ss_folio_evict(struct address_space *mapping, struct folio *old)
+{
+	if (folio_test_dirty(old) || folio_test_writeback(old) || folio_mapped(old))
+		return false;
+	if (!filemap_release_folio(old, GFP_NOFS))
+		return false;
+	return !generic_error_remove_folio(mapping, old);
+}
+
 void ss_folio_wait_writeback(struct folio *folio)
 {
 	folio_wait_writeback(folio);

@@ -166,6 +166,7 @@ struct ss_folio_report {
 void ss_folio_report(struct folio *folio, struct address_space *mapping, struct ss_folio_report *r);
 unsigned long ss_max_folio_pages(void);
 struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty);
+bool ss_folio_evict(struct address_space *mapping, struct folio *old);
 void ss_folio_wait_writeback(struct folio *folio);
 bool ss_mapping_zero_copy(struct address_space *mapping);
 int ss_file_stable_kind(struct file *file);

@@ -70,10 +70,13 @@ pub(crate) struct Counters {
     pub(crate) breaks_dirty: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
+    /// Breaks without memory for the copy that took the clean held folio
+    /// out of the page cache instead (the writer reads the page back).
+    pub(crate) breaks_evicted: Counter,
     /// Breaks that found no way to make the copy at first (the held folio
-    /// could not be unmapped or released, no memory for the copy, or it
-    /// stayed dirty): the writer let go of the folio, waited a little and
-    /// tried again, or got `ENOMEM`. Never a write into the held folio.
+    /// could not be unmapped or released, or it stayed dirty): the writer
+    /// let go of the folio, waited a little and tried again, or got
+    /// `ENOMEM`. Never a write into the held folio.
     pub(crate) breaks_retried: Counter,
     /// Breaks that could not replace the folio (the writer went ahead in
     /// place); 0 by construction, asserted by the tests.
@@ -109,6 +112,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks_written_back: Counter::new(),
     breaks_dirty: Counter::new(),
     snapshot_bytes: Counter::new(),
+    breaks_evicted: Counter::new(),
     breaks_retried: Counter::new(),
     break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
@@ -119,7 +123,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     writer_redirects_by_callback: Counter::new(),
 };
 
-const COUNT: usize = 18;
+const COUNT: usize = 19;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -135,6 +139,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"breaks_written_back", &c.breaks_written_back),
         (c"breaks_dirty", &c.breaks_dirty),
         (c"snapshot_bytes", &c.snapshot_bytes),
+        (c"breaks_evicted", &c.breaks_evicted),
         (c"breaks_retried", &c.breaks_retried),
         (c"break_failures", &c.break_failures),
         (c"max_writer_wait_ns", &c.max_writer_wait_ns),

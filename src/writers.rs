@@ -123,7 +123,7 @@ pub(crate) unsafe extern "C" fn get_folio(
         return folio;
     };
     let mut waited = None::<Waited>;
-    let (mut writebacks, mut nocopies) = (0, 0);
+    let (mut writebacks, mut nocopies, mut evictions) = (0, 0, 0);
     loop {
         if is_err(folio) {
             return folio;
@@ -138,6 +138,12 @@ pub(crate) unsafe extern "C" fn get_folio(
                 return folio_ref.into_raw();
             }
             Break::Replaced(copy) => return copy.into_raw(),
+            Break::Evicted if evictions < NOCOPY_ROUNDS => {
+                // Out of the page cache: the lookup below makes a new folio.
+                drop(locked);
+                drop(folio_ref);
+                evictions += 1;
+            }
             // SAFETY: no preconditions.
             Break::WriteBack if last || unsafe { b::ss_in_fs_transaction() } => {
                 // Dirtied again after every writeback (a splicer and a
@@ -178,7 +184,9 @@ pub(crate) unsafe extern "C" fn get_folio(
                 // once killed, the writer breaks the hold.
                 waited.get_or_insert_with(Waited::new).sleep();
             }
-            Break::NoCopy => {
+            // Evicted again and again: a splicer holds each new folio
+            // before we can write it (never seen); let it go as NoCopy.
+            Break::NoCopy | Break::Evicted => {
                 drop(locked);
                 drop(folio_ref);
                 waited.get_or_insert_with(Waited::new);
@@ -261,6 +269,11 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
             // The ptes of the old folio are gone: the retried fault maps
             // the copy and comes back here for it.
             drop(copy);
+            b::SS_VM_FAULT_NOPAGE
+        }
+        Break::Evicted => {
+            // Out of the page cache: the retried fault reads the page back.
+            drop(locked);
             b::SS_VM_FAULT_NOPAGE
         }
         Break::WriteBack => {

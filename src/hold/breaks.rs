@@ -17,14 +17,18 @@ pub(crate) enum Break {
     Free,
     /// A copy took the held folio's place in the page cache: write that.
     Replaced(LockedFolio),
+    /// No copy could be allocated, and the clean held folio left the page
+    /// cache (the pipe keeps it): look up again, which reads the page back
+    /// from the file.
+    Evicted,
     /// Held and dirty: unlock it, write it back, look it up again.
     WriteBack,
     /// `policy=block`: unlock it, wait a little, look it up again.
     Wait,
     /// Held, and no copy could be made now (the folio could not be
-    /// unmapped or its file-system state released, or there was no memory
-    /// for the copy): unlock it, wait a little, look it up again, or fail
-    /// the write with `ENOMEM` (see [`NOCOPY_ROUNDS`]). Never write it.
+    /// unmapped or its file-system state released): unlock it, wait a
+    /// little, look it up again, or fail the write with `ENOMEM` (see
+    /// [`NOCOPY_ROUNDS`]). Never write it.
     NoCopy,
 }
 
@@ -76,6 +80,14 @@ impl Holds {
         let Some(copy) = replace(folio, mapping, dirty) else {
             if dirty {
                 return Break::WriteBack;
+            }
+            // No memory for the copy: a clean folio's bytes are the file's,
+            // so it may leave the page cache to its readers instead.
+            if evict(folio, mapping) {
+                let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
+                drop(gone);
+                COUNTERS.breaks_evicted.add(1);
+                return Break::Evicted;
             }
             COUNTERS.breaks_retried.add(1);
             return Break::NoCopy;
@@ -194,6 +206,16 @@ fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool) -> Option<
     let new = unsafe { b::ss_folio_replace_copy(mapping, folio.as_ptr(), dirty) };
     // SAFETY: a new folio, locked, whose reference is ours.
     (!new.is_null()).then(|| unsafe { LockedFolio::adopt(new) })
+}
+
+/// Takes locked, clean `folio` out of the page cache of `mapping` for its
+/// readers alone (see `ss_folio_evict`); false with nothing changed but
+/// its released file-system state.
+fn evict(folio: &FolioLock<'_>, mapping: *mut Mapping) -> bool {
+    // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
+    // writeback; the caller's reference keeps it alive after the page
+    // cache lets go of it.
+    unsafe { b::ss_folio_evict(mapping, folio.as_ptr()) }
 }
 
 /// Writes folio `index` of `mapping` back and waits for it.

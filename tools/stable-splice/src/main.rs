@@ -340,7 +340,11 @@ fn status(files: &[OsString]) -> ExitCode {
     ));
     line(format!("snapshots kept for readers after writes: {}", bytes(num("snapshot_bytes"))));
     line(format!(
-        "breaks without a copy at first (no memory, or the page could not be released): {} retried or failed with ENOMEM",
+        "breaks without memory for a copy: {} took the clean page out of the page cache instead (the writer read it back)",
+        num("breaks_evicted")
+    ));
+    line(format!(
+        "breaks without a copy at first (the page could not be unmapped or released): {} retried or failed with ENOMEM",
         num("breaks_retried")
     ));
     let failures = num("break_failures") + num("mode_fork_failures");
