@@ -11,6 +11,11 @@ pub(crate) struct FirstRes {
     pub(crate) size: usize,
     /// Median GiB/s of plain and of stable passes.
     pub(crate) gib: [f64; 2],
+    /// Median GiB/s of stable passes with the reaping of their holds
+    /// counted in (the reaper's work, done by a write to the `reap` file
+    /// right after the pass, in the splicer's own time): what a file served
+    /// once costs all CPUs. NaN where not measured (an older first.tsv).
+    pub(crate) gib_reaped: f64,
     /// New holds and bytes copied at splice per stable pass (medians), and
     /// pages per pass.
     pub(crate) holds_per_pass: f64,
@@ -22,6 +27,16 @@ pub(crate) const FIRST_FILE: usize = 32 << 20;
 
 /// Sizes of the first-splice rows (`--first-only`).
 pub(crate) const FIRST_SIZES: [usize; 3] = [64 << 10, 1 << 20, 8 << 20];
+
+/// Ends every hold nobody reads at once, as the reaper does a second after
+/// a file's last splice (the same work, `Holds::reap`, in the writer's own
+/// time); returns how long it took.
+pub(crate) fn reap_now() -> Res<Duration> {
+    let path = format!("{COUNTER_DIR}/reap");
+    let t0 = Instant::now();
+    std::fs::write(&path, "1").map_err(|e| format!("write {path}: {e}"))?;
+    Ok(t0.elapsed())
+}
 
 /// Waits until no hold is left (the reaper ends a file's holds a second
 /// after its last splice).
@@ -42,6 +57,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
     let mut tcp = if sink == Sink::Tcp { Some(TcpSink::new()?) } else { None };
     let out = tcp.as_ref().map_or(devnull.raw(), |t| t.tx.raw());
     let p = pipe(size)?;
+    // Seconds per pass.
     let mut pass = |flags: u32| -> Res<f64> {
         let t0 = Instant::now();
         for off in (0..FIRST_FILE).step_by(size) {
@@ -52,20 +68,26 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
             t.sent += FIRST_FILE as u64;
             t.wait()?;
         }
-        Ok(FIRST_FILE as f64 / GIB / t0.elapsed().as_secs_f64())
+        Ok(t0.elapsed().as_secs_f64())
     };
+    let gib_s = |secs: f64| FIRST_FILE as f64 / GIB / secs;
     let counter = |k: &str| read_counters().get(k).copied().unwrap_or(0);
-    let (mut gib, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new());
+    let (mut gib, mut reaped, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new(), Vec::new());
     for rep in 0..=o.repeats {
         let plain = pass(0)?;
         wait_holds_reaped()?;
         let (h0, c0) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
         let stable = pass(SPLICE_F_STABLE)?;
+        let (h1, c1) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
+        // The pipe is drained (a TCP sink's receiver has all of it): no
+        // hold is read any more, so this ends all of the pass's holds.
+        let reap = reap_now()?.as_secs_f64();
         if rep > 0 {
-            gib[0].push(plain);
-            gib[1].push(stable);
-            holds.push((counter("holds_taken") - h0) as f64);
-            copied.push((counter("bytes_copied_at_splice") - c0) as f64);
+            gib[0].push(gib_s(plain));
+            gib[1].push(gib_s(stable));
+            reaped.push(gib_s(stable + reap));
+            holds.push((h1 - h0) as f64);
+            copied.push((c1 - c0) as f64);
         }
     }
     if let Some(t) = tcp.take() {
@@ -75,6 +97,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         sink,
         size,
         gib: [median(&gib[0]), median(&gib[1])],
+        gib_reaped: median(&reaped),
         holds_per_pass: median(&holds),
         copied_per_pass: median(&copied),
         pages: FIRST_FILE / PAGE,
@@ -110,12 +133,13 @@ pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, Fir
             for size in FIRST_SIZES {
                 let r = first_holds(o, f.fd.raw(), size, sink)?;
                 progress(&format!(
-                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
+                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x; with the reaping {:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
                     sink.label(),
                     svg::size_label(size),
                     r.gib[1],
                     r.gib[0],
                     r.gib[1] / r.gib[0],
+                    r.gib_reaped / r.gib[0],
                     r.holds_per_pass,
                     r.copied_per_pass
                 ));
@@ -128,7 +152,8 @@ pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, Fir
 
 /// First-splice rows measured in a VM whose clock counts instructions
 /// (`first.tsv`: fs label, sink, size, plain GiB/s, stable GiB/s, new holds
-/// per pass, bytes copied per pass, pages per pass).
+/// per pass, bytes copied per pass, pages per pass, stable GiB/s with the
+/// reaping of its holds).
 pub(crate) struct ClockedFirst {
     pub(crate) rows: Vec<(String, FirstRes)>,
 }
@@ -139,14 +164,15 @@ impl ClockedFirst {
         for (label, r) in rows {
             let _ = writeln!(
                 s,
-                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 r.sink.key(),
                 r.size,
                 r.gib[0],
                 r.gib[1],
                 r.holds_per_pass,
                 r.copied_per_pass,
-                r.pages
+                r.pages,
+                r.gib_reaped
             );
         }
         s
@@ -158,6 +184,10 @@ impl ClockedFirst {
         let mut rows = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split('\t').collect();
+            let (f, reaped) = match f.len() {
+                9 => (&f[..8], Some(f[8])),
+                _ => (&f[..], None),
+            };
             let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return Err(bad(line)) };
             let sink = SINKS.into_iter().find(|s| s.key() == sink).ok_or_else(|| bad(line))?;
             let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
@@ -167,6 +197,7 @@ impl ClockedFirst {
                     sink,
                     size: size.parse().map_err(|_| bad(line))?,
                     gib: [num(plain)?, num(stable)?],
+                    gib_reaped: reaped.map(num).transpose()?.unwrap_or(f64::NAN),
                     holds_per_pass: num(holds)?,
                     copied_per_pass: num(copied)?,
                     pages: pages.parse().map_err(|_| bad(line))?,
