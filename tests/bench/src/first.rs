@@ -42,7 +42,7 @@ pub(crate) fn reap_now() -> Res<Duration> {
 /// after its last splice).
 pub(crate) fn wait_holds_reaped() -> Res {
     let released = Instant::now();
-    while read_counters().get("holds_active").copied().unwrap_or(0) != 0 {
+    while read_counter("holds_active") != 0 {
         if released.elapsed().as_secs() > 10 {
             return Err("holds_active did not drop to 0 within 10 s".into());
         }
@@ -71,14 +71,13 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         Ok(t0.elapsed().as_secs_f64())
     };
     let gib_s = |secs: f64| FIRST_FILE as f64 / GIB / secs;
-    let counter = |k: &str| read_counters().get(k).copied().unwrap_or(0);
     let (mut gib, mut reaped, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new(), Vec::new());
     for rep in 0..=o.repeats {
         let plain = pass(0)?;
         wait_holds_reaped()?;
-        let (h0, c0) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
+        let (h0, c0) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
         let stable = pass(SPLICE_F_STABLE)?;
-        let (h1, c1) = (counter("holds_taken"), counter("bytes_copied_at_splice"));
+        let (h1, c1) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
         // The pipe is drained (a TCP sink's receiver has all of it): no
         // hold is read any more, so this ends all of the pass's holds.
         let reap = reap_now()?.as_secs_f64();

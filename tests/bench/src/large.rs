@@ -75,13 +75,6 @@ impl LargeRes {
     }
 }
 
-fn snapshot_bytes() -> i64 {
-    std::fs::read_to_string(format!("{COUNTER_DIR}/snapshot_bytes"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// `--trials` / 2 trials of each case on `dir`, the cases interleaved.
 pub(crate) fn large_folio_writer(o: &Opts, dir: &str) -> Res<LargeRes> {
     let f = create_file(dir, "large")?;
@@ -114,7 +107,7 @@ pub(crate) fn large_folio_writer(o: &Opts, dir: &str) -> Res<LargeRes> {
             if case != LargeCase::Unheld {
                 splice_file_to_pipe(fd, off, p.w.raw(), PAGE, SPLICE_F_STABLE)?;
             }
-            let s0 = snapshot_bytes();
+            let s0 = read_counter("snapshot_bytes");
             let io0 = block_io(dir);
             let t0 = Instant::now();
             // SAFETY: a write from our own buffer.
@@ -124,7 +117,7 @@ pub(crate) fn large_folio_writer(o: &Opts, dir: &str) -> Res<LargeRes> {
                 io[ci].0 += b.0 - a.0;
                 io[ci].1 += b.1 - a.1;
             }
-            let copied = (snapshot_bytes() - s0).max(0) as u64;
+            let copied = (read_counter("snapshot_bytes") - s0).max(0) as u64;
             if case != LargeCase::Unheld {
                 drain_pipe(p.r.raw(), devnull.raw(), PAGE)?;
             }

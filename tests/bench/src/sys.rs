@@ -231,6 +231,11 @@ pub fn mount_debugfs() {
     }
 }
 
+/// One counter of the module; 0 if the module (or debugfs) is absent.
+pub fn read_counter(name: &str) -> i64 {
+    std::fs::read_to_string(format!("{COUNTER_DIR}/{name}")).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 /// All counters of the module; empty if the module (or debugfs) is absent.
 pub fn read_counters() -> Counters {
     let mut m = Counters::new();
