@@ -110,33 +110,6 @@ bool ss_folio_unshared(struct folio *folio, int own)
 	return folio_extra_refs_are_own(folio, extra, own, off_lru);
 }
 
-/*
- * For each of @n entries of @mapping's hold index, whose folio the entry's
- * reference keeps alive: whether its hold has ended (->ended), i.e. the
- * folio's lock was free and it left @mapping, or nothing but the page
- * cache, its mappings, private data and the hold references it. The
- * reaper's batch in one call.
- */
-void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		struct folio *folio = entries[i].folio;
-
-		entries[i].ended = false;
-		if (!folio_trylock(folio))
-			continue;
-		if (folio->mapping != mapping)
-			entries[i].ended = true;
-		else if (!folio_mapped(folio))
-			entries[i].ended = folio_extra_refs_unmapped(folio) <= 1;
-		else
-			entries[i].ended = ss_folio_extra_refs(folio) <= 1;
-		folio_unlock(folio);
-	}
-}
-
 bool ss_folio_writeback(struct folio *folio)
 {
 	return folio_test_writeback(folio);

@@ -147,7 +147,6 @@ void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
 struct ss_index_entry;
-void ss_holds_ended(struct ss_index_entry *entries, unsigned int n, struct address_space *mapping);
 bool ss_folio_writeback(struct folio *folio);
 /* A held folio as debugfs `holds` shows it (read without its lock). */
 struct ss_folio_report {
@@ -191,16 +190,13 @@ void ss_hold_index_destroy(struct xarray *xa);
 struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
 struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
-/* An entry of the index as the reaper sees it. */
-struct ss_index_entry {
-	unsigned long index;
-	struct folio *folio;
-	bool ended;		/* its hold ended (ss_holds_ended), then erased */
+/* Where one step of the reaper's walk of an index got to. */
+struct ss_reap_walk {
+	unsigned int seen;	/* entries looked at */
+	unsigned long next;	/* the next entry's index; ULONG_MAX: none left */
 };
-unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
-				  struct ss_index_entry *entries, unsigned int max);
-unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
-				     unsigned int n);
+unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping,
+				unsigned long from, unsigned int budget, struct ss_reap_walk *w);
 unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix);
 /* An entry to store: index, folio, the entry it replaced, the run it is for. */

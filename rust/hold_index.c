@@ -14,9 +14,11 @@
  */
 
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/xarray.h>
+#include "folio.h"
 #include "helpers.h"
 #include "hold_index.h"
 
@@ -113,64 +115,48 @@ struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsign
 }
 
 /*
- * Up to @max entries from index @from on, in index order: their indices
- * and folios. Returns how many. (The reaper's batch.)
+ * One step of the reaper's walk of @mapping's index (src/hold/reap.rs):
+ * from page index @from on, looks at up to @budget entries and ends the
+ * holds that ended (ss_hold_ended()): the entry cleared, its reference
+ * put, a block left empty freed. Returns how many ended; @w gets how many
+ * were looked at and where to go on. One walk, no copy of the entries:
+ * the caller's bucket lock keeps every entry, and so its folio, while
+ * the walk looks at it.
  */
-unsigned int ss_hold_index_gather(struct xarray *xa, unsigned long from,
-				  struct ss_index_entry *entries, unsigned int max)
+unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping,
+				unsigned long from, unsigned int budget, struct ss_reap_walk *w)
 {
 	struct ss_hold_block *b;
-	unsigned int n = 0;
 	unsigned long key, i;
+	unsigned int ended = 0;
 
-	if (!max)
-		return 0;
+	w->seen = 0;
+	w->next = ULONG_MAX;
 	xa_for_each_start(xa, key, b, from >> SS_BLOCK_SHIFT) {
 		unsigned long base = key << SS_BLOCK_SHIFT;
+		bool cleared = false;
 
 		for (i = from > base ? from - base : 0; i < SS_BLOCK_SLOTS; i++) {
-			if (!b->slot[i])
+			struct folio *folio = b->slot[i];
+
+			if (!folio)
 				continue;
-			entries[n].index = base + i;
-			entries[n].folio = b->slot[i];
-			entries[n].ended = false;
-			if (++n == max)
-				return n;
+			if (w->seen == budget) {
+				w->next = base + i;
+				return ended;	/* the block keeps this entry */
+			}
+			w->seen++;
+			if (!ss_hold_ended(folio, mapping))
+				continue;
+			b->slot[i] = NULL;
+			folio_put(folio);
+			cleared = true;
+			ended++;
 		}
+		if (cleared)
+			block_put_if_empty(xa, key, b);
 	}
-	return n;
-}
-
-/*
- * Erases each of @n entries with ->ended set if the index still holds its
- * folio there; clears ->ended where it did not. Returns how many were
- * erased; their references are the caller's. @entries are in ascending
- * index order (ss_hold_index_gather()): a block is looked up once, and
- * freed once it is empty.
- */
-unsigned int ss_hold_index_erase_all(struct xarray *xa, struct ss_index_entry *entries,
-				     unsigned int n)
-{
-	struct block_cursor c = BLOCK_CURSOR(xa);
-	unsigned int i, done = 0;
-
-	for (i = 0; i < n; i++) {
-		struct ss_index_entry *e = &entries[i];
-		struct block_cursor left = c;
-
-		if (!e->ended)
-			continue;
-		if (cursor_seek(&c, e->index))
-			block_put_if_empty(xa, left.key, left.b);
-		if (!c.b || c.b->slot[e->index & SS_BLOCK_MASK] != e->folio) {
-			e->ended = false;
-			continue;
-		}
-		c.b->slot[e->index & SS_BLOCK_MASK] = NULL;
-		done++;
-	}
-	block_put_if_empty(xa, c.key, c.b);
-	return done;
+	return ended;
 }
 
 /*

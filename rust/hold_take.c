@@ -35,24 +35,6 @@ static inline bool folio_unshared_locked(struct folio *folio, long nr, int own)
 	return folio_extra_refs_are_own(folio, extra, own, !(flags & BIT(PG_lru)));
 }
 
-/*
- * folio_unlock() without its call where nobody waits: PG_locked cleared
- * by a release cmpxchg that also proves PG_waiters clear at that moment
- * (a waiter sets PG_waiters before it looks at the lock again, so it
- * finds the folio unlocked); otherwise, or if another flag changed
- * meanwhile, folio_unlock() itself, which wakes the waiters. The call and
- * the loop's registers around it cost more than the rest of the unlock.
- */
-static inline void folio_unlock_unwaited(struct folio *folio)
-{
-	unsigned long old = READ_ONCE(folio->flags.f);
-
-	if (!(old & BIT(PG_waiters)) &&
-	    try_cmpxchg_release(&folio->flags.f, &old, old & ~BIT(PG_locked)))
-		return;
-	folio_unlock(folio);
-}
-
 /* Makes the @len buffers from @slot on stable buffers, zero copy; their bytes. */
 static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned int slot,
 			unsigned int len)

@@ -252,15 +252,6 @@ impl IndexStore {
     }
 }
 
-/// An entry of a hold index as the reaper sees it: where, which folio,
-/// and whether its hold ended (`ss_holds_ended`; kept set by
-/// [`crate::hold_index::HoldIndex::remove_ended`] for those it took out).
-pub(crate) type IndexEntry = b::ss_index_entry;
-
-impl IndexEntry {
-    pub(crate) const EMPTY: IndexEntry = IndexEntry { index: 0, folio: core::ptr::null_mut(), ended: false };
-}
-
 /// Where a pipe buffer's folio belongs (`folio_kind()` in rust/pipe.c,
 /// which reads `->mapping` once: a concurrent eviction clears it).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 
 use crate::{
     bindings as b,
-    folio::{FolioRef, IndexEntry, IndexStore, RawFolio, Run},
+    folio::{FolioRef, IndexStore, Mapping, RawFolio, Run},
 };
 use kernel::{prelude::*, types::Opaque};
 
@@ -100,27 +100,22 @@ impl HoldIndex {
         (!folio.is_null()).then_some((index as usize, folio))
     }
 
-    /// Up to `out.len()` entries from index `from` on, in one walk: their
-    /// indices and folios (only compared, or dereferenced under the lock
-    /// that keeps the entries), not `ended`. Returns them.
-    pub(crate) fn gather<'e>(&self, from: usize, out: &'e mut [IndexEntry]) -> &'e mut [IndexEntry] {
-        // SAFETY: initialised XArray; the slice holds that many elements.
-        let n = unsafe { b::ss_hold_index_gather(self.raw(), from as _, out.as_mut_ptr(), out.len() as u32) };
-        &mut out[..n as usize]
-    }
-
-    /// Takes out, under one hold of the XArray's lock, each entry marked
-    /// `ended` if the index still holds its folio at its index, and drops
-    /// its reference; unmarks those it did not. Returns how many were taken
-    /// out.
-    pub(crate) fn remove_ended(&self, entries: &mut [IndexEntry]) -> usize {
-        // SAFETY: initialised XArray; the slice holds that many elements.
-        let done = unsafe { b::ss_hold_index_erase_all(self.raw(), entries.as_mut_ptr(), entries.len() as u32) };
-        for e in entries.iter().filter(|e| e.ended) {
-            // SAFETY: an erased entry's reference is ours now.
-            drop(unsafe { FolioRef::adopt(e.folio) }); // folio_put: fine under a spinlock
+    /// One step of the reaper's walk: from index `from` on, looks at up
+    /// to `budget` entries and ends the holds that ended (nobody but the
+    /// page cache, its mappings, private data and the hold references the
+    /// folio, or it left `mapping`, which is only compared), putting their
+    /// references. A folio somebody else has locked stays held.
+    pub(crate) fn reap(&self, mapping: *mut Mapping, from: usize, budget: usize) -> Reaped {
+        let mut w = b::ss_reap_walk { seen: 0, next: 0 };
+        // SAFETY: initialised XArray, used under its bucket lock (type
+        // invariant), which keeps each entry's folio alive while the walk
+        // looks at it.
+        let ended = unsafe { b::ss_hold_index_reap(self.raw(), mapping, from as _, budget as u32, &mut w) };
+        Reaped {
+            ended: ended as usize,
+            seen: w.seen as usize,
+            next: (w.next != usize::MAX as _).then_some(w.next as usize),
         }
-        done as usize
     }
 
     /// Marks `held` the runs whose folio is the entry at the run's index;
@@ -130,6 +125,16 @@ impl HoldIndex {
         // SAFETY: initialised XArray; the slice holds that many elements.
         unsafe { b::ss_hold_index_match(self.raw(), runs.as_mut_ptr(), runs.len() as u32, prefix) as usize }
     }
+}
+
+/// What one step of the reaper's walk did ([`HoldIndex::reap`]).
+pub(crate) struct Reaped {
+    /// Holds ended (their entries taken out, references put).
+    pub(crate) ended: usize,
+    /// Entries looked at.
+    pub(crate) seen: usize,
+    /// Where the next step goes on; `None`: no entry is left after them.
+    pub(crate) next: Option<usize>,
 }
 
 #[pinned_drop]

@@ -3,11 +3,7 @@
 //! Ending the holds nobody reads any more, in batches, from a delayed work.
 
 use super::{holds, now_ns, Holds};
-use crate::{
-    bindings as b,
-    counters::COUNTERS,
-    folio::{IndexEntry, Mapping},
-};
+use crate::{bindings as b, counters::COUNTERS, folio::Mapping};
 use kernel::sync::atomic::Relaxed;
 
 /// How long a hold nobody reads stays, if splices keep joining it: taking
@@ -44,8 +40,9 @@ impl Holds {
     ///
     /// Only the holds of files idle for `idle_ns` (no splice took or joined
     /// one; [`REAP_IDLE_NS`] for the periodic reaper) are looked at closely
-    /// (folio trylock, references); a hold on a folio that left the page
-    /// cache waits for that too, then goes. The bucket lock is dropped every [`REAP_BATCH`] holds:
+    /// (references, and a folio trylock where private data or a mapping
+    /// may count); a hold on a folio that left the page cache goes once its
+    /// lock is free. The bucket lock is dropped every [`REAP_BATCH`] holds:
     /// splicers of a large file must not spin while the reaper walks all
     /// of its holds.
     fn reap(&self, idle_ns: u64) -> usize {
@@ -70,8 +67,8 @@ impl Holds {
                         cursor = c.move_next();
                         continue;
                     }
-                    // The file's holds a batch at a time: one walk to
-                    // gather them, one lock of the index to erase the ended.
+                    // The file's holds a batch at a time, each in one walk
+                    // that looks at them and takes out the ended.
                     loop {
                         let budget = REAP_BATCH - seen;
                         if budget == 0 {
@@ -85,25 +82,16 @@ impl Holds {
                             }
                             break;
                         }
-                        let mut entries = [IndexEntry::EMPTY; REAP_BATCH];
-                        let entries = file.index.gather(from, &mut entries[..budget]);
-                        let n = entries.len();
-                        seen += n;
-                        // Which have ended (folio lock free, nobody reads it,
-                        // or it left the page cache), in one C call.
-                        // SAFETY: each entry's reference keeps its folio
-                        // alive while the bucket lock keeps the entry.
-                        unsafe { b::ss_holds_ended(entries.as_mut_ptr(), n as u32, mapping as *mut Mapping) };
-                        let removed = file.index.remove_ended(entries);
-                        file.count -= removed;
-                        count.add(-(removed as i32), Relaxed);
-                        COUNTERS.holds_active.sub(removed as i64);
-                        left += n - removed;
-                        let last = entries.last().map_or(usize::MAX, |e| e.index as usize);
-                        if n < budget || last == usize::MAX {
-                            break; // the file's last hold
+                        let r = file.index.reap(mapping as *mut Mapping, from, budget);
+                        seen += r.seen;
+                        file.count -= r.ended;
+                        count.add(-(r.ended as i32), Relaxed);
+                        COUNTERS.holds_active.sub(r.ended as i64);
+                        left += r.seen - r.ended;
+                        match r.next {
+                            Some(next) => from = next,
+                            None => break, // the file's last hold
                         }
-                        from = last + 1;
                     }
                     if paused {
                         break;

@@ -288,14 +288,15 @@ mod tests {
         Ok(())
     }
 
-    /// The reaper's batches: a walk gathers up to so many entries from an
-    /// index on (across a block's boundary), and one lock of the index
-    /// erases those asked for that still hold the folio asked about,
-    /// handing their references over.
+    /// The reaper's walk: one step looks at up to its budget of entries
+    /// from an index on (across a block's boundary), ends the holds of
+    /// folios that left the file (these never were in it) and puts their
+    /// references, leaves a folio somebody else has locked held, and says
+    /// where the next step goes on; emptied blocks go.
     #[test]
-    fn hold_index_reaps_in_batches() -> Result {
+    fn hold_index_reaps_in_steps() -> Result {
         use crate::{
-            folio::{FolioRef, IndexEntry},
+            folio::{FolioRef, Mapping},
             hold_index::HoldIndex,
         };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
@@ -306,37 +307,27 @@ mod tests {
             let r = unsafe { FolioRef::get(folios[k % 3].as_ptr()) };
             assert!(matches!(index.insert(i, r), Ok(None)));
         }
-        let mut entries = [IndexEntry::EMPTY; 3];
-        let got = index.gather(0, &mut entries);
-        let indices = |got: &[IndexEntry]| -> [usize; 3] { core::array::from_fn(|i| got.get(i).map_or(0, |e| e.index as usize)) };
-        assert_eq!(indices(got), [1, 2, 63]);
-        let want = [folios[0].as_ptr(), folios[1].as_ptr(), folios[2].as_ptr()];
-        assert!(got.iter().zip(want).all(|(e, f)| e.folio == f && !e.ended));
-        let got = index.gather(64, &mut entries);
-        assert_eq!((got.len(), indices(got)), (2, [64, 200, 0]));
-        assert_eq!(index.gather(201, &mut entries).len(), 0);
-        // Erase 1 (ended, still its folio), not 2 (not ended), not 5 (no
-        // entry there), not 63 (ended, but asked about another folio than
-        // the entry's), 64 (ended, its folio, the next block: one walk
-        // crosses it). The erased entries' references are dropped: the
-        // folio goes back to the count it had before the inserts.
-        let before = folio_refs(folios[0].as_ptr());
-        let mut ask = [
-            (1usize, folios[0].as_ptr(), true),
-            (2, folios[1].as_ptr(), false),
-            (5, folios[0].as_ptr(), true),
-            (63, folios[0].as_ptr(), true),
-            (64, folios[0].as_ptr(), true),
-        ]
-        .map(|(index, folio, ended)| IndexEntry { index: index as _, folio, ended });
-        assert_eq!(index.remove_ended(&mut ask), 2);
-        assert_eq!(ask.map(|e| e.ended), [true, false, false, false, true]);
-        assert_eq!(folio_refs(folios[0].as_ptr()), before - 2);
-        assert!(index.get(1).is_null());
+        // Only compared: no folio here is in any file.
+        let mut file = 0u64;
+        let mapping = (&raw mut file).cast::<Mapping>();
+        let before = [0, 1, 2].map(|k| folio_refs(folios[k].as_ptr()));
+        let locked = folios[1].lock(); // entries 2 and 200
+        let r = index.reap(mapping, 0, 3);
+        assert_eq!((r.ended, r.seen, r.next), (2, 3, Some(64))); // 1, 63 ended; 2 locked
+        let r = index.reap(mapping, 64, 64);
+        assert_eq!((r.ended, r.seen, r.next), (1, 2, None)); // 64 ended; 200 locked
+        assert_eq!(index.reap(mapping, 201, 64).seen, 0);
+        assert_eq!(folio_refs(folios[0].as_ptr()), before[0] - 2);
+        assert_eq!(folio_refs(folios[1].as_ptr()), before[1]);
+        assert_eq!(folio_refs(folios[2].as_ptr()), before[2] - 1);
+        assert!(index.get(1).is_null() && index.get(63).is_null() && index.get(64).is_null());
         assert_eq!(index.get(2), folios[1].as_ptr());
-        assert_eq!(index.get(63), folios[2].as_ptr());
-        assert!(index.get(64).is_null());
         assert_eq!(index.get(200), folios[1].as_ptr());
+        drop(locked);
+        let r = index.reap(mapping, 0, 64);
+        assert_eq!((r.ended, r.seen, r.next), (2, 2, None));
+        assert!(index.get(2).is_null() && index.get(200).is_null());
+        assert_eq!(folio_refs(folios[1].as_ptr()), before[1] - 2);
         drop(index);
         drop(folios);
         Ok(())

@@ -497,6 +497,12 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
     drain_lru_batches()
 }
 
+/// Ends at once the holds whose folios nobody reads (debugfs `reap`: the
+/// periodic reaper's walk, without waiting out its idle second).
+pub fn reap_idle_holds() -> TResult {
+    std::fs::write(format!("{COUNTER_DIR}/reap"), "1").map_err(|e| TestErr::Fail(format!("debugfs reap: {e}")))
+}
+
 /// Waits until the module holds nothing: holds of folios that nobody reads
 /// are reaped once idle for a second (checked every 100 ms), or at once
 /// when asked (debugfs `reap`, asked here), and once no LRU batch
@@ -508,7 +514,7 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
 pub fn wait_holds_released(limit: Duration) -> bool {
     let idle = || counter("holds_active") == Some(0);
     let reap = || {
-        let _ = std::fs::write(format!("{COUNTER_DIR}/reap"), "1");
+        let _ = reap_idle_holds();
         idle()
     };
     if idle() || reap() {

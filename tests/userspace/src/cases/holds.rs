@@ -87,6 +87,114 @@ pub fn plain_socket_partial_read(ctx: &Ctx) -> TResult {
     socket_partial(ctx, 0, Rest::Read)
 }
 
+/// Who still reads the spliced pages when the reaper looks at their holds.
+#[derive(Clone, Copy)]
+pub enum Reader {
+    /// The pipe, not drained.
+    Pipe,
+    /// A socket's skbs: half the pipe sent, the rest read out of it.
+    Socket,
+    /// A `tee()` copy of the pipe; the pipe itself read empty.
+    Tee,
+    /// The pipe, with the file's pages also mapped by the reader: the
+    /// mapping's references must not hide the pipe's.
+    Mapped,
+}
+
+/// The reaper ends a hold only once nobody reads its folio: reaps (debugfs
+/// `reap`, the periodic reaper's walk without its idle second) while a
+/// reader still has the pages leave every hold, and a write after them
+/// does not reach the reader. The holds are counted where the mount holds
+/// (the reaps must not lower the count); copying mounts check the bytes.
+/// Once on a file written whole (a large folio where the kernel caches
+/// one) and once on one written a page at a time (small folios, where one
+/// pipe buffer is a folio's only reader).
+fn reap_while_read(ctx: &Ctx, flags: u32, reader: Reader) -> TResult {
+    reap_while_read_file(ctx, flags, reader, false)?;
+    reap_while_read_file(ctx, flags, reader, true)
+}
+
+fn reap_while_read_file(ctx: &Ctx, flags: u32, reader: Reader, by_page: bool) -> TResult {
+    let module = counters_present();
+    if module {
+        ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    }
+    let (f, a, b) = if by_page {
+        let f = tmpfile(&ctx.dir)?;
+        let (a, b) = (pattern(0x3c, 0, LEN), pattern(0x7e, 0, LEN));
+        for (i, page) in a.chunks(PAGE).enumerate() {
+            pwrite_all(f.fd.raw(), page, i * PAGE)?;
+        }
+        settle_page_cache(f.fd.raw(), LEN)?;
+        (f, a, b)
+    } else {
+        file_ab(ctx, LEN)?
+    };
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+    let held = counter("holds_active").unwrap_or(0);
+    let half = LEN / 2;
+    let mut _map = None;
+    let (mut rx, mut copy) = (None, None);
+    let want = match reader {
+        Reader::Pipe => 0..LEN,
+        Reader::Mapped => {
+            let m = Map::shared_file(f.fd.raw(), LEN)?;
+            expect_bytes("the mapping", &m.load(0, LEN), &a, None)?; // read faults map the pages
+            _map = Some(m);
+            0..LEN
+        }
+        Reader::Socket => {
+            let (tx, r) = tcp_pair()?;
+            let n = splice_raw(p.r.raw(), None, tx.raw(), None, half, 0);
+            ensure!(n == Ok(half), "splice pipe -> socket returned {n:?}");
+            expect_bytes("the pipe's rest", &read_pipe(&p.r, LEN - half)?, &a[half..], None)?;
+            rx = Some((tx, r));
+            0..half
+        }
+        Reader::Tee => {
+            let t = pipe()?;
+            let n = tee_raw(p.r.raw(), t.w.raw(), LEN, 0);
+            ensure!(n == Ok(LEN), "tee returned {n:?}");
+            expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
+            copy = Some(t);
+            0..LEN
+        }
+    };
+    for _ in 0..3 {
+        reap_idle_holds()?;
+    }
+    // Half the socket's pages were read out of the pipe: their holds may end.
+    if module && flags != 0 && !matches!(reader, Reader::Socket) {
+        let now = counter("holds_active").unwrap_or(0);
+        ensure!(now >= held, "{held} holds before the reaps, {now} after, while the pages were still read");
+    }
+    pwrite_all(f.fd.raw(), &b, 0)?;
+    let got = match (&rx, &copy) {
+        (Some((_, r)), _) => recv_exact(r, half)?,
+        (_, Some(t)) => read_pipe(&t.r, LEN)?,
+        _ => read_pipe(&p.r, LEN)?,
+    };
+    let what = if by_page { "read after the reaps (file written by page)" } else { "read after the reaps" };
+    stable_or_control(flags, what, &got, &a[want.clone()], &b[want])
+}
+
+pub fn holds_reap_while_pipe_reads(ctx: &Ctx) -> TResult {
+    reap_while_read(ctx, stable(), Reader::Pipe)
+}
+pub fn holds_reap_while_socket_reads(ctx: &Ctx) -> TResult {
+    reap_while_read(ctx, stable(), Reader::Socket)
+}
+pub fn holds_reap_while_tee_reads(ctx: &Ctx) -> TResult {
+    reap_while_read(ctx, stable(), Reader::Tee)
+}
+pub fn holds_reap_while_mapped(ctx: &Ctx) -> TResult {
+    reap_while_read(ctx, stable(), Reader::Mapped)
+}
+pub fn plain_reap_while_pipe_reads(ctx: &Ctx) -> TResult {
+    reap_while_read(ctx, 0, Reader::Pipe)
+}
+
 /// A consumer already blocked in splice(pipe -> socket) when the stable
 /// buffers arrive.
 fn socket_consumer_first(ctx: &Ctx, flags: u32) -> TResult {
