@@ -128,34 +128,46 @@ unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping
 {
 	struct ss_hold_block *b;
 	unsigned long key, i;
-	unsigned int ended = 0;
+	unsigned int ended = 0, seen = 0;
 
-	w->seen = 0;
 	w->next = ULONG_MAX;
 	xa_for_each_start(xa, key, b, from >> SS_BLOCK_SHIFT) {
 		unsigned long base = key << SS_BLOCK_SHIFT;
-		bool cleared = false;
+		unsigned long first = from > base ? from - base : 0;
+		unsigned int kept = 0, cleared = 0;
 
-		for (i = from > base ? from - base : 0; i < SS_BLOCK_SLOTS; i++) {
+		for (i = first; i < SS_BLOCK_SLOTS; i++) {
 			struct folio *folio = b->slot[i];
 
 			if (!folio)
 				continue;
-			if (w->seen == budget) {
+			if (seen == budget) {
 				w->next = base + i;
-				return ended;	/* the block keeps this entry */
+				ended += cleared;
+				goto out;	/* the block keeps this entry */
 			}
-			w->seen++;
-			if (!ss_hold_ended(folio, mapping))
+			seen++;
+			if (!ss_hold_ended(folio, mapping)) {
+				kept++;
 				continue;
+			}
 			b->slot[i] = NULL;
 			folio_put(folio);
-			cleared = true;
-			ended++;
+			cleared++;
 		}
-		if (cleared)
+		ended += cleared;
+		if (!cleared)
+			continue;
+		/* A walk of the whole block knows it empty without looking again. */
+		if (first == 0 && !kept) {
+			xa_erase(xa, key);
+			kfree(b);
+		} else {
 			block_put_if_empty(xa, key, b);
+		}
 	}
+out:
+	w->seen = seen;
 	return ended;
 }
 
