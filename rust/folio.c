@@ -303,24 +303,26 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
  * the copy, with no writeback). A clean folio whose state cannot move has
  * it released instead (the copy gets new state from the writer's
  * write_begin, at the cost of looking its blocks up again). Returns the
- * copy, locked, or NULL with nothing changed but, for a clean folio, its
- * released state (mapped, no memory, state that cannot move or be
- * released): a dirty folio is then written back and broken clean.
+ * copy, locked; or, with nothing changed but a clean folio's released
+ * state, ERR_PTR(-ENOMEM) where no copy could be allocated (a clean folio
+ * may then leave the cache instead, ss_folio_evict()) and ERR_PTR(-EBUSY)
+ * where @old could not be unmapped or its state neither moved nor
+ * released (a dirty folio is then written back and broken clean).
  */
 struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty)
 {
 	struct folio *new;
 
 	if (!ss_folio_unmap(mapping, old))
-		return NULL;
+		return ERR_PTR(-EBUSY);
 	new = ss_folio_copy_new(mapping, old);
 	if (!new)
-		return NULL;
+		return ERR_PTR(-ENOMEM);
 	if (!ss_folio_move_private(mapping, old, new) &&
 	    (dirty || !filemap_release_folio(old, GFP_NOFS))) {
 		__folio_clear_locked(new);
 		folio_put(new);
-		return NULL;
+		return ERR_PTR(-EBUSY);
 	}
 	/* Off @old with its accounting; the XArray's dirty mark stays. */
 	dirty = dirty && folio_clear_dirty_for_io(old);
@@ -331,8 +333,9 @@ struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio 
 }
 
 /*
- * A break without a copy (none could be allocated: a large folio's order
- * on fragmented memory): locked, clean, unmapped @old leaves @mapping's
+ * A break without a copy (ss_folio_replace_copy() could not allocate one:
+ * a large folio's order on fragmented memory; it had unmapped @old and
+ * left its state alone): locked, clean, unmapped @old leaves @mapping's
  * page cache, its file-system state released, as memory-failure takes a
  * page out (generic_error_remove_folio: a clean folio's bytes are the
  * file's, so the next lookup reads them back). @old stays with its

@@ -9,7 +9,7 @@ use crate::{
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, LockedFolio, Mapping},
 };
-use kernel::{prelude::*, sync::SpinLock};
+use kernel::{error::from_err_ptr, prelude::*, sync::SpinLock};
 
 /// What a writer that wants to change a folio of the page cache must do.
 pub(crate) enum Break {
@@ -77,20 +77,21 @@ impl Holds {
         // move to the copy, as migration moves them. Where a dirty folio's
         // cannot, write it back first; a clean one's is released instead.
         let dirty = folio.is_dirty();
-        let Some(copy) = replace(folio, mapping, dirty) else {
-            if dirty {
-                return Break::WriteBack;
-            }
+        let copy = match replace(folio, mapping, dirty) {
+            Ok(copy) => copy,
+            Err(_) if dirty => return Break::WriteBack,
             // No memory for the copy: a clean folio's bytes are the file's,
             // so it may leave the page cache to its readers instead.
-            if evict(folio, mapping) {
+            Err(e) if e == ENOMEM && evict(folio, mapping) => {
                 let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
                 drop(gone);
                 COUNTERS.breaks_evicted.add(1);
                 return Break::Evicted;
             }
-            COUNTERS.breaks_retried.add(1);
-            return Break::NoCopy;
+            Err(_) => {
+                COUNTERS.breaks_retried.add(1);
+                return Break::NoCopy;
+            }
         };
         if dirty {
             COUNTERS.breaks_dirty.add(1);
@@ -196,21 +197,24 @@ impl Drop for Fence<'_> {
 
 /// Puts a copy of locked `folio` into the page cache of `mapping` in its
 /// place, with the folio's file-system state and, if `dirty`, its
-/// dirtiness (no writeback); returns the copy, locked and referenced, or
-/// None with nothing changed (see `ss_folio_replace_copy`). The old folio
-/// stays with its readers, clean, out of the page cache: their references
-/// keep it unchanged.
-fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool) -> Option<LockedFolio> {
+/// dirtiness (no writeback); returns the copy, locked and referenced. The
+/// old folio stays with its readers, clean, out of the page cache: their
+/// references keep it unchanged. `ENOMEM`: no copy could be allocated;
+/// `EBUSY`: the folio could not be unmapped, or its state neither moved
+/// nor released. Either way nothing changed but a clean folio's released
+/// state (see `ss_folio_replace_copy`).
+fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool) -> Result<LockedFolio> {
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
     // writeback (waited for under this lock); `dirty` read under the lock.
-    let new = unsafe { b::ss_folio_replace_copy(mapping, folio.as_ptr(), dirty) };
+    let new = from_err_ptr(unsafe { b::ss_folio_replace_copy(mapping, folio.as_ptr(), dirty) })?;
     // SAFETY: a new folio, locked, whose reference is ours.
-    (!new.is_null()).then(|| unsafe { LockedFolio::adopt(new) })
+    Ok(unsafe { LockedFolio::adopt(new) })
 }
 
-/// Takes locked, clean `folio` out of the page cache of `mapping` for its
-/// readers alone (see `ss_folio_evict`); false with nothing changed but
-/// its released file-system state.
+/// Takes locked, clean `folio`, for which no copy could be allocated, out
+/// of the page cache of `mapping` for its readers alone (see
+/// `ss_folio_evict`); false with nothing changed but its released
+/// file-system state.
 fn evict(folio: &FolioLock<'_>, mapping: *mut Mapping) -> bool {
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
     // writeback; the caller's reference keeps it alive after the page
