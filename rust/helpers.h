@@ -146,7 +146,6 @@ void ss_folio_put(struct folio *folio);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
-struct ss_index_entry;
 bool ss_folio_writeback(struct folio *folio);
 /* A held folio as debugfs `holds` shows it (read without its lock). */
 struct ss_folio_report {
