@@ -8,6 +8,12 @@
 //! completed before the splice began, and no newer than the last write
 //! that had started when splice returned. Writers must never stall while
 //! pipes sit undrained.
+//!
+//! `contract_stress_reaping` runs the same with a thread that asks the
+//! module to reap all the while (debugfs `reap`: the reaper's walk without
+//! its idle second, which a busy file never reaches otherwise), so that the
+//! reaper's decisions race with splices joining holds, writers breaking or
+//! ending them, and readers letting go.
 
 use super::Ctx;
 use crate::util::*;
@@ -158,6 +164,31 @@ fn reader(rx: Receiver<Job>, sh: &Shared) {
 }
 
 pub fn contract_stress(ctx: &Ctx) -> TResult {
+    run(ctx, false)
+}
+
+pub fn contract_stress_reaping(ctx: &Ctx) -> TResult {
+    if !counters_present() {
+        skip!("no module counters: nothing reaps");
+    }
+    run(ctx, true)
+}
+
+/// Asks for a reap every 200 us until `sh.stop` or `end`; returns how many.
+fn reaper(sh: &Shared, end: Instant) -> u64 {
+    let mut n = 0;
+    while !sh.stop.load(SeqCst) && Instant::now() < end {
+        if let Err(e) = reap_idle_holds() {
+            sh.fail(format!("reaper: {e}"));
+            break;
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    n
+}
+
+fn run(ctx: &Ctx, reaping: bool) -> TResult {
     let f = tmpfile(&ctx.dir)?;
     let fd = f.fd.raw();
     for b in 0..BLOCKS {
@@ -175,6 +206,10 @@ pub fn contract_stress(ctx: &Ctx) -> TResult {
     });
     let copied0 = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0);
     let end = Instant::now() + Duration::from_secs(ctx.stress_secs.max(1));
+    let reap = reaping.then(|| {
+        let sh = Arc::clone(&sh);
+        std::thread::spawn(move || reaper(&sh, end))
+    });
     let mut threads = Vec::new();
     for id in 0..WRITERS {
         let sh = Arc::clone(&sh);
@@ -194,6 +229,11 @@ pub fn contract_stress(ctx: &Ctx) -> TResult {
     sh.stop.store(true, SeqCst);
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(t) = reap {
+        let reaps = t.join().unwrap_or(0);
+        ctx.note(format!("{reaps} reaps asked for while splicing"));
+        ensure!(reaps > 0, "the reaper thread never reaped");
     }
     let handled = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0) - copied0;
     let spliced = sh.spliced_bytes.load(SeqCst);

@@ -185,6 +185,7 @@ pub fn all() -> Vec<Case> {
         case!(long Module, samba::e2e_smb_truncated_under_read),
         case!(long Module, stress::torn_read_stress),
         case!(long Module, contract_stress::contract_stress),
+        case!(long Module, contract_stress::contract_stress_reaping),
     ]
 }
 
