@@ -32,13 +32,18 @@ static bool block_empty(const struct ss_hold_block *b)
 	return !memchr_inv(b, 0, sizeof(*b));
 }
 
+/* Takes the block of @key, which has no entry left, out and frees it. */
+static void block_free(struct xarray *xa, unsigned long key, struct ss_hold_block *b)
+{
+	xa_erase(xa, key);
+	kfree(b);
+}
+
 /* Frees the block of @key if it has no entry left. */
 static void block_put_if_empty(struct xarray *xa, unsigned long key, struct ss_hold_block *b)
 {
-	if (b && block_empty(b)) {
-		xa_erase(xa, key);
-		kfree(b);
-	}
+	if (b && block_empty(b))
+		block_free(xa, key, b);
 }
 
 bool ss_hold_block_new(struct block_cursor *c)
@@ -159,12 +164,10 @@ unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping
 		if (!cleared)
 			continue;
 		/* A walk of the whole block knows it empty without looking again. */
-		if (first == 0 && !kept) {
-			xa_erase(xa, key);
-			kfree(b);
-		} else {
+		if (first == 0 && !kept)
+			block_free(xa, key, b);
+		else
 			block_put_if_empty(xa, key, b);
-		}
 	}
 out:
 	w->seen = seen;

@@ -17,10 +17,18 @@ const LEN: usize = 4 * PAGE;
 /// A file holding A (`LEN` bytes, page cache settled so that a stable
 /// splice can hold it), B the content writers put there later.
 pub(super) fn file_ab(ctx: &Ctx, len: usize) -> TResult<(TestFile, Vec<u8>, Vec<u8>)> {
+    file_ab_written(ctx, len, len)
+}
+
+/// [`file_ab`] with A written `chunk` bytes at a time (a page at a time:
+/// small folios, where the file system would cache a large one).
+fn file_ab_written(ctx: &Ctx, len: usize, chunk: usize) -> TResult<(TestFile, Vec<u8>, Vec<u8>)> {
     let f = tmpfile(&ctx.dir)?;
     let a = pattern(0x2b, 0, len);
     let b = pattern(0x6d, 0, len);
-    pwrite_all(f.fd.raw(), &a, 0)?;
+    for (i, piece) in a.chunks(chunk).enumerate() {
+        pwrite_all(f.fd.raw(), piece, i * chunk)?;
+    }
     settle_page_cache(f.fd.raw(), len)?;
     Ok((f, a, b))
 }
@@ -119,17 +127,7 @@ fn reap_while_read_file(ctx: &Ctx, flags: u32, reader: Reader, by_page: bool) ->
     if module {
         ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
     }
-    let (f, a, b) = if by_page {
-        let f = tmpfile(&ctx.dir)?;
-        let (a, b) = (pattern(0x3c, 0, LEN), pattern(0x7e, 0, LEN));
-        for (i, page) in a.chunks(PAGE).enumerate() {
-            pwrite_all(f.fd.raw(), page, i * PAGE)?;
-        }
-        settle_page_cache(f.fd.raw(), LEN)?;
-        (f, a, b)
-    } else {
-        file_ab(ctx, LEN)?
-    };
+    let (f, a, b) = file_ab_written(ctx, LEN, if by_page { PAGE } else { LEN })?;
     let p = pipe()?;
     splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
     let held = counter("holds_active").unwrap_or(0);
