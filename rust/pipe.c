@@ -73,6 +73,33 @@ unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, uns
 	return n;
 }
 
+/*
+ * The confirm of page_cache_pipe_buf_ops (fs/splice.c): the operations of
+ * every buffer that refers to a page-cache folio as it is, which only
+ * filemap_splice_read() and shmem_file_splice_read() make. The table is
+ * not exported, and on kernels without KALLSYMS_ALL not even named; its
+ * confirm is a function, found as the redirected functions are.
+ */
+static unsigned long page_cache_confirm;
+
+int ss_pipe_learn_page_cache_bufs(void)
+{
+	static const char *const name[] = { "page_cache_pipe_buf_confirm" };
+	unsigned long addr;
+	int ret = ss_lookup_functions(name, &addr, 1);
+
+	if (ret)
+		return ret;
+	/* An operations table points at the function's start, ENDBR included. */
+	page_cache_confirm = ss_func_start(addr);
+	return 0;
+}
+
+bool ss_pipe_buf_is_page_cache(const struct pipe_buffer *buf)
+{
+	return page_cache_confirm && (unsigned long)buf->ops->confirm == page_cache_confirm;
+}
+
 struct folio *ss_page_folio(struct page *page)
 {
 	return page_folio(page);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The replacements that ftrace redirects to: the splice syscall, which
-//! accepts `SPLICE_F_STABLE`, and the page-cache `splice_read`s, which make
-//! a stable splice's buffers stable while the pipe is still locked.
+//! accepts `SPLICE_F_STABLE`, and the call of a file's `splice_read`, after
+//! which a stable splice's page-cache buffers are made stable while the
+//! pipe is still locked.
 
 use kernel::{
     error::code::EINVAL,
@@ -22,8 +23,7 @@ use core::ffi::c_void;
 pub(crate) const SPLICE_F_STABLE: u32 = bindings::SS_SPLICE_F_STABLE;
 
 pub(crate) static SYS_SPLICE: Original = Original::new();
-pub(crate) static FILEMAP_SPLICE_READ: Original = Original::new();
-pub(crate) static SHMEM_SPLICE_READ: Original = Original::new();
+pub(crate) static DO_SPLICE_READ: Original = Original::new();
 pub(crate) static DO_SPLICE: Original = Original::new();
 
 /// The marked tasks; published while the redirects are registered.
@@ -85,8 +85,9 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
     ret
 }
 
-/// Calls the original `splice_read` at `orig`; for a stable splice makes
-/// the buffers it added stable before the pipe lock is dropped.
+/// Calls the original `do_splice_read` at `orig`; for a stable splice
+/// makes the page-cache buffers it added stable before the pipe lock is
+/// dropped.
 ///
 /// # Safety
 ///
@@ -143,15 +144,21 @@ unsafe fn splice_read(
     }
 }
 
-/// Replacement for `filemap_splice_read` (ext4, xfs and most page-cache
-/// file systems).
+/// Replacement for `do_splice_read(in, ppos, pipe, len, flags)`, the
+/// kernel's one caller of a file's `splice_read` (for `splice(2)`,
+/// `IORING_OP_SPLICE`, `sendfile()` and every `vfs_splice_read`), pipe
+/// locked. The buffers are made stable after the file system's own
+/// `splice_read` returned, so outside any lock it took: xfs holds the
+/// inode's `IOLOCK` shared across `filemap_splice_read`, which every
+/// buffered writer of the file takes exclusively, and a writer beside a
+/// stable splicer waited for the holds taken under it.
 ///
 /// # Safety
 ///
-/// Called only in place of `filemap_splice_read`, with its arguments as
-/// the kernel's splice code passes them (pipe locked); the redirect took
-/// a module reference for the call.
-pub(crate) unsafe extern "C" fn filemap_splice_read(
+/// Called only in place of `do_splice_read`, with its arguments as the
+/// kernel's splice code passes them (pipe locked); the redirect took a
+/// module reference for the call.
+pub(crate) unsafe extern "C" fn do_splice_read(
     file: *mut c_void,
     ppos: *mut i64,
     pipe: *mut bindings::pipe_inode_info,
@@ -161,27 +168,7 @@ pub(crate) unsafe extern "C" fn filemap_splice_read(
     // SAFETY: we are the replacement the callback redirected to.
     let module = unsafe { ModuleRef::adopt() };
     // SAFETY: forwarded from the kernel's splice code.
-    unsafe { splice_read(module.pinned(), FILEMAP_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
-}
-
-/// Replacement for `shmem_file_splice_read` (tmpfs).
-///
-/// # Safety
-///
-/// Called only in place of `shmem_file_splice_read`, with its arguments
-/// as the kernel's splice code passes them (pipe locked); the redirect
-/// took a module reference for the call.
-pub(crate) unsafe extern "C" fn shmem_splice_read(
-    file: *mut c_void,
-    ppos: *mut i64,
-    pipe: *mut bindings::pipe_inode_info,
-    len: usize,
-    flags: c_uint,
-) -> isize {
-    // SAFETY: we are the replacement the callback redirected to.
-    let module = unsafe { ModuleRef::adopt() };
-    // SAFETY: forwarded from the kernel's splice code.
-    unsafe { splice_read(module.pinned(), SHMEM_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
+    unsafe { splice_read(module.pinned(), DO_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
 }
 
 /// Replacement for `do_splice(in, off_in, out, off_out, len, flags)`, which

@@ -158,12 +158,31 @@ fn stable_ops() -> *const bindings::pipe_buf_operations {
     &raw const bindings::nosteal_pipe_buf_ops
 }
 
-/// Whether `buf`, a new buffer from a file's `splice_read`, is stable
-/// already (a nested stable `splice_read` made it). A file system's
-/// `splice_read` itself makes page-cache or anonymous buffers, never
-/// `nosteal` ones.
+/// Whether `buf`, a new buffer from a file's `splice_read`, refers to a
+/// page-cache folio as it is (`page_cache_pipe_buf_ops`, which
+/// `filemap_splice_read` and `shmem_file_splice_read` give their buffers):
+/// the only buffers a later write to a file can change. Everything else a
+/// `splice_read` makes is left as it is: anonymous copies
+/// (`copy_splice_read` for `O_DIRECT`, DAX, character devices), the zero
+/// page of a tmpfs hole, a socket's own buffers, and buffers a nested
+/// stable `do_splice_read` made stable already (overlayfs, FUSE passthrough
+/// and coda splice from their backing file through it).
+fn is_page_cache_buf(buf: &PipeBuffer) -> bool {
+    // SAFETY: a buffer of a locked pipe, whose operations are set.
+    unsafe { bindings::ss_pipe_buf_is_page_cache(buf) }
+}
+
+/// Whether `buf` is a stable buffer (what the KUnit suite looks for).
+#[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
 pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
     core::ptr::eq(buf.ops, stable_ops())
+}
+
+/// Learns how page-cache buffers are recognised; before the redirects.
+pub(crate) fn learn_page_cache_bufs() -> Result {
+    // SAFETY: no preconditions.
+    kernel::error::to_result(unsafe { bindings::ss_pipe_learn_page_cache_bufs() })
+        .inspect_err(|e| pr_err!("stable_splice: cannot find page_cache_pipe_buf_confirm: {:?}\n", e))
 }
 
 /// Makes the new buffers stable.
@@ -201,8 +220,8 @@ pub(crate) fn stabilize(new: &mut NewBuffers<'_>) -> Result<(), (Error, usize)> 
     }
     while slot != to {
         let buf = new.buf(slot);
-        if is_stable_buf(buf) {
-            // The fast path held it.
+        if !is_page_cache_buf(buf) {
+            // Stable already (the fast path held it), or never the file's.
             kept += buf.len as usize;
             slot = slot.wrapping_add(1);
             continue;
@@ -372,7 +391,7 @@ fn make_stable(
     counted: &mut ZeroCopy,
 ) -> Result {
     let first = new.buf(slot);
-    if is_stable_buf(first) {
+    if !is_page_cache_buf(first) {
         return Ok(());
     }
     // SAFETY: `first.page` is referenced by the buffer.

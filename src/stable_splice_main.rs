@@ -38,7 +38,7 @@ module! {
 }
 
 /// How many kernel functions this module takes over.
-const REDIRECTS: usize = 12;
+const REDIRECTS: usize = 11;
 
 /// The kernel functions this module takes over while loaded and where each
 /// goes, in the order they are registered: writer choke points first (no
@@ -63,8 +63,7 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
             c"truncate_inode_pages_range",
             Replacement(f(writers::truncate_inode_pages_range as *const ()), &writers::TRUNCATE_RANGE),
         ),
-        (c"filemap_splice_read", Replacement(f(splice::filemap_splice_read as *const ()), &splice::FILEMAP_SPLICE_READ)),
-        (c"shmem_file_splice_read", Replacement(f(splice::shmem_splice_read as *const ()), &splice::SHMEM_SPLICE_READ)),
+        (c"do_splice_read", Replacement(f(splice::do_splice_read as *const ()), &splice::DO_SPLICE_READ)),
         (c"do_splice", Replacement(f(splice::do_splice as *const ()), &splice::DO_SPLICE)),
         (c"io_splice_cleanup", Replacement(f(uring::io_splice_cleanup as *const ()), &uring::IO_SPLICE_CLEANUP)),
         (c"io_splice", Replacement(f(uring::io_splice as *const ()), &uring::IO_SPLICE)),
@@ -182,6 +181,7 @@ impl kernel::Module for StableSplice {
         let policy = policy::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
         let zero_copy_decisions = stable_buf::ZeroCopyDecisions::new()?;
+        stable_buf::learn_page_cache_bufs()?;
         let direct_calls = ftrace::DirectCalls::new()?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;
