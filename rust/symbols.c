@@ -3,7 +3,7 @@
  * Kernel functions by name, for src/ftrace.rs: ftrace's own lookup by name
  * (ftrace_set_filter) formats the name of every traceable function in the
  * kernel and its modules for each pattern: on Debian's kernel under TCG
- * 4.3 s per name, a minute for the module's twelve redirects. A kprobe
+ * 4.3 s per name, a minute for the module's eleven redirects. A kprobe
  * registered disabled resolves its symbol through kallsyms' sorted index
  * and is never armed; the batch costs one RCU grace period to unregister.
  */

@@ -45,25 +45,32 @@ pub(crate) fn targets(
 ) -> Vec<Target> {
     let mut t = Vec::new();
     // A file served once: every splice takes new holds (issue 21's
-    // target, 0.8x plain), judged on the instruction clock. The "-4k"
-    // files were written 4 KiB at a time: small folios, a hold per page.
+    // target, 0.8x plain), judged on the instruction clock with the
+    // reaping of those holds counted in: what serving the file costs all
+    // CPUs, the reaper's kworker included (the splice alone beside it).
+    // The "-4k" files were written 4 KiB at a time: small folios, a hold
+    // per page.
     for (label, r) in first.map_or(&[][..], |f| &f.rows[..]) {
+        let reaped = Some(r.gib_reaped).filter(|g| g.is_finite());
         t.push(Target {
-            name: format!("first stable splice of a page >= 0.8x plain at {} (instruction clock)", svg::size_label(r.size)),
+            name: format!(
+                "first stable splice of a page >= 0.8x plain at {}, all CPUs (its holds reaped; instruction clock)",
+                svg::size_label(r.size)
+            ),
             fs: label.clone(),
             sink: Some(r.sink.label()),
-            value: Some(r.gib[1] / r.gib[0]),
+            value: reaped.map(|g| g / r.gib[0]),
             threshold: 0.8,
             at_least: true,
             detail: format!(
-                "stable {:.3} GiB/s, plain {:.3} GiB/s; {:.0} new holds and {:.0} bytes copied per pass of {} pages; with the reaping of its holds {} GiB/s, {}x plain",
-                r.gib[1],
+                "with the reaping {} GiB/s, plain {:.3} GiB/s; the splice alone {:.3} GiB/s, {:.2}x plain; {:.0} new holds and {:.0} bytes copied per pass of {} pages",
+                fmt_opt(reaped, 0, 3),
                 r.gib[0],
+                r.gib[1],
+                r.gib[1] / r.gib[0],
                 r.holds_per_pass,
                 r.copied_per_pass,
                 r.pages,
-                fmt_opt(Some(r.gib_reaped), 0, 3),
-                fmt_opt(Some(r.gib_reaped / r.gib[0]), 0, 2)
             ),
         });
     }

@@ -122,6 +122,63 @@ fn reap_while_read(ctx: &Ctx, flags: u32, reader: Reader) -> TResult {
     reap_while_read_file(ctx, flags, reader, true)
 }
 
+/// A [`Reader`] at work, with what it still reads from.
+enum Reading {
+    Pipe,
+    /// The pipe, beside the mapping.
+    Mapped { _map: Map },
+    /// The receiving end of the socket, and the sending end that keeps it
+    /// open; the socket has the first half of the pages.
+    Socket { rx: Fd, _tx: Fd },
+    /// The `tee()` copy.
+    Tee(Pipe),
+}
+
+impl Reading {
+    /// Sets `reader` to work on the pipe `p`, filled with `a`.
+    fn start(reader: Reader, f: &TestFile, p: &Pipe, a: &[u8]) -> TResult<Self> {
+        Ok(match reader {
+            Reader::Pipe => Self::Pipe,
+            Reader::Mapped => {
+                let m = Map::shared_file(f.fd.raw(), LEN)?;
+                expect_bytes("the mapping", &m.load(0, LEN), a, None)?; // read faults map the pages
+                Self::Mapped { _map: m }
+            }
+            Reader::Socket => {
+                let (tx, rx) = tcp_pair()?;
+                let n = splice_raw(p.r.raw(), None, tx.raw(), None, LEN / 2, 0);
+                ensure!(n == Ok(LEN / 2), "splice pipe -> socket returned {n:?}");
+                expect_bytes("the pipe's rest", &read_pipe(&p.r, LEN - LEN / 2)?, &a[LEN / 2..], None)?;
+                Self::Socket { rx, _tx: tx }
+            }
+            Reader::Tee => {
+                let t = pipe()?;
+                let n = tee_raw(p.r.raw(), t.w.raw(), LEN, 0);
+                ensure!(n == Ok(LEN), "tee returned {n:?}");
+                expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, a, None)?;
+                Self::Tee(t)
+            }
+        })
+    }
+
+    /// The bytes of the file this reader still has.
+    fn range(&self) -> core::ops::Range<usize> {
+        match self {
+            Self::Socket { .. } => 0..LEN / 2,
+            _ => 0..LEN,
+        }
+    }
+
+    /// Reads them (`p`: the spliced pipe).
+    fn finish(&self, p: &Pipe) -> TResult<Vec<u8>> {
+        match self {
+            Self::Pipe | Self::Mapped { .. } => read_pipe(&p.r, LEN),
+            Self::Socket { rx, .. } => recv_exact(rx, LEN / 2),
+            Self::Tee(t) => read_pipe(&t.r, LEN),
+        }
+    }
+}
+
 fn reap_while_read_file(ctx: &Ctx, flags: u32, reader: Reader, by_page: bool) -> TResult {
     let module = counters_present();
     if module {
@@ -131,51 +188,20 @@ fn reap_while_read_file(ctx: &Ctx, flags: u32, reader: Reader, by_page: bool) ->
     let p = pipe()?;
     splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
     let held = counter("holds_active").unwrap_or(0);
-    let half = LEN / 2;
-    let mut _map = None;
-    let (mut rx, mut copy) = (None, None);
-    let want = match reader {
-        Reader::Pipe => 0..LEN,
-        Reader::Mapped => {
-            let m = Map::shared_file(f.fd.raw(), LEN)?;
-            expect_bytes("the mapping", &m.load(0, LEN), &a, None)?; // read faults map the pages
-            _map = Some(m);
-            0..LEN
-        }
-        Reader::Socket => {
-            let (tx, r) = tcp_pair()?;
-            let n = splice_raw(p.r.raw(), None, tx.raw(), None, half, 0);
-            ensure!(n == Ok(half), "splice pipe -> socket returned {n:?}");
-            expect_bytes("the pipe's rest", &read_pipe(&p.r, LEN - half)?, &a[half..], None)?;
-            rx = Some((tx, r));
-            0..half
-        }
-        Reader::Tee => {
-            let t = pipe()?;
-            let n = tee_raw(p.r.raw(), t.w.raw(), LEN, 0);
-            ensure!(n == Ok(LEN), "tee returned {n:?}");
-            expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
-            copy = Some(t);
-            0..LEN
-        }
-    };
+    let reading = Reading::start(reader, &f, &p, &a)?;
     // Without the module (the control's run) there is nothing to reap.
     for _ in 0..if module { 3 } else { 0 } {
         reap_idle_holds()?;
     }
     // Half the socket's pages were read out of the pipe: their holds may end.
-    if module && flags != 0 && !matches!(reader, Reader::Socket) {
+    if module && flags != 0 && !matches!(reading, Reading::Socket { .. }) {
         let now = counter("holds_active").unwrap_or(0);
         ensure!(now >= held, "{held} holds before the reaps, {now} after, while the pages were still read");
     }
     pwrite_all(f.fd.raw(), &b, 0)?;
-    let got = match (&rx, &copy) {
-        (Some((_, r)), _) => recv_exact(r, half)?,
-        (_, Some(t)) => read_pipe(&t.r, LEN)?,
-        _ => read_pipe(&p.r, LEN)?,
-    };
+    let got = reading.finish(&p)?;
     let what = if by_page { "read after the reaps (file written by page)" } else { "read after the reaps" };
-    stable_or_control(flags, what, &got, &a[want.clone()], &b[want])
+    stable_or_control(flags, what, &got, &a[reading.range()], &b[reading.range()])
 }
 
 pub fn holds_reap_while_pipe_reads(ctx: &Ctx) -> TResult {

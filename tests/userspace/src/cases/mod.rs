@@ -110,6 +110,7 @@ pub fn all() -> Vec<Case> {
         case!(Any, socket_sink::socket_sink_plain_shows_overwrite),
         case!(Module, socket_sink::socket_sink_snapshot),
         case!(Module, snapshot::snapshot_tee),
+        case!(Module, snapshot::snapshot_through_overlayfs),
         case!(Module, snapshot::snapshot_pipe_to_pipe),
         case!(Module, snapshot::large_8mib),
         case!(Module, security::bounded_writer_same_process),
