@@ -6,8 +6,8 @@
 //! runs the splice in `io_splice()` (always in an io-wq worker, the prep
 //! forces async). The prep replacement hands the original a private copy of
 //! the SQE without the flag and remembers the request; the issue
-//! replacement marks the worker for the call, so the same page-cache
-//! `splice_read` replacements as for the syscall make the buffers stable.
+//! replacement marks the worker for the call, so the same `do_splice_read`
+//! replacement as for the syscall makes the buffers stable.
 
 use crate::{
     bindings,
