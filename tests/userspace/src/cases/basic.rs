@@ -363,6 +363,23 @@ pub fn bad_input(ctx: &Ctx) -> TResult {
         let splice = || splice_raw(z.raw(), None, p.w.raw(), None, PAGE, s);
         stable_on_other_source(ctx, "/dev/zero -> pipe", splice, &p, &[0u8; PAGE])?;
     }
+    {
+        // An O_DIRECT descriptor of a page-cache file: the kernel splices it
+        // through copy_splice_read, into private pages.
+        let g = named_file(&ctx.dir, 0o600)?;
+        pwrite_all(g.fd.raw(), &data[..PAGE], 0)?;
+        let path = g.path.clone().unwrap_or_default();
+        match open(&path, libc::O_RDONLY | libc::O_DIRECT, 0) {
+            Ok(d) => {
+                let p = pipe()?;
+                let mut off = 0i64;
+                let splice = || splice_raw(d.raw(), Some(&mut off), p.w.raw(), None, PAGE, s);
+                stable_on_other_source(ctx, "O_DIRECT file -> pipe", splice, &p, &data[..PAGE])?;
+            }
+            Err(libc::EINVAL) => ctx.note("O_DIRECT file -> pipe: no O_DIRECT on this file system"),
+            Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+        }
+    }
     // All pipes are closed now: no hold may remain, and sync must not hang.
     if counters_present() {
         ensure!(
