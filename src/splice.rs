@@ -13,7 +13,7 @@ use crate::{
     bindings,
     calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
-    ftrace::{ModuleRef, Original, Pinned},
+    ftrace::{ModuleRef, Original},
     mode,
     registry::Global,
     stable_buf,
@@ -85,25 +85,34 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
     ret
 }
 
-/// Calls the original `do_splice_read` at `orig`; for a stable splice
-/// makes the page-cache buffers it added stable before the pipe lock is
-/// dropped.
+/// Replacement for `do_splice_read(in, ppos, pipe, len, flags)`, the
+/// kernel's one caller of a file's `splice_read` (for `splice(2)`,
+/// `IORING_OP_SPLICE`, `sendfile()` and every `vfs_splice_read`), pipe
+/// locked. For a stable splice, the page-cache buffers it added are made
+/// stable before the pipe lock is dropped, after the file system's own
+/// `splice_read` returned, so outside any lock it took: xfs holds the
+/// inode's `IOLOCK` shared across `filemap_splice_read`, which every
+/// buffered writer of the file takes exclusively, and a writer beside a
+/// stable splicer waited for the holds taken under it.
 ///
 /// # Safety
 ///
-/// Same arguments as a `splice_read` file operation, pipe locked.
-unsafe fn splice_read(
-    pinned: Pinned<'_>,
-    orig: usize,
+/// Called only in place of `do_splice_read`, with its arguments as the
+/// kernel's splice code passes them (pipe locked); the redirect took a
+/// module reference for the call.
+pub(crate) unsafe extern "C" fn do_splice_read(
     file: *mut c_void,
     ppos: *mut i64,
     pipe: *mut bindings::pipe_inode_info,
     len: usize,
     flags: c_uint,
 ) -> isize {
+    // SAFETY: we are the replacement the callback redirected to.
+    let module = unsafe { ModuleRef::adopt() };
+    let orig = DO_SPLICE_READ.addr();
     let call = || {
-        // SAFETY: `orig` is a splice_read with this signature; arguments
-        // forwarded unchanged.
+        // SAFETY: `orig` is `do_splice_read`, whose signature this function
+        // shares; arguments forwarded unchanged.
         unsafe {
             bindings::ss_call_splice_read(orig as _, file, ppos.cast(), pipe.cast(), len, flags)
         }
@@ -128,7 +137,8 @@ unsafe fn splice_read(
     }
     // SAFETY: pipe lock held until we return; `[head, new head)` were just
     // added by the `splice_read` of `file`.
-    let mut new = unsafe { stable_buf::NewBuffers::new(pinned, file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
+    let mut new =
+        unsafe { stable_buf::NewBuffers::new(module.pinned(), file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
     match stable_buf::stabilize(&mut new) {
         Ok(()) => ret,
         Err((_, kept)) if kept > 0 => {
@@ -142,33 +152,6 @@ unsafe fn splice_read(
             e.to_errno() as isize
         }
     }
-}
-
-/// Replacement for `do_splice_read(in, ppos, pipe, len, flags)`, the
-/// kernel's one caller of a file's `splice_read` (for `splice(2)`,
-/// `IORING_OP_SPLICE`, `sendfile()` and every `vfs_splice_read`), pipe
-/// locked. The buffers are made stable after the file system's own
-/// `splice_read` returned, so outside any lock it took: xfs holds the
-/// inode's `IOLOCK` shared across `filemap_splice_read`, which every
-/// buffered writer of the file takes exclusively, and a writer beside a
-/// stable splicer waited for the holds taken under it.
-///
-/// # Safety
-///
-/// Called only in place of `do_splice_read`, with its arguments as the
-/// kernel's splice code passes them (pipe locked); the redirect took a
-/// module reference for the call.
-pub(crate) unsafe extern "C" fn do_splice_read(
-    file: *mut c_void,
-    ppos: *mut i64,
-    pipe: *mut bindings::pipe_inode_info,
-    len: usize,
-    flags: c_uint,
-) -> isize {
-    // SAFETY: we are the replacement the callback redirected to.
-    let module = unsafe { ModuleRef::adopt() };
-    // SAFETY: forwarded from the kernel's splice code.
-    unsafe { splice_read(module.pinned(), DO_SPLICE_READ.addr(), file, ppos, pipe, len, flags) }
 }
 
 /// Replacement for `do_splice(in, off_in, out, off_out, len, flags)`, which

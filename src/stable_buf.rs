@@ -378,9 +378,9 @@ fn run_length(new: &NewBuffers<'_>, slot: u32) -> u32 {
     n
 }
 
-/// Makes the `run` buffers from `slot` on, which all reference one page
-/// or folio of the file whose mapping is `mapping` (`zero_copy` if holds
-/// work there), stable.
+/// Makes the `run` buffers from `slot` on, page-cache buffers (the caller
+/// checked the first) which all reference one page or folio of the file
+/// whose mapping is `mapping` (`zero_copy` if holds work there), stable.
 fn make_stable(
     new: &mut NewBuffers<'_>,
     mapping: *mut bindings::address_space,
@@ -391,9 +391,6 @@ fn make_stable(
     counted: &mut ZeroCopy,
 ) -> Result {
     let first = new.buf(slot);
-    if !is_page_cache_buf(first) {
-        return Ok(());
-    }
     // SAFETY: `first.page` is referenced by the buffer.
     let taken = match FolioKind::from_raw(unsafe { bindings::ss_page_kind(first.page) }) {
         // Anonymous pages (copy_splice_read) and the zero page are already
