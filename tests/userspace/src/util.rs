@@ -418,6 +418,12 @@ pub fn counter(name: &str) -> Option<u64> {
     std::fs::read_to_string(format!("{COUNTER_DIR}/{name}")).ok()?.trim().parse().ok()
 }
 
+/// The bytes stable splices have put into pipes so far: (zero copy,
+/// copied at splice time); zeros without the module.
+pub fn stable_bytes() -> (u64, u64) {
+    (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0))
+}
+
 pub fn counters_present() -> bool {
     std::path::Path::new(COUNTER_DIR).is_dir()
 }

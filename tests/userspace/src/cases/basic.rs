@@ -236,7 +236,6 @@ fn stable_on_other_source(
     want: &[u8],
 ) -> TResult {
     let module = counters_present();
-    let stable_bytes = || (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0));
     let before = stable_bytes();
     let r = splice();
     let after = stable_bytes();
@@ -409,13 +408,16 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     for n in names {
         ensure!(counter(n).is_some(), "counter {n} missing or not a decimal integer");
     }
-    let stable_bytes = || counter("bytes_zero_copy").unwrap_or(0) + counter("bytes_copied_at_splice").unwrap_or(0);
-    let before = stable_bytes();
+    let total = || {
+        let (zero_copy, copied) = stable_bytes();
+        zero_copy + copied
+    };
+    let before = total();
     let len = 4 * PAGE;
     let (f, data) = file_with(ctx, 6, len)?;
     let p = pipe()?;
     splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
-    let delta = stable_bytes().saturating_sub(before);
+    let delta = total().saturating_sub(before);
     ctx.note(format!(
         "while held: holds_active={:?} zero_copy+copied delta={delta}",
         counter("holds_active"),

@@ -318,11 +318,11 @@ pub fn file_info(ctx: &Ctx) -> TResult {
         ensure!(large == large_folios_possible(), "{fs}: large folios {large}, but THP in this kernel: {}", large_folios_possible());
     }
     // The counters agree: held means zero copy, the others copy.
-    let before = (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0));
+    let before = stable_bytes();
     let p = pipe()?;
     splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
-    let zero_copy = counter("bytes_zero_copy").unwrap_or(0) - before.0;
-    let copied = counter("bytes_copied_at_splice").unwrap_or(0) - before.1;
+    let after = stable_bytes();
+    let (zero_copy, copied) = (after.0 - before.0, after.1 - before.1);
     if want == 0 {
         ensure!(zero_copy == LEN as u64, "{fs}: held says FILE_INFO, but {zero_copy} bytes zero copy, {copied} copied");
     } else {

@@ -605,15 +605,13 @@ pub fn snapshot_through_overlayfs(ctx: &Ctx) -> TResult {
         let (a, b) = (pattern(SEED_A, 0, len), pattern(SEED_B, 0, len));
         pwrite_all(fd, &a, 0)?;
         settle_page_cache(fd, len)?;
-        let (zero0, copied0) = (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0));
+        let (zero0, copied0) = stable_bytes();
         let p = pipe()?;
         // SAFETY: fcntl on our own pipe descriptor.
         unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len as i32) };
         splice_exact(fd, 0, p.w.raw(), len, if stable_call { stable() } else { 0 })?;
-        let (zero, copied) = (
-            counter("bytes_zero_copy").unwrap_or(0) - zero0,
-            counter("bytes_copied_at_splice").unwrap_or(0) - copied0,
-        );
+        let (zero1, copied1) = stable_bytes();
+        let (zero, copied) = (zero1 - zero0, copied1 - copied0);
         pwrite_all(fd, &b, 0)?;
         expect_bytes("file after the write through the overlay", &pread_vec(fd, len, 0)?, &b, None)?;
         let got = read_pipe(&p.r, len)?;
