@@ -101,6 +101,8 @@ pub fn all() -> Vec<Case> {
         case!(Module, snapshot::snapshot_ftruncate_mid_page),
         case!(Module, snapshot::snapshot_punch_hole),
         case!(Module, snapshot::snapshot_odirect),
+        case!(Module, snapshot::snapshot_direct_read_into_mapping),
+        case!(Module, snapshot::snapshot_direct_read_into_dirty_mapping),
         case!(Module, snapshot::snapshot_unlink_close),
         case!(Module, snapshot::snapshot_io_uring_write),
         case!(Module, uring_splice::io_uring_splice_stable),

@@ -199,6 +199,67 @@ pub fn snapshot_odirect(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
+/// A writer through GUP: an `O_DIRECT` read from another file into a
+/// shared mapping of the spliced range. The kernel pins the mapping's
+/// pages for writing (`pin_user_pages`, `FOLL_WRITE`) and the device's
+/// data lands in the page cache without a `write()`: the pin must fault
+/// (`page_mkwrite`, where a hold is broken) and never reach the pipe's
+/// folio. `dirty_before`: the mapping's PTEs are dirty and writable before
+/// the splice, so GUP-fast would pin without a fault unless taking the
+/// hold write-protected them.
+fn direct_read_into_mapping(ctx: &Ctx, dirty_before: bool) -> TResult {
+    let len = 2 * PAGE; // O_DIRECT: aligned offset and length
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(SEED_A, 0, len);
+    let b = pattern(SEED_B, 0, len);
+    // The source of the direct read: B on disk.
+    let src = tmpfile(&ctx.dir)?;
+    pwrite_all(src.fd.raw(), &b, 0)?;
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(src.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    let direct = match open(&format!("/proc/self/fd/{}", src.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0) {
+        Ok(fd) => fd,
+        Err(libc::EINVAL) => skip!("open(O_DIRECT): EINVAL, no O_DIRECT on this file system"),
+        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    };
+    let (m, p) = if dirty_before {
+        ftruncate(f.fd.raw(), len)?;
+        let m = Map::shared_file(f.fd.raw(), len)?;
+        m.store(0, &a);
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
+        (m, p)
+    } else {
+        pwrite_all(f.fd.raw(), &a, 0)?;
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
+        (Map::shared_file(f.fd.raw(), len)?, p)
+    };
+    let breaks = counter("breaks");
+    // SAFETY: m is a live, page-aligned, writable mapping of len bytes.
+    let r = cvt(unsafe { libc::pread(direct.raw(), m.ptr().cast(), len, 0) });
+    match r {
+        Ok(n) if n == len => {}
+        Err(libc::EINVAL) => skip!("O_DIRECT pread: EINVAL (alignment not accepted here)"),
+        other => fail!("O_DIRECT pread into the mapping returned {other:?}"),
+    }
+    if let (Some(before), Some(after)) = (breaks, counter("breaks")) {
+        ctx.note(format!("{} breaks by the pinned read", after - before));
+    }
+    expect_bytes("mapping after the direct read", &m.load(0, len), &b, Some(("the old content", &a)))?;
+    let s = Snap { f, p, a, b, len };
+    s.check_file(&s.b, "an O_DIRECT read into a shared mapping")?;
+    s.check_pipe()
+}
+
+pub fn snapshot_direct_read_into_mapping(ctx: &Ctx) -> TResult {
+    direct_read_into_mapping(ctx, false)
+}
+
+pub fn snapshot_direct_read_into_dirty_mapping(ctx: &Ctx) -> TResult {
+    direct_read_into_mapping(ctx, true)
+}
+
 pub fn snapshot_unlink_close(ctx: &Ctx) -> TResult {
     let Snap { mut f, p, a, b, .. } = setup(ctx, true, LEN)?;
     let path = f.path.take().unwrap_or_default();
