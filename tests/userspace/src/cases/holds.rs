@@ -720,6 +720,64 @@ pub fn plain_zeroing(ctx: &Ctx) -> TResult {
     zeroing(ctx, 0, Journal::No)
 }
 
+/// ext4's extent swap (`EXT4_IOC_MOVE_EXT`, what `e4defrag` runs) with
+/// both files' folios held: it looks them up for writing inside a journal
+/// handle (`FGP_WRITEBEGIN`), so holds are broken there, under ext4's own
+/// lock order, and it must still move every block. The original keeps its
+/// bytes (written into the donor's blocks, read back from the disk past
+/// the page cache); the donor gets the original's old blocks. Each pipe
+/// keeps what was spliced. Plain splice shows no hazard here (the swap
+/// writes no held folio's bytes): this guards the swap, not the snapshot.
+pub fn holds_ext4_move_extent(ctx: &Ctx) -> TResult {
+    #[repr(C)]
+    struct MoveExtent {
+        reserved: u32,
+        donor_fd: u32,
+        orig_start: u64,
+        donor_start: u64,
+        len: u64,
+        moved_len: u64,
+    }
+    const EXT4_IOC_MOVE_EXT: libc::c_ulong = 0xc028_660f;
+    const LEN: usize = 16 * PAGE;
+    let (orig, a, b) = file_ab(ctx, LEN)?;
+    let donor = tmpfile(&ctx.dir)?;
+    pwrite_all(donor.fd.raw(), &b, 0)?;
+    for fd in [orig.fd.raw(), donor.fd.raw()] {
+        // SAFETY: fsync on our own descriptor (the swap skips delalloc extents).
+        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    }
+    settle_page_cache(donor.fd.raw(), LEN)?;
+    let (po, pd) = (pipe()?, pipe()?);
+    splice_exact(orig.fd.raw(), 0, po.w.raw(), LEN, stable())?;
+    splice_exact(donor.fd.raw(), 0, pd.w.raw(), LEN, stable())?;
+    let breaks = counter("breaks").unwrap_or(0);
+    let blocks = (LEN / PAGE) as u64; // 4 KiB blocks, as the mounts are made
+    let mut me = MoveExtent { reserved: 0, donor_fd: donor.fd.raw() as u32, orig_start: 0, donor_start: 0, len: blocks, moved_len: 0 };
+    // SAFETY: the ioctl reads and writes `me`, alive for the call.
+    if unsafe { libc::ioctl(orig.fd.raw(), EXT4_IOC_MOVE_EXT, &mut me) } != 0 {
+        match errno() {
+            libc::ENOTTY | libc::EOPNOTSUPP => skip!("EXT4_IOC_MOVE_EXT: {} (not ext4, or journalled data)", ename(errno())),
+            e => fail!("EXT4_IOC_MOVE_EXT with held folios: {}", ename(e)),
+        }
+    }
+    ensure!(me.moved_len == blocks, "EXT4_IOC_MOVE_EXT moved {} of {blocks} blocks", me.moved_len);
+    ctx.note(format!("{} breaks by the extent swap", counter("breaks").unwrap_or(0) - breaks));
+    expect_bytes("pipe of the original", &read_pipe(&po.r, LEN)?, &a, None)?;
+    expect_bytes("pipe of the donor", &read_pipe(&pd.r, LEN)?, &b, None)?;
+    expect_bytes("original after the swap (page cache)", &pread_vec(orig.fd.raw(), LEN, 0)?, &a, None)?;
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(orig.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    let direct = ck(open(&format!("/proc/self/fd/{}", orig.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0), "reopen with O_DIRECT")?;
+    let buf = Map::anon(LEN)?;
+    // SAFETY: a live, page-aligned, writable mapping of LEN bytes.
+    let r = cvt(unsafe { libc::pread(direct.raw(), buf.ptr().cast(), LEN, 0) });
+    ensure!(r == Ok(LEN), "O_DIRECT pread returned {r:?}");
+    expect_bytes("original on disk after the swap (O_DIRECT)", &buf.load(0, LEN), &a, Some(("the donor's bytes", &b)))?;
+    ensure!(counter("break_failures") == Some(0), "break_failures = {:?}", counter("break_failures"));
+    Ok(())
+}
+
 /// A shrinking truncate while another thread keeps starting writeback of
 /// the dirty, held pages: writeback zeroes a page beyond i_size in place.
 fn truncate_vs_writeback(ctx: &Ctx, flags: u32) -> TResult {
