@@ -198,7 +198,10 @@ pub(crate) unsafe extern "C" fn get_folio(
                 // Memory or the folio's state may free up: retry a few
                 // times, then the write fails as any write without memory
                 // does, and the held folio stays as it is.
-                // SAFETY: task context, no locks held.
+                // SAFETY: task context, none of our locks held (the caller
+                // may hold others that sleepers may: ext4's extent swap
+                // looks its second folio up with the first locked, inside
+                // its journal handle; the sleep is bounded).
                 if nocopies > NOCOPY_ROUNDS || unsafe { b::ss_sleep_killable_ms(nocopy_sleep_ms(nocopies)) } {
                     // SAFETY: no preconditions.
                     return unsafe { b::ss_err_ptr_enomem() }.cast();
