@@ -93,7 +93,7 @@ bool ss_file_is_pipe(struct file *file);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
 struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
-int ss_pipe_learn_page_cache_bufs(void);
+void ss_pipe_learn_page_cache_bufs(unsigned long addr);
 bool ss_pipe_buf_is_page_cache(const struct pipe_buffer *buf);
 /*
  * Consecutive buffers of a pipe on one folio, and what a stable splice's

@@ -78,21 +78,15 @@ unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, uns
  * every buffer that refers to a page-cache folio as it is, which only
  * filemap_splice_read() and shmem_file_splice_read() make. The table is
  * not exported, and on kernels without KALLSYMS_ALL not even named; its
- * confirm is a function, found as the redirected functions are.
+ * confirm is a function, found at load with the redirected functions
+ * (src/stable_splice_main.rs), at @addr.
  */
 static unsigned long page_cache_confirm;
 
-int ss_pipe_learn_page_cache_bufs(void)
+void ss_pipe_learn_page_cache_bufs(unsigned long addr)
 {
-	static const char *const name[] = { "page_cache_pipe_buf_confirm" };
-	unsigned long addr;
-	int ret = ss_lookup_functions(name, &addr, 1);
-
-	if (ret)
-		return ret;
 	/* An operations table points at the function's start, ENDBR included. */
 	page_cache_confirm = ss_func_start(addr);
-	return 0;
 }
 
 bool ss_pipe_buf_is_page_cache(const struct pipe_buffer *buf)

@@ -6,21 +6,27 @@
  * 4.3 s per name, a minute for the module's eleven redirects. A kprobe
  * registered disabled resolves its symbol through kallsyms' sorted index
  * and is never armed; the batch costs one RCU grace period to unregister.
+ * Without kprobes the module could not find page_cache_pipe_buf_confirm
+ * (rust/pipe.c) at all: it is static, and ftrace hands out no address for
+ * a name.
  */
 
 #include <linux/kprobes.h>
+#ifndef CONFIG_KPROBES
+#error "stable_splice needs a kernel with CONFIG_KPROBES=y: it finds the functions it uses by name through kprobes"
+#endif
+
 #include <linux/slab.h>
 #include "helpers.h"
 
 /*
  * @addrs[i] = the address of the function @names[i] (behind its ENDBR on
  * IBT kernels, which ftrace_set_filter_ip() resolves to the same fentry
- * site). 0 on success; -EOPNOTSUPP without kprobes, else what
- * register_kprobes() said (-ENOENT: a name is unknown).
+ * site). 0 on success, else what register_kprobes() said (-ENOENT: a
+ * name is unknown).
  */
 int ss_lookup_functions(const char *const *names, unsigned long *addrs, int n)
 {
-#ifdef CONFIG_KPROBES
 	struct kprobe *kps, **ptrs;
 	int i, ret;
 
@@ -44,7 +50,4 @@ out:
 	kfree(ptrs);
 	kfree(kps);
 	return ret;
-#else
-	return -EOPNOTSUPP;
-#endif
 }

@@ -177,23 +177,12 @@ impl Redirect {
     }
 
     /// Starts redirecting calls of the kernel function `name`, found at
-    /// `addr` by [`lookup`] (0: let ftrace find it by name, the slow way).
+    /// `addr` by [`lookup`].
     pub(crate) fn register(self: Pin<&Self>, name: &CStr, addr: usize) -> Result {
-        if addr != 0 {
-            // SAFETY: `ops` is initialised and pinned; ftrace checks that
-            // `addr` is a traceable function (-ENOENT otherwise).
-            to_result(unsafe { bindings::ftrace_set_filter_ip(self.ops.get(), addr as c_ulong, 0, 1) })
-        } else {
-            // ftrace parses the pattern in place with strsep(): it wants a
-            // writable, NUL-terminated copy.
-            let mut buf = KVec::with_capacity(name.to_bytes_with_nul().len(), GFP_KERNEL)?;
-            buf.extend_from_slice(name.to_bytes_with_nul(), GFP_KERNEL)?;
-            let len = name.to_bytes().len() as i32;
-            // SAFETY: `ops` is initialised and pinned; `buf` is a writable,
-            // NUL-terminated buffer of `len` characters.
-            to_result(unsafe { bindings::ftrace_set_filter(self.ops.get(), buf.as_mut_ptr(), len, 1) })
-        }
-        .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
+        // SAFETY: `ops` is initialised and pinned; ftrace checks that
+        // `addr` is a traceable function (-ENOENT otherwise).
+        to_result(unsafe { bindings::ftrace_set_filter_ip(self.ops.get(), addr as c_ulong, 0, 1) })
+            .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         let via = match self.kind {
             Kind::Callback { .. } => self.register_callback(),
             Kind::Direct { trampoline, callback } => {
@@ -273,7 +262,7 @@ impl PinnedDrop for Redirect {
                 (Some(Via::DirectCall), Kind::Callback { .. }) => 0, // never registered so
             }
         };
-        // The hash that `ftrace_set_filter` allocated is freed with the ops.
+        // The hash that `ftrace_set_filter_ip` allocated is freed with the ops.
         // SAFETY: the ops is unregistered (or never was) and not used again.
         unsafe { bindings::ftrace_free_filter(self.ops.get()) };
     }
@@ -281,18 +270,14 @@ impl PinnedDrop for Redirect {
 
 /// The addresses of the kernel functions `names`, all looked up at once
 /// (rust/symbols.c: ftrace's lookup by name walks every traceable function
-/// per name). Zeros where kprobes are not available: [`Redirect::register`]
-/// then asks ftrace by name.
+/// per name, and finds no static function's address for the module).
 pub(crate) fn lookup<const N: usize>(names: &[&CStr; N]) -> Result<[usize; N]> {
     let ptrs = names.map(|n| n.as_ptr().cast::<kernel::ffi::c_char>());
     let mut addrs = [0 as c_ulong; N];
     // SAFETY: `ptrs` holds N NUL-terminated names and `addrs` room for N
     // addresses; both outlive the call.
     let ret = unsafe { bindings::ss_lookup_functions(ptrs.as_ptr(), addrs.as_mut_ptr(), N as i32) };
-    if ret == EOPNOTSUPP.to_errno() {
-        return Ok([0; N]);
-    }
-    to_result(ret).inspect_err(|e| pr_err!("stable_splice: cannot find the functions to redirect: {:?}\n", e))?;
+    to_result(ret).inspect_err(|e| pr_err!("stable_splice: cannot find the functions it uses: {:?}\n", e))?;
     Ok(addrs.map(|a| a as usize))
 }
 

@@ -178,11 +178,15 @@ pub(crate) fn is_stable_buf(buf: &PipeBuffer) -> bool {
     core::ptr::eq(buf.ops, stable_ops())
 }
 
-/// Learns how page-cache buffers are recognised; before the redirects.
-pub(crate) fn learn_page_cache_bufs() -> Result {
+/// The function whose address tells page-cache buffers apart (their
+/// operations' `confirm`), looked up at load with the redirected ones.
+pub(crate) const PAGE_CACHE_CONFIRM: &CStr = c"page_cache_pipe_buf_confirm";
+
+/// Learns how page-cache buffers are recognised: [`PAGE_CACHE_CONFIRM`]
+/// is at `addr`. Before the redirects.
+pub(crate) fn learn_page_cache_bufs(addr: usize) {
     // SAFETY: no preconditions.
-    kernel::error::to_result(unsafe { bindings::ss_pipe_learn_page_cache_bufs() })
-        .inspect_err(|e| pr_err!("stable_splice: cannot find page_cache_pipe_buf_confirm: {:?}\n", e))
+    unsafe { bindings::ss_pipe_learn_page_cache_bufs(addr as _) }
 }
 
 /// Makes the new buffers stable.

@@ -89,10 +89,16 @@ impl Redirects {
         })
     }
 
-    /// Registers them in the table's order.
+    /// Registers them in the table's order, once page-cache buffers can
+    /// be told apart: the functions are looked up in one batch, the
+    /// redirected ones and [`stable_buf::PAGE_CACHE_CONFIRM`] last.
     fn register(self: Pin<&Self>) -> Result {
-        let names = redirect_table().map(|(name, _)| name);
+        let mut names = [stable_buf::PAGE_CACHE_CONFIRM; REDIRECTS + 1];
+        for (name, (redirected, _)) in names.iter_mut().zip(redirect_table()) {
+            *name = redirected;
+        }
         let addrs = ftrace::lookup(&names)?;
+        stable_buf::learn_page_cache_bufs(addrs[REDIRECTS]);
         for ((redirect, name), addr) in self.in_order().zip(names).zip(addrs) {
             redirect.register(name, addr)?;
         }
@@ -181,7 +187,6 @@ impl kernel::Module for StableSplice {
         let policy = policy::Policy::from_param()?;
         let debugfs = counters::DebugFs::new(policy)?;
         let zero_copy_decisions = stable_buf::ZeroCopyDecisions::new()?;
-        stable_buf::learn_page_cache_bufs()?;
         let direct_calls = ftrace::DirectCalls::new()?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
         let calls = KBox::pin_init(calls::Calls::new(), GFP_KERNEL)?;

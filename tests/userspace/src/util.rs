@@ -424,6 +424,13 @@ pub fn stable_bytes() -> (u64, u64) {
     (counter("bytes_zero_copy").unwrap_or(0), counter("bytes_copied_at_splice").unwrap_or(0))
 }
 
+/// Both of [`stable_bytes`] together: every byte a stable splice made
+/// stable, by either way.
+pub fn stable_bytes_total() -> u64 {
+    let (zero_copy, copied) = stable_bytes();
+    zero_copy + copied
+}
+
 pub fn counters_present() -> bool {
     std::path::Path::new(COUNTER_DIR).is_dir()
 }

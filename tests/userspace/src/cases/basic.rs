@@ -408,16 +408,12 @@ pub fn counters_zero_after_close(ctx: &Ctx) -> TResult {
     for n in names {
         ensure!(counter(n).is_some(), "counter {n} missing or not a decimal integer");
     }
-    let total = || {
-        let (zero_copy, copied) = stable_bytes();
-        zero_copy + copied
-    };
-    let before = total();
+    let before = stable_bytes_total();
     let len = 4 * PAGE;
     let (f, data) = file_with(ctx, 6, len)?;
     let p = pipe()?;
     splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
-    let delta = total().saturating_sub(before);
+    let delta = stable_bytes_total().saturating_sub(before);
     ctx.note(format!(
         "while held: holds_active={:?} zero_copy+copied delta={delta}",
         counter("holds_active"),

@@ -204,7 +204,7 @@ fn run(ctx: &Ctx, reaping: bool) -> TResult {
         spliced_bytes: AtomicU64::new(0),
         error: Mutex::new(None),
     });
-    let copied0 = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0);
+    let copied0 = stable_bytes_total();
     let end = Instant::now() + Duration::from_secs(ctx.stress_secs.max(1));
     let reap = reaping.then(|| {
         let sh = Arc::clone(&sh);
@@ -235,7 +235,7 @@ fn run(ctx: &Ctx, reaping: bool) -> TResult {
         ctx.note(format!("{reaps} reaps asked for while splicing"));
         ensure!(reaps > 0, "the reaper thread never reaped");
     }
-    let handled = counter("bytes_copied_at_splice").unwrap_or(0) + counter("bytes_zero_copy").unwrap_or(0) - copied0;
+    let handled = stable_bytes_total() - copied0;
     let spliced = sh.spliced_bytes.load(SeqCst);
     ctx.note(format!("spliced {spliced} bytes; the module made {handled} bytes stable"));
     if let Some(e) = sh.error.lock().unwrap().take() {
