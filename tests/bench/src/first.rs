@@ -28,29 +28,13 @@ pub(crate) const FIRST_FILE: usize = 32 << 20;
 /// Sizes of the first-splice rows (`--first-only`).
 pub(crate) const FIRST_SIZES: [usize; 3] = [64 << 10, 1 << 20, 8 << 20];
 
-/// The debugfs file `reap`, opened once: each write ends at once every
-/// hold nobody reads, the work the reaper's kworker does a second after a
-/// file's last splice (`Holds::reap`), here in the splicer's own time.
-/// Kept open so that a pass is charged the reap and one `write()`, not a
-/// path walk and an open of a debugfs file, which the kworker never pays.
-pub(crate) struct Reap(Fd);
-
-impl Reap {
-    pub(crate) fn open() -> Res<Self> {
-        let path = format!("{COUNTER_DIR}/reap");
-        open(&path, libc::O_WRONLY, 0).map(Reap).map_err(|e| format!("open {path}: {e}").into())
-    }
-
-    /// Reaps; returns how long it took.
-    pub(crate) fn now(&self) -> Res<Duration> {
-        let t0 = Instant::now();
-        // SAFETY: a write of one byte from a live buffer to our descriptor.
-        let n = unsafe { libc::write(self.0.raw(), b"1".as_ptr().cast(), 1) };
-        if n != 1 {
-            return Err(format!("write {COUNTER_DIR}/reap: {}", std::io::Error::last_os_error()).into());
-        }
-        Ok(t0.elapsed())
-    }
+/// The module's debugfs `reap`, opened once: ends the holds of a drained
+/// pass at once, in the splicer's own time (`stable_splice_sys::Reaper`);
+/// returns how long that took.
+fn reap_timed(reaper: &Reaper) -> Res<Duration> {
+    let t0 = Instant::now();
+    reaper.reap().map_err(|e| format!("write {COUNTER_DIR}/reap: {e}"))?;
+    Ok(t0.elapsed())
 }
 
 /// Waits until no hold is left (the reaper ends a file's holds a second
@@ -72,7 +56,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
     let mut tcp = if sink == Sink::Tcp { Some(TcpSink::new()?) } else { None };
     let out = tcp.as_ref().map_or(devnull.raw(), |t| t.tx.raw());
     let p = pipe(size)?;
-    let reaper = Reap::open()?;
+    let reaper = Reaper::open(COUNTER_DIR).map_err(|e| format!("open {COUNTER_DIR}/reap: {e}"))?;
     // Seconds per pass.
     let mut pass = |flags: u32| -> Res<f64> {
         let t0 = Instant::now();
@@ -96,7 +80,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         let (h1, c1) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
         // The pipe is drained (a TCP sink's receiver has all of it): no
         // hold is read any more, so this ends all of the pass's holds.
-        let reap = reaper.now()?.as_secs_f64();
+        let reap = reap_timed(&reaper)?.as_secs_f64();
         if rep > 0 {
             gib[0].push(gib_s(plain));
             gib[1].push(gib_s(stable));

@@ -16,7 +16,7 @@ pub fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
 
-pub use stable_splice_sys::{cstr, open, Fd, Pipe};
+pub use stable_splice_sys::{cstr, open, Fd, Pipe, Reaper};
 
 static NAME_SEQ: AtomicUsize = AtomicUsize::new(0);
 

@@ -513,7 +513,9 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
 /// Ends at once the holds whose folios nobody reads (debugfs `reap`: the
 /// periodic reaper's walk, without waiting out its idle second).
 pub fn reap_idle_holds() -> TResult {
-    std::fs::write(format!("{COUNTER_DIR}/reap"), "1").map_err(|e| TestErr::Fail(format!("debugfs reap: {e}")))
+    stable_splice_sys::Reaper::open(COUNTER_DIR)
+        .and_then(|r| r.reap())
+        .map_err(|e| TestErr::Fail(format!("debugfs reap: {e}")))
 }
 
 /// Waits until the module holds nothing: holds of folios that nobody reads

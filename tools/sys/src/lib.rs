@@ -41,6 +41,27 @@ pub fn open(path: &str, flags: i32, mode: u32) -> io::Result<Fd> {
     }
 }
 
+/// The module's debugfs `reap` file (in `counter_dir`), kept open: each
+/// [`Reaper::reap`] ends at once every hold nobody reads, the work the
+/// reaper's kworker does a second after a file's last splice. Open once,
+/// a reap costs the reaper's walk and one `write()` (the bench times it),
+/// not a path walk and an open of a debugfs file.
+pub struct Reaper(Fd);
+
+impl Reaper {
+    pub fn open(counter_dir: &str) -> io::Result<Reaper> {
+        open(&format!("{counter_dir}/reap"), libc::O_WRONLY, 0).map(Reaper)
+    }
+
+    pub fn reap(&self) -> io::Result<()> {
+        // SAFETY: a write of one byte from a live buffer to our descriptor.
+        match unsafe { libc::write(self.0.raw(), b"1".as_ptr().cast(), 1) } {
+            1 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+}
+
 /// Both ends of a pipe.
 pub struct Pipe {
     pub r: Fd,
