@@ -11,6 +11,7 @@
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
+#include <linux/sched/clock.h>
 #include <linux/swap.h>
 #include <linux/stable_splice.h>
 #include "folio.h"
@@ -19,6 +20,41 @@
 void ss_folio_lock(struct folio *folio)
 {
 	folio_lock(folio);
+}
+
+/*
+ * How long a stable splice spins for a folio lock before it sleeps: a
+ * writer holds it for one write into the folio (a copy from user space,
+ * or a break's copy), which takes less than the splicer's sleep and the
+ * wake-up sent to it from the other CPU. Spinning longer would be a
+ * waste: the holder may be reading the folio from disk.
+ */
+#define SS_LOCK_SPIN_NS	(10 * NSEC_PER_USEC)
+
+/*
+ * Locks @folio, or returns false without the lock once it left @mapping
+ * (broken or truncated by whoever holds the lock: its bytes never change
+ * again). Spins up to SS_LOCK_SPIN_NS before it sleeps, reading the lock
+ * bit and trying the lock only when it looks free (the holder's unlock is
+ * an atomic on the same word). May sleep.
+ */
+bool ss_folio_lock_in(struct folio *folio, struct address_space *mapping)
+{
+	u64 end;
+
+	if (folio_trylock(folio))
+		return true;
+	end = local_clock() + SS_LOCK_SPIN_NS;
+	do {
+		if (READ_ONCE(folio->mapping) != mapping)
+			return false;
+		if (local_clock() > end) {
+			folio_lock(folio);
+			return true;
+		}
+		cpu_relax();
+	} while (folio_test_locked(folio) || !folio_trylock(folio));
+	return true;
 }
 
 struct address_space *ss_folio_mapping(struct folio *folio)

@@ -139,6 +139,7 @@ void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 
 /* folios: references, lock, checks, the break's copy (rust/folio.c) */
 void ss_folio_lock(struct folio *folio);
+bool ss_folio_lock_in(struct folio *folio, struct address_space *mapping);
 struct address_space *ss_folio_mapping(struct folio *folio);
 unsigned long ss_folio_index(struct folio *folio);
 unsigned long ss_folio_nr_pages(struct folio *folio);

@@ -117,6 +117,24 @@ impl FolioLock<'_> {
         }
     }
 
+    /// The lock of `folio`, a folio of `mapping` when the caller found it,
+    /// taken as a stable splice does: a short spin before it sleeps, as a
+    /// writer holds the lock for one write. `None` without the lock once
+    /// the folio left `mapping`: whoever removed it (a break, a truncate)
+    /// is done changing it, so its bytes are final.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a reference to `folio` that outlives the returned
+    /// value, and may sleep.
+    pub(crate) unsafe fn lock_in<'a>(folio: *mut RawFolio, mapping: *mut Mapping) -> Option<FolioLock<'a>> {
+        // SAFETY: referenced, so alive (caller); `mapping` is only compared.
+        unsafe { b::ss_folio_lock_in(folio, mapping) }.then(|| {
+            // SAFETY: locked just now; the caller's reference outlives it.
+            unsafe { Self::adopt(folio) }
+        })
+    }
+
     /// Leaves the folio locked for the caller's caller.
     pub(crate) fn keep_locked(self) -> *mut RawFolio {
         let p = self.folio.as_ptr();

@@ -422,7 +422,7 @@ fn make_stable(
         }
         Taken::Copy => {
             for i in 0..run {
-                copy(new, slot.wrapping_add(i))?;
+                copy(new, mapping, slot.wrapping_add(i))?;
             }
             Ok(())
         }
@@ -438,9 +438,9 @@ fn take_over(buf: &mut PipeBuffer) {
     buf.private = 0;
 }
 
-/// Replaces the page-cache page of the buffer at `slot` with a private
-/// copy.
-fn copy(new: &mut NewBuffers<'_>, slot: u32) -> Result {
+/// Replaces the page-cache page of the buffer at `slot`, a page of
+/// `mapping`'s, with a private copy.
+fn copy(new: &mut NewBuffers<'_>, mapping: *mut bindings::address_space, slot: u32) -> Result {
     // SAFETY: no preconditions.
     let copy = unsafe { bindings::ss_alloc_page() };
     if copy.is_null() {
@@ -449,10 +449,11 @@ fn copy(new: &mut NewBuffers<'_>, slot: u32) -> Result {
     let buf = new.buf(slot);
     // SAFETY: `buf.page` is a page-cache page the buffer holds a reference
     // to; the folio lock keeps write()/truncate from changing it mid-copy,
-    // so the copy is one whole version of every page-aligned block. Lock
-    // order pipe -> folio, as in filemap_splice_read.
+    // so the copy is one whole version of every page-aligned block (and
+    // without the lock once it left the page cache: nobody changes it
+    // then). Lock order pipe -> folio, as in filemap_splice_read.
     unsafe {
-        let _locked = FolioLock::lock(bindings::ss_page_folio(buf.page));
+        let _locked = FolioLock::lock_in(bindings::ss_page_folio(buf.page), mapping);
         bindings::ss_memcpy_page(copy, buf.offset, buf.page, buf.offset, buf.len as usize);
     }
     // The page-cache reference goes through the buffer's own operations,

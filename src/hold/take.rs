@@ -109,9 +109,11 @@ impl Holds {
         }
         // SAFETY: referenced by the caller's buffers, which outlive the
         // lock. Lock order pipe -> folio, as in filemap_splice_read.
-        let locked = unsafe { FolioLock::lock(folio) };
+        let Some(locked) = (unsafe { FolioLock::lock_in(folio, mapping) }) else {
+            return Ok(Taken::Orphan); // broken or truncated since splice_read
+        };
         if locked.mapping() != mapping {
-            return Ok(Taken::Orphan); // truncated or broken since splice_read
+            return Ok(Taken::Orphan);
         }
         // Stores through shared mappings fault from now on; a GUP-fast pin
         // racing with this shows in the count below or backs off.
