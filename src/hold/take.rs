@@ -119,6 +119,17 @@ impl Holds {
         // racing with this shows in the count below or backs off.
         locked.write_protect();
         if !locked.unshared(own) {
+            // Another stable splice of the folio (a large folio that
+            // several requests in flight read pieces of) may have held it
+            // while this one waited for its lock: its buffers are the
+            // references seen, and its hold is joined as the fast path
+            // joins one.
+            if let Some(mut joins) = self.lock_mapping(mapping) {
+                // SAFETY: referenced by the caller's buffers.
+                if unsafe { joins.held(folio, block) } {
+                    return Ok(Taken::Held);
+                }
+            }
             COUNTERS.holds_refused.add(1);
             return Ok(Taken::Copy);
         }
