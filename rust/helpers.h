@@ -238,6 +238,7 @@ ssize_t ss_test_splice_read(struct file *in, loff_t *pos, struct pipe_inode_info
 			    size_t len);
 int ss_test_drain_lru(void);
 int ss_test_folio_refs(struct folio *folio);
+bool ss_test_folio_locked(struct folio *folio);
 struct page *ss_test_page_cache_page(struct file *file, unsigned long index);
 struct pipe_buffer *ss_pipe_buf(const struct pipe_inode_info *pipe, unsigned int slot);
 unsigned int ss_pipe_tail(const struct pipe_inode_info *pipe);

@@ -102,6 +102,11 @@ int ss_test_folio_refs(struct folio *folio)
 	return folio_ref_count(folio);
 }
 
+bool ss_test_folio_locked(struct folio *folio)
+{
+	return folio_test_locked(folio);
+}
+
 /*
  * Drains every CPU's LRU batches the way user space can: drop_caches (which
  * also drops clean, unreferenced page cache). A folio in a batch carries a

@@ -482,6 +482,36 @@ mod tests {
     /// left the cache replaces that stale entry (its reference put); one
     /// the index holds is joined. Only the new entries stay counted.
     #[test]
+    fn folio_lock_in_locks_and_never_waits_for_a_folio_gone() -> Result {
+        use crate::folio::{FolioLock, Mapping};
+        let folios = three_folios()?;
+        let f = folios[0].as_ptr();
+        // A page nobody's page cache holds: its mapping is NULL, so it is
+        // "in" the NULL mapping and "gone" from any other. Only compared.
+        let elsewhere = core::ptr::NonNull::<Mapping>::dangling().as_ptr();
+        // SAFETY: our reference outlives the locks; this test may sleep.
+        let locked = unsafe { FolioLock::lock_in(f, core::ptr::null_mut()) };
+        assert!(locked.is_some());
+        // SAFETY: our reference keeps the folio alive.
+        assert!(unsafe { bindings::ss_test_folio_locked(f) });
+        // Locked by us, and not in `elsewhere`: a wait would never end
+        // (this task holds the lock); lock_in must say "gone" at once.
+        // SAFETY: as above.
+        assert!(unsafe { FolioLock::lock_in(f, elsewhere) }.is_none());
+        drop(locked);
+        // SAFETY: as above.
+        assert!(!unsafe { bindings::ss_test_folio_locked(f) });
+        // Free and gone: taken anyway (the caller checks the mapping).
+        // SAFETY: as above.
+        let again = unsafe { FolioLock::lock_in(f, elsewhere) };
+        assert!(again.is_some());
+        drop(again);
+        // SAFETY: as above.
+        assert!(!unsafe { bindings::ss_test_folio_locked(f) });
+        Ok(())
+    }
+
+    #[test]
     fn hold_new_joins_holds_refuses_and_leaves() -> Result {
         use crate::{
             folio::{FolioLock, FolioRef},
