@@ -474,13 +474,9 @@ mod tests {
         Ok(())
     }
 
-    /// A chunk's joins and new holds in one pass (`ss_pipe_hold_new`),
-    /// on five small folios of an ext4 file in a pipe after a plain splice:
-    /// a folio nobody else references gets a hold (its entry stored, its
-    /// buffer made stable); one with a writer's reference is refused; one
-    /// whose lock is taken is left; one whose index slot holds a folio that
-    /// left the cache replaces that stale entry (its reference put); one
-    /// the index holds is joined. Only the new entries stay counted.
+    /// A folio lock taken as a stable splice takes it: a free folio is
+    /// locked; a folio gone from the mapping asked about is never waited
+    /// for, even one this very task holds locked (a wait would never end).
     #[test]
     fn folio_lock_in_locks_and_never_waits_for_a_folio_gone() -> Result {
         use crate::folio::{FolioLock, Mapping};
@@ -511,6 +507,13 @@ mod tests {
         Ok(())
     }
 
+    /// A chunk's joins and new holds in one pass (`ss_pipe_hold_new`),
+    /// on five small folios of an ext4 file in a pipe after a plain splice:
+    /// a folio nobody else references gets a hold (its entry stored, its
+    /// buffer made stable); one with a writer's reference is refused; one
+    /// whose lock is taken is left; one whose index slot holds a folio that
+    /// left the cache replaces that stale entry (its reference put); one
+    /// the index holds is joined. Only the new entries stay counted.
     #[test]
     fn hold_new_joins_holds_refuses_and_leaves() -> Result {
         use crate::{

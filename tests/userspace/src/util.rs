@@ -510,6 +510,20 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
     drain_lru_batches()
 }
 
+/// The first `len` bytes (page-aligned) of `fd`'s file as the disk has them
+/// after an fsync: read with `O_DIRECT` through a new descriptor, past the
+/// page cache.
+pub fn fsync_and_read_disk(fd: i32, len: usize) -> TResult<Vec<u8>> {
+    // SAFETY: fsync on the caller's descriptor.
+    ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    let direct = ck(open(&format!("/proc/self/fd/{fd}"), libc::O_RDONLY | libc::O_DIRECT, 0), "reopen with O_DIRECT")?;
+    let buf = Map::anon(len)?;
+    // SAFETY: a live, page-aligned, writable mapping of len bytes.
+    let r = cvt(unsafe { libc::pread(direct.raw(), buf.ptr().cast(), len, 0) });
+    ensure!(r == Ok(len), "O_DIRECT pread returned {r:?}");
+    Ok(buf.load(0, len))
+}
+
 /// Ends at once the holds whose folios nobody reads (debugfs `reap`: the
 /// periodic reaper's walk, without waiting out its idle second).
 pub fn reap_idle_holds() -> TResult {

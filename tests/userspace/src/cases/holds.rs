@@ -766,14 +766,8 @@ pub fn holds_ext4_move_extent(ctx: &Ctx) -> TResult {
     expect_bytes("pipe of the original", &read_pipe(&po.r, LEN)?, &a, None)?;
     expect_bytes("pipe of the donor", &read_pipe(&pd.r, LEN)?, &b, None)?;
     expect_bytes("original after the swap (page cache)", &pread_vec(orig.fd.raw(), LEN, 0)?, &a, None)?;
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(orig.fd.raw()) } == 0, "fsync: {}", ename(errno()));
-    let direct = ck(open(&format!("/proc/self/fd/{}", orig.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0), "reopen with O_DIRECT")?;
-    let buf = Map::anon(LEN)?;
-    // SAFETY: a live, page-aligned, writable mapping of LEN bytes.
-    let r = cvt(unsafe { libc::pread(direct.raw(), buf.ptr().cast(), LEN, 0) });
-    ensure!(r == Ok(LEN), "O_DIRECT pread returned {r:?}");
-    expect_bytes("original on disk after the swap (O_DIRECT)", &buf.load(0, LEN), &a, Some(("the donor's bytes", &b)))?;
+    let disk = fsync_and_read_disk(orig.fd.raw(), LEN)?;
+    expect_bytes("original on disk after the swap (O_DIRECT)", &disk, &a, Some(("the donor's bytes", &b)))?;
     ensure!(counter("break_failures") == Some(0), "break_failures = {:?}", counter("break_failures"));
     Ok(())
 }
@@ -1213,17 +1207,8 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         let want_dirty = if dirty { breaks } else { 0 };
         ensure!(moved == want_dirty, "{what}: {moved} of {breaks} breaks moved a dirty state, want {want_dirty}");
         ensure!(written_back == 0, "{what}: {written_back} writebacks for breaks of held folios");
-        // SAFETY: fsync on our own descriptor.
-        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
-        let direct = ck(
-            open(&format!("/proc/self/fd/{fd}"), libc::O_RDONLY | libc::O_DIRECT, 0),
-            "reopen with O_DIRECT",
-        )?;
-        let buf = Map::anon(LEN)?;
-        // SAFETY: a live, page-aligned, writable mapping of LEN bytes.
-        let r = cvt(unsafe { libc::pread(direct.raw(), buf.ptr().cast(), LEN, 0) });
-        ensure!(r == Ok(LEN), "{what}: O_DIRECT pread returned {r:?}");
-        expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &buf.load(0, LEN), &new, Some(("the old content", &a)))?;
+        let disk = fsync_and_read_disk(fd, LEN).map_err(|e| TestErr::Fail(format!("{what}: {e}")))?;
+        expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &disk, &new, Some(("the old content", &a)))?;
         expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, LEN, 0)?, &new, Some(("the old content", &a)))?;
     }
     Ok(())
