@@ -141,6 +141,7 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
         first,
         sendfile,
         pipeline,
+        pipeline_clocked: None,
         counters,
     })
 }

@@ -85,7 +85,7 @@ fn real_main() -> Res {
     progress(&m.summary);
     let module_loaded = std::path::Path::new(COUNTER_DIR).is_dir();
     // Wall-clock rows only: the instruction-clock runs do not see the host.
-    if !(o.throughput_only || o.first_only || o.overhead_only) {
+    if !(o.throughput_only || o.first_only || o.overhead_only || o.pipeline_only) {
         let t0 = Instant::now();
         let n = touch_free_memory();
         progress(&format!("touched {} MiB of free guest memory once ({:.1} s)", n >> 20, t0.elapsed().as_secs_f64()));
@@ -105,9 +105,16 @@ fn real_main() -> Res {
         return Ok(());
     }
     if o.pipeline_only {
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
         for dir in &o.dirs {
-            uring_pipeline(&o, dir, true)?.ok_or("no pipeline result")?;
+            let label = label_for(dir, &labels);
+            labels.push(label.clone());
+            rows.push((label, uring_pipeline(&o, dir, true)?.ok_or("no pipeline result")?));
         }
+        let p = format!("{}/pipeline.tsv", o.out.trim_end_matches('/'));
+        std::fs::write(&p, ClockedPipeline::tsv(&rows)).map_err(|e| format!("write {p}: {e}"))?;
+        progress(&format!("wrote {p}"));
         return Ok(());
     }
     if o.first_only {
@@ -192,6 +199,11 @@ fn real_main() -> Res {
     };
     let clocked = o.throughput_from.as_deref().map(ClockedThroughput::read).transpose()?;
     let first = o.first_from.as_deref().map(ClockedFirst::read).transpose()?;
+    if let Some(mut cp) = o.pipeline_from.as_deref().map(ClockedPipeline::read).transpose()? {
+        for r in &mut results {
+            r.pipeline_clocked = cp.rows.iter().position(|x| x.0 == r.label).map(|i| cp.rows.swap_remove(i).1);
+        }
+    }
     let tg = targets(&results, overhead.as_ref(), clocked.as_ref(), first.as_ref());
     let mut txt = table(&o, &m, &results, &tg, module_loaded);
     txt += &overhead_table(overhead.as_ref());

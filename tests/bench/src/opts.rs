@@ -33,7 +33,10 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
   --first-small        with --first-only: only the file written 4 KiB at a time
                        (small folios), to /dev/null (a quick A/B of the hold path)
   --pipeline-only      measure only Samba's io_uring read pipeline (every --dir) and
-                       print its table
+                       write pipeline.tsv; meant for a VM whose clock counts
+                       instructions (qemu -icount, one vCPU)
+  --pipeline-from F    judge the pipeline targets by F (a pipeline.tsv); the table
+                       still shows this run's own numbers beside it
   --contention-only    measure only the break under contention (a writer beside
                        plain and stable splicers, every --dir) and print its rows
   --latency-only       measure only the writer latency into held pages (every
@@ -61,6 +64,7 @@ pub(crate) struct Opts {
     /// First-splice rows of small folios to /dev/null only.
     pub(crate) first_small: bool,
     pub(crate) pipeline_only: bool,
+    pub(crate) pipeline_from: Option<String>,
     /// Only the break-under-contention rows, printed (no result files).
     pub(crate) contention_only: bool,
     /// Only the writer-latency rows, printed (no result files).
@@ -77,7 +81,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let mut quick = false;
     let (mut overhead_only, mut overhead_from) = (false, None);
     let (mut throughput_only, mut throughput_from) = (false, None);
-    let (mut first_only, mut first_from, mut pipeline_only) = (false, None, false);
+    let (mut first_only, mut first_from, mut pipeline_only, mut pipeline_from) = (false, None, false, None);
     let (mut contention_only, mut first_small, mut latency_only) = (false, false, false);
     let mut large_only = false;
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
@@ -100,6 +104,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--first-only" => first_only = true,
             "--first-small" => first_small = true,
             "--pipeline-only" => pipeline_only = true,
+            "--pipeline-from" => pipeline_from = Some(value(&key)?),
             "--contention-only" => contention_only = true,
             "--latency-only" => latency_only = true,
             "--large-only" => large_only = true,
@@ -141,6 +146,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         first_from,
         first_small,
         pipeline_only,
+        pipeline_from,
         contention_only,
         latency_only,
         large_only,

@@ -17,6 +17,78 @@ impl PipelineRes {
     pub(crate) fn get(&self, size: usize, m: uring::Pipeline) -> Option<(f64, f64)> {
         self.rows.iter().find(|r| r.0 == size && r.1 == m).map(|r| (r.2, r.3))
     }
+
+    /// Stable GiB/s over the best copying method's at `size`, and that
+    /// method's label.
+    pub(crate) fn stable_over_best_copying(&self, size: usize) -> (Option<f64>, f64, &'static str) {
+        let st = self.get(size, uring::Pipeline::StableSplice).map(|x| x.0);
+        let (best, which) = uring::PIPELINES
+            .iter()
+            .filter(|m| m.copies())
+            .filter_map(|&m| self.get(size, m).map(|x| (x.0, m.label())))
+            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+        (st.map(|s| s / best), best, which)
+    }
+
+    /// The table of `bench.txt`: GiB/s and all-CPU s/GiB per method and size.
+    pub(crate) fn table(&self) -> String {
+        let mut s = format!("{:<8}", "size");
+        for m in uring::PIPELINES {
+            let _ = write!(s, " | {:>23}", m.label());
+        }
+        let _ = writeln!(s, " | stable/best copying");
+        for size in FIRST_SIZES {
+            let _ = write!(s, "{:<8}", svg::size_label(size));
+            for m in uring::PIPELINES {
+                let (g, c) = self.get(size, m).unwrap_or((f64::NAN, f64::NAN));
+                let _ = write!(s, " | {g:>8.3} GiB/s {c:>6.2} s");
+            }
+            let _ = writeln!(s, " | {:.2}x", self.stable_over_best_copying(size).0.unwrap_or(f64::NAN));
+        }
+        s
+    }
+}
+
+/// The pipeline measured in a VM whose clock counts instructions
+/// (`--pipeline-only`, written to and read from `pipeline.tsv`): one vCPU
+/// runs the submitter, io-wq, softirqs and the receiver, so GiB/s there is
+/// bytes per guest instruction of all of them. Under TCG with two vCPUs the
+/// same build's 64 KiB ratios swung from 0.78x to 1.62x between runs.
+pub(crate) struct ClockedPipeline {
+    pub(crate) rows: Vec<(String, PipelineRes)>,
+}
+
+impl ClockedPipeline {
+    pub(crate) fn tsv(rows: &[(String, PipelineRes)]) -> String {
+        let mut s = String::new();
+        for (label, pr) in rows {
+            for &(size, m, g, c) in &pr.rows {
+                let _ = writeln!(s, "{label}\t{size}\t{}\t{g}\t{c}", m.key());
+            }
+        }
+        s
+    }
+
+    pub(crate) fn read(path: &str) -> Res<ClockedPipeline> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+        let bad = |line: &str| format!("{path}: bad line {line:?}");
+        let mut rows: Vec<(String, PipelineRes)> = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [label, size, key, gib, cpu] = f[..] else { return Err(bad(line)) };
+            let m = uring::PIPELINES.into_iter().find(|m| m.key() == key).ok_or_else(|| bad(line))?;
+            let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
+            let row = (size.parse().map_err(|_| bad(line))?, m, num(gib)?, num(cpu)?);
+            match rows.iter_mut().find(|r| r.0 == label) {
+                Some(r) => r.1.rows.push(row),
+                None => rows.push((
+                    label.to_string(),
+                    PipelineRes { depth: PIPELINE_DEPTH, rows: vec![row], counters: Counters::new() },
+                )),
+            }
+        }
+        Ok(ClockedPipeline { rows })
+    }
 }
 
 /// Requests in flight in the pipeline bench.

@@ -64,6 +64,8 @@ pub(crate) struct FsRes {
     pub(crate) first: Option<FirstRes>,
     pub(crate) sendfile: SendfileRes,
     pub(crate) pipeline: Option<PipelineRes>,
+    /// The same pipeline on the instruction clock (`--pipeline-from`).
+    pub(crate) pipeline_clocked: Option<PipelineRes>,
     pub(crate) counters: Counters,
 }
 

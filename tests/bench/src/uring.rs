@@ -150,6 +150,15 @@ impl Pipeline {
             Pipeline::ReadSend => "read+send",
         }
     }
+    /// The method's name in `pipeline.tsv`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Pipeline::StableSplice => "stable_splice",
+            Pipeline::PlainSplice => "plain_splice",
+            Pipeline::ReadFixedSendZc => "read_fixed_send_zc",
+            Pipeline::ReadSend => "read_send",
+        }
+    }
     pub fn copies(self) -> bool {
         matches!(self, Pipeline::ReadFixedSendZc | Pipeline::ReadSend)
     }
