@@ -1,7 +1,9 @@
 //! Data integrity under holds: a file exerciser (in the spirit of fsx)
 //! keeps a model of the file and checks every read against it while stable
 //! splices hold and release random ranges of the same file, into pipes,
-//! tee copies and a TCP socket. Each snapshot is checked against the model
+//! tee copies and a TCP socket, between writes, stores through a mapping,
+//! truncates, hole punching, zeroing, collapsing and inserting ranges,
+//! copy_file_range and reflinks. Each snapshot is checked against the model
 //! as of its splice when it is drained; the file is checked against the
 //! model all along. Breaks put copies into the page cache: a lost or stale
 //! byte in the file shows here, as does a snapshot that changed.
@@ -198,7 +200,7 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
                 st.note(format!("truncate {len}"));
             }
             // punch hole / zero range
-            4 if size > 0 => {
+            4 if size > 0 && rng.below(3) > 0 => {
                 let off = rng.below(size);
                 let len = (1 + rng.below(3 * PAGE)).min(size - off);
                 let mode = if rng.below(2) == 0 { libc::FALLOC_FL_PUNCH_HOLE } else { libc::FALLOC_FL_ZERO_RANGE };
@@ -208,6 +210,27 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
                     st.note(format!("fallocate {mode:#x} {len}@{off}"));
                 } else {
                     ensure!(errno() == libc::EOPNOTSUPP, "fallocate({mode:#x}): {}", ename(errno()));
+                }
+            }
+            // collapse / insert range: everything behind the offset moves
+            // (whole pages: the file systems want whole blocks)
+            4 if size > 2 * PAGE => {
+                let off = PAGE * rng.below(size / PAGE - 1);
+                let len = PAGE * (1 + rng.below(2));
+                let collapse = rng.below(2) == 0;
+                let (mode, fits) = match collapse {
+                    true => (libc::FALLOC_FL_COLLAPSE_RANGE, off + len < size),
+                    false => (libc::FALLOC_FL_INSERT_RANGE, size + len <= MAX),
+                };
+                // SAFETY: fallocate on our own descriptor.
+                if fits && unsafe { libc::fallocate(st.fd(), mode, off as i64, len as i64) } == 0 {
+                    match collapse {
+                        true => drop(st.model.drain(off..off + len)),
+                        false => drop(st.model.splice(off..off, std::iter::repeat_n(0, len))),
+                    }
+                    st.note(format!("fallocate {mode:#x} {len}@{off}"));
+                } else {
+                    ensure!(!fits || errno() == libc::EOPNOTSUPP, "fallocate({mode:#x}, {len}@{off}): {}", ename(errno()));
                 }
             }
             // copy_file_range from the other file, or a reflink on xfs

@@ -720,6 +720,60 @@ pub fn plain_zeroing(ctx: &Ctx) -> TResult {
     zeroing(ctx, 0, Journal::No)
 }
 
+/// Collapsing and inserting a range (`FALLOC_FL_COLLAPSE_RANGE`,
+/// `FALLOC_FL_INSERT_RANGE`) move every byte behind the offset: the file
+/// systems write the range back and truncate the page cache from there,
+/// which zeroes the folio the offset falls into from there to its end (and
+/// only then tries to split it). The file is written in one piece, so on a
+/// kernel with large folios the offset, 9 pages in, lies inside a folio the
+/// pipe has; plain splice then shows the zeroes.
+fn shifting(ctx: &Ctx, flags: u32) -> TResult {
+    const FILE: usize = 1 << 20;
+    const SPLICED: usize = 16 * PAGE;
+    let (off, len) = (9 * PAGE, PAGE);
+    let f = tmpfile(&ctx.dir)?;
+    let a = pattern(0x4e, 0, FILE);
+    let mut ops = 0;
+    for (mode, what) in [(libc::FALLOC_FL_COLLAPSE_RANGE, "collapse range"), (libc::FALLOC_FL_INSERT_RANGE, "insert range")] {
+        ftruncate(f.fd.raw(), 0)?;
+        pwrite_all(f.fd.raw(), &a, 0)?;
+        settle_page_cache(f.fd.raw(), SPLICED)?;
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), SPLICED, flags)?;
+        // SAFETY: fallocate on our own descriptor.
+        if unsafe { libc::fallocate(f.fd.raw(), mode, off as i64, len as i64) } != 0 {
+            match errno() {
+                libc::EOPNOTSUPP => continue,
+                e => fail!("fallocate({what}, {off}, {len}): {}", ename(e)),
+            }
+        }
+        ops += 1;
+        let want: Vec<u8> = match mode {
+            libc::FALLOC_FL_COLLAPSE_RANGE => [&a[..off], &a[off + len..]].concat(),
+            _ => [&a[..off], &vec![0; len][..], &a[off..]].concat(),
+        };
+        let now = pread_vec(f.fd.raw(), FILE + len, 0)?;
+        expect_bytes(&format!("file after {what}"), &now, &want, None)?;
+        let got = read_pipe(&p.r, SPLICED)?;
+        stable_or_control(flags, &format!("pipe after {what}"), &got, &a[..SPLICED], &now[..SPLICED])?;
+    }
+    if ops == 0 {
+        skip!("neither collapse nor insert range is supported here (EOPNOTSUPP)");
+    }
+    ctx.note(format!("{ops} of collapse and insert range supported here"));
+    if flags != 0 {
+        ensure!(counter("break_failures") == Some(0), "break_failures = {:?}", counter("break_failures"));
+    }
+    Ok(())
+}
+
+pub fn holds_shift_ranges(ctx: &Ctx) -> TResult {
+    shifting(ctx, stable())
+}
+pub fn plain_shift_ranges(ctx: &Ctx) -> TResult {
+    shifting(ctx, 0)
+}
+
 /// ext4's extent swap (`EXT4_IOC_MOVE_EXT`, what `e4defrag` runs) with
 /// both files' folios held: it looks them up for writing inside a journal
 /// handle (`FGP_WRITEBEGIN`), so holds are broken there, under ext4's own

@@ -144,6 +144,8 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_zeroing_chattr_j_while_held),
         case!(Module, holds::holds_ext4_move_extent),
         case!(Any, holds::plain_zeroing),
+        case!(Module, holds::holds_shift_ranges),
+        case!(Any, holds::plain_shift_ranges),
         case!(Module, holds::holds_truncate_vs_writeback),
         case!(Any, holds::plain_truncate_vs_writeback),
         case!(Module, fault_injection::holds_break_without_memory),
