@@ -110,6 +110,11 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
 pub(crate) fn first_file(dir: &str, chunk: usize) -> Res<BenchFile> {
     let f = create_file(dir, "first")?;
     fill_and_warm(f.fd.raw(), FIRST_FILE as u64, chunk)?;
+    // A folio still in another CPU's LRU add batch has a reference of that
+    // batch's, which no reaping ends while that CPU idles: every pass would
+    // wait for holds that cannot end. Drain all CPUs' batches once, here;
+    // nothing adds the file's folios to a batch again.
+    drain_lru_batches()?;
     Ok(f)
 }
 

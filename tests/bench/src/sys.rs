@@ -422,3 +422,14 @@ pub fn all_cpu_busy_secs() -> f64 {
     // SAFETY: sysconf has no preconditions.
     busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
+
+/// Drains every CPU's LRU add batches without evicting the page cache:
+/// `/proc/sys/vm/compact_memory` does `lru_add_drain_all()` first (and then
+/// compacts, which moves no folio anybody references). Without
+/// CONFIG_COMPACTION nothing is drained.
+pub(crate) fn drain_lru_batches() -> Res {
+    match std::fs::write("/proc/sys/vm/compact_memory", "1") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("write /proc/sys/vm/compact_memory: {e}")),
+        _ => Ok(()),
+    }
+}
