@@ -19,6 +19,12 @@ void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
 	ftrace_regs_set_instruction_pointer(fregs, ip);
 }
 
+/* The traced call's argument @n, for a redirect's choice of calls. */
+unsigned long ss_ftrace_regs_arg(struct ftrace_regs *fregs, unsigned int n)
+{
+	return ftrace_regs_get_argument(fregs, n);
+}
+
 /*
  * ftrace reports the address of the fentry call; with IBT it sits behind an
  * ENDBR that an indirect call must land on.

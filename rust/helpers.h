@@ -29,6 +29,7 @@ struct xarray;
 
 /* redirects, the originals, module references (rust/ftrace.c, rust/symbols.c) */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
+unsigned long ss_ftrace_regs_arg(struct ftrace_regs *fregs, unsigned int n);
 unsigned long ss_func_start(unsigned long fentry_ip);
 int ss_lookup_functions(const char *const *names, unsigned long *addrs, int n);
 long ss_call_syscall(unsigned long fn, const void *regs);

@@ -74,6 +74,20 @@ impl Calls {
         Ok(Marked { calls: self, idx })
     }
 
+    /// Whether the current task may be in a stable splice: its `splice()`
+    /// is marked, or some task (an io_uring worker) is. Asked for every
+    /// splice in the system, so no lookup.
+    pub(crate) fn maybe_current(&self) -> bool {
+        // SAFETY: no preconditions; reads the current task's own frame.
+        !self.by_pid.is_empty() || unsafe { crate::bindings::ss_current_splice_r9() } as usize & SYSCALL_MARK != 0
+    }
+
+    /// Whether any io_uring request asked for the flag and was not cleaned
+    /// up yet.
+    pub(crate) fn has_requests(&self) -> bool {
+        !self.by_request.is_empty()
+    }
+
     /// The flags of the current task's stable splice, if it is in one.
     pub(crate) fn current_flags(&self) -> Option<u32> {
         // SAFETY: no preconditions; reads the current task's own frame.

@@ -75,14 +75,33 @@ pub(crate) struct Redirect {
 }
 
 enum Kind {
-    /// [`redirect_callback`] sends every call but the replacement's own to
-    /// `target`, learning `original` on the way.
-    Callback { target: usize, original: &'static Original },
+    /// [`redirect_callback`] sends every call but the replacement's own
+    /// that `wants` picks (all without it) to `target`, learning `original`
+    /// on the way.
+    Callback { target: usize, original: &'static Original, wants: Option<Wants> },
     /// ftrace calls `callback` (rust/direct.c), which picks the calls for
     /// the replacement itself; with `direct_calls=1` the fentry call goes to
     /// `trampoline` (rust/trampolines.S), which picks them the same way,
     /// unless the function's one direct call is taken.
     Direct { trampoline: usize, callback: Callback },
+}
+
+/// Which calls of a redirected function its replacement has anything to
+/// do with, asked in the callback with the call's arguments (read with
+/// [`arg`]) before the module reference is taken: a call it does not pick
+/// runs as if the module were not loaded but for the callback itself. The
+/// splice entry points pick only stable splices (and what must be cleaned
+/// up after one): every plain splice in the system passes through them,
+/// and sending each to its replacement (a module reference, the ftrace
+/// trampoline once more for the original) cost a 4 KiB plain splice a
+/// third of its speed. It must pick every call whose replacement would
+/// act; picking more only costs time.
+pub(crate) type Wants = fn(*mut bindings::ftrace_regs) -> bool;
+
+/// Argument `n` of the traced call, in a [`Wants`].
+pub(crate) fn arg(fregs: *mut bindings::ftrace_regs, n: u32) -> usize {
+    // SAFETY: `fregs` is the traced call's, which ftrace hands the callback.
+    unsafe { bindings::ss_ftrace_regs_arg(fregs, n) as usize }
 }
 
 /// An ftrace callback of rust/direct.c.
@@ -123,8 +142,9 @@ unsafe impl Send for Redirect {}
 #[derive(Clone, Copy)]
 pub(crate) enum Target {
     /// A replacement: an `extern "C"` function with the signature of the
-    /// function it replaces, which calls the original through `Original`.
-    Replacement(usize, &'static Original),
+    /// function it replaces, which calls the original through `Original`,
+    /// for every call or those a [`Wants`] picks.
+    Replacement(usize, &'static Original, Option<Wants>),
     /// A trampoline of rust/trampolines.S (with `direct_calls=1`) and its
     /// twin, an ftrace callback of rust/direct.c (the default, and where
     /// the function's direct call is taken): both pick the calls for their
@@ -140,8 +160,8 @@ impl Redirect {
             // No FTRACE_OPS_FL_RECURSION: the callback calls no function
             // that any redirect traces, so it cannot recurse, and the
             // trampoline calls it directly.
-            Target::Replacement(target, original) => Self::with(
-                Kind::Callback { target, original },
+            Target::Replacement(target, original, wants) => Self::with(
+                Kind::Callback { target, original, wants },
                 Some(redirect_callback),
                 bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong,
             ),
@@ -298,13 +318,16 @@ unsafe extern "C" fn redirect_callback(
     // SAFETY: ftrace passes the ops we registered, which is the `ops` field
     // of a pinned `Redirect` that outlives its registration.
     let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
-    let Kind::Callback { target, original } = this.kind else {
+    let Kind::Callback { target, original, wants } = this.kind else {
         return; // not registered with this callback
     };
     // SAFETY: plain address comparison against this module's layout.
     if unsafe { bindings::ss_within_this_module(parent_ip) } {
         // Our replacement calling the original: let it run.
         return;
+    }
+    if wants.is_some_and(|wants| !wants(fregs)) {
+        return; // nothing for the replacement to do
     }
     original.learn(|| ip as usize);
     // The replacement drops this reference when it returns.

@@ -124,6 +124,12 @@ pub(crate) fn modes() -> Option<&'static Modes> {
     MODES.get()
 }
 
+/// Whether any process is in the stable mode (no lookup: asked for every
+/// splice in the system).
+pub(crate) fn any_in_mode() -> bool {
+    modes().is_some_and(|m| !m.by_tgid.is_empty())
+}
+
 /// Whether the calling process is in the stable mode.
 pub(crate) fn current_in_mode() -> bool {
     modes().is_some_and(Modes::current)

@@ -13,7 +13,7 @@ use crate::{
     bindings,
     calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
-    ftrace::{ModuleRef, Original},
+    ftrace::{self, ModuleRef, Original},
     mode,
     registry::Global,
     stable_buf,
@@ -31,6 +31,27 @@ pub(crate) static CALLS: Global<Calls> = Global::new();
 
 pub(crate) fn calls() -> Option<&'static Calls> {
     CALLS.get()
+}
+
+/// The `splice()` calls [`sys_splice`] acts on: the flag, or a stray
+/// [`SYSCALL_MARK`] of the user's to clear.
+pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
+    let regs = ftrace::arg(fregs, 0) as *const bindings::pt_regs;
+    // SAFETY: the argument of `__x64_sys_splice` is the calling task's
+    // saved user register frame.
+    let r9 = unsafe { (*regs).r9 } as usize;
+    r9 & (SPLICE_F_STABLE as usize | SYSCALL_MARK) != 0
+}
+
+/// The `do_splice` calls [`do_splice`] acts on: those of a stable splice.
+pub(crate) fn do_splice_wants(_: *mut bindings::ftrace_regs) -> bool {
+    calls().is_some_and(Calls::maybe_current)
+}
+
+/// The `do_splice_read` calls [`do_splice_read`] acts on: those of a
+/// stable splice, or of a process in the stable mode.
+pub(crate) fn do_splice_read_wants(fregs: *mut bindings::ftrace_regs) -> bool {
+    do_splice_wants(fregs) || mode::any_in_mode()
 }
 
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.

@@ -57,18 +57,40 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
             c"do_page_mkwrite",
             Trampoline(f(bindings::ss_direct_page_mkwrite as *const ()), bindings::ss_callback_page_mkwrite),
         ),
-        (c"notify_change", Replacement(f(writers::notify_change as *const ()), &writers::NOTIFY_CHANGE)),
-        (c"vfs_fallocate", Replacement(f(writers::fallocate as *const ()), &writers::FALLOCATE)),
+        (
+            c"notify_change",
+            Replacement(f(writers::notify_change as *const ()), &writers::NOTIFY_CHANGE, Some(writers::notify_change_wants)),
+        ),
+        (
+            c"vfs_fallocate",
+            Replacement(f(writers::fallocate as *const ()), &writers::FALLOCATE, Some(writers::fallocate_wants)),
+        ),
         (
             c"truncate_inode_pages_range",
-            Replacement(f(writers::truncate_inode_pages_range as *const ()), &writers::TRUNCATE_RANGE),
+            Replacement(
+                f(writers::truncate_inode_pages_range as *const ()),
+                &writers::TRUNCATE_RANGE,
+                Some(writers::truncate_range_wants),
+            ),
         ),
-        (c"do_splice_read", Replacement(f(splice::do_splice_read as *const ()), &splice::DO_SPLICE_READ)),
-        (c"do_splice", Replacement(f(splice::do_splice as *const ()), &splice::DO_SPLICE)),
-        (c"io_splice_cleanup", Replacement(f(uring::io_splice_cleanup as *const ()), &uring::IO_SPLICE_CLEANUP)),
-        (c"io_splice", Replacement(f(uring::io_splice as *const ()), &uring::IO_SPLICE)),
-        (c"io_splice_prep", Replacement(f(uring::io_splice_prep as *const ()), &uring::IO_SPLICE_PREP)),
-        (c"__x64_sys_splice", Replacement(f(splice::sys_splice as *const ()), &splice::SYS_SPLICE)),
+        (
+            c"do_splice_read",
+            Replacement(f(splice::do_splice_read as *const ()), &splice::DO_SPLICE_READ, Some(splice::do_splice_read_wants)),
+        ),
+        (c"do_splice", Replacement(f(splice::do_splice as *const ()), &splice::DO_SPLICE, Some(splice::do_splice_wants))),
+        (
+            c"io_splice_cleanup",
+            Replacement(f(uring::io_splice_cleanup as *const ()), &uring::IO_SPLICE_CLEANUP, Some(uring::io_splice_wants)),
+        ),
+        (c"io_splice", Replacement(f(uring::io_splice as *const ()), &uring::IO_SPLICE, Some(uring::io_splice_wants))),
+        (
+            c"io_splice_prep",
+            Replacement(f(uring::io_splice_prep as *const ()), &uring::IO_SPLICE_PREP, Some(uring::io_splice_prep_wants)),
+        ),
+        (
+            c"__x64_sys_splice",
+            Replacement(f(splice::sys_splice as *const ()), &splice::SYS_SPLICE, Some(splice::sys_splice_wants)),
+        ),
     ]
 }
 

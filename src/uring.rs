@@ -12,7 +12,7 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    ftrace::{ModuleRef, Original},
+    ftrace::{self, ModuleRef, Original},
     splice::{calls, SPLICE_F_STABLE},
 };
 use core::{ffi::c_void, mem::MaybeUninit};
@@ -23,6 +23,25 @@ use kernel::{
 pub(crate) static IO_SPLICE_PREP: Original = Original::new();
 pub(crate) static IO_SPLICE: Original = Original::new();
 pub(crate) static IO_SPLICE_CLEANUP: Original = Original::new();
+
+/// The `io_splice_prep` calls [`io_splice_prep`] acts on: requests with
+/// the flag, and any while requests with it are recorded (a recycled
+/// request's stale record goes).
+pub(crate) fn io_splice_prep_wants(fregs: *mut bindings::ftrace_regs) -> bool {
+    let sqe = ftrace::arg(fregs, 1) as *const bindings::io_uring_sqe;
+    // SAFETY: the SQE being prepared, as io_uring passes it. The prep reads
+    // the flags again: a flag that appears in between meets the kernel's
+    // own check (EINVAL), one that goes makes a plain splice.
+    let flags = unsafe { bindings::ss_sqe_splice_flags(sqe) };
+    flags & SPLICE_F_STABLE != 0 || io_splice_wants(fregs)
+}
+
+/// The `io_splice` and `io_splice_cleanup` calls their replacements act
+/// on: any while requests with the flag are recorded (a record is stored
+/// in the prep, before io_uring hands the request on).
+pub(crate) fn io_splice_wants(_: *mut bindings::ftrace_regs) -> bool {
+    calls().is_some_and(|c| c.has_requests())
+}
 
 /// Replacement for `io_splice_prep(struct io_kiocb *, const struct io_uring_sqe *)`.
 ///

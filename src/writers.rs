@@ -33,7 +33,7 @@ use crate::{
     bindings as b,
     counters::COUNTERS,
     folio::{FolioLock, FolioRef, Mapping, RawFolio},
-    ftrace::{DirectCall, ModuleRef, Original},
+    ftrace::{self, DirectCall, ModuleRef, Original},
     hold::{holds, nocopy_sleep_ms, write_back, Break, Holds, NOCOPY_ROUNDS},
 };
 use core::ffi::c_void;
@@ -296,6 +296,32 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
             b::SS_VM_FAULT_NOPAGE
         }
     }
+}
+
+/// The `truncate_inode_pages_range` calls its replacement acts on: those
+/// that may zero part of a held folio (not an eviction's, whole file).
+pub(crate) fn truncate_range_wants(fregs: *mut b::ftrace_regs) -> bool {
+    let (mapping, lstart, lend) = (ftrace::arg(fregs, 0), ftrace::arg(fregs, 1) as i64, ftrace::arg(fregs, 2) as i64);
+    !(lstart == 0 && lend == -1) && holds().is_some_and(|h| h.may_hold(mapping as *const Mapping))
+}
+
+/// The `notify_change` calls its replacement acts on: size changes of a
+/// file that may have holds.
+pub(crate) fn notify_change_wants(fregs: *mut b::ftrace_regs) -> bool {
+    let (dentry, attr) = (ftrace::arg(fregs, 1) as *mut b::dentry, ftrace::arg(fregs, 2) as *mut b::iattr);
+    let mut from = 0i64;
+    // SAFETY: the traced call's dentry and attributes, which its caller
+    // keeps alive for the call.
+    let mapping = unsafe { b::ss_iattr_size_change(dentry, attr, &mut from) };
+    !mapping.is_null() && holds().is_some_and(|h| h.may_hold(mapping))
+}
+
+/// The `vfs_fallocate` calls its replacement acts on: a file that may have
+/// holds.
+pub(crate) fn fallocate_wants(fregs: *mut b::ftrace_regs) -> bool {
+    let (file, offset) = (ftrace::arg(fregs, 0) as *mut b::file, ftrace::arg(fregs, 2) as i64);
+    // SAFETY: the traced call's open file.
+    offset >= 0 && holds().is_some_and(|h| h.may_hold(unsafe { b::ss_file_mapping(file) }))
 }
 
 /// Replacement for `truncate_inode_pages_range(mapping, lstart, lend)`.
