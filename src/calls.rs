@@ -82,6 +82,11 @@ impl Calls {
         !self.by_pid.is_empty() || unsafe { crate::bindings::ss_current_splice_r9() } as usize & SYSCALL_MARK != 0
     }
 
+    /// Whether the current task is in a stable splice.
+    pub(crate) fn current_is_stable(&self) -> bool {
+        self.maybe_current() && self.current_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0)
+    }
+
     /// Whether any io_uring request asked for the flag and was not cleaned
     /// up yet.
     pub(crate) fn has_requests(&self) -> bool {

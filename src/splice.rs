@@ -43,15 +43,21 @@ pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
     r9 & (SPLICE_F_STABLE as usize | SYSCALL_MARK) != 0
 }
 
-/// The `do_splice` calls [`do_splice`] acts on: those of a stable splice.
-pub(crate) fn do_splice_wants(_: *mut bindings::ftrace_regs) -> bool {
-    calls().is_some_and(Calls::maybe_current)
+/// The `do_splice` calls [`do_splice`] acts on: a stable splice from a
+/// pipe, which it refuses. The check is the replacement's own, made here
+/// so that a stable splice from a file does not pass through a
+/// replacement that would only call the original.
+pub(crate) fn do_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
+    let input = ftrace::arg(fregs, 0) as *mut bindings::file;
+    // SAFETY: the traced call's input file, which its caller holds open.
+    let from_pipe = unsafe { bindings::ss_file_is_pipe(input) };
+    from_pipe && calls().is_some_and(Calls::current_is_stable)
 }
 
 /// The `do_splice_read` calls [`do_splice_read`] acts on: those of a
 /// stable splice, or of a process in the stable mode.
-pub(crate) fn do_splice_read_wants(fregs: *mut bindings::ftrace_regs) -> bool {
-    do_splice_wants(fregs) || mode::any_in_mode()
+pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
+    calls().is_some_and(Calls::maybe_current) || mode::any_in_mode()
 }
 
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.
@@ -197,7 +203,7 @@ pub(crate) unsafe extern "C" fn do_splice(
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: `DO_SPLICE` is `do_splice`; arguments forwarded.
     let call = || unsafe { bindings::ss_call_do_splice(DO_SPLICE.addr(), input, off_in, out, off_out, len, flags) };
-    let stable = calls().and_then(|c| c.current_flags()).is_some_and(|f| f & SPLICE_F_STABLE != 0);
+    let stable = calls().is_some_and(Calls::current_is_stable);
     // SAFETY: the caller's open file.
     if stable && unsafe { bindings::ss_file_is_pipe(input) } {
         // Pipe -> pipe moves buffers as they are, and they may be page-cache
