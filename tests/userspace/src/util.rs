@@ -499,6 +499,12 @@ pub fn drain_lru_batches() -> TResult {
     std::fs::write("/proc/sys/vm/drop_caches", "1").map_err(|e| TestErr::Fail(format!("drop_caches: {e}")))
 }
 
+/// Frees the skbs every CPU deferred ([`stable_splice_sys::flush_deferred_skb_frees`]):
+/// their page fragments may be held folios.
+pub fn flush_deferred_skb_frees() -> TResult {
+    stable_splice_sys::flush_deferred_skb_frees().map_err(|e| TestErr::Fail(format!("flushing deferred skb frees: {e}")))
+}
+
 /// Makes the first `len` bytes of `fd`'s page cache uncontended before a
 /// zero-copy splice: a plain splice keeps them cached while the LRU
 /// batches are drained, then lets go.
@@ -537,9 +543,11 @@ pub fn reap_idle_holds() -> TResult {
 /// when asked (debugfs `reap`, asked here), and once no LRU batch
 /// references their folios. A per-CPU batch can take a reference after a
 /// drain (a folio marked accessed, deactivated, rotated) and keep it until
-/// that CPU drains again, which an idle CPU may not do for a long time: so
-/// the batches are drained, and the holds reaped, every 1.5 s while any is
-/// left. A reader's reference (a leak) survives every round.
+/// that CPU drains again, which an idle CPU may not do for a long time;
+/// skbs a TCP receiver freed on another CPU keep their folio references on
+/// the allocating CPU's defer list the same way. So the batches are
+/// drained, the deferred skbs freed and the holds reaped every 1.5 s while
+/// any is left. A reader's reference (a leak) survives every round.
 pub fn wait_holds_released(limit: Duration) -> bool {
     let idle = || counter("holds_active") == Some(0);
     let reap = || {
@@ -555,7 +563,7 @@ pub fn wait_holds_released(limit: Duration) -> bool {
         if wait_until(left.min(Duration::from_millis(1500)), idle) {
             return true;
         }
-        if left.is_zero() || drain_lru_batches().is_err() {
+        if left.is_zero() || drain_lru_batches().is_err() || flush_deferred_skb_frees().is_err() {
             return false;
         }
         if reap() {

@@ -99,3 +99,42 @@ pub fn splice(
         Ok(n as usize)
     }
 }
+
+/// Frees the skbs every CPU was asked to free later. A TCP receiver on
+/// another CPU than the one that allocated an skb hands it back to that
+/// CPU's defer list (`skb_attempt_defer_free`), freed at that CPU's next
+/// network softirq; until then the skb's page fragments (a spliced file's
+/// folios) keep their references, on an idle CPU for good. A loopback
+/// datagram sent from each CPU raises that softirq there (`net_rx_action`
+/// flushes the list first).
+pub fn flush_deferred_skb_frees() -> io::Result<()> {
+    // SAFETY: sysconf has no memory effects.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    for cpu in 0..cpus {
+        std::thread::spawn(move || -> io::Result<()> {
+            if pin_thread(cpu).is_err() {
+                return Ok(()); // offline: nothing deferred to it
+            }
+            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+            s.send_to(b"f", s.local_addr()?)?;
+            s.recv(&mut [0u8; 1]).map(|_| ())
+        })
+        .join()
+        .map_err(|_| io::Error::other(format!("the thread on CPU {cpu} panicked")))?
+        .map_err(|e| io::Error::new(e.kind(), format!("a loopback datagram from CPU {cpu}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+    // sched_setaffinity (of this thread) only read and write it.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}

@@ -1152,6 +1152,59 @@ pub fn holds_splice_storm(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// A file served over loopback TCP from one CPU to a receiver on another:
+/// once the receiver has every byte and both sockets are closed, nothing
+/// references the folios any more and every hold ends. The receiver frees
+/// the skbs on the sender's CPU (`skb_attempt_defer_free`), at its next
+/// network softirq: an idle sender CPU keeps them, with their references
+/// to the held folios, until then (the waits raise that softirq on every
+/// CPU). A leaked folio reference fails it.
+pub fn holds_end_after_tcp_to_other_cpu(ctx: &Ctx) -> TResult {
+    const FILE: usize = 1 << 20;
+    const CHUNK: usize = 64 << 10;
+    // SAFETY: sysconf has no memory effects.
+    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
+        skip!("one CPU: the receiver frees its skbs where they were allocated");
+    }
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    let (f, a, _) = file_ab_written(ctx, FILE, FILE)?;
+    let (tx, rx) = tcp_pair()?;
+    let receiver = std::thread::spawn(move || -> TResult<Vec<u8>> {
+        stable_splice_sys::pin_thread(1).map_err(|e| TestErr::Fail(format!("pin the receiver to CPU 1: {e}")))?;
+        recv_exact(&rx, FILE)
+    });
+    let sender = {
+        let fd = f.fd.raw();
+        std::thread::spawn(move || -> TResult {
+            stable_splice_sys::pin_thread(0).map_err(|e| TestErr::Fail(format!("pin the sender to CPU 0: {e}")))?;
+            let p = pipe()?;
+            for off in (0..FILE).step_by(CHUNK) {
+                splice_exact(fd, off, p.w.raw(), CHUNK, stable())?;
+                let mut left = CHUNK;
+                while left > 0 {
+                    left -= ck(splice_raw(p.r.raw(), None, tx.raw(), None, left, 0), "splice pipe -> socket")?;
+                }
+            }
+            Ok(())
+        })
+    };
+    sender.join().map_err(|_| TestErr::Fail("the sender panicked".into()))??;
+    let got = receiver.join().map_err(|_| TestErr::Fail("the receiver panicked".into()))??;
+    expect_bytes("bytes the receiver got", &got, &a, None)?;
+    let left = counter("holds_active").unwrap_or(0);
+    ctx.note(format!("{left} holds active once both sockets were closed"));
+    ensure!(
+        wait_holds_released(Duration::from_secs(10)),
+        "{:?} holds outlived every reader of the file: {}",
+        counter("holds_active"),
+        holds_report(8)
+    );
+    Ok(())
+}
+
 /// debugfs `holds` says what is held and what keeps it: while a pipe has
 /// a stable splice's pages, the file (by inode number) with one line per
 /// held folio, each referenced by the page cache, the hold and the pipe
