@@ -84,7 +84,8 @@ impl Calls {
 
     /// Whether the current task is in a stable splice.
     pub(crate) fn current_is_stable(&self) -> bool {
-        self.maybe_current() && self.current_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0)
+        Self::marked_flags().is_some()
+            || !self.by_pid.is_empty() && self.recorded_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0)
     }
 
     /// Whether any io_uring request asked for the flag and was not cleaned
@@ -95,11 +96,19 @@ impl Calls {
 
     /// The flags of the current task's stable splice, if it is in one.
     pub(crate) fn current_flags(&self) -> Option<u32> {
+        Self::marked_flags().or_else(|| self.recorded_flags())
+    }
+
+    /// The flags of the current task's `splice()` if its frame carries the
+    /// mark.
+    fn marked_flags() -> Option<u32> {
         // SAFETY: no preconditions; reads the current task's own frame.
         let r9 = unsafe { crate::bindings::ss_current_splice_r9() } as usize;
-        if r9 & SYSCALL_MARK != 0 {
-            return Some(r9 as u32 | crate::splice::SPLICE_F_STABLE);
-        }
+        (r9 & SYSCALL_MARK != 0).then(|| r9 as u32 | crate::splice::SPLICE_F_STABLE)
+    }
+
+    /// The flags recorded for the current task's stable call.
+    fn recorded_flags(&self) -> Option<u32> {
         self.by_pid.with(Self::current_index(), |c| c.flags)
     }
 

@@ -298,30 +298,57 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
     }
 }
 
-/// The `truncate_inode_pages_range` calls its replacement acts on: those
-/// that may zero part of a held folio (not an eviction's, whole file).
+/// The holds a `truncate_inode_pages_range` call must break: those of a
+/// mapping that may have holds, for a call that may zero part of a folio
+/// (not an eviction's, whole file; that is also the call reclaim makes).
+fn truncate_holds(mapping: *const Mapping, lstart: i64, lend: i64) -> Option<&'static Holds> {
+    holds().filter(|h| !(lstart == 0 && lend == -1) && h.may_hold(mapping))
+}
+
+/// The holds a `notify_change` call must break from the returned offset
+/// on, with the mapping: a size change of a file that may have holds.
+///
+/// # Safety
+///
+/// `dentry` and `attr` are a `notify_change` call's, alive for the call.
+unsafe fn size_change_holds(dentry: *mut b::dentry, attr: *mut b::iattr) -> Option<(&'static Holds, *mut Mapping, i64)> {
+    let mut from = 0i64;
+    // SAFETY: per the caller.
+    let mapping = unsafe { b::ss_iattr_size_change(dentry, attr, &mut from) };
+    holds().filter(|h| !mapping.is_null() && h.may_hold(mapping)).map(|h| (h, mapping, from))
+}
+
+/// The holds a `vfs_fallocate` call must break, with the mapping: a file
+/// that may have holds.
+///
+/// # Safety
+///
+/// `file` is a `vfs_fallocate` call's open file.
+unsafe fn fallocate_holds(file: *mut b::file, offset: i64) -> Option<(&'static Holds, *mut Mapping)> {
+    // SAFETY: per the caller.
+    let mapping = unsafe { b::ss_file_mapping(file) };
+    holds().filter(|h| offset >= 0 && h.may_hold(mapping)).map(|h| (h, mapping))
+}
+
+/// The `truncate_inode_pages_range` calls its replacement acts on.
 pub(crate) fn truncate_range_wants(fregs: *mut b::ftrace_regs) -> bool {
     let (mapping, lstart, lend) = (ftrace::arg(fregs, 0), ftrace::arg(fregs, 1) as i64, ftrace::arg(fregs, 2) as i64);
-    !(lstart == 0 && lend == -1) && holds().is_some_and(|h| h.may_hold(mapping as *const Mapping))
+    truncate_holds(mapping as *const Mapping, lstart, lend).is_some()
 }
 
-/// The `notify_change` calls its replacement acts on: size changes of a
-/// file that may have holds.
+/// The `notify_change` calls its replacement acts on.
 pub(crate) fn notify_change_wants(fregs: *mut b::ftrace_regs) -> bool {
     let (dentry, attr) = (ftrace::arg(fregs, 1) as *mut b::dentry, ftrace::arg(fregs, 2) as *mut b::iattr);
-    let mut from = 0i64;
     // SAFETY: the traced call's dentry and attributes, which its caller
     // keeps alive for the call.
-    let mapping = unsafe { b::ss_iattr_size_change(dentry, attr, &mut from) };
-    !mapping.is_null() && holds().is_some_and(|h| h.may_hold(mapping))
+    unsafe { size_change_holds(dentry, attr) }.is_some()
 }
 
-/// The `vfs_fallocate` calls its replacement acts on: a file that may have
-/// holds.
+/// The `vfs_fallocate` calls its replacement acts on.
 pub(crate) fn fallocate_wants(fregs: *mut b::ftrace_regs) -> bool {
     let (file, offset) = (ftrace::arg(fregs, 0) as *mut b::file, ftrace::arg(fregs, 2) as i64);
     // SAFETY: the traced call's open file.
-    offset >= 0 && holds().is_some_and(|h| h.may_hold(unsafe { b::ss_file_mapping(file) }))
+    unsafe { fallocate_holds(file, offset) }.is_some()
 }
 
 /// Replacement for `truncate_inode_pages_range(mapping, lstart, lend)`.
@@ -337,9 +364,7 @@ pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping
     let orig = TRUNCATE_RANGE.addr();
     // SAFETY: `orig` is `truncate_inode_pages_range`; arguments forwarded.
     let truncate = || unsafe { b::ss_call_truncate_range(orig, mapping, lstart, lend) };
-    // Dropping a whole page cache (eviction, lstart 0 to the end) zeroes
-    // nothing; that is also the call reclaim makes.
-    let Some(holds) = holds().filter(|h| !(lstart == 0 && lend == -1) && h.may_hold(mapping)) else {
+    let Some(holds) = truncate_holds(mapping, lstart, lend) else {
         return truncate();
     };
     let _fence = holds.fence(mapping);
@@ -393,10 +418,8 @@ pub(crate) unsafe extern "C" fn notify_change(
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: `NOTIFY_CHANGE` is `notify_change`; arguments forwarded.
     let change = || unsafe { b::ss_call_notify_change(NOTIFY_CHANGE.addr(), idmap, dentry, attr, delegated) };
-    let mut from = 0i64;
     // SAFETY: the caller's dentry and attributes.
-    let mapping = unsafe { b::ss_iattr_size_change(dentry, attr, &mut from) };
-    let Some(holds) = holds().filter(|h| !mapping.is_null() && h.may_hold(mapping)) else {
+    let Some((holds, mapping, from)) = (unsafe { size_change_holds(dentry, attr) }) else {
         return change();
     };
     // The caller holds the inode lock: the size cannot move meanwhile.
@@ -417,8 +440,7 @@ pub(crate) unsafe extern "C" fn fallocate(file: *mut b::file, mode: i32, offset:
     // SAFETY: `FALLOCATE` is `vfs_fallocate`; arguments forwarded.
     let call = || unsafe { b::ss_call_fallocate(FALLOCATE.addr(), file, mode, offset, len) };
     // SAFETY: the caller's open file.
-    let mapping = unsafe { b::ss_file_mapping(file) };
-    let Some(holds) = holds().filter(|h| offset >= 0 && h.may_hold(mapping)) else {
+    let Some((holds, mapping)) = (unsafe { fallocate_holds(file, offset) }) else {
         return call();
     };
     // Zeroing and hole punching change [offset, offset + len); collapsing
