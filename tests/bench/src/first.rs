@@ -190,31 +190,27 @@ impl ClockedFirst {
     }
 
     pub(crate) fn read(path: &str) -> Res<ClockedFirst> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-        let bad = |line: &str| format!("{path}: bad line {line:?}");
-        let mut rows = Vec::new();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
+        let rows = read_tsv(path, |f| {
             let (f, reaped) = match f.len() {
                 9 => (&f[..8], Some(f[8])),
-                _ => (&f[..], None),
+                _ => (f, None),
             };
-            let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return Err(bad(line)) };
-            let sink = SINKS.into_iter().find(|s| s.key() == sink).ok_or_else(|| bad(line))?;
-            let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
-            rows.push((
-                label.to_string(),
-                FirstRes {
-                    sink,
-                    size: size.parse().map_err(|_| bad(line))?,
-                    gib: [num(plain)?, num(stable)?],
-                    gib_reaped: reaped.map(num).transpose()?.unwrap_or(f64::NAN),
-                    holds_per_pass: num(holds)?,
-                    copied_per_pass: num(copied)?,
-                    pages: pages.parse().map_err(|_| bad(line))?,
+            let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return None };
+            let num = |v: &str| v.parse::<f64>().ok();
+            let r = FirstRes {
+                sink: SINKS.into_iter().find(|s| s.key() == sink)?,
+                size: size.parse().ok()?,
+                gib: [num(plain)?, num(stable)?],
+                gib_reaped: match reaped {
+                    Some(v) => num(v)?,
+                    None => f64::NAN,
                 },
-            ));
-        }
+                holds_per_pass: num(holds)?,
+                copied_per_pass: num(copied)?,
+                pages: pages.parse().ok()?,
+            };
+            Some((label.to_string(), r))
+        })?;
         Ok(ClockedFirst { rows })
     }
 }

@@ -55,18 +55,16 @@ impl ClockedThroughput {
     }
 
     pub(crate) fn read(path: &str) -> Res<ClockedThroughput> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-        let bad = |line: &str| format!("{path}: bad line {line:?}");
-        let mut rows = Vec::new();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            let [label, sink, size, method, gib] = f[..] else { return Err(bad(line)) };
-            let sink = SINKS.into_iter().find(|s| s.key() == sink).ok_or_else(|| bad(line))?;
-            let method = METHODS.into_iter().find(|m| m.key() == method).ok_or_else(|| bad(line))?;
-            let size = size.parse::<usize>().map_err(|_| bad(line))?;
-            let gib = gib.parse::<f64>().map_err(|_| bad(line))?;
-            rows.push((label.to_string(), sink, size, method, gib));
-        }
+        let rows = read_tsv(path, |f| {
+            let [label, sink, size, method, gib] = f[..] else { return None };
+            Some((
+                label.to_string(),
+                SINKS.into_iter().find(|s| s.key() == sink)?,
+                size.parse::<usize>().ok()?,
+                METHODS.into_iter().find(|m| m.key() == method)?,
+                gib.parse::<f64>().ok()?,
+            ))
+        })?;
         Ok(ClockedThroughput { rows })
     }
 

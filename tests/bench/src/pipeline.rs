@@ -70,21 +70,16 @@ impl ClockedPipeline {
     }
 
     pub(crate) fn read(path: &str) -> Res<ClockedPipeline> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-        let bad = |line: &str| format!("{path}: bad line {line:?}");
+        let lines = read_tsv(path, |f| {
+            let [label, size, key, gib, cpu] = f[..] else { return None };
+            let m = uring::PIPELINES.into_iter().find(|m| m.key() == key)?;
+            Some((label.to_string(), (size.parse().ok()?, m, gib.parse::<f64>().ok()?, cpu.parse::<f64>().ok()?)))
+        })?;
         let mut rows: Vec<(String, PipelineRes)> = Vec::new();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            let [label, size, key, gib, cpu] = f[..] else { return Err(bad(line)) };
-            let m = uring::PIPELINES.into_iter().find(|m| m.key() == key).ok_or_else(|| bad(line))?;
-            let num = |v: &str| v.parse::<f64>().map_err(|_| bad(line));
-            let row = (size.parse().map_err(|_| bad(line))?, m, num(gib)?, num(cpu)?);
+        for (label, row) in lines {
             match rows.iter_mut().find(|r| r.0 == label) {
                 Some(r) => r.1.rows.push(row),
-                None => rows.push((
-                    label.to_string(),
-                    PipelineRes { depth: PIPELINE_DEPTH, rows: vec![row], counters: Counters::new() },
-                )),
+                None => rows.push((label, PipelineRes { depth: PIPELINE_DEPTH, rows: vec![row], counters: Counters::new() })),
             }
         }
         Ok(ClockedPipeline { rows })

@@ -433,3 +433,13 @@ pub(crate) fn drain_lru_batches() -> Res {
         _ => Ok(()),
     }
 }
+
+/// The rows of a tab-separated file the instruction-clock guest wrote,
+/// each parsed by `row` from its fields (`None`: a bad line, reported with
+/// the file and the line).
+pub(crate) fn read_tsv<T>(path: &str, mut row: impl FnMut(&[&str]) -> Option<T>) -> Res<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    text.lines()
+        .map(|line| row(&line.split('\t').collect::<Vec<_>>()).ok_or_else(|| format!("{path}: bad line {line:?}")))
+        .collect()
+}
