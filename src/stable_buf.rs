@@ -327,12 +327,20 @@ impl FastPath<'_> {
 }
 
 /// The buffers from `from` on whose folios are held already, in a row,
-/// share those holds: the runs of buffers on one folio of a chunk found in
-/// one pass over the buffers ([`NewBuffers::runs`]), then looked up in the
-/// file's index in one walk. Returns the slot of the first buffer whose
-/// folio is not held.
+/// share those holds; the caller found the first buffer's folio held
+/// under `joins`' lock, which it still holds. That folio's run of buffers
+/// joins without another lookup; then the runs of buffers on one folio of
+/// a chunk found in one pass over the buffers ([`NewBuffers::runs`]), are
+/// looked up in the file's index in one walk. Returns the slot of the
+/// first buffer whose folio is not held.
 fn join_prefix(new: &mut NewBuffers<'_>, from: u32, joins: &mut Joins<'_>, block: bool, counted: &mut ZeroCopy) -> u32 {
-    let mut slot = from;
+    let mut first = [const { MaybeUninit::uninit() }; 1];
+    let (first_slot, first_len, first_end) = {
+        let r = &new.runs(from, &mut first)[0];
+        (r.slot, r.len, r.end())
+    };
+    hold_run(new, first_slot, first_len, counted);
+    let mut slot = first_end;
     while slot != new.to {
         let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
         let runs = new.runs(slot, &mut runs);
