@@ -330,7 +330,7 @@ impl FastPath<'_> {
 /// share those holds; the caller found the first buffer's folio held
 /// under `joins`' lock, which it still holds. That folio's run of buffers
 /// joins without another lookup; then the runs of buffers on one folio of
-/// a chunk found in one pass over the buffers ([`NewBuffers::runs`]), are
+/// a chunk, found in one pass over the buffers ([`NewBuffers::runs`]), are
 /// looked up in the file's index in one walk. Returns the slot of the
 /// first buffer whose folio is not held.
 fn join_prefix(new: &mut NewBuffers<'_>, from: u32, joins: &mut Joins<'_>, block: bool, counted: &mut ZeroCopy) -> u32 {
