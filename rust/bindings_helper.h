@@ -11,6 +11,7 @@
 #include <linux/tracepoint.h>
 #include <linux/stable_splice.h>
 #include "helpers.h"
+#include "hold_index.h"
 
 /* macros bindgen cannot evaluate */
 const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;

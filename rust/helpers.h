@@ -25,7 +25,7 @@ struct pipe_inode_info;
 struct task_struct;
 struct tracepoint;
 struct vm_fault;
-struct xarray;
+struct ss_hold_index;
 
 /* redirects, the originals, module references (rust/ftrace.c, rust/symbols.c) */
 void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
@@ -130,7 +130,7 @@ struct ss_new_holds {
 	u64 bytes;		/* bytes of buffers made stable */
 };
 void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_space *mapping,
-		      struct xarray *xa, atomic_t *count, struct ss_new_holds *out);
+		      struct ss_hold_index *idx, atomic_t *count, struct ss_new_holds *out);
 
 struct folio *ss_page_folio(struct page *page);
 int ss_page_kind(struct page *page);
@@ -188,19 +188,19 @@ void ss_cancel_reap(void);
 void ss_reap_holds(void);	/* src/hold/reap.rs */
 
 /* the per-file index of held folios (rust/hold_index.c) */
-void ss_hold_index_init(struct xarray *xa);
-void ss_hold_index_destroy(struct xarray *xa);
-struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index);
-struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index);
-struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max);
+void ss_hold_index_init(struct ss_hold_index *idx);
+void ss_hold_index_destroy(struct ss_hold_index *idx);
+struct folio *ss_hold_index_load(struct ss_hold_index *idx, unsigned long index);
+struct folio *ss_hold_index_erase(struct ss_hold_index *idx, unsigned long index);
+struct folio *ss_hold_index_find(struct ss_hold_index *idx, unsigned long *index, unsigned long max);
 /* Where one step of the reaper's walk of an index got to. */
 struct ss_reap_walk {
 	unsigned int seen;	/* entries looked at */
 	unsigned long next;	/* the next entry's index; ULONG_MAX: none left */
 };
-unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping,
+unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w);
-unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
+unsigned int ss_hold_index_match(struct ss_hold_index *idx, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix);
 /* An entry to store: index, folio, the entry it replaced, the run it is for. */
 struct ss_index_store {
@@ -209,7 +209,7 @@ struct ss_index_store {
 	struct folio *old;
 	unsigned int run;
 };
-unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
+unsigned int ss_hold_index_store_all(struct ss_hold_index *idx, struct ss_index_store *stores,
 				     unsigned int n);
 
 /* writers' entry points (rust/writers.c) */

@@ -22,9 +22,9 @@
 #include "helpers.h"
 #include "hold_index.h"
 
-static struct ss_hold_block *block_at(struct xarray *xa, unsigned long index)
+static struct ss_hold_block *block_at(struct ss_hold_index *idx, unsigned long index)
 {
-	return xa_load(xa, index >> SS_BLOCK_SHIFT);
+	return ss_hold_block_at(idx, index >> SS_BLOCK_SHIFT);
 }
 
 static bool block_empty(const struct ss_hold_block *b)
@@ -33,17 +33,21 @@ static bool block_empty(const struct ss_hold_block *b)
 }
 
 /* Takes the block of @key, which has no entry left, out and frees it. */
-static void block_free(struct xarray *xa, unsigned long key, struct ss_hold_block *b)
+static void block_free(struct ss_hold_index *idx, unsigned long key, struct ss_hold_block *b)
 {
-	xa_erase(xa, key);
+	if (idx->last == b) {
+		idx->last_key = ULONG_MAX;
+		idx->last = NULL;
+	}
+	xa_erase(&idx->xa, key);
 	kfree(b);
 }
 
 /* Frees the block of @key if it has no entry left. */
-static void block_put_if_empty(struct xarray *xa, unsigned long key, struct ss_hold_block *b)
+static void block_put_if_empty(struct ss_hold_index *idx, unsigned long key, struct ss_hold_block *b)
 {
 	if (b && block_empty(b))
-		block_free(xa, key, b);
+		block_free(idx, key, b);
 }
 
 bool ss_hold_block_new(struct block_cursor *c)
@@ -52,7 +56,7 @@ bool ss_hold_block_new(struct block_cursor *c)
 
 	if (!b)
 		return false;
-	if (xa_is_err(xa_store(c->xa, c->key, b, GFP_NOWAIT | __GFP_NOWARN))) {
+	if (xa_is_err(xa_store(&c->idx->xa, c->key, b, GFP_NOWAIT | __GFP_NOWARN))) {
 		kfree(b);
 		return false;
 	}
@@ -60,51 +64,55 @@ bool ss_hold_block_new(struct block_cursor *c)
 	return true;
 }
 
-void ss_hold_index_init(struct xarray *xa)
+void ss_hold_index_init(struct ss_hold_index *idx)
 {
-	xa_init(xa);
+	xa_init(&idx->xa);
+	idx->last_key = ULONG_MAX;
+	idx->last = NULL;
 }
 
 /* The caller took every entry out first; frees what blocks are left. */
-void ss_hold_index_destroy(struct xarray *xa)
+void ss_hold_index_destroy(struct ss_hold_index *idx)
 {
 	struct ss_hold_block *b;
 	unsigned long key;
 
-	xa_for_each(xa, key, b)
+	idx->last_key = ULONG_MAX;
+	idx->last = NULL;
+	xa_for_each(&idx->xa, key, b)
 		kfree(b);
-	xa_destroy(xa);
+	xa_destroy(&idx->xa);
 }
 
-struct folio *ss_hold_index_load(struct xarray *xa, unsigned long index)
+struct folio *ss_hold_index_load(struct ss_hold_index *idx, unsigned long index)
 {
-	struct ss_hold_block *b = block_at(xa, index);
+	struct ss_hold_block *b = block_at(idx, index);
 
 	return b ? b->slot[index & SS_BLOCK_MASK] : NULL;
 }
 
-struct folio *ss_hold_index_erase(struct xarray *xa, unsigned long index)
+struct folio *ss_hold_index_erase(struct ss_hold_index *idx, unsigned long index)
 {
-	struct ss_hold_block *b = block_at(xa, index);
+	struct ss_hold_block *b = block_at(idx, index);
 	struct folio *old;
 
 	if (!b)
 		return NULL;
 	old = b->slot[index & SS_BLOCK_MASK];
 	b->slot[index & SS_BLOCK_MASK] = NULL;
-	block_put_if_empty(xa, index >> SS_BLOCK_SHIFT, b);
+	block_put_if_empty(idx, index >> SS_BLOCK_SHIFT, b);
 	return old;
 }
 
 /* The first entry at or after *index, up to @max; its index in *index. */
-struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsigned long max)
+struct folio *ss_hold_index_find(struct ss_hold_index *idx, unsigned long *index, unsigned long max)
 {
 	struct ss_hold_block *b;
 	unsigned long key, i;
 
 	if (*index > max)
 		return NULL;
-	xa_for_each_range(xa, key, b, *index >> SS_BLOCK_SHIFT, max >> SS_BLOCK_SHIFT) {
+	xa_for_each_range(&idx->xa, key, b, *index >> SS_BLOCK_SHIFT, max >> SS_BLOCK_SHIFT) {
 		unsigned long base = key << SS_BLOCK_SHIFT;
 
 		for (i = *index > base ? *index - base : 0; i < SS_BLOCK_SLOTS; i++) {
@@ -128,7 +136,7 @@ struct folio *ss_hold_index_find(struct xarray *xa, unsigned long *index, unsign
  * the caller's bucket lock keeps every entry, and so its folio, while
  * the walk looks at it.
  */
-unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping,
+unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w)
 {
 	struct ss_hold_block *b;
@@ -136,7 +144,7 @@ unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping
 	unsigned int ended = 0, seen = 0;
 
 	w->next = ULONG_MAX;
-	xa_for_each_start(xa, key, b, from >> SS_BLOCK_SHIFT) {
+	xa_for_each_start(&idx->xa, key, b, from >> SS_BLOCK_SHIFT) {
 		unsigned long base = key << SS_BLOCK_SHIFT;
 		unsigned long first = from > base ? from - base : 0;
 		unsigned int kept = 0, cleared = 0;
@@ -165,9 +173,9 @@ unsigned int ss_hold_index_reap(struct xarray *xa, struct address_space *mapping
 			continue;
 		/* A walk of the whole block knows it empty without looking again. */
 		if (first == 0 && !kept)
-			block_free(xa, key, b);
+			block_free(idx, key, b);
 		else
-			block_put_if_empty(xa, key, b);
+			block_put_if_empty(idx, key, b);
 	}
 out:
 	w->seen = seen;
@@ -179,10 +187,10 @@ out:
  * the run's index: ->held set, the others left alone. With @prefix, stops
  * at the first that is not held. Returns how many were held.
  */
-unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, unsigned int n,
+unsigned int ss_hold_index_match(struct ss_hold_index *idx, struct ss_folio_run *runs, unsigned int n,
 				 bool prefix)
 {
-	struct block_cursor c = BLOCK_CURSOR(xa);
+	struct block_cursor c = BLOCK_CURSOR(idx);
 	unsigned int i, found = 0;
 
 	for (i = 0; i < n; i++) {
@@ -204,10 +212,10 @@ unsigned int ss_hold_index_match(struct xarray *xa, struct ss_folio_run *runs, u
  * entry each replaced. Returns how many, from the first, were stored (no
  * memory for a new block, or for the XArray's slot of one).
  */
-unsigned int ss_hold_index_store_all(struct xarray *xa, struct ss_index_store *stores,
+unsigned int ss_hold_index_store_all(struct ss_hold_index *idx, struct ss_index_store *stores,
 				     unsigned int n)
 {
-	struct block_cursor c = BLOCK_CURSOR(xa);
+	struct block_cursor c = BLOCK_CURSOR(idx);
 	unsigned int i;
 
 	for (i = 0; i < n; i++) {

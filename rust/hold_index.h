@@ -19,18 +19,45 @@ struct ss_hold_block {
 };
 
 /*
+ * One file's index (src/hold_index.rs): the XArray of its blocks, and the
+ * block found last (last_key ULONG_MAX: none). A file served again finds
+ * its next splice's folios in the block of its last one, without an
+ * XArray load under RCU; freeing a block forgets it here.
+ */
+struct ss_hold_index {
+	struct xarray xa;
+	unsigned long last_key;
+	struct ss_hold_block *last;
+};
+
+/* The block of @key, NULL if there is none. */
+static inline struct ss_hold_block *ss_hold_block_at(struct ss_hold_index *idx, unsigned long key)
+{
+	struct ss_hold_block *b;
+
+	if (key == idx->last_key)
+		return idx->last;
+	b = xa_load(&idx->xa, key);
+	if (b) {
+		idx->last_key = key;
+		idx->last = b;
+	}
+	return b;
+}
+
+/*
  * The block of the last index asked about: a chunk's or a batch's indices
  * are mostly in one or two blocks, so each is looked up once in a row.
  * Start one with BLOCK_CURSOR(): its key, ULONG_MAX, is no block's (a
  * page index shifted right by SS_BLOCK_SHIFT never reaches it).
  */
 struct block_cursor {
-	struct xarray *xa;
+	struct ss_hold_index *idx;
 	unsigned long key;
 	struct ss_hold_block *b;	/* NULL: no block there */
 };
 
-#define BLOCK_CURSOR(x)	((struct block_cursor){ .xa = (x), .key = ULONG_MAX })
+#define BLOCK_CURSOR(i)	((struct block_cursor){ .idx = (i), .key = ULONG_MAX })
 
 /* Moves @c to the block of @index; true if that is another block than before. */
 static inline bool cursor_seek(struct block_cursor *c, unsigned long index)
@@ -38,7 +65,7 @@ static inline bool cursor_seek(struct block_cursor *c, unsigned long index)
 	if (index >> SS_BLOCK_SHIFT == c->key)
 		return false;
 	c->key = index >> SS_BLOCK_SHIFT;
-	c->b = xa_load(c->xa, c->key);
+	c->b = ss_hold_block_at(c->idx, c->key);
 	return true;
 }
 

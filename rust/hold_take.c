@@ -55,7 +55,7 @@ static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned in
 /*
  * Up to @max runs of buffers on one folio of a locked pipe's new buffers
  * (slots [@c->from, @c->to) of its ring), from a stable splice of a file
- * of @mapping, whose hold index is @xa and whose bucket's hold count is
+ * of @mapping, whose hold index is @idx and whose bucket's hold count is
  * @count; the caller holds that bucket's lock throughout. Buffers on a
  * folio the index holds join its hold (as ss_hold_index_match() finds
  * them). A folio of @mapping whose lock is free, that is not mapped and
@@ -72,12 +72,12 @@ static size_t take_over(struct pipe_buffer *bufs, unsigned int mask, unsigned in
  * memory for the entry) are left to the caller's slow path. Fills @out.
  */
 void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_space *mapping,
-		      struct xarray *xa, atomic_t *count, struct ss_new_holds *out)
+		      struct ss_hold_index *idx, atomic_t *count, struct ss_new_holds *out)
 {
 	/* Locals, not *@c, which the compiler would reload per page. */
 	struct pipe_buffer *bufs = c->bufs;
 	unsigned int mask = c->mask, to = c->to, slot = c->from, budget = max;
-	struct block_cursor cur = BLOCK_CURSOR(xa);
+	struct block_cursor cur = BLOCK_CURSOR(idx);
 	struct ss_new_holds o = {};
 
 	/*

@@ -5,9 +5,11 @@
 //! Entries are folios, each owning one reference (the hold's), kept in
 //! blocks of 64 consecutive page indices that an XArray finds by index / 64
 //! (`rust/hold_index.c`): a splice's new holds are pointer stores into a
-//! few blocks, not an XArray store per page. The registry's bucket lock
-//! serializes every user; the XArray's own lock, taken by the C side for
-//! changes, keeps each call sound on its own.
+//! few blocks, not an XArray store per page. The index remembers the block
+//! it found last: a file served again finds its next splice's folios there
+//! without an XArray load. The registry's bucket lock serializes every
+//! user (of the blocks and that memory alike); the XArray's own lock,
+//! taken by the C side for changes, keeps each call sound on its own.
 
 use crate::{
     bindings as b,
@@ -26,7 +28,7 @@ use kernel::{prelude::*, types::Opaque};
 #[pin_data(PinnedDrop)]
 pub(crate) struct HoldIndex {
     #[pin]
-    xa: Opaque<b::xarray>,
+    idx: Opaque<b::ss_hold_index>,
 }
 
 // SAFETY: the XArray and its blocks are plain memory that any task may use
@@ -38,15 +40,15 @@ unsafe impl Send for HoldIndex {}
 impl HoldIndex {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            // SAFETY: `xa` is valid and unused while the closure runs.
-            xa <- Opaque::ffi_init(|xa| unsafe { b::ss_hold_index_init(xa) }),
+            // SAFETY: `idx` is valid and unused while the closure runs.
+            idx <- Opaque::ffi_init(|idx| unsafe { b::ss_hold_index_init(idx) }),
         })
     }
 
     /// The index for C that stores into it under the bucket lock
     /// (`ss_pipe_hold_new`, rust/hold_take.c).
-    pub(crate) fn raw(&self) -> *mut b::xarray {
-        self.xa.get()
+    pub(crate) fn raw(&self) -> *mut b::ss_hold_index {
+        self.idx.get()
     }
 
     /// The folio held at `index`: only compared, never dereferenced
