@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The hold index's blocks (rust/hold_index.c), for the C that stores into
- * them in a splicer's hot loop (rust/hold_take.c). Every user holds the
- * registry's bucket lock.
+ * The hold index and its blocks (rust/hold_index.c), for the C that stores
+ * into them in a splicer's hot loop (rust/hold_take.c) and for the Rust
+ * that owns an index (src/hold_index.rs). Every user holds the registry's
+ * bucket lock.
  */
 #ifndef SS_HOLD_INDEX_H
 #define SS_HOLD_INDEX_H

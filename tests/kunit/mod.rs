@@ -281,7 +281,17 @@ mod tests {
         assert_eq!(old.as_ref().map(FolioRef::as_ptr), Some(raw[2]));
         assert_eq!(index.remove(63).as_ref().map(FolioRef::as_ptr), Some(raw[0]));
         assert!(index.remove(63).is_none());
-        // Dropping the index puts the references left in it (64, 200).
+        // Block 0..=63 went with its last entry, and the index forgets it
+        // as the block it found last: a new entry there goes into a new
+        // block, which the XArray walk of `next` finds (an entry written
+        // into the freed block through a stale memory would not be).
+        assert!(index.get(63).is_null());
+        // SAFETY: we hold a reference.
+        let r = unsafe { FolioRef::get(raw[2]) };
+        assert!(matches!(index.insert(10, r), Ok(None)));
+        assert_eq!(index.get(10), raw[2]);
+        assert_eq!(index.next(0, 63), Some((10, raw[2])));
+        // Dropping the index puts the references left in it (10, 64, 200).
         drop(index);
         drop(old);
         drop(folios);
