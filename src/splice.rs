@@ -43,15 +43,23 @@ pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
     r9 & (SPLICE_F_STABLE as usize | SYSCALL_MARK) != 0
 }
 
+/// Whether a `do_splice` call from `input` is a stable splice from a pipe,
+/// which [`do_splice`] refuses.
+///
+/// # Safety
+///
+/// `input` is the call's input file, which its caller holds open.
+unsafe fn stable_from_pipe(input: *mut bindings::file) -> bool {
+    // SAFETY: per the caller.
+    (unsafe { bindings::ss_file_is_pipe(input) }) && calls().is_some_and(Calls::current_is_stable)
+}
+
 /// The `do_splice` calls [`do_splice`] acts on: a stable splice from a
-/// pipe, which it refuses. The check is the replacement's own, made here
-/// so that a stable splice from a file does not pass through a
-/// replacement that would only call the original.
+/// pipe. Asked here so that a stable splice from a file does not pass
+/// through a replacement that would only call the original.
 pub(crate) fn do_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
-    let input = ftrace::arg(fregs, 0) as *mut bindings::file;
     // SAFETY: the traced call's input file, which its caller holds open.
-    let from_pipe = unsafe { bindings::ss_file_is_pipe(input) };
-    from_pipe && calls().is_some_and(Calls::current_is_stable)
+    unsafe { stable_from_pipe(ftrace::arg(fregs, 0) as *mut bindings::file) }
 }
 
 /// The `do_splice_read` calls [`do_splice_read`] acts on: those of a
@@ -203,9 +211,8 @@ pub(crate) unsafe extern "C" fn do_splice(
     let _module = unsafe { ModuleRef::adopt() };
     // SAFETY: `DO_SPLICE` is `do_splice`; arguments forwarded.
     let call = || unsafe { bindings::ss_call_do_splice(DO_SPLICE.addr(), input, off_in, out, off_out, len, flags) };
-    let stable = calls().is_some_and(Calls::current_is_stable);
-    // SAFETY: the caller's open file.
-    if stable && unsafe { bindings::ss_file_is_pipe(input) } {
+    // SAFETY: the caller's open input file.
+    if unsafe { stable_from_pipe(input) } {
         // Pipe -> pipe moves buffers as they are, and they may be page-cache
         // references from a plain splice: the flag cannot promise anything.
         return EINVAL.to_errno() as isize;
