@@ -28,9 +28,9 @@ static_assert(SS_FAULT_FROM_REPLACEMENT > FAULT_FLAG_VMA_LOCK);
 
 /*
  * This module's core text, where the replacements call the originals from:
- * set by ss_direct_init() before any redirect is registered, read by the
- * redirect callback of src/ftrace.rs (one range, where within_module()
- * checks every kind of module memory on every call). ftrace hands that
+ * set by ss_direct_init() before any redirect is registered, read inline
+ * by the redirect callback of src/ftrace.rs (one range, where
+ * within_module() checks every kind of module memory on every call). ftrace hands that
  * callback the caller's return address as it was at the call; the direct
  * trampolines read the stack, where another tracer may have replaced it,
  * so they know their replacements' calls by a mark instead (direct.h).
@@ -59,11 +59,6 @@ int ss_direct_init(void)
 	ss_text_start = (unsigned long)text->base;
 	ss_text_size = text->size;
 	return percpu_ref_init(&direct_calls, direct_calls_release, 0, GFP_KERNEL);
-}
-
-bool ss_within_this_module(unsigned long addr)
-{
-	return addr - ss_text_start < ss_text_size;
 }
 
 void ss_direct_call_enter(void)

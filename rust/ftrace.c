@@ -14,16 +14,17 @@
 #include <asm/ibt.h>
 #include "helpers.h"
 
-void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip)
-{
-	ftrace_regs_set_instruction_pointer(fregs, ip);
-}
-
-/* The traced call's argument @n, for a redirect's choice of calls. */
-unsigned long ss_ftrace_regs_arg(struct ftrace_regs *fregs, unsigned int n)
-{
-	return ftrace_regs_get_argument(fregs, n);
-}
+/*
+ * src/ftrace.rs reads a traced call's arguments and sets its ip in the
+ * saved pt_regs, which on x86-64 is what an IPMODIFY ops' ftrace_regs are
+ * (ftrace_regs_get_argument(), ftrace_regs_set_instruction_pointer()):
+ * inline, without a call of ftrace_regs_get_argument(), because every
+ * splice in the system passes three of its callbacks.
+ */
+static_assert(offsetof(struct __arch_ftrace_regs, regs) == 0);
+#ifndef CONFIG_X86_64
+#error "stable_splice reads the traced calls' arguments as x86-64 passes them"
+#endif
 
 /*
  * ftrace reports the address of the fentry call; with IBT it sits behind an

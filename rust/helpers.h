@@ -28,8 +28,6 @@ struct vm_fault;
 struct ss_hold_index;
 
 /* redirects, the originals, module references (rust/ftrace.c, rust/symbols.c) */
-void ss_ftrace_regs_set_ip(struct ftrace_regs *fregs, unsigned long ip);
-unsigned long ss_ftrace_regs_arg(struct ftrace_regs *fregs, unsigned int n);
 unsigned long ss_func_start(unsigned long fentry_ip);
 int ss_lookup_functions(const char *const *names, unsigned long *addrs, int n);
 long ss_call_syscall(unsigned long fn, const void *regs);
@@ -60,7 +58,7 @@ void ss_direct_call_exit(void);
 void ss_direct_drain(void);
 struct folio *ss_call_get_folio(struct address_space *mapping, unsigned long index,
 				unsigned int fgp, unsigned int gfp, void *policy);
-bool ss_within_this_module(unsigned long addr);
+extern unsigned long ss_text_start, ss_text_size;
 unsigned long ss_page_mkwrite_fentry(void);
 unsigned int ss_call_page_mkwrite(unsigned long fn, struct vm_fault *vmf, struct folio *folio);
 bool ss_vmf_from_replacement(struct vm_fault *vmf);

@@ -74,18 +74,27 @@ impl Calls {
         Ok(Marked { calls: self, idx })
     }
 
+    /// Whether any task may be in a stable splice: stable `splice()` calls
+    /// (counted by the syscall replacement), marked io_uring workers and
+    /// prepared requests all count in `calls_in_flight`. While there are
+    /// none, a plain splice learns it here with one load, without reading
+    /// its own register frame.
+    fn any() -> bool {
+        COUNTERS.calls_in_flight.get() != 0
+    }
+
     /// Whether the current task may be in a stable splice: its `splice()`
     /// is marked, or some task (an io_uring worker) is. Asked for every
     /// splice in the system, so no lookup.
     pub(crate) fn maybe_current(&self) -> bool {
-        // SAFETY: no preconditions; reads the current task's own frame.
-        !self.by_pid.is_empty() || unsafe { crate::bindings::ss_current_splice_r9() } as usize & SYSCALL_MARK != 0
+        Self::any() && (!self.by_pid.is_empty() || Self::marked_flags().is_some())
     }
 
     /// Whether the current task is in a stable splice.
     pub(crate) fn current_is_stable(&self) -> bool {
-        Self::marked_flags().is_some()
-            || !self.by_pid.is_empty() && self.recorded_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0)
+        Self::any()
+            && (Self::marked_flags().is_some()
+                || !self.by_pid.is_empty() && self.recorded_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0))
     }
 
     /// Whether any io_uring request asked for the flag and was not cleaned

@@ -3,39 +3,38 @@
 //! Counters that tests and benchmarks read from
 //! `/sys/kernel/debug/stable_splice/`, one decimal number per file.
 
-use core::fmt;
+use core::{
+    fmt,
+    sync::atomic::{AtomicI64, Ordering::Relaxed},
+};
 use kernel::{
     debugfs::{Dir, File, Reader},
     prelude::*,
-    sync::atomic::{Atomic, Relaxed},
     uaccess::UserSliceReader,
 };
 
-/// One counter.
-pub(crate) struct Counter(Atomic<i64>);
+/// One counter. A core atomic: a stable splice counts a few times per call,
+/// and a `kernel::sync::atomic` operation is an out-of-line C helper call
+/// on kernels built without inlined Rust helpers (GCC builds, Debian's);
+/// relaxed, as the debugfs readers need no order.
+pub(crate) struct Counter(AtomicI64);
 
 impl Counter {
     const fn new() -> Self {
-        Self(Atomic::new(0))
+        Self(AtomicI64::new(0))
     }
 
     pub(crate) fn add(&self, n: i64) {
-        self.0.add(n, Relaxed);
+        self.0.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn sub(&self, n: i64) {
-        self.0.add(-n, Relaxed);
+        self.0.fetch_sub(n, Relaxed);
     }
 
     /// Raises the counter to `n` if it is below.
     pub(crate) fn max(&self, n: i64) {
-        let mut cur = self.get();
-        while cur < n {
-            match self.0.cmpxchg(cur, n, Relaxed) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
+        self.0.fetch_max(n, Relaxed);
     }
 
     pub(crate) fn get(&self) -> i64 {
@@ -83,8 +82,11 @@ pub(crate) struct Counters {
     pub(crate) break_failures: Counter,
     /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
-    /// Stable splices in progress: marked tasks plus io_uring requests
-    /// between prep and issue. Back to 0 when nothing is splicing.
+    /// Stable splices in progress: `splice()` calls with the flag, marked
+    /// io_uring workers and io_uring requests between prep and cleanup.
+    /// Back to 0 when nothing is splicing. Not only a statistic: every
+    /// splice asks it first whether it can be a stable one at all
+    /// (`Calls::any`), so it is exact and never reset.
     pub(crate) calls_in_flight: Counter,
     /// Processes in the stable mode (each keeps the module loaded).
     pub(crate) mode_processes: Counter,

@@ -26,29 +26,46 @@
 //! has the direct call already, the redirect falls back to the callback.
 
 use crate::bindings;
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 use kernel::ffi::c_ulong;
 use kernel::{
     error::to_result,
     prelude::*,
     str::CStr,
-    sync::atomic::{Acquire, Atomic, Relaxed, Release},
+    sync::atomic::{Atomic, Relaxed, Release},
     types::Opaque,
 };
 
-/// Where the original of a redirected function lives; filled in by the
-/// first redirected call.
-pub(crate) struct Original(Atomic<usize>);
+/// Where the original of a redirected function lives: set when its
+/// redirect is registered (or, for `do_page_mkwrite`, which no lookup by
+/// name finds on every kernel, by the first redirected call).
+///
+/// A core atomic, not `kernel::sync::atomic`: every stable splice reads it,
+/// and there a load is an out-of-line C helper call on kernels built
+/// without inlined Rust helpers (GCC builds, Debian's).
+pub(crate) struct Original(AtomicUsize);
 
 impl Original {
     pub(crate) const fn new() -> Self {
-        Self(Atomic::new(0))
+        Self(AtomicUsize::new(0))
     }
 
     /// Address of the original function. Only meaningful inside the
-    /// replacement, which runs only after [`Original::learn`].
+    /// replacement, which runs only after [`Original::set`] or
+    /// [`Original::learn`].
     pub(crate) fn addr(&self) -> usize {
-        self.0.load(Acquire)
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sets the original from the address of its fentry call (behind the
+    /// function's ENDBR on IBT kernels), before its redirect is registered.
+    fn set(&self, fentry_ip: usize) {
+        // SAFETY: `fentry_ip` is the fentry site of a kernel function.
+        let start = unsafe { bindings::ss_func_start(fentry_ip as c_ulong) } as usize;
+        self.0.store(start, Ordering::Release);
     }
 
     /// Learns the original from the address of its fentry call, once:
@@ -56,10 +73,8 @@ impl Original {
     /// line that every CPU's redirected calls share would cost more than
     /// the rest of a redirect; `fentry_ip` is asked only then.
     pub(crate) fn learn(&self, fentry_ip: impl FnOnce() -> usize) {
-        if self.0.load(Relaxed) == 0 {
-            // SAFETY: `fentry_ip` gives the fentry site of a kernel function.
-            let start = unsafe { bindings::ss_func_start(fentry_ip() as c_ulong) } as usize;
-            self.0.store(start, Release);
+        if self.0.load(Ordering::Relaxed) == 0 {
+            self.set(fentry_ip());
         }
     }
 }
@@ -76,8 +91,8 @@ pub(crate) struct Redirect {
 
 enum Kind {
     /// [`redirect_callback`] sends every call but the replacement's own
-    /// that `wants` picks (all without it) to `target`, learning `original`
-    /// on the way.
+    /// that `wants` picks (all without it) to `target`; `original` is set
+    /// when it is registered.
     Callback { target: usize, original: &'static Original, wants: Option<Wants> },
     /// ftrace calls `callback` (rust/direct.c), which picks the calls for
     /// the replacement itself; with `direct_calls=1` the fentry call goes to
@@ -98,10 +113,35 @@ enum Kind {
 /// act; picking more only costs time.
 pub(crate) type Wants = fn(*mut bindings::ftrace_regs) -> bool;
 
-/// Argument `n` of the traced call, in a [`Wants`].
+/// Argument `n` of the traced call, in a [`Wants`]. On x86-64 the
+/// `ftrace_regs` of an `IPMODIFY` ops are the traced call's `pt_regs`
+/// (rust/ftrace.c checks it at build time): read here, inline, rather than
+/// through `ftrace_regs_get_argument()` in C, because every splice in the
+/// system asks.
 pub(crate) fn arg(fregs: *mut bindings::ftrace_regs, n: u32) -> usize {
-    // SAFETY: `fregs` is the traced call's, which ftrace hands the callback.
-    unsafe { bindings::ss_ftrace_regs_arg(fregs, n) as usize }
+    let regs = fregs.cast::<bindings::pt_regs>();
+    // SAFETY: `fregs` is the traced call's, which ftrace hands the
+    // callback, and begins with its saved `pt_regs`.
+    let value = unsafe {
+        match n {
+            0 => (*regs).di,
+            1 => (*regs).si,
+            2 => (*regs).dx,
+            3 => (*regs).cx,
+            4 => (*regs).r8,
+            _ => (*regs).r9,
+        }
+    };
+    value as usize
+}
+
+/// Whether `addr` lies in this module's core text, where the replacements
+/// call their originals from; inline for the same reason as [`arg`].
+fn within_this_module(addr: c_ulong) -> bool {
+    // SAFETY: `ss_direct_init` sets both before any redirect is
+    // registered; they do not change afterwards.
+    let (start, size) = unsafe { (bindings::ss_text_start, bindings::ss_text_size) };
+    addr.wrapping_sub(start) < size
 }
 
 /// An ftrace callback of rust/direct.c.
@@ -204,7 +244,10 @@ impl Redirect {
         to_result(unsafe { bindings::ftrace_set_filter_ip(self.ops.get(), addr as c_ulong, 0, 1) })
             .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         let via = match self.kind {
-            Kind::Callback { .. } => self.register_callback(),
+            Kind::Callback { original, .. } => {
+                original.set(addr);
+                self.register_callback()
+            }
             Kind::Direct { trampoline, callback } => {
                 // SAFETY: no preconditions.
                 if !unsafe { bindings::ss_direct_calls_wanted() } {
@@ -310,7 +353,7 @@ pub(crate) fn lookup<const N: usize>(names: &[&CStr; N]) -> Result<[usize; N]> {
 /// Called only by ftrace for a registered [`Redirect`]'s ops, with that
 /// ops and the traced call's `ftrace_regs`.
 unsafe extern "C" fn redirect_callback(
-    ip: c_ulong,
+    _ip: c_ulong,
     parent_ip: c_ulong,
     op: *mut bindings::ftrace_ops,
     fregs: *mut bindings::ftrace_regs,
@@ -318,25 +361,24 @@ unsafe extern "C" fn redirect_callback(
     // SAFETY: ftrace passes the ops we registered, which is the `ops` field
     // of a pinned `Redirect` that outlives its registration.
     let this = unsafe { &*kernel::container_of!(op.cast::<Opaque<bindings::ftrace_ops>>(), Redirect, ops) };
-    let Kind::Callback { target, original, wants } = this.kind else {
+    let Kind::Callback { target, wants, .. } = this.kind else {
         return; // not registered with this callback
     };
-    // SAFETY: plain address comparison against this module's layout.
-    if unsafe { bindings::ss_within_this_module(parent_ip) } {
+    if within_this_module(parent_ip) {
         // Our replacement calling the original: let it run.
         return;
     }
     if wants.is_some_and(|wants| !wants(fregs)) {
         return; // nothing for the replacement to do
     }
-    original.learn(|| ip as usize);
     // The replacement drops this reference when it returns.
     // SAFETY: no preconditions.
     if !unsafe { bindings::ss_module_get() } {
         return; // module going away: leave the call alone
     }
-    // SAFETY: `fregs` comes from ftrace for an IPMODIFY ops.
-    unsafe { bindings::ss_ftrace_regs_set_ip(fregs, target as c_ulong) };
+    // SAFETY: `fregs` comes from ftrace for an IPMODIFY ops, which returns
+    // to the saved `ip` (see [`arg`] for the layout).
+    unsafe { (*fregs.cast::<bindings::pt_regs>()).ip = target as c_ulong };
 }
 
 /// A reference to this module, dropped with the value: what keeps `rmmod`

@@ -5,10 +5,9 @@
 //! entries by index with a count beside it ([`CountedXArray`]).
 
 use crate::counters::Counter;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 use kernel::{
     prelude::*,
-    sync::atomic::{Atomic, Relaxed},
     xarray::{AllocKind, XArray},
 };
 
@@ -55,11 +54,15 @@ impl<T: Sync> Global<T> {
 /// one load (plain splices, every fork and exit pass here), and a debugfs
 /// counter follows the number of entries. The count is relaxed: whoever
 /// looks up an entry stored it itself (or its parent did, before it ran).
+/// It is a core atomic, as [`Global`]'s pointer is: a `kernel::sync::atomic`
+/// load is an out-of-line C helper call on kernels built without inlined
+/// Rust helpers (GCC builds, Debian's), and every splice in the system
+/// asks two of these counts.
 #[pin_data]
 pub(crate) struct CountedXArray<T> {
     #[pin]
     xa: XArray<KBox<T>>,
-    len: Atomic<i64>,
+    len: AtomicI64,
     counter: &'static Counter,
 }
 
@@ -67,17 +70,17 @@ impl<T> CountedXArray<T> {
     pub(crate) fn new(counter: &'static Counter) -> impl PinInit<Self> {
         pin_init!(Self {
             xa <- XArray::new(AllocKind::Alloc),
-            len: Atomic::new(0),
+            len: AtomicI64::new(0),
             counter,
         })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len.load(Relaxed) == 0
+        self.len.load(Ordering::Relaxed) == 0
     }
 
     fn counted(&self, n: i64) {
-        self.len.add(n, Relaxed);
+        self.len.fetch_add(n, Ordering::Relaxed);
         self.counter.add(n);
     }
 

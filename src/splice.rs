@@ -50,8 +50,10 @@ pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
 ///
 /// `input` is the call's input file, which its caller holds open.
 unsafe fn stable_from_pipe(input: *mut bindings::file) -> bool {
+    // Cheapest first: plain splices, while no stable one is in flight,
+    // stop at one load.
     // SAFETY: per the caller.
-    (unsafe { bindings::ss_file_is_pipe(input) }) && calls().is_some_and(Calls::current_is_stable)
+    calls().is_some_and(Calls::current_is_stable) && unsafe { bindings::ss_file_is_pipe(input) }
 }
 
 /// The `do_splice` calls [`do_splice`] acts on: a stable splice from a
