@@ -6,8 +6,9 @@
 //! point, so the module takes over a few functions the way livepatch does:
 //! an `IPMODIFY` ftrace callback rewrites the return address of the fentry
 //! call to the replacement. The replacement calls the original through the
-//! address ftrace reported; that call enters the fentry again, and the
-//! callback lets it through because the caller lies in this module.
+//! address looked up when the redirect was registered; that call enters
+//! the fentry again, and the callback lets it through because the caller
+//! lies in this module.
 //!
 //! Every redirected call takes a module reference in the callback and the
 //! replacement drops it when done (see [`ModuleRef`]), so `rmmod` cannot
