@@ -449,7 +449,7 @@ static bool aops_zero_copy_uncached(const struct address_space_operations *a_ops
 static unsigned long aops_cache[SS_AOPS_CACHE];
 static DEFINE_SPINLOCK(aops_cache_lock);
 
-bool ss_mapping_zero_copy(struct address_space *mapping)
+static bool mapping_zero_copy(struct address_space *mapping)
 {
 	const struct address_space_operations *a_ops = READ_ONCE(mapping->a_ops);
 	unsigned long key = (unsigned long)a_ops, entry;
@@ -476,6 +476,13 @@ bool ss_mapping_zero_copy(struct address_space *mapping)
 	}
 	spin_unlock(&aops_cache_lock);
 	return zero_copy;
+}
+
+/* The mapping of @file, open, in *@mapping, and whether it gets zero copy. */
+bool ss_file_zero_copy(struct file *file, struct address_space **mapping)
+{
+	*mapping = file->f_mapping;
+	return mapping_zero_copy(*mapping);
 }
 
 /* STABLE_SPLICE_FILE_INFO of @file (include/uapi/linux/stable_splice.h). */

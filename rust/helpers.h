@@ -91,7 +91,8 @@ void ss_io_req_want_cleanup(void *req);
 bool ss_file_is_pipe(struct file *file);
 void ss_pipe_set_head(struct pipe_inode_info *pipe, unsigned int head);
 unsigned int ss_pipe_head(const struct pipe_inode_info *pipe);
-struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask);
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask,
+				 unsigned int *head);
 void ss_pipe_learn_page_cache_bufs(unsigned long addr);
 bool ss_pipe_buf_is_page_cache(const struct pipe_buffer *buf);
 /*
@@ -168,7 +169,7 @@ unsigned long ss_max_folio_pages(void);
 struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty);
 bool ss_folio_evict(struct address_space *mapping, struct folio *old);
 void ss_folio_wait_writeback(struct folio *folio);
-bool ss_mapping_zero_copy(struct address_space *mapping);
+bool ss_file_zero_copy(struct file *file, struct address_space **mapping);
 int ss_file_stable_kind(struct file *file);
 int ss_aops_cache_init(void);
 void ss_aops_cache_exit(void);
@@ -189,6 +190,7 @@ void ss_reap_holds(void);	/* src/hold/reap.rs */
 void ss_hold_index_init(struct ss_hold_index *idx);
 void ss_hold_index_destroy(struct ss_hold_index *idx);
 struct folio *ss_hold_index_load(struct ss_hold_index *idx, unsigned long index);
+bool ss_hold_index_holds(struct ss_hold_index *idx, struct folio *folio);
 struct folio *ss_hold_index_erase(struct ss_hold_index *idx, unsigned long index);
 struct folio *ss_hold_index_find(struct ss_hold_index *idx, unsigned long *index, unsigned long max);
 /* Where one step of the reaper's walk of an index got to. */

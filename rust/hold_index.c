@@ -91,6 +91,12 @@ struct folio *ss_hold_index_load(struct ss_hold_index *idx, unsigned long index)
 	return b ? b->slot[index & SS_BLOCK_MASK] : NULL;
 }
 
+/* Whether @folio, which the caller references, is held at its own index. */
+bool ss_hold_index_holds(struct ss_hold_index *idx, struct folio *folio)
+{
+	return ss_hold_index_load(idx, folio->index) == folio;
+}
+
 struct folio *ss_hold_index_erase(struct ss_hold_index *idx, unsigned long index)
 {
 	struct ss_hold_block *b = block_at(idx, index);

@@ -27,10 +27,12 @@ unsigned int ss_pipe_head(const struct pipe_inode_info *pipe)
 	return pipe->head;
 }
 
-/* The ring of a locked pipe: its buffers and the mask of a slot. */
-struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask)
+/* The ring of a locked pipe: its buffers, the mask of a slot, its head. */
+struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned int *mask,
+				 unsigned int *head)
 {
 	*mask = pipe->ring_size - 1;
+	*head = pipe->head;
 	return pipe->bufs;
 }
 

@@ -114,17 +114,19 @@ enum Kind {
 /// act; picking more only costs time.
 pub(crate) type Wants = fn(*mut bindings::ftrace_regs) -> bool;
 
-/// Argument `n` of the traced call, in a [`Wants`]. On x86-64 the
+/// Argument `N` of the traced call, in a [`Wants`]. On x86-64 the
 /// `ftrace_regs` of an `IPMODIFY` ops are the traced call's `pt_regs`
 /// (rust/ftrace.c checks it at build time): read here, inline, rather than
 /// through `ftrace_regs_get_argument()` in C, because every splice in the
 /// system asks.
-pub(crate) fn arg(fregs: *mut bindings::ftrace_regs, n: u32) -> usize {
+pub(crate) fn arg<const N: u32>(fregs: *mut bindings::ftrace_regs) -> usize {
+    // The six register arguments of x86-64; no traced function here takes more.
+    const { assert!(N < 6) };
     let regs = fregs.cast::<bindings::pt_regs>();
     // SAFETY: `fregs` is the traced call's, which ftrace hands the
     // callback, and begins with its saved `pt_regs`.
     let value = unsafe {
-        match n {
+        match N {
             0 => (*regs).di,
             1 => (*regs).si,
             2 => (*regs).dx,

@@ -66,11 +66,20 @@ use kernel::{
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
-        atomic::{Atomic, Relaxed},
         barrier::{smp_mb, Full},
         SpinLock,
     },
 };
+use core::sync::atomic::Ordering::Relaxed;
+
+/// A bucket's count of holds. A core atomic, as the module's counters are
+/// (`src/counters.rs`): each stable splice and each writer into a mapping
+/// that may have holds reads one, and a `kernel::sync::atomic` load is an
+/// out-of-line C helper call on GCC-built kernels. Relaxed: the order
+/// that matters comes from the explicit full barriers on both sides (see
+/// [`Holds::writer_may_hold`]); C takes it as an `atomic_t`, which has
+/// the same layout.
+pub(crate) type HoldCount = core::sync::atomic::AtomicI32;
 
 /// The holds of one file (one mapping).
 ///
@@ -174,7 +183,7 @@ impl Bucket {
         mapping: usize,
         index: usize,
         folio: *mut RawFolio,
-        count: &Atomic<i32>,
+        count: &HoldCount,
     ) -> (Option<FolioRef>, Option<FileHolds>) {
         let Some(file) = self.files.get_mut(&mapping) else {
             return (None, None);
@@ -185,7 +194,7 @@ impl Bucket {
         let gone = file.index.remove(index);
         if gone.is_some() {
             file.count -= 1;
-            count.add(-1, Relaxed);
+            count.fetch_sub(1, Relaxed);
             COUNTERS.holds_active.sub(1);
         }
         let empty = file.count == 0;
@@ -200,7 +209,7 @@ impl Bucket {
 pub(crate) struct Holds {
     buckets: KVec<Pin<KBox<SpinLock<Bucket>>>>,
     /// Holds per bucket: writers of mappings without holds skip the lock.
-    counts: [Atomic<i32>; BUCKETS],
+    counts: [HoldCount; BUCKETS],
     policy: Policy,
 }
 
@@ -241,10 +250,10 @@ impl Holds {
             let bucket = Bucket { files: RBTree::new(), fences: 0 };
             buckets.push(KBox::pin_init(new_spinlock!(bucket, "stable_splice:holds"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
-        Ok(Self { buckets, counts: [const { Atomic::new(0) }; BUCKETS], policy })
+        Ok(Self { buckets, counts: [const { HoldCount::new(0) }; BUCKETS], policy })
     }
 
-    fn bucket(&self, mapping: *const Mapping) -> (&SpinLock<Bucket>, &Atomic<i32>) {
+    fn bucket(&self, mapping: *const Mapping) -> (&SpinLock<Bucket>, &HoldCount) {
         let i = bucket_of(mapping);
         (&self.buckets[i], &self.counts[i])
     }

@@ -58,6 +58,18 @@ impl HoldIndex {
         unsafe { b::ss_hold_index_load(self.raw(), index as _) }
     }
 
+    /// Whether `folio` is held at its own index (one C call, where its
+    /// index and [`HoldIndex::get`] would be two).
+    ///
+    /// # Safety
+    ///
+    /// The caller references `folio`.
+    pub(crate) unsafe fn holds(&self, folio: *mut RawFolio) -> bool {
+        // SAFETY: initialised index (type invariant); `folio` is referenced
+        // (caller), so its index can be read.
+        unsafe { b::ss_hold_index_holds(self.raw(), folio) }
+    }
+
     /// Stores `folio` at `index` without sleeping; returns the entry it
     /// replaced, or gives `folio` back when no memory could be had.
     #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]

@@ -36,7 +36,7 @@ pub(crate) fn calls() -> Option<&'static Calls> {
 /// The `splice()` calls [`sys_splice`] acts on: the flag, or a stray
 /// [`SYSCALL_MARK`] of the user's to clear.
 pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
-    let regs = ftrace::arg(fregs, 0) as *const bindings::pt_regs;
+    let regs = ftrace::arg::<0>(fregs) as *const bindings::pt_regs;
     // SAFETY: the argument of `__x64_sys_splice` is the calling task's
     // saved user register frame.
     let r9 = unsafe { (*regs).r9 } as usize;
@@ -61,7 +61,7 @@ unsafe fn stable_from_pipe(input: *mut bindings::file) -> bool {
 /// through a replacement that would only call the original.
 pub(crate) fn do_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
     // SAFETY: the traced call's input file, which its caller holds open.
-    unsafe { stable_from_pipe(ftrace::arg(fregs, 0) as *mut bindings::file) }
+    unsafe { stable_from_pipe(ftrace::arg::<0>(fregs) as *mut bindings::file) }
 }
 
 /// The `do_splice_read` calls [`do_splice_read`] acts on: those of a
@@ -172,10 +172,9 @@ pub(crate) unsafe extern "C" fn do_splice_read(
     if ret <= 0 {
         return ret;
     }
-    // SAFETY: pipe lock held until we return; `[head, new head)` were just
-    // added by the `splice_read` of `file`.
-    let mut new =
-        unsafe { stable_buf::NewBuffers::new(module.pinned(), file.cast(), pipe, head, bindings::ss_pipe_head(pipe)) };
+    // SAFETY: pipe lock held until we return; the buffers from `head` to
+    // the new head were just added by the `splice_read` of `file`.
+    let mut new = unsafe { stable_buf::NewBuffers::new(module.pinned(), file.cast(), pipe, head) };
     match stable_buf::stabilize(&mut new) {
         Ok(()) => ret,
         Err((_, kept)) if kept > 0 => {

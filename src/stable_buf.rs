@@ -54,15 +54,17 @@ pub(crate) struct NewBuffers<'a> {
 }
 
 impl<'a> NewBuffers<'a> {
+    /// The buffers from `from` to the pipe's head.
+    ///
     /// # Safety
     ///
     /// The caller holds the lock of `pipe` while the returned value lives,
-    /// and `[from, to)` are the buffers a `splice_read` of `file` just
-    /// added at the head.
-    pub(crate) unsafe fn new(pinned: Pinned<'a>, file: *mut bindings::file, pipe: *mut Pipe, from: u32, to: u32) -> Self {
-        let mut mask = 0;
+    /// and the buffers from `from` to the head are those a `splice_read`
+    /// of `file` just added.
+    pub(crate) unsafe fn new(pinned: Pinned<'a>, file: *mut bindings::file, pipe: *mut Pipe, from: u32) -> Self {
+        let (mut mask, mut to) = (0, 0);
         // SAFETY: pipe locked (caller).
-        let bufs = unsafe { bindings::ss_pipe_ring(pipe, &mut mask) };
+        let bufs = unsafe { bindings::ss_pipe_ring(pipe, &mut mask, &mut to) };
         Self { pinned, file, pipe, bufs, mask, from, to, _locked: PhantomData }
     }
 
@@ -109,10 +111,12 @@ impl<'a> NewBuffers<'a> {
         bindings::ss_pipe_chunk { bufs: self.bufs, mask: self.mask, from, to: self.to }
     }
 
-    /// The source file's mapping.
-    fn mapping(&self) -> *mut bindings::address_space {
-        // SAFETY: `file` is open (type invariant).
-        unsafe { bindings::ss_file_mapping(self.file) }
+    /// The source file's mapping, and whether holds work there (zero copy).
+    fn mapping_zero_copy(&self) -> (*mut bindings::address_space, bool) {
+        let mut mapping = core::ptr::null_mut();
+        // SAFETY: `file` is open (type invariant), and keeps its mapping.
+        let zero_copy = unsafe { bindings::ss_file_zero_copy(self.file, &mut mapping) };
+        (mapping, zero_copy)
     }
 
     /// Drops what the buffer at `slot` references through its own
@@ -202,9 +206,8 @@ pub(crate) fn stabilize(new: &mut NewBuffers<'_>) -> Result<(), (Error, usize)> 
     // Zero-copy buffers are counted once per call: shared counters are
     // cache lines that both CPUs fight over.
     let mut zero_copy_bufs = ZeroCopy::default();
-    let mapping = new.mapping();
-    // SAFETY: the open source file keeps its mapping alive.
-    let zero_copy = holds().is_some() && unsafe { bindings::ss_mapping_zero_copy(mapping) };
+    let (mapping, zero_copy) = new.mapping_zero_copy();
+    let zero_copy = zero_copy && holds().is_some();
     if let Some(holds) = holds().filter(|_| zero_copy) {
         // SAFETY: `new.file` is open (type invariant).
         let block = holds.blocking_for(new.file);

@@ -28,7 +28,7 @@ pub(crate) static IO_SPLICE_CLEANUP: Original = Original::new();
 /// the flag, and any while requests with it are recorded (a recycled
 /// request's stale record goes).
 pub(crate) fn io_splice_prep_wants(fregs: *mut bindings::ftrace_regs) -> bool {
-    let sqe = ftrace::arg(fregs, 1) as *const bindings::io_uring_sqe;
+    let sqe = ftrace::arg::<1>(fregs) as *const bindings::io_uring_sqe;
     // SAFETY: the SQE being prepared, as io_uring passes it. The prep reads
     // the flags again: a flag that appears in between meets the kernel's
     // own check (EINVAL), one that goes makes a plain splice.

@@ -332,13 +332,13 @@ unsafe fn fallocate_holds(file: *mut b::file, offset: i64) -> Option<(&'static H
 
 /// The `truncate_inode_pages_range` calls its replacement acts on.
 pub(crate) fn truncate_range_wants(fregs: *mut b::ftrace_regs) -> bool {
-    let (mapping, lstart, lend) = (ftrace::arg(fregs, 0), ftrace::arg(fregs, 1) as i64, ftrace::arg(fregs, 2) as i64);
+    let (mapping, lstart, lend) = (ftrace::arg::<0>(fregs), ftrace::arg::<1>(fregs) as i64, ftrace::arg::<2>(fregs) as i64);
     truncate_holds(mapping as *const Mapping, lstart, lend).is_some()
 }
 
 /// The `notify_change` calls its replacement acts on.
 pub(crate) fn notify_change_wants(fregs: *mut b::ftrace_regs) -> bool {
-    let (dentry, attr) = (ftrace::arg(fregs, 1) as *mut b::dentry, ftrace::arg(fregs, 2) as *mut b::iattr);
+    let (dentry, attr) = (ftrace::arg::<1>(fregs) as *mut b::dentry, ftrace::arg::<2>(fregs) as *mut b::iattr);
     // SAFETY: the traced call's dentry and attributes, which its caller
     // keeps alive for the call.
     unsafe { size_change_holds(dentry, attr) }.is_some()
@@ -346,7 +346,7 @@ pub(crate) fn notify_change_wants(fregs: *mut b::ftrace_regs) -> bool {
 
 /// The `vfs_fallocate` calls its replacement acts on.
 pub(crate) fn fallocate_wants(fregs: *mut b::ftrace_regs) -> bool {
-    let (file, offset) = (ftrace::arg(fregs, 0) as *mut b::file, ftrace::arg(fregs, 2) as i64);
+    let (file, offset) = (ftrace::arg::<0>(fregs) as *mut b::file, ftrace::arg::<2>(fregs) as i64);
     // SAFETY: the traced call's open file.
     unsafe { fallocate_holds(file, offset) }.is_some()
 }

@@ -4,7 +4,7 @@
 
 use super::{holds, now_ns, Holds};
 use crate::{bindings as b, counters::COUNTERS, folio::Mapping};
-use kernel::sync::atomic::Relaxed;
+use core::sync::atomic::Ordering::Relaxed;
 
 /// How long a hold nobody reads stays, if splices keep joining it: taking
 /// a hold costs a folio lock, a reference check and a registry insert,
@@ -85,7 +85,7 @@ impl Holds {
                         let r = file.index.reap(mapping as *mut Mapping, from, budget);
                         seen += r.seen;
                         file.count -= r.ended;
-                        count.add(-(r.ended as i32), Relaxed);
+                        count.fetch_sub(r.ended as i32, Relaxed);
                         COUNTERS.holds_active.sub(r.ended as i64);
                         left += r.seen - r.ended;
                         match r.next {

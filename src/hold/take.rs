@@ -5,7 +5,7 @@
 //! splice's buffers references the folio, the LRU's reference aside
 //! ([`FolioLock::unshared`]; see the registry, [`super`]).
 
-use super::{now_ns, Bucket, FileHolds, Holds, Spare, CHUNK};
+use super::{now_ns, Bucket, FileHolds, HoldCount, Holds, Spare, CHUNK};
 use crate::{
     bindings as b,
     ftrace::Pinned,
@@ -16,11 +16,11 @@ use core::mem::MaybeUninit;
 use kernel::{
     prelude::*,
     sync::{
-        atomic::{Atomic, Relaxed},
         barrier::{smp_mb, Full},
         SpinLockGuard,
     },
 };
+use core::sync::atomic::Ordering::Relaxed;
 
 /// How a stable splice gets a buffer of a page-cache folio.
 pub(crate) enum Taken {
@@ -152,7 +152,7 @@ impl Holds {
 /// and the mapping is not fenced.
 pub(crate) struct Joins<'a> {
     bucket: SpinLockGuard<'a, Bucket>,
-    count: &'a Atomic<i32>,
+    count: &'a HoldCount,
     mapping: usize,
     now: u64,
     /// New holds were taken: the reaper must run (queued once, on drop).
@@ -211,13 +211,12 @@ impl Joins<'_> {
     ///
     /// The caller's buffers reference `folio`.
     pub(crate) unsafe fn held(&mut self, folio: *mut RawFolio, block: bool) -> bool {
-        // SAFETY: referenced by the caller's buffers.
-        let index = unsafe { b::ss_folio_index(folio) } as usize;
         let now = self.now;
         let Some(file) = self.file() else {
             return false;
         };
-        let held = file.index.get(index) == folio;
+        // SAFETY: referenced by the caller's buffers.
+        let held = unsafe { file.index.holds(folio) };
         if held {
             file.mark_used(now, block);
         }
@@ -307,10 +306,10 @@ impl Joins<'_> {
     ///
     /// The module is pinned while this runs.
     unsafe fn insert_locked(&mut self, folio: &FolioLock<'_>, own: i32, block: bool) -> bool {
-        self.count.add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
         smp_mb(Full);
         if !folio.unshared(own) {
-            self.count.add(-1, Relaxed);
+            self.count.fetch_sub(1, Relaxed);
             COUNTERS.holds_refused.add(1);
             return false;
         }
@@ -371,7 +370,7 @@ impl Joins<'_> {
             }
         }
         // Only the new entries stay counted.
-        self.count.add(fresh as i32 - k as i32, Relaxed);
+        self.count.fetch_add(fresh as i32 - k as i32, Relaxed);
         if stored > 0 {
             COUNTERS.holds_active.add(fresh as i64);
             COUNTERS.holds_taken.add(stored as i64);

@@ -531,7 +531,7 @@ mod tests {
             hold_index::HoldIndex,
         };
         use core::mem::MaybeUninit;
-        use kernel::sync::atomic::{Atomic, Relaxed};
+        use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
         let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-hold-new.fifo")?;
         let data = KVec::from_elem(0x3cu8, PAGE, GFP_KERNEL)?;
         for i in 0..5 {
@@ -557,7 +557,7 @@ mod tests {
         // SAFETY: we hold references to both.
         assert!(matches!(index.insert(3, unsafe { FolioRef::get(stale[0].as_ptr()) }), Ok(None)));
         assert!(matches!(index.insert(4, unsafe { FolioRef::get(folio(4)) }), Ok(None)));
-        let count = Atomic::<i32>::new(0);
+        let count = AtomicI32::new(0);
         let mut out = MaybeUninit::<bindings::ss_new_holds>::uninit();
         // SAFETY: the FIFO's pipe is locked around the call; its new
         // buffers are the plain splice's, of this file; the index and the
@@ -565,9 +565,9 @@ mod tests {
         let out = unsafe {
             let pipe = bindings::ss_test_file_pipe(s.fifo);
             bindings::pipe_lock(pipe);
-            let mut mask = 0;
-            let ring = bindings::ss_pipe_ring(pipe, &mut mask);
-            let (from, to) = (bindings::ss_pipe_tail(pipe), bindings::ss_pipe_head(pipe));
+            let (mut mask, mut to) = (0, 0);
+            let ring = bindings::ss_pipe_ring(pipe, &mut mask, &mut to);
+            let from = bindings::ss_pipe_tail(pipe);
             let mut chunk = bindings::ss_pipe_chunk { bufs: ring, mask, from, to };
             let mapping = bindings::ss_file_mapping(s.file);
             bindings::ss_pipe_hold_new(&mut chunk, 32, mapping, index.raw(), count.as_ptr().cast(), out.as_mut_ptr());
