@@ -30,10 +30,11 @@ static_assert(SS_FAULT_FROM_REPLACEMENT > FAULT_FLAG_VMA_LOCK);
  * This module's core text, where the replacements call the originals from:
  * set by ss_direct_init() before any redirect is registered, read inline
  * by the redirect callback of src/ftrace.rs (one range, where
- * within_module() checks every kind of module memory on every call). ftrace hands that
- * callback the caller's return address as it was at the call; the direct
- * trampolines read the stack, where another tracer may have replaced it,
- * so they know their replacements' calls by a mark instead (direct.h).
+ * within_module() checks every kind of module memory on every call).
+ * ftrace hands that callback the caller's return address as it was at the
+ * call; the direct trampolines read the stack, where another tracer may
+ * have replaced it, so they know their replacements' calls by a mark
+ * instead (direct.h).
  */
 unsigned long ss_text_start, ss_text_size;
 /* Written once by its trampoline: do_page_mkwrite() behind its fentry call. */

@@ -207,8 +207,9 @@ pub(crate) fn stabilize(new: &mut NewBuffers<'_>) -> Result<(), (Error, usize)> 
     // cache lines that both CPUs fight over.
     let mut zero_copy_bufs = ZeroCopy::default();
     let (mapping, zero_copy) = new.mapping_zero_copy();
-    let zero_copy = zero_copy && holds().is_some();
-    if let Some(holds) = holds().filter(|_| zero_copy) {
+    let holds = holds().filter(|_| zero_copy);
+    let zero_copy = holds.is_some();
+    if let Some(holds) = holds {
         // SAFETY: `new.file` is open (type invariant).
         let block = holds.blocking_for(new.file);
         let fast = FastPath { holds, mapping, block };

@@ -528,10 +528,10 @@ mod tests {
     fn hold_new_joins_holds_refuses_and_leaves() -> Result {
         use crate::{
             folio::{FolioLock, FolioRef},
+            hold::HoldCount,
             hold_index::HoldIndex,
         };
-        use core::mem::MaybeUninit;
-        use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+        use core::{mem::MaybeUninit, sync::atomic::Ordering::Relaxed};
         let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-hold-new.fifo")?;
         let data = KVec::from_elem(0x3cu8, PAGE, GFP_KERNEL)?;
         for i in 0..5 {
@@ -557,7 +557,7 @@ mod tests {
         // SAFETY: we hold references to both.
         assert!(matches!(index.insert(3, unsafe { FolioRef::get(stale[0].as_ptr()) }), Ok(None)));
         assert!(matches!(index.insert(4, unsafe { FolioRef::get(folio(4)) }), Ok(None)));
-        let count = AtomicI32::new(0);
+        let count = HoldCount::new(0);
         let mut out = MaybeUninit::<bindings::ss_new_holds>::uninit();
         // SAFETY: the FIFO's pipe is locked around the call; its new
         // buffers are the plain splice's, of this file; the index and the
