@@ -12,6 +12,7 @@
 #include <linux/stable_splice.h>
 #include "helpers.h"
 #include "hold_index.h"
+#include "direct.h"
 
 /* macros bindgen cannot evaluate */
 const unsigned int SS_SPLICE_F_ALL = SPLICE_F_ALL;

@@ -14,6 +14,10 @@
 #include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include <linux/percpu-refcount.h>
+#include <linux/io_uring.h>
+#include <linux/ptrace.h>
+#include <linux/splice.h>
+#include <linux/stable_splice.h>
 #include "direct.h"
 #include "helpers.h"
 
@@ -25,6 +29,11 @@ static_assert(!(SS_FGP_FROM_REPLACEMENT & (__force unsigned int)(FGP_ACCESSED | 
 static_assert(SS_FGP_FROM_REPLACEMENT > (__force unsigned int)FGP_DONTCACHE &&
 	      FGF_GET_ORDER(SS_FGP_FROM_REPLACEMENT) == 0);
 static_assert(SS_FAULT_FROM_REPLACEMENT > FAULT_FLAG_VMA_LOCK);
+static_assert(offsetof(struct pt_regs, r9) == SS_PT_REGS_R9_OFFSET);
+static_assert(offsetof(struct pt_regs, orig_ax) == SS_PT_REGS_ORIG_AX_OFFSET);
+static_assert(SS_SYSCALL_FROM_REPLACEMENT < 0);
+static_assert(SS_SPLICE_STABLE == SPLICE_F_STABLE);
+static_assert(!(SS_SPLICE_FROM_REPLACEMENT & (SPLICE_F_ALL | SPLICE_F_STABLE | SPLICE_F_FD_IN_FIXED)));
 
 /*
  * This module's core text, where the replacements call the originals from:
@@ -190,3 +199,4 @@ notrace void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip,
 		WRITE_ONCE(ss_page_mkwrite_site, ip + MCOUNT_INSN_SIZE);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)ss_redirected_page_mkwrite);
 }
+

@@ -52,6 +52,9 @@ void ss_wait_for_module_code(void);
 /* direct ftrace trampolines (rust/trampolines.S, rust/direct.c) */
 void ss_direct_get_folio(void);
 void ss_direct_page_mkwrite(void);
+void ss_direct_sys_splice(void);
+void ss_direct_do_splice_read(void);
+void ss_direct_do_splice(void);
 int ss_direct_init(void);
 void ss_direct_call_enter(void);
 void ss_direct_call_exit(void);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Direct ftrace trampolines for the two redirects that sit on paths of
- * unrelated work: every writer's page-cache lookup and every store fault
- * into a shared file mapping pass them, with direct_calls=1 (by default
- * their twins in rust/direct.c run as ftrace callbacks; see src/ftrace.rs).
+ * Direct ftrace trampolines for the redirects that sit on paths of
+ * unrelated work, with direct_calls=1: every writer's page-cache lookup
+ * and every store fault into a shared file mapping pass the first two,
+ * every splice the three splice entry points (by default the writers'
+ * twins in rust/direct.c and the splice entry points' callback in
+ * src/ftrace.rs run as ftrace callbacks).
  *
  * The traced function's fentry call lands here with the function's
  * arguments in their registers and two return addresses on the stack:
@@ -19,6 +21,7 @@
 #include <asm/ibt.h>
 #include <asm/nospec-branch.h>
 #include <asm/unwind_hints.h>
+#include <linux/errno.h>
 #include "direct.h"
 
 	.text
@@ -85,3 +88,118 @@ SYM_FUNC_START(ss_direct_page_mkwrite)
 .Lpass_page_mkwrite:
 	RET
 SYM_FUNC_END(ss_direct_page_mkwrite)
+
+/*
+ * __x64_sys_splice(regs): a splice() whose flags carry SPLICE_F_STABLE or
+ * whose r9 carries the mark (bit 63, tested as the sign) goes to the
+ * replacement, with a module reference it adopts (none while the module
+ * is going: the kernel then answers the flag with EINVAL, as without the
+ * module); every other splice() costs five instructions here. The
+ * replacement's own call is made on a frame of its own, which no system
+ * call entry makes: orig_ax there is no system call's number.
+ */
+SYM_FUNC_START(ss_direct_sys_splice)
+	ENDBR
+	CALL_DEPTH_ACCOUNT
+	movq	SS_PT_REGS_R9_OFFSET(%rdi), %r11
+	testq	%r11, %r11
+	js	.Lask_sys_splice
+	testl	$SS_SPLICE_STABLE, %r11d
+	jnz	.Lask_sys_splice
+	RET
+.Lask_sys_splice:
+	cmpq	$SS_SYSCALL_FROM_REPLACEMENT, SS_PT_REGS_ORIG_AX_OFFSET(%rdi)
+	je	.Lpass_sys_splice
+	pushq	%rbp
+	movq	%rsp, %rbp
+	pushq	%rdi
+	call	ss_module_get
+	popq	%rdi
+	popq	%rbp
+	testb	%al, %al
+	jz	.Lpass_sys_splice
+	REDIRECT ss_redirected_sys_splice
+.Lpass_sys_splice:
+	RET
+SYM_FUNC_END(ss_direct_sys_splice)
+
+/*
+ * do_splice_read(in, ppos, pipe, len, flags): asked about only while a
+ * stable splice is in flight or a process is in the stable mode
+ * (ss_do_splice_read_wanted() takes the module reference the replacement
+ * adopts); the replacement's own call is marked in the flags (%r8d), and
+ * the mark comes off here.
+ */
+SYM_FUNC_START(ss_direct_do_splice_read)
+	ENDBR
+	CALL_DEPTH_ACCOUNT
+	testl	$SS_SPLICE_FROM_REPLACEMENT, %r8d
+	jnz	.Lown_do_splice_read
+	cmpq	$0, ss_counters+SS_COUNTERS_CALLS_IN_FLIGHT(%rip)
+	jne	.Lask_do_splice_read
+	cmpq	$0, ss_counters+SS_COUNTERS_MODE_PROCESSES(%rip)
+	jne	.Lask_do_splice_read
+	RET
+.Lask_do_splice_read:
+	pushq	%rbp
+	movq	%rsp, %rbp
+	pushq	%rdi
+	pushq	%rsi
+	pushq	%rdx
+	pushq	%rcx
+	pushq	%r8
+	call	ss_do_splice_read_wanted
+	popq	%r8
+	popq	%rcx
+	popq	%rdx
+	popq	%rsi
+	popq	%rdi
+	popq	%rbp
+	testb	%al, %al
+	jz	.Lpass_do_splice_read
+	REDIRECT ss_redirected_do_splice_read
+.Lown_do_splice_read:
+	andl	$~SS_SPLICE_FROM_REPLACEMENT, %r8d
+.Lpass_do_splice_read:
+	RET
+SYM_FUNC_END(ss_direct_do_splice_read)
+
+/*
+ * do_splice(in, off_in, out, off_out, len, flags): a stable splice from a
+ * pipe is refused with EINVAL right here (ss_do_splice_refused() decides,
+ * asked only while a stable splice is in flight); nothing else of the
+ * call changes, so there is no replacement to go to and no own call.
+ */
+SYM_FUNC_START(ss_direct_do_splice)
+	ENDBR
+	CALL_DEPTH_ACCOUNT
+	cmpq	$0, ss_counters+SS_COUNTERS_CALLS_IN_FLIGHT(%rip)
+	jne	.Lask_do_splice
+	RET
+.Lask_do_splice:
+	pushq	%rbp
+	movq	%rsp, %rbp
+	pushq	%rdi
+	pushq	%rsi
+	pushq	%rdx
+	pushq	%rcx
+	pushq	%r8
+	pushq	%r9
+	call	ss_do_splice_refused
+	popq	%r9
+	popq	%r8
+	popq	%rcx
+	popq	%rdx
+	popq	%rsi
+	popq	%rdi
+	popq	%rbp
+	testb	%al, %al
+	jz	.Lpass_do_splice
+	/* return -EINVAL to do_splice()'s caller */
+	addq	$8, %rsp
+	UNWIND_HINT_FUNC
+	movq	$-EINVAL, %rax
+	RET
+.Lpass_do_splice:
+	RET
+SYM_FUNC_END(ss_direct_do_splice)

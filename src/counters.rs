@@ -17,6 +17,7 @@ use kernel::{
 /// and a `kernel::sync::atomic` operation is an out-of-line C helper call
 /// on kernels built without inlined Rust helpers (GCC builds, Debian's);
 /// relaxed, as the debugfs readers need no order.
+#[repr(transparent)]
 pub(crate) struct Counter(AtomicI64);
 
 impl Counter {
@@ -42,8 +43,20 @@ impl Counter {
     }
 }
 
-/// All counters of the module.
+/// All counters of the module. `ss_counters` to the direct trampolines
+/// of the splice entry points (rust/trampolines.S), which read the first
+/// two (their offsets are checked below).
+#[repr(C)]
 pub(crate) struct Counters {
+    /// Stable splices in progress: `splice()` calls with the flag, marked
+    /// io_uring workers and io_uring requests between prep and cleanup.
+    /// Back to 0 when nothing is splicing. Not only a statistic: every
+    /// splice asks it first whether it can be a stable one at all
+    /// (`Calls::any`, or the direct trampolines), so it is exact and never
+    /// reset, and it is counted only while a module reference is held.
+    pub(crate) calls_in_flight: Counter,
+    /// Processes in the stable mode (each keeps the module loaded).
+    pub(crate) mode_processes: Counter,
     /// Stable splice calls that got through to the file system.
     pub(crate) stable_calls: Counter,
     /// Folios currently held zero-copy for stable buffers.
@@ -82,14 +95,6 @@ pub(crate) struct Counters {
     pub(crate) break_failures: Counter,
     /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
-    /// Stable splices in progress: `splice()` calls with the flag, marked
-    /// io_uring workers and io_uring requests between prep and cleanup.
-    /// Back to 0 when nothing is splicing. Not only a statistic: every
-    /// splice asks it first whether it can be a stable one at all
-    /// (`Calls::any`), so it is exact and never reset.
-    pub(crate) calls_in_flight: Counter,
-    /// Processes in the stable mode (each keeps the module loaded).
-    pub(crate) mode_processes: Counter,
     /// Splices into pipes made stable by the mode, not by the flag
     /// (`sendfile()` makes one per pipe-full); also in `stable_calls`.
     pub(crate) mode_splices: Counter,
@@ -101,9 +106,24 @@ pub(crate) struct Counters {
     /// `direct_calls=1` unless a BPF program had a function's direct call
     /// at load.
     pub(crate) writer_redirects_by_callback: Counter,
+    /// Of the three splice entry points' redirects (`__x64_sys_splice`,
+    /// `do_splice`, `do_splice_read`), how many run through an ftrace
+    /// callback instead of a direct call: 3 by default, 0 with
+    /// `direct_calls=1` unless a BPF program had a function's direct call
+    /// at load.
+    pub(crate) splice_redirects_by_callback: Counter,
 }
 
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Counters, calls_in_flight) == crate::bindings::SS_COUNTERS_CALLS_IN_FLIGHT as usize);
+    assert!(offset_of!(Counters, mode_processes) == crate::bindings::SS_COUNTERS_MODE_PROCESSES as usize);
+};
+
+#[export_name = "ss_counters"]
 pub(crate) static COUNTERS: Counters = Counters {
+    calls_in_flight: Counter::new(),
+    mode_processes: Counter::new(),
     stable_calls: Counter::new(),
     holds_active: Counter::new(),
     holds_taken: Counter::new(),
@@ -118,14 +138,13 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks_retried: Counter::new(),
     break_failures: Counter::new(),
     max_writer_wait_ns: Counter::new(),
-    calls_in_flight: Counter::new(),
-    mode_processes: Counter::new(),
     mode_splices: Counter::new(),
     mode_fork_failures: Counter::new(),
     writer_redirects_by_callback: Counter::new(),
+    splice_redirects_by_callback: Counter::new(),
 };
 
-const COUNT: usize = 19;
+const COUNT: usize = 20;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -150,6 +169,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"mode_splices", &c.mode_splices),
         (c"mode_fork_failures", &c.mode_fork_failures),
         (c"writer_redirects_by_callback", &c.writer_redirects_by_callback),
+        (c"splice_redirects_by_callback", &c.splice_redirects_by_callback),
     ]
 }
 

@@ -29,7 +29,7 @@
 use crate::bindings;
 use core::{
     marker::PhantomData,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 use kernel::ffi::c_ulong;
 use kernel::{
@@ -47,11 +47,11 @@ use kernel::{
 /// A core atomic, not `kernel::sync::atomic`: every stable splice reads it,
 /// and there a load is an out-of-line C helper call on kernels built
 /// without inlined Rust helpers (GCC builds, Debian's).
-pub(crate) struct Original(AtomicUsize);
+pub(crate) struct Original(AtomicUsize, AtomicBool);
 
 impl Original {
     pub(crate) const fn new() -> Self {
-        Self(AtomicUsize::new(0))
+        Self(AtomicUsize::new(0), AtomicBool::new(false))
     }
 
     /// Address of the original function. Only meaningful inside the
@@ -59,6 +59,17 @@ impl Original {
     /// [`Original::learn`].
     pub(crate) fn addr(&self) -> usize {
         self.0.load(Ordering::Acquire)
+    }
+
+    /// Whether the replacement's calls come from a direct trampoline
+    /// ([`Target::Entry`] with `direct_calls=1`), which knows the
+    /// replacement's own call of the original by a mark in its arguments
+    /// rather than by its caller. Set before the redirect is registered
+    /// and cleared if it falls back to the callback, so a replacement
+    /// (which holds a module reference, hence the registration) never
+    /// sees it change.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// Sets the original from the address of its fentry call (behind the
@@ -93,8 +104,10 @@ pub(crate) struct Redirect {
 enum Kind {
     /// [`redirect_callback`] sends every call but the replacement's own
     /// that `wants` picks (all without it) to `target`; `original` is set
-    /// when it is registered.
-    Callback { target: usize, original: &'static Original, wants: Option<Wants> },
+    /// when it is registered. With a `trampoline` and `direct_calls=1` the
+    /// fentry call goes to that trampoline instead, which picks the calls
+    /// as `wants` does, unless the function's one direct call is taken.
+    Callback { target: usize, original: &'static Original, wants: Option<Wants>, trampoline: Option<usize> },
     /// ftrace calls `callback` (rust/direct.c), which picks the calls for
     /// the replacement itself; with `direct_calls=1` the fentry call goes to
     /// `trampoline` (rust/trampolines.S), which picks them the same way,
@@ -154,8 +167,9 @@ pub(crate) type Callback =
 /// How a registered [`Redirect`] gets its calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Via {
-    /// An ftrace callback (every redirect but the two writer redirects
-    /// with `direct_calls=1` whose direct call was free).
+    /// An ftrace callback (every redirect but those that, with
+    /// `direct_calls=1`, found their function's direct call free: the two
+    /// writer redirects and the three splice entry points).
     Callback,
     /// A direct call into a trampoline.
     DirectCall,
@@ -188,6 +202,14 @@ pub(crate) enum Target {
     /// function it replaces, which calls the original through `Original`,
     /// for every call or those a [`Wants`] picks.
     Replacement(usize, &'static Original, Option<Wants>),
+    /// A splice entry point: a trampoline of rust/trampolines.S (with
+    /// `direct_calls=1`) and the [`Target::Replacement`] it stands for (the
+    /// default, and where the function's direct call is taken). The
+    /// trampoline picks the calls as the `Wants` does, in a few
+    /// instructions while no stable splice is in flight, takes the module
+    /// reference the replacement adopts, and lets the replacement's own
+    /// call through by a mark in its arguments ([`Original::is_direct`]).
+    Entry(usize, usize, &'static Original, Wants),
     /// A trampoline of rust/trampolines.S (with `direct_calls=1`) and its
     /// twin, an ftrace callback of rust/direct.c (the default, and where
     /// the function's direct call is taken): both pick the calls for their
@@ -204,9 +226,16 @@ impl Redirect {
             // that any redirect traces, so it cannot recurse, and the
             // trampoline calls it directly.
             Target::Replacement(target, original, wants) => Self::with(
-                Kind::Callback { target, original, wants },
+                Kind::Callback { target, original, wants, trampoline: None },
                 Some(redirect_callback),
                 bindings::SS_FTRACE_REDIRECT_FLAGS as c_ulong,
+            ),
+            // As a direct redirect; `register` makes it a callback one
+            // where it does not become a direct call.
+            Target::Entry(trampoline, target, original, wants) => Self::with(
+                Kind::Callback { target, original, wants: Some(wants), trampoline: Some(trampoline) },
+                None,
+                0,
             ),
             // register_ftrace_direct() sets the ops' function and the
             // flags of a direct call (an IPMODIFY flag would be refused
@@ -247,35 +276,47 @@ impl Redirect {
         to_result(unsafe { bindings::ftrace_set_filter_ip(self.ops.get(), addr as c_ulong, 0, 1) })
             .inspect_err(|_| pr_err!("stable_splice: cannot trace {:?}\n", name))?;
         let via = match self.kind {
-            Kind::Callback { original, .. } => {
+            Kind::Callback { original, trampoline: None, .. } => {
                 original.set(addr);
                 self.register_callback()
             }
-            Kind::Direct { trampoline, callback } => {
-                // SAFETY: no preconditions.
-                if !unsafe { bindings::ss_direct_calls_wanted() } {
-                    self.register_callback_instead(callback)
-                } else {
-                    // SAFETY: as above; unregistered in `drop` before `ops`
-                    // goes away. EBUSY (the function's one direct call is
-                    // somebody else's) comes before ftrace touches the ops.
-                    match to_result(unsafe { bindings::register_ftrace_direct(self.ops.get(), trampoline as c_ulong) }) {
-                        Ok(()) => Ok(Via::DirectCall),
-                        Err(e) if e == EBUSY => {
-                            pr_info!(
-                                "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback, not direct_calls\n",
-                                name
-                            );
-                            self.register_callback_instead(callback)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
+            Kind::Callback { original, trampoline: Some(trampoline), .. } => {
+                original.set(addr);
+                // Before the first call can come through the trampoline.
+                original.1.store(true, Ordering::Relaxed);
+                self.register_direct_or(name, trampoline, redirect_callback)
+                    .inspect(|via| original.1.store(*via == Via::DirectCall, Ordering::Relaxed))
             }
+            Kind::Direct { trampoline, callback } => self.register_direct_or(name, trampoline, callback),
         }
         .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
         self.registered.store(via.raw(), Release);
         Ok(())
+    }
+
+    /// With `direct_calls=1` a direct call to `trampoline`; otherwise, or
+    /// where the function's one direct call is somebody else's, a callback
+    /// redirect to `callback`.
+    fn register_direct_or(&self, name: &CStr, trampoline: usize, callback: Callback) -> Result<Via> {
+        // SAFETY: no preconditions.
+        if !unsafe { bindings::ss_direct_calls_wanted() } {
+            return self.register_callback_instead(callback);
+        }
+        // SAFETY: the ops is initialised and pinned, without a callback or
+        // flags; unregistered in `drop` before it goes away. EBUSY (the
+        // function's one direct call is somebody else's) comes before
+        // ftrace touches the ops.
+        match to_result(unsafe { bindings::register_ftrace_direct(self.ops.get(), trampoline as c_ulong) }) {
+            Ok(()) => Ok(Via::DirectCall),
+            Err(e) if e == EBUSY => {
+                pr_info!(
+                    "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback, not direct_calls\n",
+                    name
+                );
+                self.register_callback_instead(callback)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A direct redirect registered as a callback redirect to `callback`.
@@ -302,9 +343,16 @@ impl Redirect {
         Via::from_raw(self.registered.load(Relaxed))
     }
 
-    /// Whether a direct call could take its calls (`direct_calls=1`).
+    /// Whether a direct call could take its calls (`direct_calls=1`): a
+    /// writer redirect ([`Target::Trampoline`]).
     pub(crate) fn is_direct_capable(&self) -> bool {
         matches!(self.kind, Kind::Direct { .. })
+    }
+
+    /// Whether a direct call could take its calls: a splice entry point
+    /// ([`Target::Entry`]).
+    pub(crate) fn is_direct_capable_entry(&self) -> bool {
+        matches!(self.kind, Kind::Callback { trampoline: Some(_), .. })
     }
 
     /// Whether calls are being redirected right now.
@@ -322,10 +370,11 @@ impl PinnedDrop for Redirect {
             match (self.via(), &self.kind) {
                 (None, _) => 0,
                 (Some(Via::Callback), _) => bindings::unregister_ftrace_function(self.ops.get()),
-                (Some(Via::DirectCall), Kind::Direct { trampoline, .. }) => {
+                (Some(Via::DirectCall), Kind::Direct { trampoline, .. })
+                | (Some(Via::DirectCall), Kind::Callback { trampoline: Some(trampoline), .. }) => {
                     bindings::unregister_ftrace_direct(self.ops.get(), *trampoline as c_ulong, false)
                 }
-                (Some(Via::DirectCall), Kind::Callback { .. }) => 0, // never registered so
+                (Some(Via::DirectCall), Kind::Callback { trampoline: None, .. }) => 0, // never registered so
             }
         };
         // The hash that `ftrace_set_filter_ip` allocated is freed with the ops.

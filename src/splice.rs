@@ -70,6 +70,36 @@ pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
     calls().is_some_and(Calls::maybe_current) || mode::any_in_mode()
 }
 
+/// `ss_direct_do_splice_read` (rust/trampolines.S) asks this while a
+/// stable splice is in flight or a process is in the stable mode: whether
+/// the replacement has anything to do with the call, as
+/// [`do_splice_read_wants`] answers the callback. If so, the module
+/// reference the replacement adopts is taken here (none while the module
+/// is going, when no stable splice is in flight any more: the call runs as
+/// without the module).
+#[export_name = "ss_do_splice_read_wanted"]
+extern "C" fn do_splice_read_wanted() -> bool {
+    // SAFETY: no preconditions.
+    (calls().is_some_and(Calls::maybe_current) || mode::any_in_mode()) && unsafe { bindings::ss_module_get() }
+}
+
+/// `ss_direct_do_splice` (rust/trampolines.S) asks this while a stable
+/// splice is in flight, and answers a stable splice from a pipe with
+/// `EINVAL` itself, as [`do_splice`] does for the callback.
+///
+/// # Safety
+///
+/// `input` is the `do_splice` call's input file, which its caller holds
+/// open.
+#[export_name = "ss_do_splice_refused"]
+unsafe extern "C" fn do_splice_refused(input: *mut bindings::file) -> bool {
+    // Asked during stable splices only, most of them from a file: the
+    // input first.
+    // SAFETY: per the caller.
+    let from_pipe = unsafe { bindings::ss_file_is_pipe(input) };
+    from_pipe && calls().is_some_and(Calls::current_is_stable)
+}
+
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.
 ///
 /// x86-64 passes the sixth syscall argument, `flags`, in `r9`. With the
@@ -84,14 +114,36 @@ pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
 /// `regs` is the saved user register frame of the calling task, as the
 /// syscall entry passes it to `__x64_sys_splice`; the redirect took a
 /// module reference for the call.
+#[export_name = "ss_redirected_sys_splice"]
 pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_long {
-    // SAFETY: we are the replacement the callback redirected to.
+    // SAFETY: we are the replacement the callback or trampoline redirected to.
     let _module = unsafe { ModuleRef::adopt() };
     let orig = SYS_SPLICE.addr();
+    let direct = SYS_SPLICE.is_direct();
     // SAFETY: `regs` is the syscall's saved user register frame.
     let user_r9 = unsafe { (*regs).r9 };
     let flags = user_r9 as u32;
     let call_orig = |regs: *mut bindings::pt_regs| -> c_long {
+        if direct {
+            // The trampoline lets a call through whose frame has no system
+            // call's number in orig_ax, which only this frame of our own
+            // has; the original reads its six arguments from it (x86-64's
+            // SYSCALL_DEFINE6 wrapper: di, si, dx, r10, r8, r9).
+            // SAFETY: `regs` is the syscall's frame, valid for reads.
+            let r = unsafe { &*regs };
+            let mut frame = bindings::pt_regs {
+                di: r.di,
+                si: r.si,
+                dx: r.dx,
+                r10: r.r10,
+                r8: r.r8,
+                r9: r.r9,
+                orig_ax: bindings::SS_SYSCALL_FROM_REPLACEMENT as _,
+                ..Default::default()
+            };
+            // SAFETY: as below; `frame` outlives the call.
+            return unsafe { bindings::ss_call_syscall(orig as _, (&raw mut frame).cast::<c_void>()) };
+        }
         // SAFETY: `orig` is the start of `__x64_sys_splice`, whose signature
         // this function shares.
         unsafe { bindings::ss_call_syscall(orig as _, regs.cast::<c_void>()) }
@@ -137,6 +189,7 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
 /// Called only in place of `do_splice_read`, with its arguments as the
 /// kernel's splice code passes them (pipe locked); the redirect took a
 /// module reference for the call.
+#[export_name = "ss_redirected_do_splice_read"]
 pub(crate) unsafe extern "C" fn do_splice_read(
     file: *mut c_void,
     ppos: *mut i64,
@@ -144,14 +197,17 @@ pub(crate) unsafe extern "C" fn do_splice_read(
     len: usize,
     flags: c_uint,
 ) -> isize {
-    // SAFETY: we are the replacement the callback redirected to.
+    // SAFETY: we are the replacement the callback or trampoline redirected to.
     let module = unsafe { ModuleRef::adopt() };
     let orig = DO_SPLICE_READ.addr();
+    // The trampoline takes this mark off and lets the call through.
+    let own = if DO_SPLICE_READ.is_direct() { bindings::SS_SPLICE_FROM_REPLACEMENT } else { 0 };
     let call = || {
         // SAFETY: `orig` is `do_splice_read`, whose signature this function
-        // shares; arguments forwarded unchanged.
+        // shares; arguments forwarded unchanged (but for the mark, which
+        // the trampoline takes off).
         unsafe {
-            bindings::ss_call_splice_read(orig as _, file, ppos.cast(), pipe.cast(), len, flags)
+            bindings::ss_call_splice_read(orig as _, file, ppos.cast(), pipe.cast(), len, flags | own)
         }
     };
     // The syscall and io_uring paths hide the flag from the kernel's checks

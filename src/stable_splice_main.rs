@@ -46,7 +46,7 @@ const REDIRECTS: usize = 11;
 /// before its prep: once an entry point accepts the flag, everything behind
 /// it must honour it.
 fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
-    use ftrace::Target::{Replacement, Trampoline};
+    use ftrace::Target::{Entry, Replacement, Trampoline};
     let f = |f: *const ()| f as usize;
     [
         (
@@ -75,9 +75,22 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
         ),
         (
             c"do_splice_read",
-            Replacement(f(splice::do_splice_read as *const ()), &splice::DO_SPLICE_READ, Some(splice::do_splice_read_wants)),
+            Entry(
+                f(bindings::ss_direct_do_splice_read as *const ()),
+                f(splice::do_splice_read as *const ()),
+                &splice::DO_SPLICE_READ,
+                splice::do_splice_read_wants,
+            ),
         ),
-        (c"do_splice", Replacement(f(splice::do_splice as *const ()), &splice::DO_SPLICE, Some(splice::do_splice_wants))),
+        (
+            c"do_splice",
+            Entry(
+                f(bindings::ss_direct_do_splice as *const ()),
+                f(splice::do_splice as *const ()),
+                &splice::DO_SPLICE,
+                splice::do_splice_wants,
+            ),
+        ),
         (
             c"io_splice_cleanup",
             Replacement(f(uring::io_splice_cleanup as *const ()), &uring::IO_SPLICE_CLEANUP, Some(uring::io_splice_wants)),
@@ -89,7 +102,12 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
         ),
         (
             c"__x64_sys_splice",
-            Replacement(f(splice::sys_splice as *const ()), &splice::SYS_SPLICE, Some(splice::sys_splice_wants)),
+            Entry(
+                f(bindings::ss_direct_sys_splice as *const ()),
+                f(splice::sys_splice as *const ()),
+                &splice::SYS_SPLICE,
+                splice::sys_splice_wants,
+            ),
         ),
     ]
 }
@@ -137,9 +155,16 @@ impl Redirects {
         self.in_order().all(|r| r.is_registered())
     }
 
-    /// Of the redirects that would be direct calls, how many are callbacks.
+    /// Of the writer redirects that would be direct calls, how many are
+    /// callbacks.
     fn direct_by_callback(self: Pin<&Self>) -> usize {
         self.in_order().filter(|r| r.is_direct_capable() && r.via() == Some(ftrace::Via::Callback)).count()
+    }
+
+    /// Of the splice entry points that would be direct calls, how many are
+    /// callbacks.
+    fn entries_by_callback(self: Pin<&Self>) -> usize {
+        self.in_order().filter(|r| r.is_direct_capable_entry() && r.via() == Some(ftrace::Via::Callback)).count()
     }
 }
 
@@ -223,15 +248,18 @@ impl kernel::Module for StableSplice {
         redirects.as_ref().register()?;
         let by_callback = redirects.as_ref().direct_by_callback();
         counters::COUNTERS.writer_redirects_by_callback.add(by_callback as i64);
+        let entries_by_callback = redirects.as_ref().entries_by_callback();
+        counters::COUNTERS.splice_redirects_by_callback.add(entries_by_callback as i64);
         // Last: once a process can enter the mode, everything honours it.
         let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)
             .inspect_err(|_| pr_err!("stable_splice: cannot register /dev/stable_splice\n"))?;
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
-            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}, writer redirects: {} of 2 through ftrace callbacks\n",
+            "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}, writer redirects: {} of 2 through ftrace callbacks, splice entry points: {} of 3\n",
             splice::SPLICE_F_STABLE,
             policy,
-            by_callback
+            by_callback,
+            entries_by_callback
         );
         Ok(Self {
             _control: control,
