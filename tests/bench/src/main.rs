@@ -211,8 +211,13 @@ fn real_main() -> Res {
     print!("{txt}");
     let mut j = to_json(&o, &m, &results, &tg, &module);
     if let Some(ov) = &overhead {
-        let rows = ov.rows.iter().fold(Json::obj(), |j, &(n, on, off)| {
-            j.with(n, Json::obj().with("loaded_ops_s", on).with("not_loaded_ops_s", off).with("ratio", on / off))
+        let rows = ov.rows.iter().fold(Json::obj(), |j, &(n, on, off, direct)| {
+            let row = Json::obj().with("loaded_ops_s", on).with("not_loaded_ops_s", off).with("ratio", on / off);
+            let row = match direct {
+                Some(d) => row.with("loaded_direct_calls_ops_s", d).with("ratio_direct_calls", d / off),
+                None => row,
+            };
+            j.with(n, row)
         });
         j.set("module_overhead", rows);
     }

@@ -14,12 +14,14 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
   --repeats N          runs per point, the median is reported (default 5)
   --trials N           writer-latency trials (default 2000)
   --file-mib N         source file size in MiB (default 64)
-  --overhead-only      measure only the module loaded against not loaded (on the
-                       first --dir, pinned to one CPU) and write overhead.tsv; meant
-                       for a VM whose clock counts instructions (qemu -icount)
+  --overhead-only      measure only the module loaded (as by default and with
+                       direct_calls=1) against not loaded (on the first --dir, pinned
+                       to one CPU) and write overhead.tsv; meant for a VM whose clock
+                       counts instructions (qemu -icount)
   --overhead-from F    take those rows from F (an overhead.tsv) instead of measuring
-  --module-params P    parameters for the overhead rows' insmod (e.g. direct_calls=1;
-                       the first, discarded round has the module as loaded before)
+  --module-params P    parameters for the overhead rows' insmod (policy=block, ...;
+                       the direct_calls=1 rows add direct_calls=1; the first,
+                       discarded round has the module as loaded before)
   --throughput-only    measure only plain and stable splice throughput (every --dir,
                        both sinks, every size) and write throughput.tsv; meant for a
                        VM whose clock counts instructions (qemu -icount)

@@ -3,10 +3,13 @@
 use crate::*;
 
 /// Unrelated work with the module loaded against not loaded, interleaved
-/// (rmmod/insmod between runs): ops/s medians.
+/// (rmmod/insmod between runs): ops/s medians, loaded as by default and
+/// with `direct_calls=1` (the redirects on paths of unrelated work as
+/// direct calls).
 pub(crate) struct OverheadRes {
-    /// (workload, loaded ops/s, not loaded ops/s).
-    pub(crate) rows: Vec<(&'static str, f64, f64)>,
+    /// (workload, loaded ops/s, not loaded ops/s, loaded with
+    /// `direct_calls=1` ops/s where measured).
+    pub(crate) rows: Vec<(&'static str, f64, f64, Option<f64>)>,
 }
 
 pub(crate) const OVERHEAD_WORK: [&str; 5] =
@@ -81,9 +84,16 @@ pub(crate) fn overhead_run(fd: i32, map: *mut u8, pages: usize, which: usize, se
     Ok(ops as f64 / t0.elapsed().as_secs_f64())
 }
 
-/// The rows as `overhead.tsv`: workload, loaded ops/s, not loaded ops/s.
+/// The rows as `overhead.tsv`: workload, loaded ops/s, not loaded ops/s
+/// and, where measured, loaded with `direct_calls=1`.
 pub(crate) fn overhead_tsv(ov: &OverheadRes) -> String {
-    ov.rows.iter().map(|(n, on, off)| format!("{n}\t{on}\t{off}\n")).collect()
+    ov.rows
+        .iter()
+        .map(|(n, on, off, direct)| match direct {
+            Some(d) => format!("{n}\t{on}\t{off}\t{d}\n"),
+            None => format!("{n}\t{on}\t{off}\n"),
+        })
+        .collect()
 }
 
 pub(crate) fn read_overhead_tsv(path: &str) -> Res<OverheadRes> {
@@ -93,7 +103,7 @@ pub(crate) fn read_overhead_tsv(path: &str) -> Res<OverheadRes> {
         let f: Vec<&str> = line.split('\t').collect();
         let name = OVERHEAD_WORK.iter().find(|&&n| f.first() == Some(&n)).ok_or(format!("{path}: bad line {line:?}"))?;
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).ok_or(format!("{path}: bad line {line:?}"));
-        rows.push((*name, num(1)?, num(2)?));
+        rows.push((*name, num(1)?, num(2)?, if f.len() > 3 { Some(num(3)?) } else { None }));
     }
     Ok(OverheadRes { rows })
 }
@@ -126,29 +136,51 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
         return Err(format!("mmap: {}", last_err()));
     }
     let map = map.cast::<u8>();
-    let module = |load: bool| -> Res {
-        let st = if load {
-            std::process::Command::new("insmod").arg(&ko).args(&o.module_params).status()
-        } else {
-            std::process::Command::new("rmmod").arg("stable_splice").status()
+    // The states the runs cycle through: loaded (with --module-params),
+    // not loaded, loaded with direct_calls=1, not loaded; the module is
+    // loaded (as the VM loaded it) when this starts.
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Loaded,
+        NotLoaded,
+        Direct,
+    }
+    const CYCLE: [State; 4] = [State::Loaded, State::NotLoaded, State::Direct, State::NotLoaded];
+    let direct_params: Vec<String> = o
+        .module_params
+        .iter()
+        .filter(|p| !p.starts_with("direct_calls="))
+        .cloned()
+        .chain(std::iter::once("direct_calls=1".to_string()))
+        .collect();
+    let enter = |state: State| -> Res {
+        let st = match state {
+            State::Loaded => std::process::Command::new("insmod").arg(&ko).args(&o.module_params).status(),
+            State::Direct => std::process::Command::new("insmod").arg(&ko).args(&direct_params).status(),
+            State::NotLoaded => std::process::Command::new("rmmod").arg("stable_splice").status(),
         };
         match st {
             Ok(s) if s.success() => Ok(()),
-            other => Err(format!("{} stable_splice: {other:?}", if load { "insmod" } else { "rmmod" })),
+            other => Err(format!("{} stable_splice: {other:?}", if state == State::NotLoaded { "rmmod" } else { "insmod" })),
         }
     };
-    let mut res: Vec<[Vec<f64>; 2]> = OVERHEAD_WORK.iter().map(|_| [Vec::new(), Vec::new()]).collect();
-    let mut loaded = true;
+    let mut res: Vec<[Vec<f64>; 3]> = OVERHEAD_WORK.iter().map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
+    let mut state = State::Loaded;
     let result = (|| -> Res {
-        for rep in 0..=o.repeats * 2 {
+        // The first run (in the VM's load) is discarded.
+        for step in 0..=o.repeats * 4 {
             for (w, r) in res.iter_mut().enumerate() {
                 let v = overhead_run(fd, map, PAGES, w, o.secs)?;
-                if rep > 0 {
-                    r[!loaded as usize].push(v);
+                if step > 0 {
+                    r[state as usize].push(v);
                 }
             }
-            module(!loaded)?;
-            loaded = !loaded;
+            let next = CYCLE[(step + 1) % CYCLE.len()];
+            if state != State::NotLoaded && next != State::NotLoaded {
+                enter(State::NotLoaded)?;
+            }
+            enter(next)?;
+            state = next;
             // Loading and unloading patch kernel text (ftrace), which an
             // emulator retranslates: one discarded run of each workload.
             for w in 0..OVERHEAD_WORK.len() {
@@ -157,11 +189,18 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
         }
         Ok(())
     })();
-    if !loaded {
-        module(true)?;
+    // Leave it loaded as the VM had it.
+    if state == State::Direct {
+        enter(State::NotLoaded)?;
+        state = State::NotLoaded;
+    }
+    if state == State::NotLoaded {
+        enter(State::Loaded)?;
     }
     // SAFETY: mapped above.
     unsafe { libc::munmap(map.cast(), PAGES * PAGE) };
     result?;
-    Ok(Some(OverheadRes { rows: OVERHEAD_WORK.iter().zip(&res).map(|(&n, r)| (n, median(&r[0]), median(&r[1]))).collect() }))
+    Ok(Some(OverheadRes {
+        rows: OVERHEAD_WORK.iter().zip(&res).map(|(&n, r)| (n, median(&r[0]), median(&r[1]), Some(median(&r[2])))).collect(),
+    }))
 }

@@ -234,7 +234,7 @@ pub(crate) fn targets(
         }
     }
     if let Some(ov) = overhead {
-        for &(name, on, off) in &ov.rows {
+        for &(name, on, off, _) in &ov.rows {
             t.push(Target {
                 name: format!("module loaded costs {name} <= 3%"),
                 fs: "-".into(),
@@ -243,6 +243,18 @@ pub(crate) fn targets(
                 threshold: 0.97,
                 at_least: true,
                 detail: format!("{on:.0} ops/s loaded, {off:.0} ops/s not loaded"),
+            });
+        }
+        for &(name, _, off, direct) in &ov.rows {
+            let Some(on) = direct else { continue };
+            t.push(Target {
+                name: format!("module loaded with direct_calls=1 costs {name} <= 3%"),
+                fs: "-".into(),
+                sink: None,
+                value: Some(on / off),
+                threshold: 0.97,
+                at_least: true,
+                detail: format!("{on:.0} ops/s loaded with direct_calls=1, {off:.0} ops/s not loaded"),
             });
         }
     }
@@ -258,8 +270,12 @@ pub(crate) fn overhead_table(ov: Option<&OverheadRes>) -> String {
              with scripts/bench in a VM whose clock counts guest instructions, qemu -icount shift=0: \
              ops/s there are work per op, not emulator speed) ---"
         );
-        for &(n, on, off) in &ov.rows {
-            let _ = writeln!(s, "{n:<28} loaded {on:>12.0}  not loaded {off:>12.0}  ratio {:.3}", on / off);
+        for &(n, on, off, direct) in &ov.rows {
+            let _ = write!(s, "{n:<28} loaded {on:>12.0}  not loaded {off:>12.0}  ratio {:.3}", on / off);
+            if let Some(d) = direct {
+                let _ = write!(s, "  direct_calls=1 {d:>12.0}  ratio {:.3}", d / off);
+            }
+            let _ = writeln!(s);
         }
     }
     s

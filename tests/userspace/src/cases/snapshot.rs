@@ -443,22 +443,23 @@ impl Drop for FunctionTracer {
     }
 }
 
-/// Another ftrace user on the two functions the module redirects with
-/// direct calls (`__filemap_get_folio_mpol`, `do_page_mkwrite`): ftrace then
-/// reaches the module's trampolines from its own register-saving caller
-/// rather than straight from the fentry call. A pwrite and stores through a
+/// Another ftrace user on the five functions the module can redirect with
+/// direct calls (the writers' `__filemap_get_folio_mpol`, `do_page_mkwrite`
+/// and the splice entry points): ftrace then reaches the module's
+/// trampolines from its own register-saving caller rather than straight
+/// from the fentry call. The stable splice, a pwrite and stores through a
 /// shared mapping must still leave the pipe's snapshot alone.
 pub fn snapshot_beside_function_tracer(ctx: &Ctx) -> TResult {
-    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function", &DIRECT))?;
-    for f in DIRECT {
+    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function", &direct_names()))?;
+    for f in direct_names() {
         ensure!(trace.contains(f), "the function tracer saw no call of {f}: the test did not share the functions");
     }
     s.check_pipe()
 }
 
-/// A pwrite and stores through a shared mapping into a stable splice's
-/// pages under the tracing that `start` starts on the two directly
-/// redirected functions: the snapshot (pipe unread) and its report.
+/// A stable splice, then a pwrite and stores through a shared mapping into
+/// its pages, under the tracing that `start` starts on the five functions
+/// that can be direct calls: the snapshot (pipe unread) and its report.
 fn writes_under_tracer<T: Tracing>(ctx: &Ctx, start: impl FnOnce() -> TResult<T>) -> TResult<(Snap, String)> {
     // The redirects are per function, not per file system (tmpfs passes
     // neither), and each start of a tracer is a risk to a TCG guest
@@ -485,28 +486,41 @@ fn writes_under_tracer<T: Tracing>(ctx: &Ctx, start: impl FnOnce() -> TResult<T>
     Ok((s, report))
 }
 
-/// The functions the module redirects with ftrace direct calls.
-const DIRECT: [&str; 2] = ["__filemap_get_folio_mpol", "do_page_mkwrite"];
+/// The functions the module can redirect with ftrace direct calls
+/// (`direct_calls=1`), with how deep a call of each nests in a call of
+/// itself in a stable splice and the writes after it: once where the
+/// replacement calls the original inside the redirected call, never for
+/// `do_splice`, whose trampoline only refuses a stable splice from a pipe.
+const DIRECT: [(&str, usize); 5] = [
+    ("__filemap_get_folio_mpol", 1),
+    ("do_page_mkwrite", 1),
+    ("__x64_sys_splice", 1),
+    ("do_splice", 0),
+    ("do_splice_read", 1),
+];
 
-/// The function graph tracer on the two directly redirected functions: it
-/// replaces each traced call's return address (as kretprobes and fprobes
-/// do), so a trampoline cannot tell the replacement's own call of the
-/// original by its return address. Before the mark in the arguments each
-/// redirected call recursed into the replacement until the tracer's return
-/// stack was full: 80 deep per pwrite, and a pwrite that added a folio
-/// overflowed the kernel stack (a panic). The snapshot must hold and each
-/// call nest exactly once: the replacement calling the original inside the
-/// writer's call (writes_under_tracer runs only where holds are taken, so
-/// both functions are redirected).
+fn direct_names() -> Vec<&'static str> {
+    DIRECT.iter().map(|&(f, _)| f).collect()
+}
+
+/// The function graph tracer on the five functions that can be direct
+/// calls: it replaces each traced call's return address (as kretprobes and
+/// fprobes do), so a trampoline cannot tell the replacement's own call of
+/// the original by its return address. Before the mark in the arguments
+/// each redirected writer call recursed into the replacement until the
+/// tracer's return stack was full: 80 deep per pwrite, and a pwrite that
+/// added a folio overflowed the kernel stack (a panic). The snapshot must
+/// hold and each call nest in itself exactly as [`DIRECT`] says
+/// (writes_under_tracer runs only where holds are taken, so every one is
+/// redirected).
 pub fn snapshot_beside_function_graph(ctx: &Ctx) -> TResult {
-    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function_graph", &DIRECT))?;
+    let (s, trace) = writes_under_tracer(ctx, || FunctionTracer::on("function_graph", &direct_names()))?;
     let mut wrong = Vec::new();
-    for f in DIRECT {
-        const WANT: usize = 1;
-        match graph_depths(&trace, f).into_iter().max() {
+    for (f, want) in DIRECT {
+        match graph_self_nesting(&trace, f).into_iter().max() {
             None => wrong.push(format!("no call of {f} traced (the test did not share the function)")),
-            Some(WANT) => {}
-            Some(d) => wrong.push(format!("{f} nested {d} deep, want {WANT}")),
+            Some(d) if d == want => {}
+            Some(d) => wrong.push(format!("{f} nested {d} deep in itself, want {want}")),
         }
     }
     ensure!(
@@ -557,16 +571,17 @@ impl Drop for KretProbes {
     }
 }
 
-/// Return probes (kretprobes) on the two directly redirected functions:
+/// Return probes (kretprobes) on the five functions that can be direct
+/// calls:
 /// each probe replaces the probed call's return address when the call
 /// enters, as the function graph tracer does. Were the replacement's own
 /// call of the original known by its return address, every redirected call
 /// would recurse until the probe ran out of instances, counted as missed.
 /// The snapshot must hold, both probes fire, none misses.
 pub fn snapshot_beside_kretprobes(ctx: &Ctx) -> TResult {
-    let (s, profile) = writes_under_tracer(ctx, || KretProbes::on(&DIRECT))?;
+    let (s, profile) = writes_under_tracer(ctx, || KretProbes::on(&direct_names()))?;
     let mut wrong = Vec::new();
-    for (i, f) in DIRECT.iter().enumerate() {
+    for (i, f) in direct_names().into_iter().enumerate() {
         let event = format!("ss_ret_{i}");
         let line = profile.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|w| w.first() == Some(&event.as_str()));
         match line.as_deref() {
@@ -583,18 +598,27 @@ pub fn snapshot_beside_kretprobes(ctx: &Ctx) -> TResult {
     s.check_pipe()
 }
 
-/// How deep each call of `f` in a `function_graph` trace of that function
-/// (and others) sits within calls of traced functions: 0 for an outermost
-/// call. The tracer indents a call by two spaces per level after the `|`.
-fn graph_depths(trace: &str, f: &str) -> Vec<usize> {
-    let call = format!("{f}()");
-    trace
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('|').map(|(_, r)| r))
-        .filter(|r| r.trim_start().starts_with(&call))
-        .map(|r| (r.len() - r.trim_start().len()).saturating_sub(2) / 2)
-        .collect()
+/// How deep each call of `f` in a `function_graph` trace sits within calls
+/// of `f` itself: 0 for a call no other call of `f` encloses. The tracer
+/// starts a line with its CPU (`  1)`) and indents a call by two spaces per
+/// level of traced calls after the `|`; each CPU's calls nest on their own.
+fn graph_self_nesting(trace: &str, f: &str) -> Vec<usize> {
+    let mut open: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    let mut nesting = Vec::new();
+    for l in trace.lines().filter(|l| !l.starts_with('#')) {
+        let Some((head, r)) = l.split_once('|') else { continue };
+        let body = r.trim_start();
+        let Some((name, _)) = body.split_once("()").filter(|_| !body.starts_with('}')) else { continue };
+        let depth = (r.len() - body.len()).saturating_sub(2) / 2;
+        let cpu = head.split(')').next().unwrap_or("").trim();
+        let calls = open.entry(cpu).or_default();
+        calls.truncate(depth);
+        if name == f {
+            nesting.push(calls.iter().filter(|&&c| c == f).count());
+        }
+        calls.push(name);
+    }
+    nesting
 }
 
 /// An overlayfs mount whose layers are directories of the scratch mount,
