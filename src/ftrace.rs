@@ -25,6 +25,10 @@
 //! direct call at most, so that keeps BPF fentry/fexit programs off the two
 //! functions, for 0.2% less work per buffered write; where a BPF program
 //! has the direct call already, the redirect falls back to the callback.
+//! With `direct_calls=1` the three splice entry points ([`Target::Entry`])
+//! are direct calls too: their trampolines decline a plain splice in a few
+//! instructions and take the module reference the replacement adopts, as
+//! the callback does.
 
 use crate::bindings;
 use core::{
