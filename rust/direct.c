@@ -9,12 +9,12 @@
 
 #include <linux/completion.h>
 #include <linux/ftrace.h>
+#include <linux/io_uring.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/pagemap.h>
 #include <linux/percpu-refcount.h>
-#include <linux/io_uring.h>
 #include <linux/ptrace.h>
 #include <linux/splice.h>
 #include <linux/stable_splice.h>
@@ -199,4 +199,3 @@ notrace void ss_callback_page_mkwrite(unsigned long ip, unsigned long parent_ip,
 		WRITE_ONCE(ss_page_mkwrite_site, ip + MCOUNT_INSN_SIZE);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)ss_redirected_page_mkwrite);
 }
-

@@ -26,24 +26,27 @@
 #define SS_FAULT_FROM_REPLACEMENT	0x40000000
 
 /*
- * The splice entry points (direct_calls=1). __x64_sys_splice(regs): its
- * user's r9 (the flags) at this offset of the frame; SPLICE_F_STABLE there,
- * or the mark of a stable call (bit 63, src/calls.rs: the sign), sends a
- * call to the replacement, but for the replacement's own call, made on a
- * frame of its own with orig_ax set to SS_SYSCALL_FROM_REPLACEMENT.
- * do_splice_read() and do_splice() are
- * asked about only while some stable splice is in flight or some process
- * is in the stable mode: the counters at these offsets of ss_counters
- * (src/counters.rs checks them). A replacement's own do_splice_read() call
- * carries this flag, which no SPLICE_F_ (SPLICE_F_FD_IN_FIXED included)
- * uses.
+ * The splice entry points (direct_calls=1). __x64_sys_splice(regs): the
+ * user's r9 (the flags) is at SS_PT_REGS_R9_OFFSET of the frame;
+ * SPLICE_F_STABLE there, or the mark of a stable call (bit 63,
+ * src/calls.rs: the sign), sends the call to the replacement, but for the
+ * replacement's own call, made on a frame of its own whose orig_ax is
+ * SS_SYSCALL_FROM_REPLACEMENT: no system call's number, which the entry
+ * code stores there in every frame it builds.
  */
 #define SS_PT_REGS_R9_OFFSET		64
 #define SS_PT_REGS_ORIG_AX_OFFSET	120
-/* orig_ax of the frame a replacement calls __x64_sys_splice on: no
- * system call's number (the entry code stores that there) */
 #define SS_SYSCALL_FROM_REPLACEMENT	(-0x5353)
 #define SS_SPLICE_STABLE		0x10
+
+/*
+ * do_splice_read() and do_splice() are asked about only while some stable
+ * splice is in flight or some process is in the stable mode: the counters
+ * at these offsets of ss_counters (src/counters.rs checks them). A
+ * replacement's own do_splice_read() call carries
+ * SS_SPLICE_FROM_REPLACEMENT in its flags, a bit no SPLICE_F_ uses
+ * (SPLICE_F_FD_IN_FIXED included).
+ */
 #define SS_COUNTERS_CALLS_IN_FLIGHT	0
 #define SS_COUNTERS_MODE_PROCESSES	8
 #define SS_SPLICE_FROM_REPLACEMENT	0x40000000

@@ -51,29 +51,36 @@ use kernel::{
 /// A core atomic, not `kernel::sync::atomic`: every stable splice reads it,
 /// and there a load is an out-of-line C helper call on kernels built
 /// without inlined Rust helpers (GCC builds, Debian's).
-pub(crate) struct Original(AtomicUsize, AtomicBool);
+pub(crate) struct Original {
+    addr: AtomicUsize,
+    direct: AtomicBool,
+}
 
 impl Original {
     pub(crate) const fn new() -> Self {
-        Self(AtomicUsize::new(0), AtomicBool::new(false))
+        Self { addr: AtomicUsize::new(0), direct: AtomicBool::new(false) }
     }
 
     /// Address of the original function. Only meaningful inside the
     /// replacement, which runs only after [`Original::set`] or
     /// [`Original::learn`].
     pub(crate) fn addr(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.addr.load(Ordering::Acquire)
     }
 
     /// Whether the replacement's calls come from a direct trampoline
     /// ([`Target::Entry`] with `direct_calls=1`), which knows the
     /// replacement's own call of the original by a mark in its arguments
-    /// rather than by its caller. Set before the redirect is registered
-    /// and cleared if it falls back to the callback, so a replacement
-    /// (which holds a module reference, hence the registration) never
-    /// sees it change.
+    /// rather than by its caller. Set before the redirect is registered,
+    /// cleared before it falls back to the callback, so no replacement
+    /// (which holds a module reference, hence the registration) sees it
+    /// change.
     pub(crate) fn is_direct(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+        self.direct.load(Ordering::Relaxed)
+    }
+
+    fn set_direct(&self, direct: bool) {
+        self.direct.store(direct, Ordering::Relaxed);
     }
 
     /// Sets the original from the address of its fentry call (behind the
@@ -81,7 +88,7 @@ impl Original {
     fn set(&self, fentry_ip: usize) {
         // SAFETY: `fentry_ip` is the fentry site of a kernel function.
         let start = unsafe { bindings::ss_func_start(fentry_ip as c_ulong) } as usize;
-        self.0.store(start, Ordering::Release);
+        self.addr.store(start, Ordering::Release);
     }
 
     /// Learns the original from the address of its fentry call, once:
@@ -89,7 +96,7 @@ impl Original {
     /// line that every CPU's redirected calls share would cost more than
     /// the rest of a redirect; `fentry_ip` is asked only then.
     pub(crate) fn learn(&self, fentry_ip: impl FnOnce() -> usize) {
-        if self.0.load(Ordering::Relaxed) == 0 {
+        if self.addr.load(Ordering::Relaxed) == 0 {
             self.set(fentry_ip());
         }
     }
@@ -286,12 +293,13 @@ impl Redirect {
             }
             Kind::Callback { original, trampoline: Some(trampoline), .. } => {
                 original.set(addr);
-                // Before the first call can come through the trampoline.
-                original.1.store(true, Ordering::Relaxed);
-                self.register_direct_or(name, trampoline, redirect_callback)
-                    .inspect(|via| original.1.store(*via == Via::DirectCall, Ordering::Relaxed))
+                // Before the first call can come through the trampoline,
+                // and off again before one can come through the callback.
+                // SAFETY: no preconditions.
+                original.set_direct(unsafe { bindings::ss_direct_calls_wanted() });
+                self.register_direct_or(name, trampoline, redirect_callback, || original.set_direct(false))
             }
-            Kind::Direct { trampoline, callback } => self.register_direct_or(name, trampoline, callback),
+            Kind::Direct { trampoline, callback } => self.register_direct_or(name, trampoline, callback, || ()),
         }
         .inspect_err(|e| pr_err!("stable_splice: cannot redirect {:?}: {:?}\n", name, e))?;
         self.registered.store(via.raw(), Release);
@@ -299,9 +307,9 @@ impl Redirect {
     }
 
     /// With `direct_calls=1` a direct call to `trampoline`; otherwise, or
-    /// where the function's one direct call is somebody else's, a callback
-    /// redirect to `callback`.
-    fn register_direct_or(&self, name: &CStr, trampoline: usize, callback: Callback) -> Result<Via> {
+    /// where the function's one direct call is somebody else's (then after
+    /// `falling_back`), a callback redirect to `callback`.
+    fn register_direct_or(&self, name: &CStr, trampoline: usize, callback: Callback, falling_back: impl FnOnce()) -> Result<Via> {
         // SAFETY: no preconditions.
         if !unsafe { bindings::ss_direct_calls_wanted() } {
             return self.register_callback_instead(callback);
@@ -317,6 +325,7 @@ impl Redirect {
                     "stable_splice: {:?} has a direct call already (a BPF program?): redirecting through an ftrace callback, not direct_calls\n",
                     name
                 );
+                falling_back();
                 self.register_callback_instead(callback)
             }
             Err(e) => Err(e),
