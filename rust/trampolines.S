@@ -42,6 +42,30 @@
 	jmp	\target
 .endm
 
+/* Pops \first and \rest, pushed in that order, in reverse. */
+.macro POP_ALL first:req, rest:vararg
+	.ifnb \rest
+	POP_ALL \rest
+	.endif
+	popq	%\first
+.endm
+
+/*
+ * Calls \fn, a C or Rust function, keeping the traced function's argument
+ * registers listed in \regs (the callee may clobber every scratch
+ * register); %rbp framed for the unwinder.
+ */
+.macro CALL_PRESERVING fn:req, regs:vararg
+	pushq	%rbp
+	movq	%rsp, %rbp
+	.irp	r, \regs
+	pushq	%\r
+	.endr
+	call	\fn
+	POP_ALL	\regs
+	popq	%rbp
+.endm
+
 /*
  * __filemap_get_folio_mpol(mapping, index, fgp_flags, gfp, policy): only
  * writers' lookups (FGP_LOCK with FGP_WRITE or FGP_CREAT, in %edx) go to
@@ -73,14 +97,7 @@ SYM_FUNC_END(ss_direct_get_folio)
 SYM_FUNC_START(ss_direct_page_mkwrite)
 	ENDBR
 	CALL_DEPTH_ACCOUNT
-	pushq	%rbp
-	movq	%rsp, %rbp
-	pushq	%rdi
-	pushq	%rsi
-	call	ss_page_mkwrite_wanted
-	popq	%rsi
-	popq	%rdi
-	popq	%rbp
+	CALL_PRESERVING ss_page_mkwrite_wanted, rdi, rsi
 	testb	%al, %al
 	jz	.Lpass_page_mkwrite
 	LEARN ss_page_mkwrite_site
@@ -110,12 +127,7 @@ SYM_FUNC_START(ss_direct_sys_splice)
 .Lask_sys_splice:
 	cmpq	$SS_SYSCALL_FROM_REPLACEMENT, SS_PT_REGS_ORIG_AX_OFFSET(%rdi)
 	je	.Lpass_sys_splice
-	pushq	%rbp
-	movq	%rsp, %rbp
-	pushq	%rdi
-	call	ss_module_get
-	popq	%rdi
-	popq	%rbp
+	CALL_PRESERVING ss_module_get, rdi
 	testb	%al, %al
 	jz	.Lpass_sys_splice
 	REDIRECT ss_redirected_sys_splice
@@ -141,20 +153,7 @@ SYM_FUNC_START(ss_direct_do_splice_read)
 	jne	.Lask_do_splice_read
 	RET
 .Lask_do_splice_read:
-	pushq	%rbp
-	movq	%rsp, %rbp
-	pushq	%rdi
-	pushq	%rsi
-	pushq	%rdx
-	pushq	%rcx
-	pushq	%r8
-	call	ss_do_splice_read_wanted
-	popq	%r8
-	popq	%rcx
-	popq	%rdx
-	popq	%rsi
-	popq	%rdi
-	popq	%rbp
+	CALL_PRESERVING ss_do_splice_read_wanted, rdi, rsi, rdx, rcx, r8
 	testb	%al, %al
 	jz	.Lpass_do_splice_read
 	REDIRECT ss_redirected_do_splice_read
@@ -177,22 +176,7 @@ SYM_FUNC_START(ss_direct_do_splice)
 	jne	.Lask_do_splice
 	RET
 .Lask_do_splice:
-	pushq	%rbp
-	movq	%rsp, %rbp
-	pushq	%rdi
-	pushq	%rsi
-	pushq	%rdx
-	pushq	%rcx
-	pushq	%r8
-	pushq	%r9
-	call	ss_do_splice_refused
-	popq	%r9
-	popq	%r8
-	popq	%rcx
-	popq	%rdx
-	popq	%rsi
-	popq	%rdi
-	popq	%rbp
+	CALL_PRESERVING ss_do_splice_refused, rdi, rsi, rdx, rcx, r8, r9
 	testb	%al, %al
 	jz	.Lpass_do_splice
 	/* return -EINVAL to do_splice()'s caller */

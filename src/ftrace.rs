@@ -175,6 +175,15 @@ fn within_this_module(addr: c_ulong) -> bool {
 pub(crate) type Callback =
     unsafe extern "C" fn(c_ulong, c_ulong, *mut bindings::ftrace_ops, *mut bindings::ftrace_regs);
 
+/// The redirects `direct_calls=1` makes direct calls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DirectCapable {
+    /// A writer redirect ([`Target::Trampoline`]).
+    Writer,
+    /// A splice entry point ([`Target::Entry`]).
+    SpliceEntry,
+}
+
 /// How a registered [`Redirect`] gets its calls.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Via {
@@ -356,16 +365,14 @@ impl Redirect {
         Via::from_raw(self.registered.load(Relaxed))
     }
 
-    /// Whether a direct call could take its calls (`direct_calls=1`): a
-    /// writer redirect ([`Target::Trampoline`]).
-    pub(crate) fn is_direct_capable(&self) -> bool {
-        matches!(self.kind, Kind::Direct { .. })
-    }
-
-    /// Whether a direct call could take its calls: a splice entry point
-    /// ([`Target::Entry`]).
-    pub(crate) fn is_direct_capable_entry(&self) -> bool {
-        matches!(self.kind, Kind::Callback { trampoline: Some(_), .. })
+    /// Which kind of redirect a direct call could take the calls of
+    /// (`direct_calls=1`), if any.
+    pub(crate) fn direct_capable(&self) -> Option<DirectCapable> {
+        match self.kind {
+            Kind::Direct { .. } => Some(DirectCapable::Writer),
+            Kind::Callback { trampoline: Some(_), .. } => Some(DirectCapable::SpliceEntry),
+            Kind::Callback { trampoline: None, .. } => None,
+        }
     }
 
     /// Whether calls are being redirected right now.

@@ -155,16 +155,10 @@ impl Redirects {
         self.in_order().all(|r| r.is_registered())
     }
 
-    /// Of the writer redirects that would be direct calls, how many are
-    /// callbacks.
-    fn direct_by_callback(self: Pin<&Self>) -> usize {
-        self.in_order().filter(|r| r.is_direct_capable() && r.via() == Some(ftrace::Via::Callback)).count()
-    }
-
-    /// Of the splice entry points that would be direct calls, how many are
-    /// callbacks.
-    fn entries_by_callback(self: Pin<&Self>) -> usize {
-        self.in_order().filter(|r| r.is_direct_capable_entry() && r.via() == Some(ftrace::Via::Callback)).count()
+    /// Of the redirects of `kind`, which would be direct calls, how many
+    /// are callbacks.
+    fn by_callback(self: Pin<&Self>, kind: ftrace::DirectCapable) -> usize {
+        self.in_order().filter(|r| r.direct_capable() == Some(kind) && r.via() == Some(ftrace::Via::Callback)).count()
     }
 }
 
@@ -246,9 +240,9 @@ impl kernel::Module for StableSplice {
         let published = unsafe { Published::new(direct_calls, &holds, &calls) };
         let redirects = KBox::pin_init(Redirects::new(), GFP_KERNEL)?;
         redirects.as_ref().register()?;
-        let by_callback = redirects.as_ref().direct_by_callback();
+        let by_callback = redirects.as_ref().by_callback(ftrace::DirectCapable::Writer);
         counters::COUNTERS.writer_redirects_by_callback.add(by_callback as i64);
-        let entries_by_callback = redirects.as_ref().entries_by_callback();
+        let entries_by_callback = redirects.as_ref().by_callback(ftrace::DirectCapable::SpliceEntry);
         counters::COUNTERS.splice_redirects_by_callback.add(entries_by_callback as i64);
         // Last: once a process can enter the mode, everything honours it.
         let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)

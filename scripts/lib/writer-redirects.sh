@@ -38,19 +38,11 @@ tap() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok
 skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 
 # $1: label; the rest: file systems
-writer_cases() {
+run_cases() {
 	local label=$1 fs
 	shift
 	for fs in "$@"; do
-		"$BIN" --dir "/tmp/ss/$fs" --fs-label "$label/$fs" --expect-module --stress-secs 3 --filter "$CASES" || rc=1
-	done
-}
-
-splice_cases() {
-	local label=$1 fs
-	shift
-	for fs in "$@"; do
-		"$BIN" --dir "/tmp/ss/$fs" --fs-label "$label/$fs" --expect-module --stress-secs 3 --filter "$SPLICE_CASES" || rc=1
+		"$BIN" --dir "/tmp/ss/$fs" --fs-label "$label/$fs" --expect-module --stress-secs 3 --filter "$CASES,$SPLICE_CASES" || rc=1
 	done
 }
 
@@ -66,8 +58,7 @@ by_callback_is() {
 echo "---- redirects as direct calls: direct_calls=1 ----"
 insmod "$SS_KO" direct_calls=1; tap $? direct/insmod_direct_calls_1
 by_callback_is 0 0; tap $? direct/all_five_redirects_are_direct_calls
-writer_cases direct ext4 xfs
-splice_cases direct ext4 xfs
+run_cases direct ext4 xfs
 ss_rmmod; tap $? direct/rmmod
 # The kernel's answer to the flag once the trampolines are gone.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label direct-unloaded --filter flag_einval_without_module || rc=1
@@ -118,8 +109,7 @@ fi
 echo "---- a BPF program beside the module's callbacks ----"
 insmod "$SS_KO"; tap $? bpf-beside/insmod
 bpf_start; tap $? bpf-beside/fentry_fexit_attach
-writer_cases bpf-beside ext4
-splice_cases bpf-beside ext4
+run_cases bpf-beside ext4
 bpf_stop
 bpf_counted_all; tap $? bpf-beside/program_counted_its_calls
 ss_rmmod; tap $? bpf-beside/rmmod
@@ -129,8 +119,7 @@ bpf_start; tap $? bpf-first/fentry_fexit_attached
 insmod "$SS_KO" direct_calls=1; tap $? bpf-first/insmod_direct_calls_1_falls_back
 dmesg | grep 'has a direct call already' | tail -2 | sed 's/^/#   /'
 by_callback_is 2 3; tap $? bpf-first/all_five_redirects_are_callbacks
-writer_cases bpf-first ext4
-splice_cases bpf-first ext4
+run_cases bpf-first ext4
 ss_rmmod; tap $? bpf-first/rmmod
 bpf_stop
 bpf_counted_all; tap $? bpf-first/program_counted_its_calls
