@@ -79,7 +79,7 @@ impl Calls {
     /// prepared requests all count in `calls_in_flight`. While there are
     /// none, a plain splice learns it here with one load, without reading
     /// its own register frame.
-    fn any() -> bool {
+    pub(crate) fn any_in_flight() -> bool {
         COUNTERS.calls_in_flight.get() != 0
     }
 
@@ -87,12 +87,12 @@ impl Calls {
     /// is marked, or some task (an io_uring worker) is. Asked for every
     /// splice in the system, so no lookup.
     pub(crate) fn maybe_current(&self) -> bool {
-        Self::any() && (!self.by_pid.is_empty() || Self::marked_flags().is_some())
+        Self::any_in_flight() && (!self.by_pid.is_empty() || Self::marked_flags().is_some())
     }
 
     /// Whether the current task is in a stable splice.
     pub(crate) fn current_is_stable(&self) -> bool {
-        Self::any()
+        Self::any_in_flight()
             && (Self::marked_flags().is_some()
                 || !self.by_pid.is_empty() && self.recorded_flags().is_some_and(|f| f & crate::splice::SPLICE_F_STABLE != 0))
     }

@@ -50,10 +50,12 @@ pub(crate) fn sys_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
 ///
 /// `input` is the call's input file, which its caller holds open.
 unsafe fn stable_from_pipe(input: *mut bindings::file) -> bool {
-    // Cheapest first: plain splices, while no stable one is in flight,
-    // stop at one load.
-    // SAFETY: per the caller.
-    calls().is_some_and(Calls::current_is_stable) && unsafe { bindings::ss_file_is_pipe(input) }
+    // Cheapest first: a plain splice while no stable one is in flight stops
+    // at one load, a stable one from a file at the input's type.
+    calls().is_some_and(|c| {
+        // SAFETY: per the caller.
+        Calls::any_in_flight() && unsafe { bindings::ss_file_is_pipe(input) } && c.current_is_stable()
+    })
 }
 
 /// The `do_splice` calls [`do_splice`] acts on: a stable splice from a
@@ -93,11 +95,8 @@ extern "C" fn do_splice_read_wanted() -> bool {
 /// open.
 #[export_name = "ss_do_splice_refused"]
 unsafe extern "C" fn do_splice_refused(input: *mut bindings::file) -> bool {
-    // Asked during stable splices only, most of them from a file: the
-    // input first.
     // SAFETY: per the caller.
-    let from_pipe = unsafe { bindings::ss_file_is_pipe(input) };
-    from_pipe && calls().is_some_and(Calls::current_is_stable)
+    unsafe { stable_from_pipe(input) }
 }
 
 /// Replacement for `__x64_sys_splice(const struct pt_regs *)`.
