@@ -98,20 +98,6 @@ struct pipe_buffer *ss_pipe_ring(const struct pipe_inode_info *pipe, unsigned in
 				 unsigned int *head);
 void ss_pipe_learn_page_cache_bufs(unsigned long addr);
 bool ss_pipe_buf_is_page_cache(const struct pipe_buffer *buf);
-/*
- * Consecutive buffers of a pipe on one folio, and what a stable splice's
- * fast path learns about its folio (src/stable_buf.rs, Run).
- */
-struct ss_folio_run {
-	struct folio *folio;
-	unsigned long index;	/* the folio's first page index */
-	unsigned int slot;	/* the run's first slot */
-	unsigned int len;	/* buffers */
-	bool held;		/* held already: ss_hold_index_match() */
-};
-unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max);
-
 /* a chunk's new holds in one pass (rust/hold_take.c) */
 #define SS_HOLD_CHUNK 32	/* runs per pass: its scratch is on the stack */
 /* New buffers of a locked pipe: slots [from, to) of its ring. */
@@ -131,6 +117,7 @@ struct ss_new_holds {
 	unsigned int left;	/* buffers left to the slow path */
 	u64 bytes;		/* bytes of buffers made stable */
 };
+unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_index *idx, u64 *bytes);
 void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_space *mapping,
 		      struct ss_hold_index *idx, atomic_t *count, struct ss_new_holds *out);
 
@@ -203,14 +190,11 @@ struct ss_reap_walk {
 };
 unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w);
-unsigned int ss_hold_index_match(struct ss_hold_index *idx, struct ss_folio_run *runs, unsigned int n,
-				 bool prefix);
 /* An entry to store: index, folio, the entry it replaced, the run it is for. */
 struct ss_index_store {
 	unsigned long index;
 	struct folio *folio;
 	struct folio *old;
-	unsigned int run;
 };
 unsigned int ss_hold_index_store_all(struct ss_hold_index *idx, struct ss_index_store *stores,
 				     unsigned int n);

@@ -189,31 +189,6 @@ out:
 }
 
 /*
- * For each of @n runs, whether the index holds exactly the run's folio at
- * the run's index: ->held set, the others left alone. With @prefix, stops
- * at the first that is not held. Returns how many were held.
- */
-unsigned int ss_hold_index_match(struct ss_hold_index *idx, struct ss_folio_run *runs, unsigned int n,
-				 bool prefix)
-{
-	struct block_cursor c = BLOCK_CURSOR(idx);
-	unsigned int i, found = 0;
-
-	for (i = 0; i < n; i++) {
-		struct ss_folio_run *r = &runs[i];
-
-		cursor_seek(&c, r->index);
-		if (c.b && c.b->slot[r->index & SS_BLOCK_MASK] == r->folio) {
-			r->held = true;
-			found++;
-		} else if (prefix) {
-			break;
-		}
-	}
-	return found;
-}
-
-/*
  * Stores @n entries (->folio at ->index) without sleeping; ->old gets the
  * entry each replaced. Returns how many, from the first, were stored (no
  * memory for a new block, or for the XArray's slot of one).

@@ -47,35 +47,6 @@ static inline int folio_kind(struct folio *folio)
 }
 
 /*
- * The runs of buffers on one folio among slots [@from, @to) of a locked
- * pipe's ring, at most @max of them from @from on: each run's folio, page
- * index, first slot and length. Returns how many. A large folio's pages
- * are one run however many buffers they fill. One call per chunk of the
- * buffers that join holds in a row (a file served again), not one per
- * buffer.
- */
-unsigned int ss_pipe_runs(const struct pipe_buffer *bufs, unsigned int mask, unsigned int from,
-			  unsigned int to, struct ss_folio_run *runs, unsigned int max)
-{
-	unsigned int slot = from, n = 0;
-
-	while (slot != to && n < max) {
-		struct folio *f = page_folio(bufs[slot & mask].page);
-		struct ss_folio_run *r = &runs[n++];
-
-		r->folio = f;
-		r->index = f->index;
-		r->slot = slot;
-		r->held = false;
-		do {
-			slot++;
-		} while (slot != to && page_folio(bufs[slot & mask].page) == f);
-		r->len = slot - r->slot;
-	}
-	return n;
-}
-
-/*
  * The confirm of page_cache_pipe_buf_ops (fs/splice.c): the operations of
  * every buffer that refers to a page-cache folio as it is, which only
  * filemap_splice_read() and shmem_file_splice_read() make. The table is

@@ -243,30 +243,14 @@ impl Drop for LockedFolio {
     }
 }
 
-/// A run of a stable splice's new buffers on one folio (a large folio's
-/// pages are one run), and whether the folio is held already
-/// (`struct ss_folio_run`, found by `ss_pipe_runs` in rust/pipe.c, for the
-/// joins of a file served again).
-pub(crate) type Run = b::ss_folio_run;
-
-impl Run {
-    pub(crate) const EMPTY: Run = Run { folio: core::ptr::null_mut(), index: 0, slot: 0, len: 0, held: false };
-
-    /// The slot after the run.
-    pub(crate) fn end(&self) -> u32 {
-        self.slot.wrapping_add(self.len)
-    }
-}
-
 /// An entry for [`crate::hold_index::HoldIndex::insert_all`]: the folio
-/// to store at its index, the entry it replaced, and the run of a chunk
-/// it is for.
+/// to store at its index, and the entry it replaced.
 pub(crate) type IndexStore = b::ss_index_store;
 
 impl IndexStore {
     /// `folio` to be stored at `index`; `old` gets what it replaces.
     pub(crate) const fn new(index: usize, folio: *mut RawFolio) -> Self {
-        IndexStore { index: index as _, folio, old: core::ptr::null_mut(), run: 0 }
+        IndexStore { index: index as _, folio, old: core::ptr::null_mut() }
     }
 }
 

@@ -13,7 +13,7 @@
 
 use crate::{
     bindings as b,
-    folio::{FolioRef, IndexStore, Mapping, RawFolio, Run},
+    folio::{FolioRef, IndexStore, Mapping, RawFolio},
 };
 use kernel::{prelude::*, types::Opaque};
 
@@ -130,14 +130,6 @@ impl HoldIndex {
             seen: w.seen as usize,
             next: (w.next != usize::MAX as _).then_some(w.next as usize),
         }
-    }
-
-    /// Marks `held` the runs whose folio is the entry at the run's index;
-    /// returns how many are. With `prefix`, stops at the first that is
-    /// not. Ascending indices (a splice's runs are) make it one walk.
-    pub(crate) fn matches(&self, runs: &mut [Run], prefix: bool) -> usize {
-        // SAFETY: initialised XArray; the slice holds that many elements.
-        unsafe { b::ss_hold_index_match(self.raw(), runs.as_mut_ptr(), runs.len() as u32, prefix) as usize }
     }
 }
 

@@ -20,11 +20,11 @@
 use crate::{
     bindings,
     counters::COUNTERS,
-    folio::{FolioKind, FolioLock, Run},
+    folio::{FolioKind, FolioLock},
     ftrace::Pinned,
-    hold::{holds, Holds, Joins, Spare, Taken, CHUNK},
+    hold::{holds, Holds, Spare, Taken},
 };
-use core::{marker::PhantomData, mem::MaybeUninit};
+use core::marker::PhantomData;
 use kernel::prelude::*;
 
 type PipeBuffer = bindings::pipe_buffer;
@@ -88,20 +88,6 @@ impl<'a> NewBuffers<'a> {
     fn buf_mut(&mut self, slot: u32) -> &mut PipeBuffer {
         // SAFETY: as in `buf`; `&mut self` makes the reference unique.
         unsafe { &mut *self.ptr(slot) }
-    }
-
-    /// The runs of buffers on one folio from `from` on, up to `out`'s
-    /// length of them, found in one C call; at least one, as `from` is a
-    /// new buffer. `out` is left uninitialised by the caller: a 4 KiB
-    /// splice would spend more on zeroing it than on its one run.
-    fn runs<'r>(&self, from: u32, out: &'r mut [MaybeUninit<Run>]) -> &'r mut [Run] {
-        assert!(self.has(from));
-        // SAFETY: pipe locked, `[from, to)` new buffers (type invariant);
-        // `out` has room for that many runs.
-        let n = unsafe { bindings::ss_pipe_runs(self.bufs, self.mask, from, self.to, out.as_mut_ptr().cast(), out.len() as u32) };
-        let n = (n as usize).min(out.len());
-        // SAFETY: the C call wrote the first `n` runs.
-        unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<Run>(), n) }
     }
 
     /// The new buffers from `from` on, for C that makes them stable
@@ -273,11 +259,10 @@ struct FastPath<'a> {
 }
 
 impl FastPath<'_> {
-    /// The fast path over the new buffers. First, if the first buffer's
-    /// folio is held, under one bucket lock, the buffers from `from` on
-    /// whose folios are held already, in a row, share those holds
-    /// ([`join_prefix`]; a file served again and again ends there). From
-    /// the first folio that is not held on, a
+    /// The fast path over the new buffers. First, under one bucket lock,
+    /// the buffers from `from` on whose folios are held already, in a row,
+    /// share those holds (`Joins::join_held`, src/hold/take.rs; a file served again and
+    /// again ends there). From the first folio that is not held on, a
     /// chunk at a time under one bucket lock each: buffers on held folios
     /// join their holds, and folios whose lock is free and that nobody
     /// else references get new holds without sleeping. What is left
@@ -286,16 +271,14 @@ impl FastPath<'_> {
     fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<Fast> {
         let mut slot = from;
         if let Some(mut joins) = self.holds.joins(self.mapping) {
-            // SAFETY: the buffer references its page.
-            let first = unsafe { bindings::ss_page_folio(new.buf(from).page) };
-            // Only a call whose first folio is held (a file served again)
-            // looks for a prefix of held folios: the chunks below join
-            // what they find held as well, and a file served once would
-            // have its buffers walked twice.
-            // SAFETY: the buffers reference `first`.
-            if unsafe { joins.held(first, self.block) } {
-                slot = join_prefix(new, from, &mut joins, self.block, counted);
-            }
+            // A file served again ends here. A file served once stops at
+            // its first folio: the chunks below join what they find held
+            // as well.
+            // SAFETY: the new buffers of a stable splice from this
+            // mapping's file, pipe locked (type invariant of `NewBuffers`).
+            let (next, bytes) = unsafe { joins.join_held(&new.chunk(from), self.block) };
+            counted.bytes += bytes as i64;
+            slot = next;
         }
         let (joined, joined_bytes) = (slot, counted.bytes as usize);
         let mut all_held = true;
@@ -308,7 +291,7 @@ impl FastPath<'_> {
     }
 
     /// Joins and new holds for a chunk of the new buffers from `from` on
-    /// (up to [`CHUNK`] folios), under one bucket lock, the file's registry
+    /// (up to [`crate::hold::CHUNK`] folios), under one bucket lock, the file's registry
     /// entry put in place first (allocated outside the lock). Returns the
     /// slot after the chunk and whether it held every buffer of it; those
     /// it did not are left to the slow path (all of them while the mapping
@@ -328,37 +311,6 @@ impl FastPath<'_> {
         counted.bytes += done.bytes as i64;
         Ok((done.next, done.left == 0))
     }
-}
-
-/// The buffers from `from` on whose folios are held already, in a row,
-/// share those holds; the caller found the first buffer's folio held
-/// under `joins`' lock, which it still holds. That folio's run of buffers
-/// joins without another lookup; then the runs of buffers on one folio of
-/// a chunk, found in one pass over the buffers ([`NewBuffers::runs`]), are
-/// looked up in the file's index in one walk. Returns the slot of the
-/// first buffer whose folio is not held.
-fn join_prefix(new: &mut NewBuffers<'_>, from: u32, joins: &mut Joins<'_>, block: bool, counted: &mut ZeroCopy) -> u32 {
-    let mut first = [const { MaybeUninit::uninit() }; 1];
-    let (first_slot, first_len, first_end) = {
-        let r = &new.runs(from, &mut first)[0];
-        (r.slot, r.len, r.end())
-    };
-    hold_run(new, first_slot, first_len, counted);
-    let mut slot = first_end;
-    while slot != new.to {
-        let mut runs = [const { MaybeUninit::uninit() }; CHUNK];
-        let runs = new.runs(slot, &mut runs);
-        // SAFETY: the buffers reference the runs' folios.
-        let held = unsafe { joins.held_prefix(runs, block) };
-        for r in &runs[..held] {
-            hold_run(new, r.slot, r.len, counted);
-        }
-        if held < runs.len() {
-            return runs[held].slot;
-        }
-        slot = runs.last().map_or(new.to, Run::end);
-    }
-    slot
 }
 
 /// What [`FastPath::hold_fast`] did.

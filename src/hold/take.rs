@@ -10,7 +10,7 @@ use crate::{
     bindings as b,
     ftrace::Pinned,
     counters::COUNTERS,
-    folio::{FolioLock, FolioRef, IndexStore, Mapping, RawFolio, Run},
+    folio::{FolioLock, FolioRef, IndexStore, Mapping, RawFolio},
 };
 use core::mem::MaybeUninit;
 use kernel::{
@@ -223,24 +223,30 @@ impl Joins<'_> {
         held
     }
 
-    /// [`Joins::held`] for the folios of many runs at once, up to the
-    /// first whose folio is not held: marks those `held` and returns how
-    /// many they are. Ascending indices (a splice's buffers are) make it
-    /// one walk of the index.
+    /// A file served again: the buffers of `chunk` from its first on, in a
+    /// row, whose folios are held join those holds, in one pass
+    /// (`ss_pipe_join_held`, rust/hold_take.c; as [`Joins::held`], no folio
+    /// lock needed). Returns the slot of the first buffer whose folio is not
+    /// held (`chunk.from` if the first's is not: a file served once) and the
+    /// joined bytes.
     ///
     /// # Safety
     ///
-    /// The caller's buffers reference every run's folio.
-    pub(crate) unsafe fn held_prefix(&mut self, runs: &mut [Run], block: bool) -> usize {
+    /// `chunk` is the new buffers of a stable splice from this mapping's
+    /// file, under the pipe lock (no consumer has seen them).
+    pub(crate) unsafe fn join_held(&mut self, chunk: &b::ss_pipe_chunk, block: bool) -> (u32, u64) {
         let now = self.now;
         let Some(file) = self.file() else {
-            return 0;
+            return (chunk.from, 0);
         };
-        let held = file.index.matches(runs, true);
-        if held > 0 {
+        let mut bytes = 0;
+        // SAFETY: per the caller; this bucket lock is held and the index
+        // is this mapping's.
+        let next = unsafe { b::ss_pipe_join_held(chunk, file.index.raw(), &mut bytes) };
+        if next != chunk.from {
             file.mark_used(now, block);
         }
-        held
+        (next, bytes)
     }
 
     /// Joins and new holds for up to [`CHUNK`] runs of a stable splice's
@@ -313,34 +319,31 @@ impl Joins<'_> {
             COUNTERS.holds_refused.add(1);
             return false;
         }
-        let index = folio.index();
-        let mut run = [Run { folio: folio.as_ptr(), index: index as _, len: own as u32, ..Run::EMPTY }];
         // SAFETY: locked, hence alive; the entry will own this reference.
         let entry = unsafe { FolioRef::get(folio.as_ptr()) }.into_raw();
-        let mut stores = [IndexStore::new(index, entry)];
+        let mut stores = [IndexStore::new(folio.index(), entry)];
         // SAFETY: counted and checked above; pinned (caller).
-        unsafe { self.store_counted(&mut run, &mut stores, block) };
-        run[0].held
+        unsafe { self.store_counted(&mut stores, block) == 1 }
     }
 
     /// Registers new holds: stores `stores` (each a folio with the
-    /// reference its entry will own, at the folio's index, for run
-    /// `stores[i].run`), all counted in the bucket and checked after the
-    /// count (see [`Joins::insert_locked`]), and marks their runs `held`;
-    /// replaces stale entries of folios that left the cache at those
-    /// indices. The entries are stored under one lock of the index; those
-    /// that could not be (no memory, or no registry entry) are uncounted
-    /// and left to be copied.
+    /// reference its entry will own, at the folio's index), all counted in
+    /// the bucket and checked after the count (see
+    /// [`Joins::insert_locked`]); replaces stale entries of folios that
+    /// left the cache at those indices. Returns how many, from the first,
+    /// were stored (under one lock of the index); those that could not be
+    /// (no memory, or no registry entry) are uncounted and left to be
+    /// copied.
     ///
     /// # Safety
     ///
     /// Each store's folio carries a reference of the caller's, was checked
-    /// in this mapping under its lock, not mapped or write-protected; every
-    /// `run` is an index into `runs`; the module is pinned while this runs.
-    unsafe fn store_counted(&mut self, runs: &mut [Run], stores: &mut [IndexStore], block: bool) {
+    /// in this mapping under its lock, not mapped or write-protected; the
+    /// module is pinned while this runs.
+    unsafe fn store_counted(&mut self, stores: &mut [IndexStore], block: bool) -> usize {
         let k = stores.len();
         if k == 0 {
-            return;
+            return 0;
         }
         let now = self.now;
         let (stored, fresh) = match self.file() {
@@ -365,9 +368,6 @@ impl Joins<'_> {
                 // SAFETY: a replaced (stale) entry's reference is ours now.
                 drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
             }
-            if let Some(r) = runs.get_mut(s.run as usize) {
-                r.held = true;
-            }
         }
         // Only the new entries stay counted.
         self.count.fetch_add(fresh as i32 - k as i32, Relaxed);
@@ -376,5 +376,6 @@ impl Joins<'_> {
             COUNTERS.holds_taken.add(stored as i64);
             self.created = true;
         }
+        stored
     }
 }

@@ -192,6 +192,42 @@ fn folio_refs(folio: *mut crate::folio::RawFolio) -> i32 {
     unsafe { crate::bindings::ss_test_folio_refs(folio) }
 }
 
+/// An ext4 file of five pages written a page at a time (small folios),
+/// spliced plainly into the FIFO at `fifo` (the LRU batches drained first,
+/// so that only the page cache and the pipe reference the folios): the
+/// scratch and the folios of its five buffers.
+fn five_small_folios_spliced(fifo: &CStr, byte: u8) -> Result<(Scratch, [*mut crate::folio::RawFolio; 5])> {
+    let s = Scratch::new(c"/tmp/ss/ext4", fifo)?;
+    let data = KVec::from_elem(byte, PAGE, GFP_KERNEL)?;
+    for i in 0..5 {
+        s.pwrite(&data, (i * PAGE) as i64)?;
+    }
+    s.drain_lru()?;
+    assert_eq!(s.splice(5 * PAGE, false)?, 5 * PAGE);
+    let bufs = s.inspect_pipe()?;
+    assert_eq!(bufs.len(), 5);
+    // SAFETY: the pipe's buffers reference the pages.
+    let folios = core::array::from_fn(|i| unsafe { crate::bindings::ss_page_folio(bufs[i].page as *mut crate::bindings::page) });
+    Ok((s, folios))
+}
+
+/// Runs `f` on the buffers of the FIFO of `s` from `skip` past its tail to
+/// its head, as a stable splice's new buffers, with the pipe locked.
+fn with_new_buffers<R>(s: &Scratch, skip: u32, f: impl FnOnce(&mut crate::bindings::ss_pipe_chunk) -> R) -> R {
+    use crate::bindings;
+    // SAFETY: the FIFO's pipe, locked around `f`; its ring read under the lock.
+    unsafe {
+        let pipe = bindings::ss_test_file_pipe(s.fifo);
+        bindings::pipe_lock(pipe);
+        let (mut mask, mut to) = (0, 0);
+        let ring = bindings::ss_pipe_ring(pipe, &mut mask, &mut to);
+        let from = bindings::ss_pipe_tail(pipe) + skip;
+        let r = f(&mut bindings::ss_pipe_chunk { bufs: ring, mask, from, to });
+        bindings::pipe_unlock(pipe);
+        r
+    }
+}
+
 fn all(bytes: &[u8], v: u8) -> bool {
     bytes.iter().all(|&b| b == v)
 }
@@ -222,12 +258,11 @@ mod tests {
     }
 
     /// The per-file index of holds: entries by page index, each owning a
-    /// folio reference; one walk tells which of a splice's folios are
-    /// held, across gaps and node boundaries.
+    /// folio reference, across gaps and block boundaries.
     #[test]
     fn hold_index_keeps_and_finds_folios() -> Result {
         use crate::{
-            folio::{FolioRef, Run},
+            folio::FolioRef,
             hold_index::HoldIndex,
         };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
@@ -251,29 +286,6 @@ mod tests {
         assert_eq!(index.next(65, usize::MAX), Some((200, raw[2])));
         assert_eq!(index.next(201, usize::MAX), None);
         assert_eq!(index.next(65, 199), None);
-        // A splice of 62..=65 and 200: 63 and 64 held, 200 held by another
-        // folio than the one asked about.
-        let ask = [62usize, 63, 64, 65, 200];
-        let with = [raw[0], raw[0], raw[1], raw[1], raw[0]];
-        let mut runs = [Run::EMPTY; 5];
-        for (r, (&i, &f)) in runs.iter_mut().zip(ask.iter().zip(&with)) {
-            (r.index, r.folio, r.len) = (i as _, f, 1);
-        }
-        let held = |runs: &[Run]| -> [bool; 5] { core::array::from_fn(|i| runs[i].held) };
-        assert_eq!(index.matches(&mut runs, false), 2);
-        assert_eq!(held(&runs), [false, true, true, false, false]);
-        // A chunk with no entry in its range (a file served once): none.
-        let mut none = [Run::EMPTY; 2];
-        for (r, i) in none.iter_mut().zip([65usize, 66]) {
-            (r.index, r.folio, r.len) = (i as _, raw[1], 1);
-        }
-        assert_eq!(index.matches(&mut none, false), 0);
-        assert!(none.iter().all(|r| !r.held));
-        // As a prefix: the first run is not held.
-        runs.iter_mut().for_each(|r| r.held = false);
-        assert_eq!(index.matches(&mut runs, true), 0);
-        assert_eq!(index.matches(&mut runs[1..], true), 2);
-        assert_eq!(held(&runs), [false, true, true, false, false]);
         // Replacing an entry hands the old one back; removing takes it out.
         // SAFETY: we hold a reference.
         let r = unsafe { FolioRef::get(raw[0]) };
@@ -532,20 +544,8 @@ mod tests {
             hold_index::HoldIndex,
         };
         use core::{mem::MaybeUninit, sync::atomic::Ordering::Relaxed};
-        let s = Scratch::new(c"/tmp/ss/ext4", c"/tmp/ss/kunit-ext4-hold-new.fifo")?;
-        let data = KVec::from_elem(0x3cu8, PAGE, GFP_KERNEL)?;
-        for i in 0..5 {
-            // A page at a time: small folios.
-            s.pwrite(&data, (i * PAGE) as i64)?;
-        }
-        s.drain_lru()?;
-        assert_eq!(s.splice(5 * PAGE, false)?, 5 * PAGE);
-        let bufs = s.inspect_pipe()?;
-        assert_eq!(bufs.len(), 5);
-        let folio = |i: usize| {
-            // SAFETY: the pipe's buffer references the page.
-            unsafe { bindings::ss_page_folio(bufs[i].page as *mut bindings::page) }
-        };
+        let (s, folios) = five_small_folios_spliced(c"/tmp/ss/kunit-ext4-hold-new.fifo", 0x3c)?;
+        let folio = |i: usize| folios[i];
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         // A writer's reference on 1; 2 locked; a stale entry at 3; 4 held.
         // SAFETY: the buffers keep the folios alive.
@@ -559,23 +559,19 @@ mod tests {
         assert!(matches!(index.insert(4, unsafe { FolioRef::get(folio(4)) }), Ok(None)));
         let count = HoldCount::new(0);
         let mut out = MaybeUninit::<bindings::ss_new_holds>::uninit();
-        // SAFETY: the FIFO's pipe is locked around the call; its new
-        // buffers are the plain splice's, of this file; the index and the
-        // count are this test's (nobody else's bucket lock to hold).
-        let out = unsafe {
-            let pipe = bindings::ss_test_file_pipe(s.fifo);
-            bindings::pipe_lock(pipe);
-            let (mut mask, mut to) = (0, 0);
-            let ring = bindings::ss_pipe_ring(pipe, &mut mask, &mut to);
-            let from = bindings::ss_pipe_tail(pipe);
-            let mut chunk = bindings::ss_pipe_chunk { bufs: ring, mask, from, to };
-            let mapping = bindings::ss_file_mapping(s.file);
-            bindings::ss_pipe_hold_new(&mut chunk, 32, mapping, index.raw(), count.as_ptr().cast(), out.as_mut_ptr());
-            bindings::pipe_unlock(pipe);
-            let out = out.assume_init();
+        let out = with_new_buffers(&s, 0, |chunk| {
+            let to = chunk.to;
+            // SAFETY: the pipe is locked; its new buffers are the plain
+            // splice's, of this file; the index and the count are this
+            // test's (nobody else's bucket lock to hold).
+            let out = unsafe {
+                let mapping = bindings::ss_file_mapping(s.file);
+                bindings::ss_pipe_hold_new(chunk, 32, mapping, index.raw(), count.as_ptr().cast(), out.as_mut_ptr());
+                out.assume_init()
+            };
             assert_eq!(out.next, to);
             out
-        };
+        });
         drop(locked);
         drop(writer);
         assert_eq!((out.joined, out.stored, out.fresh, out.refused, out.left), (1, 2, 1, 1, 2));
@@ -595,6 +591,51 @@ mod tests {
         // The index's entries (0, 3, 4) are put with it, the buffers with
         // the pipe.
         drop(index);
+        drop(s);
+        Ok(())
+    }
+
+    /// A file served again: the new buffers whose folios the index holds,
+    /// in a row from the first, join those holds in one pass
+    /// (`ss_pipe_join_held`) and become stable buffers; a folio whose
+    /// entry is another folio's (one that left the cache) ends the row, and
+    /// a row that starts at a folio not held joins nothing.
+    #[test]
+    fn join_held_joins_held_folios_in_a_row() -> Result {
+        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        let (s, folios) = five_small_folios_spliced(c"/tmp/ss/kunit-ext4-join-held.fifo", 0x4b)?;
+        let folio = |i: usize| folios[i];
+        let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
+        // 0, 1 and 3 held; 2's entry is another folio's.
+        let stale = three_folios()?;
+        for (i, f) in [(0, folio(0)), (1, folio(1)), (2, stale[0].as_ptr()), (3, folio(3))] {
+            // SAFETY: the buffers and `stale` keep the folios alive.
+            assert!(matches!(index.insert(i, unsafe { FolioRef::get(f) }), Ok(None)));
+        }
+        // Joins from `skip` buffers past the pipe's tail on: (slots joined, bytes).
+        let join = |skip: u32| -> (u32, u64) {
+            with_new_buffers(&s, skip, |chunk| {
+                let mut bytes = 0;
+                // SAFETY: the pipe is locked; its new buffers are the plain
+                // splice's, of this file; the index is this test's (nobody
+                // else's bucket lock to hold).
+                let next = unsafe { bindings::ss_pipe_join_held(chunk, index.raw(), &mut bytes) };
+                (next - chunk.from, bytes)
+            })
+        };
+        let stable = || -> Result<[bool; 5]> {
+            let b = s.inspect_pipe()?;
+            Ok(core::array::from_fn(|i| b[i].stable))
+        };
+        assert_eq!(join(0), (2, 2 * PAGE as u64));
+        assert_eq!(stable()?, [true, true, false, false, false]);
+        assert_eq!(join(2), (0, 0));
+        assert_eq!(join(3), (1, PAGE as u64));
+        assert_eq!(join(4), (0, 0));
+        assert_eq!(stable()?, [true, true, false, true, false]);
+        assert!(s.inspect_pipe()?.iter().all(|b| b.page_cache && !b.can_merge));
+        drop(index);
+        drop(stale);
         drop(s);
         Ok(())
     }

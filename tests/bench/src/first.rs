@@ -5,7 +5,9 @@ use crate::*;
 /// Stable splices that take a new hold on every folio (nobody spliced the
 /// file for a while: a file served once), against plain splice: whole
 /// passes over a file at one transfer size to one sink, the file's holds
-/// reaped before each stable pass, plain and stable passes interleaved.
+/// reaped before each stable pass, plain and stable passes interleaved;
+/// and a second stable pass right after the first, which finds every folio
+/// held by it (the same file served again).
 pub(crate) struct FirstRes {
     pub(crate) sink: Sink,
     pub(crate) size: usize,
@@ -16,6 +18,10 @@ pub(crate) struct FirstRes {
     /// right after the pass, in the splicer's own time): what a file served
     /// once costs all CPUs. NaN where not measured (an older first.tsv).
     pub(crate) gib_reaped: f64,
+    /// Median GiB/s of the stable pass right after the first, which joins
+    /// the first pass's holds: the file served again. NaN where not
+    /// measured (an older first.tsv).
+    pub(crate) gib_again: f64,
     /// New holds and bytes copied at splice per stable pass (medians), and
     /// pages per pass.
     pub(crate) holds_per_pass: f64,
@@ -78,20 +84,24 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         Ok(t0.elapsed().as_secs_f64())
     };
     let gib_s = |secs: f64| FIRST_FILE as f64 / GIB / secs;
-    let (mut gib, mut reaped, mut holds, mut copied) = ([Vec::new(), Vec::new()], Vec::new(), Vec::new(), Vec::new());
+    let (mut gib, mut reaped, mut again, mut holds, mut copied) =
+        ([Vec::new(), Vec::new()], Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..=o.repeats {
         let plain = pass(0)?;
         wait_holds_reaped()?;
         let (h0, c0) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
         let stable = pass(SPLICE_F_STABLE)?;
         let (h1, c1) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
+        // Served again: every folio is held by the pass before.
+        let stable_again = pass(SPLICE_F_STABLE)?;
         // The pipe is drained (a TCP sink's receiver has all of it): no
-        // hold is read any more, so this ends all of the pass's holds.
+        // hold is read any more, so this ends all of the passes' holds.
         let reap = reap_timed(&reaper)?.as_secs_f64();
         if rep > 0 {
             gib[0].push(gib_s(plain));
             gib[1].push(gib_s(stable));
             reaped.push(gib_s(stable + reap));
+            again.push(gib_s(stable_again));
             holds.push((h1 - h0) as f64);
             copied.push((c1 - c0) as f64);
         }
@@ -104,6 +114,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         size,
         gib: [median(&gib[0]), median(&gib[1])],
         gib_reaped: median(&reaped),
+        gib_again: median(&again),
         holds_per_pass: median(&holds),
         copied_per_pass: median(&copied),
         pages: FIRST_FILE / PAGE,
@@ -144,13 +155,14 @@ pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, Fir
             for size in FIRST_SIZES {
                 let r = first_holds(o, f.fd.raw(), size, sink)?;
                 progress(&format!(
-                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x; with the reaping {:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
+                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x; with the reaping {:.2}x; served again {:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
                     sink.label(),
                     svg::size_label(size),
                     r.gib[1],
                     r.gib[0],
                     r.gib[1] / r.gib[0],
                     r.gib_reaped / r.gib[0],
+                    r.gib_again / r.gib[0],
                     r.holds_per_pass,
                     r.copied_per_pass
                 ));
@@ -164,7 +176,7 @@ pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, Fir
 /// First-splice rows measured in a VM whose clock counts instructions
 /// (`first.tsv`: fs label, sink, size, plain GiB/s, stable GiB/s, new holds
 /// per pass, bytes copied per pass, pages per pass, stable GiB/s with the
-/// reaping of its holds).
+/// reaping of its holds, stable GiB/s of the pass served again).
 pub(crate) struct ClockedFirst {
     pub(crate) rows: Vec<(String, FirstRes)>,
 }
@@ -175,7 +187,7 @@ impl ClockedFirst {
         for (label, r) in rows {
             let _ = writeln!(
                 s,
-                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                "{label}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 r.sink.key(),
                 r.size,
                 r.gib[0],
@@ -183,7 +195,8 @@ impl ClockedFirst {
                 r.holds_per_pass,
                 r.copied_per_pass,
                 r.pages,
-                r.gib_reaped
+                r.gib_reaped,
+                r.gib_again
             );
         }
         s
@@ -191,9 +204,11 @@ impl ClockedFirst {
 
     pub(crate) fn read(path: &str) -> Res<ClockedFirst> {
         let rows = read_tsv(path, |f| {
-            let (f, reaped) = match f.len() {
-                9 => (&f[..8], Some(f[8])),
-                _ => (f, None),
+            // Older first.tsv files lack the last columns.
+            let (f, reaped, again) = match f.len() {
+                10 => (&f[..8], Some(f[8]), Some(f[9])),
+                9 => (&f[..8], Some(f[8]), None),
+                _ => (f, None, None),
             };
             let [label, sink, size, plain, stable, holds, copied, pages] = f[..] else { return None };
             let num = |v: &str| v.parse::<f64>().ok();
@@ -202,6 +217,10 @@ impl ClockedFirst {
                 size: size.parse().ok()?,
                 gib: [num(plain)?, num(stable)?],
                 gib_reaped: match reaped {
+                    Some(v) => num(v)?,
+                    None => f64::NAN,
+                },
+                gib_again: match again {
                     Some(v) => num(v)?,
                     None => f64::NAN,
                 },
