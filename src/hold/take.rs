@@ -47,7 +47,7 @@ impl Holds {
     pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
         let (bucket, count) = self.bucket(mapping);
         let bucket = bucket.lock();
-        (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false })
+        (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false, added: false })
     }
 
     /// The holds of `mapping` under its bucket lock, with its registry
@@ -157,6 +157,9 @@ pub(crate) struct Joins<'a> {
     now: u64,
     /// New holds were taken: the reaper must run (queued once, on drop).
     created: bool,
+    /// The mapping's registry entry was put in place here: if no hold was
+    /// taken after all, it goes on drop (every other entry has holds).
+    added: bool,
 }
 
 impl Drop for Joins<'_> {
@@ -164,7 +167,7 @@ impl Drop for Joins<'_> {
         // An entry put in place for new holds that were not taken after
         // all: nothing else would end it (the reaper skips buckets without
         // holds), and it keeps the module.
-        if self.file().is_some_and(|f| f.count == 0) {
+        if self.added && self.file().is_some_and(|f| f.count == 0) {
             drop(self.bucket.files.remove(&self.mapping));
         }
         if self.created {
@@ -195,6 +198,7 @@ impl Joins<'_> {
             file.block = block;
             file.used = self.now;
             self.bucket.files.insert(node.into_node(self.mapping, file));
+            self.added = true;
         }
     }
 
