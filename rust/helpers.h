@@ -190,7 +190,7 @@ struct ss_reap_walk {
 };
 unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w);
-/* An entry to store: index, folio, the entry it replaced, the run it is for. */
+/* An entry to store: index, folio, the entry it replaced. */
 struct ss_index_store {
 	unsigned long index;
 	struct folio *folio;

@@ -96,8 +96,7 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
  * (slots [@c->from, @c->to) of its ring), from a stable splice of a file
  * of @mapping, whose hold index is @idx and whose bucket's hold count is
  * @count; the caller holds that bucket's lock throughout. Buffers on a
- * folio the index holds join its hold (as ss_hold_index_match() finds
- * them). A folio of @mapping whose lock is free, that is not mapped and
+ * folio the index holds join its hold (as in ss_pipe_join_held()). A folio of @mapping whose lock is free, that is not mapped and
  * that nothing but the page cache, its private data, the LRU and its run's
  * buffers references gets a new hold, with the protocol of
  * Holds::writer_may_hold: the chunk's possible holds are counted in
