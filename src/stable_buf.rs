@@ -261,9 +261,9 @@ struct FastPath<'a> {
 impl FastPath<'_> {
     /// The fast path over the new buffers. First, under one bucket lock,
     /// the buffers from `from` on whose folios are held already, in a row,
-    /// share those holds (`Joins::join_held`, src/hold/take.rs; a file served again and
-    /// again ends there). From the first folio that is not held on, a
-    /// chunk at a time under one bucket lock each: buffers on held folios
+    /// share those holds (`Joins::join_held`, src/hold/take.rs; a file
+    /// served again and again ends there). From the first folio that is
+    /// not held on, a chunk at a time under one bucket lock each: buffers on held folios
     /// join their holds, and folios whose lock is free and that nobody
     /// else references get new holds without sleeping. What is left
     /// (folio lock busy, mapped folios, contended ones) goes to
@@ -291,8 +291,9 @@ impl FastPath<'_> {
     }
 
     /// Joins and new holds for a chunk of the new buffers from `from` on
-    /// (up to [`crate::hold::CHUNK`] folios), under one bucket lock, the file's registry
-    /// entry put in place first (allocated outside the lock). Returns the
+    /// (up to [`crate::hold::CHUNK`] folios), under one bucket lock, the
+    /// file's registry entry put in place first (allocated outside the
+    /// lock). Returns the
     /// slot after the chunk and whether it held every buffer of it; those
     /// it did not are left to the slow path (all of them while the mapping
     /// is fenced).
