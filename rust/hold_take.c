@@ -73,8 +73,7 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
 	u64 n = 0;
 
 	for (; slot != to; slot++) {
-		struct pipe_buffer *buf = &bufs[slot & mask];
-		struct folio *folio = page_folio(buf->page);
+		struct folio *folio = page_folio(bufs[slot & mask].page);
 
 		if (folio != held) {
 			cursor_seek(&cur, folio->index);
@@ -82,10 +81,7 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
 				break;
 			held = folio;
 		}
-		buf->ops = &nosteal_pipe_buf_ops;
-		buf->flags = 0;
-		buf->private = 0;
-		n += buf->len;
+		n += take_over(bufs, mask, slot, 1);
 	}
 	*bytes = n;
 	return slot;
@@ -96,8 +92,9 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
  * (slots [@c->from, @c->to) of its ring), from a stable splice of a file
  * of @mapping, whose hold index is @idx and whose bucket's hold count is
  * @count; the caller holds that bucket's lock throughout. Buffers on a
- * folio the index holds join its hold (as in ss_pipe_join_held()). A folio of @mapping whose lock is free, that is not mapped and
- * that nothing but the page cache, its private data, the LRU and its run's
+ * folio the index holds join its hold (as in ss_pipe_join_held()). A
+ * folio of @mapping whose lock is free, that is not mapped and that
+ * nothing but the page cache, its private data, the LRU and its run's
  * buffers references gets a new hold, with the protocol of
  * Holds::writer_may_hold: the chunk's possible holds are counted in
  * @count first, a full barrier, then each folio's references are read
