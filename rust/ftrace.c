@@ -8,9 +8,12 @@
 
 #include <linux/fs.h>
 #include <linux/ftrace.h>
+#include <linux/jiffies.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/rcupdate.h>
 #include <linux/splice.h>
+#include <linux/workqueue.h>
 #include <asm/ibt.h>
 #include "helpers.h"
 
@@ -140,4 +143,37 @@ void ss_module_put(void)
 void ss_wait_for_module_code(void)
 {
 	synchronize_rcu_tasks();	/* synchronize_rcu() without TASKS_RCU */
+}
+
+/*
+ * The splice entry points' gate (src/entry_gate.rs) takes their redirects
+ * out after this many seconds without a stable splice; 0: only when asked
+ * (debugfs idle). Writable at run time.
+ */
+static unsigned int entries_idle_secs = 10;
+module_param(entries_idle_secs, uint, 0644);
+MODULE_PARM_DESC(entries_idle_secs, "seconds without a stable splice after which do_splice and do_splice_read are no longer redirected, until the next one (default 10; 0: never)");
+
+unsigned int ss_entries_idle_secs(void)
+{
+	return READ_ONCE(entries_idle_secs);
+}
+
+static void entry_idle(struct work_struct *work)
+{
+	ss_entry_idle();
+}
+static DECLARE_DELAYED_WORK(entry_idle_work, entry_idle);
+
+/* The gate's next look: after the idle time, or 10 s while that is 0. */
+void ss_schedule_entry_idle(void)
+{
+	unsigned int secs = ss_entries_idle_secs();
+
+	schedule_delayed_work(&entry_idle_work, (secs ? secs : 10) * HZ);
+}
+
+void ss_cancel_entry_idle(void)
+{
+	cancel_delayed_work_sync(&entry_idle_work);
 }

@@ -48,6 +48,10 @@ bool ss_module_get(void);
 void ss_module_get_more(void);
 void ss_module_put(void);
 void ss_wait_for_module_code(void);
+unsigned int ss_entries_idle_secs(void);
+void ss_schedule_entry_idle(void);
+void ss_cancel_entry_idle(void);
+void ss_entry_idle(void);	/* src/entry_gate.rs */
 
 /* direct ftrace trampolines (rust/trampolines.S, rust/direct.c) */
 void ss_direct_get_folio(void);

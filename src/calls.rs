@@ -71,7 +71,9 @@ impl Calls {
         let call = KBox::new(StableCall { flags }, GFP_KERNEL)?;
         let idx = Self::current_index();
         self.by_pid.store(idx, call, GFP_KERNEL)?;
-        Ok(Marked { calls: self, idx })
+        let marked = Marked { calls: self, idx };
+        crate::entry_gate::arm()?; // a recorded request has done so already
+        Ok(marked)
     }
 
     /// Whether any task may be in a stable splice: stable `splice()` calls
@@ -131,7 +133,7 @@ impl Calls {
         // A recycled request whose cleanup we missed: the old record (and
         // its module reference) goes.
         self.by_request.store(req, request, GFP_KERNEL)?;
-        Ok(())
+        crate::entry_gate::arm().inspect_err(|_| self.forget_request(req))
     }
 
     /// Forgets the request at `req` (its cleanup, or a new request at a

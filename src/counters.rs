@@ -112,6 +112,12 @@ pub(crate) struct Counters {
     /// `direct_calls=1` unless a BPF program had a function's direct call
     /// at load.
     pub(crate) splice_redirects_by_callback: Counter,
+    /// 1 while the redirects of `do_splice` and `do_splice_read` are out
+    /// because no stable splice needs them (`src/entry_gate.rs`), else 0.
+    pub(crate) splice_entries_idle: Counter,
+    /// How often a stable splice (or an io_uring request with the flag, or
+    /// a process entering the mode) put them back.
+    pub(crate) splice_entries_rearmed: Counter,
 }
 
 const _: () = {
@@ -142,9 +148,11 @@ pub(crate) static COUNTERS: Counters = Counters {
     mode_fork_failures: Counter::new(),
     writer_redirects_by_callback: Counter::new(),
     splice_redirects_by_callback: Counter::new(),
+    splice_entries_idle: Counter::new(),
+    splice_entries_rearmed: Counter::new(),
 };
 
-const COUNT: usize = 20;
+const COUNT: usize = 22;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -170,6 +178,8 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"mode_fork_failures", &c.mode_fork_failures),
         (c"writer_redirects_by_callback", &c.writer_redirects_by_callback),
         (c"splice_redirects_by_callback", &c.splice_redirects_by_callback),
+        (c"splice_entries_idle", &c.splice_entries_idle),
+        (c"splice_entries_rearmed", &c.splice_entries_rearmed),
     ]
 }
 
@@ -204,11 +214,24 @@ impl Reader for Reap {
     }
 }
 
+/// The debugfs file `idle`: any write takes the redirects of `do_splice`
+/// and `do_splice_read` out at once if no stable splice needs them (see
+/// [`crate::entry_gate::idle`]), as they are after an idle spell.
+struct Idle;
+
+impl Reader for Idle {
+    fn read_from_slice(&self, _reader: &mut UserSliceReader) -> Result {
+        crate::entry_gate::idle(true);
+        Ok(())
+    }
+}
+
 /// The debugfs directory; removed when dropped.
 pub(crate) struct DebugFs {
     _files: KVec<Pin<KBox<File<View>>>>,
     _policy: Pin<KBox<File<crate::policy::Policy>>>,
     _reap: Pin<KBox<File<Reap>>>,
+    _idle: Pin<KBox<File<Idle>>>,
     _holds: Pin<KBox<File<crate::hold::HoldsReport>>>,
     _dir: Dir,
 }
@@ -225,7 +248,8 @@ impl DebugFs {
         }
         let policy = KBox::pin_init(dir.read_only_file(c"policy", policy), GFP_KERNEL)?;
         let reap = KBox::pin_init(dir.write_only_file(c"reap", Reap), GFP_KERNEL)?;
+        let idle = KBox::pin_init(dir.write_only_file(c"idle", Idle), GFP_KERNEL)?;
         let holds = KBox::pin_init(dir.read_only_file(c"holds", crate::hold::HoldsReport), GFP_KERNEL)?;
-        Ok(Self { _files: files, _policy: policy, _reap: reap, _holds: holds, _dir: dir })
+        Ok(Self { _files: files, _policy: policy, _reap: reap, _idle: idle, _holds: holds, _dir: dir })
     }
 }

@@ -379,6 +379,37 @@ impl Redirect {
     pub(crate) fn is_registered(&self) -> bool {
         self.via().is_some()
     }
+
+    /// Whether calls are being redirected through an ftrace callback.
+    pub(crate) fn is_callback(&self) -> bool {
+        self.via() == Some(Via::Callback)
+    }
+
+    /// Stops redirecting calls, if through a callback, until
+    /// [`Redirect::register_again`]. ftrace waits for the callbacks still
+    /// running; a replacement they sent a call to keeps its module
+    /// reference and runs on.
+    pub(crate) fn unregister_callback(&self) {
+        if !self.is_callback() {
+            return;
+        }
+        // SAFETY: the ops is registered as a callback (`via`).
+        if unsafe { bindings::unregister_ftrace_function(self.ops.get()) } == 0 {
+            self.registered.store(0, Release);
+        }
+    }
+
+    /// Redirects calls through the callback again after
+    /// [`Redirect::unregister_callback`]: the ops kept its callback, flags
+    /// and filter from [`Redirect::register`].
+    pub(crate) fn register_again(&self) -> Result {
+        if self.is_registered() {
+            return Ok(());
+        }
+        self.register_callback()?;
+        self.registered.store(Via::Callback.raw(), Release);
+        Ok(())
+    }
 }
 
 #[pinned_drop]

@@ -67,7 +67,8 @@ impl Modes {
     pub(crate) fn set_current(&self, on: bool) -> Result {
         let tgid = current_tgid();
         if on {
-            self.insert(tgid, GFP_KERNEL)
+            self.insert(tgid, GFP_KERNEL)?;
+            crate::entry_gate::arm().inspect_err(|_| self.remove(tgid))
         } else {
             self.remove(tgid);
             Ok(())
@@ -124,13 +125,8 @@ pub(crate) fn modes() -> Option<&'static Modes> {
     MODES.get()
 }
 
-/// Whether any process is in the stable mode (no lookup: asked for every
-/// splice in the system).
-pub(crate) fn any_in_mode() -> bool {
-    modes().is_some_and(|m| !m.by_tgid.is_empty())
-}
-
-/// Whether the calling process is in the stable mode.
+/// Whether the calling process is in the stable mode (one load while no
+/// process is: asked for every splice in the system).
 pub(crate) fn current_in_mode() -> bool {
     modes().is_some_and(Modes::current)
 }

@@ -13,6 +13,7 @@ use crate::{
     bindings,
     calls::{Calls, SYSCALL_MARK},
     counters::COUNTERS,
+    entry_gate,
     ftrace::{self, ModuleRef, Original},
     mode,
     registry::Global,
@@ -67,9 +68,14 @@ pub(crate) fn do_splice_wants(fregs: *mut bindings::ftrace_regs) -> bool {
 }
 
 /// The `do_splice_read` calls [`do_splice_read`] acts on: those of a
-/// stable splice, or of a process in the stable mode.
+/// stable splice, or of a process in the stable mode. The mode is looked
+/// up here (one load while no process is in it) rather than in the
+/// replacement: with a process in the mode, every other process's splices
+/// and `sendfile()`s pass here, and sending them to the replacement only
+/// to look it up there cost each a module reference and ftrace's
+/// trampoline once more.
 pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
-    calls().is_some_and(Calls::maybe_current) || mode::any_in_mode()
+    calls().is_some_and(Calls::maybe_current) || mode::current_in_mode()
 }
 
 /// `ss_direct_do_splice_read` (rust/trampolines.S) asks this while a
@@ -82,7 +88,7 @@ pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
 #[export_name = "ss_do_splice_read_wanted"]
 extern "C" fn do_splice_read_wanted() -> bool {
     // SAFETY: no preconditions.
-    (calls().is_some_and(Calls::maybe_current) || mode::any_in_mode()) && unsafe { bindings::ss_module_get() }
+    (calls().is_some_and(Calls::maybe_current) || mode::current_in_mode()) && unsafe { bindings::ss_module_get() }
 }
 
 /// `ss_direct_do_splice` (rust/trampolines.S) asks this while a stable
@@ -161,6 +167,10 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
     let stable = mark & SYSCALL_MARK != 0;
     if stable {
         COUNTERS.calls_in_flight.add(1);
+        if let Err(e) = entry_gate::arm() {
+            COUNTERS.calls_in_flight.sub(1);
+            return e.to_errno() as c_long;
+        }
     }
     // SAFETY: as above; the frame is restored before returning to the user.
     unsafe { (*regs).r9 = mark };

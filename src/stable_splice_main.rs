@@ -12,6 +12,7 @@ mod bindings;
 mod calls;
 mod control;
 mod counters;
+mod entry_gate;
 mod folio;
 mod ftrace;
 mod hold;
@@ -155,6 +156,13 @@ impl Redirects {
         self.in_order().all(|r| r.is_registered())
     }
 
+    /// The redirects of `do_splice` and `do_splice_read`, which only
+    /// stable splices need ([`entry_gate`]).
+    fn gated(self: Pin<&Self>) -> [Option<Pin<&ftrace::Redirect>>; entry_gate::GATED] {
+        [c"do_splice", c"do_splice_read"]
+            .map(|gated| self.in_order().zip(redirect_table()).find(|(_, (name, _))| *name == gated).map(|(r, _)| r))
+    }
+
     /// Of the redirects of `kind`, which would be direct calls, how many
     /// are callbacks.
     fn by_callback(self: Pin<&Self>, kind: ftrace::DirectCapable) -> usize {
@@ -168,6 +176,7 @@ impl Redirects {
 /// the state they use.
 struct StableSplice {
     _control: Pin<KBox<control::ControlDevice>>,
+    _gate: Pin<KBox<entry_gate::EntryGate>>,
     _redirects: Pin<KBox<Redirects>>,
     _tracking: mode::Tracking,
     _published: Published,
@@ -244,6 +253,10 @@ impl kernel::Module for StableSplice {
         counters::COUNTERS.writer_redirects_by_callback.add(by_callback as i64);
         let entries_by_callback = redirects.as_ref().by_callback(ftrace::DirectCapable::SpliceEntry);
         counters::COUNTERS.splice_redirects_by_callback.add(entries_by_callback as i64);
+        // SAFETY: the redirects are registered and pinned, and outlive the
+        // gate (declared before them in `StableSplice`, and dropped first
+        // here if init fails below).
+        let gate = unsafe { entry_gate::EntryGate::start(redirects.as_ref().gated())? };
         // Last: once a process can enter the mode, everything honours it.
         let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)
             .inspect_err(|_| pr_err!("stable_splice: cannot register /dev/stable_splice\n"))?;
@@ -257,6 +270,7 @@ impl kernel::Module for StableSplice {
         );
         Ok(Self {
             _control: control,
+            _gate: gate,
             _redirects: redirects,
             _tracking: tracking,
             _published: published,

@@ -122,11 +122,11 @@ rmmod stable_splice; tap $? module/rmmod_after_pipes_closed
 ok=0
 # (each insmod runs the KUnit suite, whose holds end a second later)
 for i in $(seq 1 10); do
-	insmod "$SS_KO" >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
+	insmod "$SS_KO" $SS_KO_PARAMS >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
 done
 tap $ok module/insmod_rmmod_x10
 echo "---- policy parameter ----"
-insmod "$SS_KO" policy=bogus >/dev/null 2>&1
+insmod "$SS_KO" $SS_KO_PARAMS policy=bogus >/dev/null 2>&1
 r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?
 [ $r != 0 ] && [ $loaded != 0 ]; tap $? module/policy_invalid_refused
 # The KUnit suite runs at insmod in a kthread that splices and then writes
@@ -134,7 +134,7 @@ r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?
 # suite out of this load.
 kglob=/sys/module/kunit/parameters/filter_glob
 [ -w $kglob ] && echo no_such_suite >$kglob
-timeout 60 insmod "$SS_KO" policy=block; tap $? module/insmod_policy_block
+timeout 60 insmod "$SS_KO" $SS_KO_PARAMS policy=block; tap $? module/insmod_policy_block
 [ -w $kglob ] && echo '*' >$kglob
 retap < <(timeout 120 python3 "$SS_ROOT/scripts/lib/policy-block.py" /tmp/ss/ext4 /tmp/ss/xfs 2>&1 || echo "not ok - policy_block/script (status $?)")
 ss_rmmod; tap $? module/rmmod_policy_block
@@ -144,5 +144,5 @@ bash "$SS_ROOT/scripts/lib/writer-redirects.sh" || rc=1
 grep -q '^stable_splice ' /proc/modules && ss_rmmod
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
-insmod "$SS_KO" >/dev/null 2>&1; tap $? module/reload
+insmod "$SS_KO" $SS_KO_PARAMS >/dev/null 2>&1; tap $? module/reload
 exit $rc

@@ -55,7 +55,7 @@ rm -rf "$stage" && mkdir -p "$stage/lib/modules/$K/updates/dkms"
 cp "$ROOT$ko" "$stage/lib/modules/$K/updates/dkms/"
 depmod -b "$stage" "$K" 2>>"$log"
 out=$(scripts/vm-run --kernel debian --no-module -- bash -c "
-	modprobe -d $stage -S $K stable_splice && echo MODPROBE-OK
+	modprobe -d $stage -S $K stable_splice \$SS_KO_PARAMS && echo MODPROBE-OK
 	tools/stable-splice/target/release/stable-splice probe
 	grep -q '^stable_splice ' /proc/modules && rmmod stable_splice && echo RMMOD-OK" 2>&1)
 vst=$?

@@ -12,8 +12,75 @@ pub(crate) struct OverheadRes {
     pub(crate) rows: Vec<(&'static str, f64, f64, Option<f64>)>,
 }
 
-pub(crate) const OVERHEAD_WORK: [&str; 5] =
-    ["buffered pwrite 4 KiB", "pread 4 KiB", "mmap store fault", "plain splice 4 KiB", "plain splice 64 KiB"];
+/// The plain splice rows come three times: while no stable splice is in
+/// use (the redirects of `do_splice` and `do_splice_read` out, as after
+/// ten idle seconds: debugfs `idle` before each run), while stable splices
+/// are in use (one right before the run puts them back), and while a
+/// process is in the stable mode (every `do_splice_read` then asks whether
+/// the caller is in it).
+pub(crate) const OVERHEAD_WORK: [&str; 9] = [
+    "buffered pwrite 4 KiB",
+    "pread 4 KiB",
+    "mmap store fault",
+    "plain splice 4 KiB",
+    "plain splice 64 KiB",
+    "plain splice 4 KiB, stable in use",
+    "plain splice 64 KiB, stable in use",
+    "plain splice 4 KiB, a process in the mode",
+    "plain splice 64 KiB, a process in the mode",
+];
+
+/// Another process in the stable mode while this lives: stable splices
+/// are in use on the machine, so the module's splice entry points stay
+/// redirected. Without the module the child only waits.
+struct StableUser {
+    child: libc::pid_t,
+    release: Fd,
+}
+
+impl StableUser {
+    fn start() -> Res<StableUser> {
+        let ready = pipe(PAGE)?;
+        let release = pipe(PAGE)?;
+        // SAFETY: the child only makes system calls and exits.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(format!("fork: {}", last_err()));
+        }
+        if child == 0 {
+            let _ = set_stable_mode(true);
+            let mut b = [0u8; 1];
+            // SAFETY: our own pipes; the read returns when the parent closes its end.
+            unsafe {
+                libc::write(ready.w.raw(), b.as_ptr().cast(), 1);
+                libc::close(release.w.raw());
+                libc::read(release.r.raw(), b.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: as above.
+        unsafe { libc::read(ready.r.raw(), b.as_mut_ptr().cast(), 1) };
+        Ok(StableUser { child, release: release.w })
+    }
+}
+
+impl Drop for StableUser {
+    fn drop(&mut self) {
+        // SAFETY: our pipe's write end and our child.
+        unsafe {
+            libc::close(self.release.raw());
+            libc::waitpid(self.child, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// Takes the module's idle splice entry points out now (debugfs `idle`):
+/// the state of a machine where nobody stable-splices. Without the module
+/// (or debugfs) nothing to do.
+fn splice_entries_idle() {
+    let _ = std::fs::write("/sys/kernel/debug/stable_splice/idle", "1");
+}
 
 /// Plain splices (no flag, a task outside the stable mode): the module
 /// redirects the splice entry points, so what that costs a splice that
@@ -52,20 +119,45 @@ impl PlainSplicer {
         }
         Ok(())
     }
+
+    /// One stable splice of a page, drained: stable splices are in use
+    /// (without the module the flag is refused, and nothing changes).
+    fn one_stable(&self, fd: i32) {
+        let mut o = 0i64;
+        // SAFETY: splices between our own descriptors.
+        unsafe {
+            let n = libc::splice(fd, &mut o, self.p.w.raw(), std::ptr::null_mut(), PAGE, stable_splice_uapi::SPLICE_F_STABLE);
+            if n > 0 {
+                libc::splice(self.p.r.raw(), std::ptr::null_mut(), self.devnull.raw(), std::ptr::null_mut(), n as usize, 0);
+            }
+        }
+    }
 }
 
 pub(crate) fn overhead_run(fd: i32, map: *mut u8, pages: usize, which: usize, secs: f64) -> Res<f64> {
     let mut buf = vec![5u8; PAGE];
     let (mut ops, mut k) = (0u64, 0usize);
     let splicer = PlainSplicer::new()?;
+    let _user = match which {
+        3 | 4 => {
+            splice_entries_idle();
+            None
+        }
+        5 | 6 => {
+            splicer.one_stable(fd);
+            None
+        }
+        7 | 8 => Some(StableUser::start()?),
+        _ => None,
+    };
     let t0 = Instant::now();
     while t0.elapsed().as_secs_f64() < secs {
         let off = ((k * 7919) % pages * PAGE) as u64;
         match which {
             0 => pwrite_full(fd, &buf, off)?,
             1 => pread_full(fd, &mut buf, off)?,
-            3 => splicer.splice(fd, off, PAGE)?,
-            4 => splicer.splice(fd, off / (16 * PAGE as u64) * (16 * PAGE as u64), 16 * PAGE)?,
+            3 | 5 | 7 => splicer.splice(fd, off, PAGE)?,
+            4 | 6 | 8 => splicer.splice(fd, off / (16 * PAGE as u64) * (16 * PAGE as u64), 16 * PAGE)?,
             _ => {
                 // One store per page, then drop the ptes: every store is a
                 // shared write fault with page_mkwrite.

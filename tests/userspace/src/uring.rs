@@ -5,6 +5,22 @@ use crate::util::{ename, errno, Fd, TResult};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use stable_splice_uapi::io_uring::{Sqe, IORING_OP_READ, IORING_OP_SPLICE, IORING_OP_WRITE, IOSQE_IO_LINK};
+
+/// An `IORING_OP_SPLICE` of `len` bytes from `file` (at its position) into
+/// the pipe's write end `pipe_w`.
+pub fn splice_from_file(file: i32, pipe_w: i32, len: usize, flags: u32, user_data: u64) -> Sqe {
+    Sqe {
+        opcode: IORING_OP_SPLICE,
+        fd: pipe_w,
+        off: u64::MAX,
+        addr: 0,
+        len: len as u32,
+        rw_flags: flags,
+        splice_fd_in: file,
+        user_data,
+        ..Default::default()
+    }
+}
 use stable_splice_uapi::io_uring::{Cqe, Params, IORING_ENTER_GETEVENTS, IORING_OFF_CQ_RING, IORING_OFF_SQES, IORING_OFF_SQ_RING};
 
 struct RingMap {

@@ -908,17 +908,7 @@ pub fn holds_io_uring_prep_pins_module(ctx: &Ctx) -> TResult {
                 user_data: 1,
                 ..Default::default()
             },
-            uring::Sqe {
-                opcode: uring::IORING_OP_SPLICE,
-                fd: out.w.raw(),
-                off: u64::MAX,
-                addr: 0,
-                len: LEN as u32,
-                rw_flags: SPLICE_F_STABLE,
-                splice_fd_in: f.fd.raw(),
-                user_data: 2,
-                ..Default::default()
-            },
+            uring::splice_from_file(f.fd.raw(), out.w.raw(), LEN, SPLICE_F_STABLE, 2),
         ])
     };
     // Files with holds pin the module too: measure with none held (the

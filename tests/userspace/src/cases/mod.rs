@@ -5,6 +5,7 @@ use crate::util::TResult;
 mod basic;
 mod contract_stress;
 mod e2e;
+mod entry_gate;
 mod exerciser;
 mod fault_injection;
 mod holds;
@@ -179,6 +180,11 @@ pub fn all() -> Vec<Case> {
         case!(Module, mode::mode_io_uring_splice),
         case!(Any, mode::plain_mode_io_uring_splice),
         case!(Module, mode::mode_pipe_source_unchanged),
+        case!(Module, entry_gate::entries_back_after_idle),
+        case!(Any, entry_gate::plain_entries_back_after_idle),
+        case!(long Module, entry_gate::entries_idle_race),
+        case!(long Any, entry_gate::plain_entries_idle_race),
+        case!(long Module, entry_gate::entries_idle_on_their_own),
         case!(Module, mode::mode_tool),
         case!(NoModule, mode::mode_tool_without_module),
         // end to end (--e2e): nginx from Debian, curl

@@ -214,17 +214,7 @@ fn uring_without_flag(ctx: &Ctx, mode: bool) -> TResult {
     // SAFETY: raising our own pipe's size.
     unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
     let mut ring = uring::setup_or_skip(4)?;
-    let r = ring.submit_and_wait(uring::Sqe {
-        opcode: uring::IORING_OP_SPLICE,
-        fd: p.w.raw(),
-        off: u64::MAX,
-        addr: 0,
-        len: LEN as u32,
-        rw_flags: 0,
-        splice_fd_in: f.fd.raw(),
-        user_data: 1,
-        ..Default::default()
-    })?;
+    let r = ring.submit_and_wait(uring::splice_from_file(f.fd.raw(), p.w.raw(), LEN, 0, 1))?;
     ensure!(r == LEN as i32, "IORING_OP_SPLICE returned {r}");
     pwrite_all(f.fd.raw(), &b, 0)?;
     let got = read_pipe(&p.r, LEN)?;
