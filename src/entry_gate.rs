@@ -41,6 +41,9 @@ static ARMED: AtomicBool = AtomicBool::new(true);
 
 static GATE: Global<EntryGate> = Global::new();
 
+/// Whether a failed registration was reported.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
 /// The gate over the redirects of [`GATED`].
 #[pin_data(PinnedDrop)]
 pub(crate) struct EntryGate {
@@ -121,7 +124,11 @@ fn arm_slow() -> Result {
             // SAFETY: per `EntryGate::start`.
             let redirect = unsafe { r.as_ref() };
             if let Err(e) = redirect.register_again() {
-                pr_err!("stable_splice: cannot redirect the splice entry points again: {:?}\n", e);
+                // Once: every stable splice would try again (a livepatch of
+                // the function, another IPMODIFY user, keeps it out).
+                if !WARNED.swap(true, Relaxed) {
+                    pr_err!("stable_splice: cannot redirect the splice entry points again: {:?}\n", e);
+                }
                 for r in state.redirects.iter().flatten().take(done) {
                     // SAFETY: as above.
                     unsafe { r.as_ref() }.unregister_callback();

@@ -238,8 +238,15 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
         Direct,
     }
     const CYCLE: [State; 4] = [State::Loaded, State::NotLoaded, State::Direct, State::NotLoaded];
-    let direct_params: Vec<String> = o
-        .module_params
+    // The harness's own parameters first (scripts/lib/guest.sh: none in a
+    // one-vCPU guest), then the run's.
+    let params: Vec<String> = std::env::var("SS_KO_PARAMS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .chain(o.module_params.iter().cloned())
+        .collect();
+    let direct_params: Vec<String> = params
         .iter()
         .filter(|p| !p.starts_with("direct_calls="))
         .cloned()
@@ -247,7 +254,7 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
         .collect();
     let enter = |state: State| -> Res {
         let st = match state {
-            State::Loaded => std::process::Command::new("insmod").arg(&ko).args(&o.module_params).status(),
+            State::Loaded => std::process::Command::new("insmod").arg(&ko).args(&params).status(),
             State::Direct => std::process::Command::new("insmod").arg(&ko).args(&direct_params).status(),
             State::NotLoaded => std::process::Command::new("rmmod").arg("stable_splice").status(),
         };

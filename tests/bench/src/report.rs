@@ -285,7 +285,7 @@ pub(crate) fn overhead_table(ov: Option<&OverheadRes>) -> String {
              ops/s there are work per op, not emulator speed) ---"
         );
         for &(n, on, off, direct) in &ov.rows {
-            let _ = write!(s, "{n:<28} loaded {on:>12.0}  not loaded {off:>12.0}  ratio {:.3}", on / off);
+            let _ = write!(s, "{n:<42} loaded {on:>12.0}  not loaded {off:>12.0}  ratio {:.3}", on / off);
             if let Some(d) = direct {
                 let _ = write!(s, "  direct_calls=1 {d:>12.0}  ratio {:.3}", d / off);
             }
