@@ -28,11 +28,38 @@ use crate::{
     registry::{CountedXArray, Global},
 };
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::prelude::*;
 
 /// One thread group in the mode.
 struct Member {
     _module: ModuleRef,
+}
+
+/// How many thread groups in the mode have a thread-group id with these
+/// low bits. While a process is in the mode every splice and `sendfile()`
+/// in the system asks whether its own process is; for all others this
+/// answers no with one load instead of taking the XArray's lock. Relaxed
+/// as [`CountedXArray`]'s count is: a process asks about itself, and it
+/// (or its parent, before it ran) recorded it. A counter is raised before
+/// its entry is stored and lowered only after an entry was taken out, so
+/// it never drops below its slot's members.
+struct TgidFilter([AtomicU32; TgidFilter::SLOTS]);
+
+impl TgidFilter {
+    const SLOTS: usize = 256;
+
+    const fn new() -> Self {
+        Self([const { AtomicU32::new(0) }; Self::SLOTS])
+    }
+
+    fn slot(&self, tgid: usize) -> &AtomicU32 {
+        &self.0[tgid % Self::SLOTS]
+    }
+
+    fn may_contain(&self, tgid: usize) -> bool {
+        self.slot(tgid).load(Ordering::Relaxed) != 0
+    }
 }
 
 /// The thread groups in the stable mode, by global thread-group id.
@@ -41,26 +68,48 @@ pub(crate) struct Modes {
     /// While empty, lookups and the tracepoints cost one load.
     #[pin]
     by_tgid: CountedXArray<Member>,
+    filter: TgidFilter,
 }
 
 impl Modes {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             by_tgid <- CountedXArray::new(&COUNTERS.mode_processes),
+            filter: TgidFilter::new(),
         })
     }
 
-    fn insert(&self, tgid: usize, flags: kernel::alloc::Flags) -> Result {
+    pub(crate) fn insert(&self, tgid: usize, flags: kernel::alloc::Flags) -> Result {
         let module = ModuleRef::get().ok_or(ENODEV)?;
-        self.by_tgid.insert(tgid, KBox::new(Member { _module: module }, flags)?, flags)
+        let member = KBox::new(Member { _module: module }, flags)?;
+        // Counted before it is stored, so that the process (which asks
+        // about itself only) never finds the filter saying no to an entry.
+        self.filter.slot(tgid).fetch_add(1, Ordering::Relaxed);
+        match self.by_tgid.insert(tgid, member, flags) {
+            Ok(true) => Ok(()),
+            other => {
+                self.filter.slot(tgid).fetch_sub(1, Ordering::Relaxed);
+                other.map(|_| ())
+            }
+        }
     }
 
-    fn remove(&self, tgid: usize) {
-        drop(self.by_tgid.remove(tgid)); // the module reference goes last
+    pub(crate) fn remove(&self, tgid: usize) {
+        let gone = self.by_tgid.remove(tgid);
+        if gone.is_some() {
+            self.filter.slot(tgid).fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(gone); // the module reference goes last
     }
 
-    fn contains(&self, tgid: usize) -> bool {
-        self.by_tgid.with(tgid, |_| ()).is_some()
+    pub(crate) fn contains(&self, tgid: usize) -> bool {
+        !self.by_tgid.is_empty() && self.filter.may_contain(tgid) && self.by_tgid.with(tgid, |_| ()).is_some()
+    }
+
+    /// Whether the filter sends a lookup of `tgid` to the XArray.
+    #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
+    pub(crate) fn filter_may_contain(&self, tgid: usize) -> bool {
+        self.filter.may_contain(tgid)
     }
 
     /// Puts the calling process into the mode (`on`) or takes it out.

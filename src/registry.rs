@@ -94,16 +94,16 @@ impl<T> CountedXArray<T> {
     }
 
     /// Stores `value` at `index` unless an entry is there already (then
-    /// `value` is dropped, after the lock).
-    pub(crate) fn insert(&self, index: usize, value: KBox<T>, flags: kernel::alloc::Flags) -> Result {
+    /// `value` is dropped, after the lock); whether it stored it.
+    pub(crate) fn insert(&self, index: usize, value: KBox<T>, flags: kernel::alloc::Flags) -> Result<bool> {
         let mut guard = self.xa.lock();
         if guard.get(index).is_some() {
-            return Ok(());
+            return Ok(false);
         }
         guard.store(index, value, flags).map_err(|e| e.error)?;
         drop(guard);
         self.counted(1);
-        Ok(())
+        Ok(true)
     }
 
     /// Takes the entry at `index` out.

@@ -88,7 +88,7 @@ pub(crate) fn do_splice_read_wants(_: *mut bindings::ftrace_regs) -> bool {
 #[export_name = "ss_do_splice_read_wanted"]
 extern "C" fn do_splice_read_wanted() -> bool {
     // SAFETY: no preconditions.
-    (calls().is_some_and(Calls::maybe_current) || mode::current_in_mode()) && unsafe { bindings::ss_module_get() }
+    do_splice_read_wants(core::ptr::null_mut()) && unsafe { bindings::ss_module_get() }
 }
 
 /// `ss_direct_do_splice` (rust/trampolines.S) asks this while a stable
@@ -161,7 +161,6 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
         }
         user_r9 & !SYSCALL_MARK
     } else {
-        COUNTERS.stable_calls.add(1);
         (user_r9 & !(SPLICE_F_STABLE as usize)) | SYSCALL_MARK
     };
     let stable = mark & SYSCALL_MARK != 0;
@@ -171,6 +170,7 @@ pub(crate) unsafe extern "C" fn sys_splice(regs: *mut bindings::pt_regs) -> c_lo
             COUNTERS.calls_in_flight.sub(1);
             return e.to_errno() as c_long;
         }
+        COUNTERS.stable_calls.add(1);
     }
     // SAFETY: as above; the frame is restored before returning to the user.
     unsafe { (*regs).r9 = mark };

@@ -137,12 +137,13 @@ impl<'a> NewBuffers<'a> {
 
 /// The buffer operations of stable buffers, copied and held alike: the
 /// kernel's own `nosteal_pipe_buf_ops` (a page reference dropped on
-/// release, taken by `tee`; no `confirm`, no `try_steal`). Core kernel code
-/// is all a stable buffer runs, so buffers neither pin the module nor call
-/// into it: what a held buffer needs after the module is gone is its hold,
-/// and holds pin the module (see `src/hold.rs`). A held page that a writer
-/// took out of the page cache stays readable: without `confirm`, nothing
-/// asks for its (cleared) mapping, unlike page-cache buffers.
+/// release, taken by `tee`; no `confirm`, no `try_steal`). Core kernel
+/// code is all a stable buffer runs, so buffers neither pin the module
+/// nor call into it: what a held buffer needs after the module is gone is
+/// its hold, and holds pin the module (see `src/hold.rs`). A held page
+/// that a writer took out of the page cache stays readable: without
+/// `confirm`, nothing asks for its (cleared) mapping, unlike page-cache
+/// buffers.
 fn stable_ops() -> *const bindings::pipe_buf_operations {
     // Only its address: an exported, immutable kernel object.
     &raw const bindings::nosteal_pipe_buf_ops

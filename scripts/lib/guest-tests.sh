@@ -122,11 +122,11 @@ rmmod stable_splice; tap $? module/rmmod_after_pipes_closed
 ok=0
 # (each insmod runs the KUnit suite, whose holds end a second later)
 for i in $(seq 1 10); do
-	insmod "$SS_KO" $SS_KO_PARAMS >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
+	ss_insmod >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
 done
 tap $ok module/insmod_rmmod_x10
 echo "---- policy parameter ----"
-insmod "$SS_KO" $SS_KO_PARAMS policy=bogus >/dev/null 2>&1
+ss_insmod policy=bogus >/dev/null 2>&1
 r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?
 [ $r != 0 ] && [ $loaded != 0 ]; tap $? module/policy_invalid_refused
 # The KUnit suite runs at insmod in a kthread that splices and then writes
@@ -144,5 +144,5 @@ bash "$SS_ROOT/scripts/lib/writer-redirects.sh" || rc=1
 grep -q '^stable_splice ' /proc/modules && ss_rmmod
 # Without the module the flag is back to upstream's EINVAL.
 "$BIN" --expect-no-module --dir /tmp/ss/ext4 --fs-label unloaded --filter flag_einval_without_module || rc=1
-insmod "$SS_KO" $SS_KO_PARAMS >/dev/null 2>&1; tap $? module/reload
+ss_insmod >/dev/null 2>&1; tap $? module/reload
 exit $rc

@@ -39,7 +39,7 @@ scratch_fs_mount || fail "could not set up scratch file systems"
 
 if [ "$SS_MODULE" = 1 ]; then
 	before=$(dmesg | wc -l)
-	if ! insmod "$SS_KO" $SS_KO_PARAMS; then
+	if ! ss_insmod; then
 		fail "insmod $SS_KO $SS_KO_PARAMS"
 	fi
 	if [ "$SS_KUNIT" = 1 ]; then

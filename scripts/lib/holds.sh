@@ -39,3 +39,9 @@ ss_rmmod() {
 	ss_wait_holds_released
 	rmmod stable_splice
 }
+
+# insmod of the module under test with the guest's parameters
+# ($SS_KO_PARAMS, set by guest.sh) followed by the caller's.
+ss_insmod() {
+	insmod "$SS_KO" $SS_KO_PARAMS "$@"
+}

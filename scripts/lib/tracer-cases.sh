@@ -12,7 +12,7 @@ set -u
 BIN=$SS_ROOT/tests/userspace/target/release/stable-splice-tests
 rc=0
 "$BIN" --dir /tmp/ss/ext4 --fs-label one-vcpu/ext4 --expect-module --filter snapshot_beside_,entries_ || rc=1
-ss_rmmod && insmod "$SS_KO" $SS_KO_PARAMS direct_calls=1
+ss_rmmod && ss_insmod direct_calls=1
 if [ $? != 0 ]; then
 	echo "not ok 1 - one-vcpu-direct/reload_with_direct_calls_1"
 	exit 1

@@ -56,7 +56,7 @@ by_callback_is() {
 }
 
 echo "---- redirects as direct calls: direct_calls=1 ----"
-insmod "$SS_KO" $SS_KO_PARAMS direct_calls=1; tap $? direct/insmod_direct_calls_1
+ss_insmod direct_calls=1; tap $? direct/insmod_direct_calls_1
 by_callback_is 0 0; tap $? direct/all_five_redirects_are_direct_calls
 run_cases direct ext4 xfs
 ss_rmmod; tap $? direct/rmmod
@@ -107,7 +107,7 @@ if ! command -v bpftrace >/dev/null || [ ! -e /sys/kernel/btf/vmlinux ]; then
 fi
 
 echo "---- a BPF program beside the module's callbacks ----"
-insmod "$SS_KO" $SS_KO_PARAMS; tap $? bpf-beside/insmod
+ss_insmod; tap $? bpf-beside/insmod
 bpf_start; tap $? bpf-beside/fentry_fexit_attach
 run_cases bpf-beside ext4
 bpf_stop
@@ -116,7 +116,7 @@ ss_rmmod; tap $? bpf-beside/rmmod
 
 echo "---- direct_calls=1 with a BPF program on the functions first ----"
 bpf_start; tap $? bpf-first/fentry_fexit_attached
-insmod "$SS_KO" $SS_KO_PARAMS direct_calls=1; tap $? bpf-first/insmod_direct_calls_1_falls_back
+ss_insmod direct_calls=1; tap $? bpf-first/insmod_direct_calls_1_falls_back
 dmesg | grep 'has a direct call already' | tail -2 | sed 's/^/#   /'
 by_callback_is 2 3; tap $? bpf-first/all_five_redirects_are_callbacks
 run_cases bpf-first ext4

@@ -257,6 +257,32 @@ mod tests {
         assert!(crate::splice::calls().is_some());
     }
 
+    /// The stable mode's lookup: thread-group ids that share a slot of the
+    /// filter stay apart, a second entry of the same id is not counted
+    /// twice, and the filter says no again once both are gone. The ids are
+    /// above `PID_MAX_LIMIT`: no process can have them.
+    #[test]
+    fn mode_lookup_keeps_tgids_sharing_a_filter_slot() -> Result {
+        let m = crate::mode::modes().ok_or(ENODEV)?;
+        let (a, b) = ((1usize << 23) + 5, (1usize << 23) + 5 + 256);
+        assert!(!m.contains(a) && !m.contains(b));
+        m.insert(a, GFP_KERNEL)?;
+        assert!(m.contains(a) && !m.contains(b));
+        m.insert(b, GFP_KERNEL)?;
+        m.insert(a, GFP_KERNEL)?;
+        assert!(m.contains(a) && m.contains(b));
+        m.remove(a);
+        assert!(!m.contains(a) && m.contains(b));
+        m.remove(a);
+        // Removing an absent id must not take another's count.
+        assert!(m.contains(b));
+        m.remove(b);
+        assert!(!m.contains(a) && !m.contains(b));
+        // The slot is not counted once its ids are gone.
+        assert!(!m.filter_may_contain(a));
+        Ok(())
+    }
+
     /// The per-file index of holds: entries by page index, each owning a
     /// folio reference, across gaps and block boundaries.
     #[test]

@@ -80,10 +80,10 @@ impl Smbd {
         };
         let child = cmd.spawn().map_err(|e| TestErr::Fail(format!("{cmd:?}: {e}")))?;
         let mut me = Self { dir, port, child };
-        let up = wait_until(Duration::from_secs(30), || {
+        let up = wait_until(Duration::from_secs(60), || {
             matches!(me.child.try_wait(), Ok(None)) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        ensure!(up, "smbd did not come up on port {port}: {}", me.log());
+        ensure!(up, "smbd did not come up on port {port}: log: {}; its processes: {}", me.log(), session_report(me.child.id()));
         Ok(me)
     }
 
@@ -136,6 +136,33 @@ impl Drop for Smbd {
             unsafe { libc::kill(-pid, 0) != 0 }
         });
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the processes of session `sid` are doing: command, state, where
+/// they wait and their kernel stacks, for a server that never came up.
+fn session_report(sid: u32) -> String {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return "no /proc".into() };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // comm may hold spaces: the fields after its closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(3).and_then(|s| s.parse::<u32>().ok()) != Some(sid) {
+            continue;
+        }
+        let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("?");
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let stack = std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
+        let stack: Vec<&str> = stack.lines().take(12).map(|l| l.split_whitespace().nth(1).unwrap_or(l)).collect();
+        out.push(format!("{pid} {comm} {} wchan {wchan} stack [{}]", f[0], stack.join(" < ")));
+    }
+    if out.is_empty() {
+        "none left".into()
+    } else {
+        out.join("; ")
     }
 }
 
