@@ -33,8 +33,8 @@ pub(super) struct Smbd {
 
 impl Smbd {
     /// `sndbuf`: SO_SNDBUF of smbd's sockets (bytes), if not the default.
-    /// `extra`: more [global] lines.
-    pub fn start(root: &str, stable: bool, sndbuf: Option<usize>, extra: &str) -> TResult<Self> {
+    /// `extra`: more [global] lines. Notes how long smbd took to answer.
+    pub fn start(ctx: &Ctx, root: &str, stable: bool, sndbuf: Option<usize>, extra: &str) -> TResult<Self> {
         ensure!(
             std::path::Path::new(SMBD).exists() && std::path::Path::new(SMBCLIENT).exists(),
             "no {SMBD} or {SMBCLIENT}: scripts/setup installs Debian's samba and smbclient (scripts/setup-samba)"
@@ -78,12 +78,16 @@ impl Smbd {
                 Ok(())
             })
         };
+        let started = Instant::now();
         let child = cmd.spawn().map_err(|e| TestErr::Fail(format!("{cmd:?}: {e}")))?;
         let mut me = Self { dir, port, child };
         let up = wait_until(Duration::from_secs(60), || {
             matches!(me.child.try_wait(), Ok(None)) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         ensure!(up, "smbd did not come up on port {port}: log: {}; its processes: {}", me.log(), session_report(me.child.id()));
+        // Its usual time says how far a start that never came was from
+        // the limit.
+        ctx.note(format!("smbd answered on its port after {:.1} s", started.elapsed().as_secs_f64()));
         Ok(me)
     }
 
@@ -331,7 +335,7 @@ fn stalled_client(ctx: &Ctx, stable: bool) -> TResult {
     let f = &file.fd;
     pwrite_all(f.raw(), &a, 0)?;
     settle_page_cache(f.raw(), BIG)?;
-    let smbd = Smbd::start(&ctx.dir, stable, None, "")?;
+    let smbd = Smbd::start(ctx, &ctx.dir, stable, None, "")?;
     let before = counters_now();
     let mut client = smbd
         .client(&format!("get {name} -"))
@@ -391,7 +395,7 @@ fn smbclient_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     // default: a kprobe on sendfile64 saw EAGAIN and short sends in every
     // run, and once a page torn at such a seam failed the case).
     let _wmem = WmemMax::raise(4 * BIG)?;
-    let smbd = Smbd::start(&ctx.dir, stable, Some(2 * BIG), "")?;
+    let smbd = Smbd::start(ctx, &ctx.dir, stable, Some(2 * BIG), "")?;
     let out_file = named_file("/tmp", 0o600)?;
     let out = out_file.path.clone().unwrap_or_default();
     let before = counters_now();
@@ -428,7 +432,7 @@ impl Misbehaving {
         let a = pattern(0x71, 0, BIG);
         pwrite_all(file.fd.raw(), &a, 0)?;
         settle_page_cache(file.fd.raw(), BIG)?;
-        let smbd = Smbd::start(&ctx.dir, true, None, "")?;
+        let smbd = Smbd::start(ctx, &ctx.dir, true, None, "")?;
         Ok(Self { file, name, a, smbd })
     }
 
