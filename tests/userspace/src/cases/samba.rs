@@ -23,7 +23,7 @@ const BIG: usize = 16 << 20;
 const SMBD: &str = "/usr/sbin/smbd";
 const SMBCLIENT: &str = "/usr/bin/smbclient";
 
-/// A running smbd serving `root` as share `t` on 127.0.0.1:`port`, in a
+/// A running smbd serving a case's directory as share `t` on 127.0.0.1:`port`, in a
 /// process group of its own; the group is killed when dropped.
 pub(super) struct Smbd {
     pub dir: String,
@@ -32,9 +32,11 @@ pub(super) struct Smbd {
 }
 
 impl Smbd {
-    /// `sndbuf`: SO_SNDBUF of smbd's sockets (bytes), if not the default.
-    /// `extra`: more [global] lines. Notes how long smbd took to answer.
-    pub fn start(ctx: &Ctx, root: &str, stable: bool, sndbuf: Option<usize>, extra: &str) -> TResult<Self> {
+    /// Serves the case's directory. `sndbuf`: SO_SNDBUF of smbd's sockets
+    /// (bytes), if not the default. `extra`: more [global] lines. Notes how
+    /// long smbd took to answer.
+    pub fn start(ctx: &Ctx, stable: bool, sndbuf: Option<usize>, extra: &str) -> TResult<Self> {
+        let root = &ctx.dir;
         ensure!(
             std::path::Path::new(SMBD).exists() && std::path::Path::new(SMBCLIENT).exists(),
             "no {SMBD} or {SMBCLIENT}: scripts/setup installs Debian's samba and smbclient (scripts/setup-samba)"
@@ -335,7 +337,7 @@ fn stalled_client(ctx: &Ctx, stable: bool) -> TResult {
     let f = &file.fd;
     pwrite_all(f.raw(), &a, 0)?;
     settle_page_cache(f.raw(), BIG)?;
-    let smbd = Smbd::start(ctx, &ctx.dir, stable, None, "")?;
+    let smbd = Smbd::start(ctx, stable, None, "")?;
     let before = counters_now();
     let mut client = smbd
         .client(&format!("get {name} -"))
@@ -395,7 +397,7 @@ fn smbclient_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     // default: a kprobe on sendfile64 saw EAGAIN and short sends in every
     // run, and once a page torn at such a seam failed the case).
     let _wmem = WmemMax::raise(4 * BIG)?;
-    let smbd = Smbd::start(ctx, &ctx.dir, stable, Some(2 * BIG), "")?;
+    let smbd = Smbd::start(ctx, stable, Some(2 * BIG), "")?;
     let out_file = named_file("/tmp", 0o600)?;
     let out = out_file.path.clone().unwrap_or_default();
     let before = counters_now();
@@ -432,7 +434,7 @@ impl Misbehaving {
         let a = pattern(0x71, 0, BIG);
         pwrite_all(file.fd.raw(), &a, 0)?;
         settle_page_cache(file.fd.raw(), BIG)?;
-        let smbd = Smbd::start(ctx, &ctx.dir, true, None, "")?;
+        let smbd = Smbd::start(ctx, true, None, "")?;
         Ok(Self { file, name, a, smbd })
     }
 
