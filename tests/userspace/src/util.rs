@@ -435,6 +435,34 @@ pub fn counters_present() -> bool {
     std::path::Path::new(COUNTER_DIR).is_dir()
 }
 
+/// A process's /proc/PID/stat: its command and the fields after it
+/// (`fields[0]` the state, `fields[3]` the session id, as proc(5) numbers
+/// them from 3 on). The command may hold spaces and parentheses: it ends
+/// at the last ") ".
+pub struct ProcStat {
+    pub comm: String,
+    pub fields: Vec<String>,
+}
+
+impl ProcStat {
+    pub fn read(pid: impl std::fmt::Display) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        Some(Self {
+            comm: head.split_once(" (").map_or("?", |(_, c)| c).to_string(),
+            fields: rest.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+
+    pub fn state(&self) -> &str {
+        self.fields.first().map_or("?", String::as_str)
+    }
+
+    pub fn session(&self) -> Option<u32> {
+        self.fields.get(3)?.parse().ok()
+    }
+}
+
 /// Poll until `f` holds or `limit` passes; returns whether it held.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;

@@ -33,9 +33,8 @@ pub(super) struct Smbd {
 
 impl Smbd {
     /// Serves the case's directory. `sndbuf`: SO_SNDBUF of smbd's sockets
-    /// (bytes), if not the default. `extra`: more [global] lines. Notes how
-    /// long smbd took to answer.
-    pub fn start(ctx: &Ctx, stable: bool, sndbuf: Option<usize>, extra: &str) -> TResult<Self> {
+    /// (bytes), if not the default. Notes how long smbd took to answer.
+    pub fn start(ctx: &Ctx, stable: bool, sndbuf: Option<usize>) -> TResult<Self> {
         let root = &ctx.dir;
         ensure!(
             std::path::Path::new(SMBD).exists() && std::path::Path::new(SMBCLIENT).exists(),
@@ -56,7 +55,7 @@ impl Smbd {
              \x20 state directory = {dir}/state\n  cache directory = {dir}/cache\n  pid directory = {dir}\n\
              \x20 ncalrpc dir = {dir}/ncalrpc\n  map to guest = Bad User\n  load printers = no\n\
              \x20 printcap name = /dev/null\n  disable spoolss = yes\n  use sendfile = yes\n  aio read size = 0\n\
-             \x20 server signing = default\n  server smb encrypt = off\n  log level = 1\n{sockopt}{extra}\
+             \x20 server signing = default\n  server smb encrypt = off\n  log level = 1\n{sockopt}\
              [t]\n  path = {root}\n  guest ok = yes\n  read only = no\n"
         );
         std::fs::write(format!("{dir}/smb.conf"), conf).map_err(|e| TestErr::Fail(e.to_string()))?;
@@ -152,18 +151,14 @@ fn session_report(sid: u32) -> String {
     let Ok(dir) = std::fs::read_dir("/proc") else { return "no /proc".into() };
     for e in dir.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // comm may hold spaces: the fields after its closing parenthesis.
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(3).and_then(|s| s.parse::<u32>().ok()) != Some(sid) {
+        let Some(stat) = ProcStat::read(pid) else { continue };
+        if stat.session() != Some(sid) {
             continue;
         }
-        let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("?");
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         let stack = std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
         let stack: Vec<&str> = stack.lines().take(12).map(|l| l.split_whitespace().nth(1).unwrap_or(l)).collect();
-        out.push(format!("{pid} {comm} {} wchan {wchan} stack [{}]", f[0], stack.join(" < ")));
+        out.push(format!("{pid} {} {} wchan {wchan} stack [{}]", stat.comm, stat.state(), stack.join(" < ")));
     }
     if out.is_empty() {
         "none left".into()
@@ -337,7 +332,7 @@ fn stalled_client(ctx: &Ctx, stable: bool) -> TResult {
     let f = &file.fd;
     pwrite_all(f.raw(), &a, 0)?;
     settle_page_cache(f.raw(), BIG)?;
-    let smbd = Smbd::start(ctx, stable, None, "")?;
+    let smbd = Smbd::start(ctx, stable, None)?;
     let before = counters_now();
     let mut client = smbd
         .client(&format!("get {name} -"))
@@ -397,7 +392,7 @@ fn smbclient_rewrite(ctx: &Ctx, stable: bool) -> TResult {
     // default: a kprobe on sendfile64 saw EAGAIN and short sends in every
     // run, and once a page torn at such a seam failed the case).
     let _wmem = WmemMax::raise(4 * BIG)?;
-    let smbd = Smbd::start(ctx, stable, Some(2 * BIG), "")?;
+    let smbd = Smbd::start(ctx, stable, Some(2 * BIG))?;
     let out_file = named_file("/tmp", 0o600)?;
     let out = out_file.path.clone().unwrap_or_default();
     let before = counters_now();
@@ -434,7 +429,7 @@ impl Misbehaving {
         let a = pattern(0x71, 0, BIG);
         pwrite_all(file.fd.raw(), &a, 0)?;
         settle_page_cache(file.fd.raw(), BIG)?;
-        let smbd = Smbd::start(ctx, true, None, "")?;
+        let smbd = Smbd::start(ctx, true, None)?;
         Ok(Self { file, name, a, smbd })
     }
 

@@ -40,10 +40,7 @@ fn full_pipe() -> TResult<(Pipe, usize)> {
 /// full pipe, so a signal now interrupts the splice rather than racing it.
 fn wait_sleeping(pid: i32) -> TResult {
     let asleep = wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('S')))
-            .unwrap_or(false)
+        ProcStat::read(pid).is_some_and(|s| s.state() == "S")
     });
     ensure!(asleep, "child {pid} never went to sleep in splice");
     // Sleeping at once could be the fork return path; give it a moment
