@@ -34,6 +34,9 @@ static_assert(offsetof(struct pt_regs, orig_ax) == SS_PT_REGS_ORIG_AX_OFFSET);
 static_assert(SS_SYSCALL_FROM_REPLACEMENT < 0);
 static_assert(SS_SPLICE_STABLE == SPLICE_F_STABLE);
 static_assert(!(SS_SPLICE_FROM_REPLACEMENT & (SPLICE_F_ALL | SPLICE_F_STABLE | SPLICE_F_FD_IN_FIXED)));
+/* The trampoline indexes the filter by the tgid's low byte (little endian). */
+static_assert(SS_MODE_FILTER_SLOTS == 256 && sizeof_field(struct task_struct, tgid) == 4);
+const unsigned long ss_task_tgid_offset = offsetof(struct task_struct, tgid);
 
 /*
  * This module's core text, where the replacements call the originals from:

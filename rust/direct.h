@@ -51,6 +51,14 @@
 #define SS_COUNTERS_MODE_PROCESSES	8
 #define SS_SPLICE_FROM_REPLACEMENT	0x40000000
 
+/*
+ * While a process is in the stable mode, do_splice_read()'s trampoline
+ * asks about the calling task only if its slot of ss_mode_filter (src/mode.rs:
+ * SS_MODE_FILTER_SLOTS 32-bit counters by tgid, whose low byte indexes
+ * them) is counted; the tgid is at ss_task_tgid_offset of current.
+ */
+#define SS_MODE_FILTER_SLOTS		256
+
 #ifndef __ASSEMBLY__
 static inline bool ss_fgp_writer_lookup(unsigned int fgp)
 {

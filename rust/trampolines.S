@@ -20,6 +20,7 @@
 #include <linux/linkage.h>
 #include <asm/ibt.h>
 #include <asm/nospec-branch.h>
+#include <asm/percpu.h>
 #include <asm/unwind_hints.h>
 #include <linux/errno.h>
 #include "direct.h"
@@ -137,7 +138,9 @@ SYM_FUNC_END(ss_direct_sys_splice)
 
 /*
  * do_splice_read(in, ppos, pipe, len, flags): asked about only while a
- * stable splice is in flight or a process is in the stable mode
+ * stable splice is in flight, or while a process is in the stable mode and
+ * the mode's filter counts the calling task's slot (direct.h; a task of
+ * another process asks only when it shares a slot with a member)
  * (ss_do_splice_read_wanted() takes the module reference the replacement
  * adopts); the replacement's own call is marked in the flags (%r8d), and
  * the mark comes off here.
@@ -150,6 +153,14 @@ SYM_FUNC_START(ss_direct_do_splice_read)
 	cmpq	$0, ss_counters+SS_COUNTERS_CALLS_IN_FLIGHT(%rip)
 	jne	.Lask_do_splice_read
 	cmpq	$0, ss_counters+SS_COUNTERS_MODE_PROCESSES(%rip)
+	jne	.Lmode_do_splice_read
+	RET
+.Lmode_do_splice_read:
+	movq	PER_CPU_VAR(current_task), %r11
+	movq	ss_task_tgid_offset(%rip), %r10
+	movzbl	(%r11,%r10), %r11d
+	leaq	ss_mode_filter(%rip), %r10
+	cmpl	$0, (%r10,%r11,4)
 	jne	.Lask_do_splice_read
 	RET
 .Lask_do_splice_read:

@@ -44,10 +44,16 @@ struct Member {
 /// (or its parent, before it ran) recorded it. A counter is raised before
 /// its entry is stored and lowered only after an entry was taken out, so
 /// it never drops below its slot's members.
+///
+/// One per module, a static: with `direct_calls=1` the trampoline of
+/// `do_splice_read` (rust/trampolines.S) reads the calling task's slot
+/// itself, indexed by the low byte of its tgid, and asks
+/// `ss_do_splice_read_wanted` only when that slot is counted.
+#[repr(transparent)]
 struct TgidFilter([AtomicU32; TgidFilter::SLOTS]);
 
 impl TgidFilter {
-    const SLOTS: usize = 256;
+    const SLOTS: usize = bindings::SS_MODE_FILTER_SLOTS as usize;
 
     const fn new() -> Self {
         Self([const { AtomicU32::new(0) }; Self::SLOTS])
@@ -62,20 +68,24 @@ impl TgidFilter {
     }
 }
 
+#[export_name = "ss_mode_filter"]
+static FILTER: TgidFilter = TgidFilter::new();
+
 /// The thread groups in the stable mode, by global thread-group id.
 #[pin_data]
 pub(crate) struct Modes {
     /// While empty, lookups and the tracepoints cost one load.
     #[pin]
     by_tgid: CountedXArray<Member>,
-    filter: TgidFilter,
+    /// [`FILTER`], for the one `Modes` there is.
+    filter: &'static TgidFilter,
 }
 
 impl Modes {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             by_tgid <- CountedXArray::new(&COUNTERS.mode_processes),
-            filter: TgidFilter::new(),
+            filter: &FILTER,
         })
     }
 
