@@ -28,9 +28,10 @@ CASES=snapshot_pwrite,snapshot_write,snapshot_mmap,snapshot_io_uring_write,holds
 # The cases that go through the splice entry points in every way they are
 # reached: the flag and its errors (unknown flags, pipe sources, a stray
 # mark bit), the user's registers, signals and restarts, io_uring with the
-# flag, the mode (splice without the flag, sendfile, io_uring), sockets and
-# tee as consumers, plain splice beside stable, and the races.
-SPLICE_CASES=stable_flag_accepted,unknown_flag_einval,registers_preserved,mark_bit_without_flag_is_plain,metzmacher_,snapshot_tee,snapshot_pipe_to_pipe,io_uring_splice,socket_sink_,bad_input,signal_,counters_zero_after_close,mode_splice_without_flag,mode_sendfile_socket,mode_io_uring_splice,mode_pipe_source_unchanged,holds_overlapping_splices,plain_overlapping_splices,contract_stress
+# flag, the mode (splice without the flag, sendfile, io_uring; nobody else
+# in it, not even a process in a member's filter slot), sockets and tee as
+# consumers, plain splice beside stable, and the races.
+SPLICE_CASES=stable_flag_accepted,unknown_flag_einval,registers_preserved,mark_bit_without_flag_is_plain,metzmacher_,snapshot_tee,snapshot_pipe_to_pipe,io_uring_splice,socket_sink_,bad_input,signal_,counters_zero_after_close,mode_splice_without_flag,mode_reaches_only_members,mode_sendfile_socket,mode_io_uring_splice,mode_pipe_source_unchanged,holds_overlapping_splices,plain_overlapping_splices,contract_stress
 DEBUGFS=/sys/kernel/debug/stable_splice
 FUNCS=(__filemap_get_folio_mpol do_page_mkwrite __x64_sys_splice do_splice do_splice_read)
 n=0 rc=0

@@ -173,6 +173,7 @@ pub fn all() -> Vec<Case> {
         case!(long Any, signed::plain_signed_reads_io_uring),
         case!(Module, mode::mode_inherited),
         case!(Module, mode::mode_self_only),
+        case!(Module, mode::mode_reaches_only_members),
         case!(Module, mode::mode_splice_without_flag),
         case!(Any, mode::plain_mode_splice_without_flag),
         case!(long Module, mode::mode_sendfile_socket),

@@ -120,6 +120,96 @@ pub fn mode_self_only(_ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// The mode reaches its own process and nobody else, also not a process
+/// whose thread-group id shares the member's slot of the mode's filter
+/// (the id's low eight bits, src/mode.rs; with `direct_calls=1` read by
+/// `do_splice_read`'s trampoline): while a member runs, other processes'
+/// splices without the flag are plain ones. No plain twin: this case is
+/// itself the check that nothing changes outside the mode.
+pub fn mode_reaches_only_members(ctx: &Ctx) -> TResult {
+    let (f, _, _) = file_ab(ctx, LEN)?;
+    let (ready, stop) = (pipe()?, pipe()?);
+    let member = fork_child(|| {
+        let mut b = [0u8; 1];
+        // SAFETY: plain reads, writes and closes of this child's own fds.
+        unsafe {
+            libc::close(stop.w.raw()); // so that the parent's close ends the read below
+            if set_mode(true).is_err() || libc::write(ready.w.raw(), b"m".as_ptr().cast(), 1) != 1 {
+                return 10;
+            }
+            libc::read(stop.r.raw(), b.as_mut_ptr().cast(), 1);
+        }
+        0
+    })?;
+    let Pipe { r: ready_r, w: ready_w } = ready;
+    drop(ready_w); // a member that failed closes the last writer: EOF below
+    let mut b = [0u8; 1];
+    // SAFETY: a read into a local buffer.
+    let n = unsafe { libc::read(ready_r.raw(), b.as_mut_ptr().cast(), 1) };
+    let result = if n != 1 {
+        Err(TestErr::Fail(format!(
+            "the member never entered the mode: {}",
+            wait_child(member, Duration::from_secs(10)).map_or("hung".into(), describe_status)
+        )))
+    } else {
+        outsiders_stay_plain(&f, member)
+    };
+    drop(stop); // the member's read returns, it exits and leaves the mode
+    if n == 1 {
+        let st = wait_child(member, Duration::from_secs(10));
+        ensure!(st == Some(0), "the member: {}", st.map_or("hung".into(), describe_status));
+    }
+    result
+}
+
+/// Forks processes until one shares `member`'s filter slot; that one and the
+/// first that does not splice without the flag, which must stay plain.
+fn outsiders_stay_plain(f: &TestFile, member: i32) -> TResult {
+    let slot = member & 0xff;
+    let (mut shared, mut other) = (false, false);
+    for _ in 0..4096 {
+        let check_other = !other;
+        let child = fork_child(|| {
+            // SAFETY: no preconditions.
+            let mine = unsafe { libc::getpid() } & 0xff == slot;
+            if !mine && !check_other {
+                return 1; // neither kind is wanted from this one
+            }
+            let c0 = counter("mode_splices").unwrap_or(0);
+            let Ok(p) = pipe() else { return 20 };
+            // SAFETY: raising our own pipe's size.
+            unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+            if splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, 0).is_err() {
+                return 21;
+            }
+            if !matches!(in_mode(), Ok(false)) {
+                return 22;
+            }
+            if counter("mode_splices").unwrap_or(0) != c0 {
+                return 23;
+            }
+            if mine { 2 } else { 3 }
+        })?;
+        // Blocking: most of these exit at once, and polling would cost each
+        // one a sleep; none blocks (a splice into an empty pipe of LEN).
+        let mut status = 0;
+        // SAFETY: `child` is ours; `status` a valid out-parameter.
+        let st = (unsafe { libc::waitpid(child, &mut status, 0) } == child).then_some(status);
+        match st.filter(|s| libc::WIFEXITED(*s)).map(|s| libc::WEXITSTATUS(s)) {
+            Some(1) => {}
+            Some(2) => shared = true,
+            Some(3) => other = true,
+            Some(22) => fail!("process {child} (slot {}) is in the mode, the member {member} is in slot {slot}", child & 0xff),
+            Some(23) => fail!("a splice without the flag by process {child} (slot {}) was made stable; the member {member} is in slot {slot}", child & 0xff),
+            _ => fail!("process {child}: {}", st.map_or("hung".into(), describe_status)),
+        }
+        if shared && other {
+            return Ok(());
+        }
+    }
+    skip!("no process of 4096 forked shared the member's filter slot {slot} (pids taken elsewhere)")
+}
+
 /// splice() without the flag from a process in the mode.
 fn splice_without_flag(ctx: &Ctx, mode: bool) -> TResult {
     let (f, a, b) = file_ab(ctx, LEN)?;
