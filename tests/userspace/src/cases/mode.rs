@@ -162,8 +162,9 @@ pub fn mode_reaches_only_members(ctx: &Ctx) -> TResult {
     result
 }
 
-/// Forks processes until one shares `member`'s filter slot; that one and the
-/// first that does not splice without the flag, which must stay plain.
+/// Forks processes until one shares `member`'s filter slot: that one, and
+/// the first one in another slot, splice without the flag, and both must
+/// stay plain.
 fn outsiders_stay_plain(f: &TestFile, member: i32) -> TResult {
     let slot = member & 0xff;
     let (mut shared, mut other) = (false, false);
