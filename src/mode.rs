@@ -68,6 +68,7 @@ impl TgidFilter {
     }
 }
 
+/// The filter of the mode's members ([`Modes`], of which there is one).
 #[export_name = "ss_mode_filter"]
 static FILTER: TgidFilter = TgidFilter::new();
 
@@ -77,15 +78,12 @@ pub(crate) struct Modes {
     /// While empty, lookups and the tracepoints cost one load.
     #[pin]
     by_tgid: CountedXArray<Member>,
-    /// [`FILTER`], for the one `Modes` there is.
-    filter: &'static TgidFilter,
 }
 
 impl Modes {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             by_tgid <- CountedXArray::new(&COUNTERS.mode_processes),
-            filter: &FILTER,
         })
     }
 
@@ -94,11 +92,11 @@ impl Modes {
         let member = KBox::new(Member { _module: module }, flags)?;
         // Counted before it is stored, so that the process (which asks
         // about itself only) never finds the filter saying no to an entry.
-        self.filter.slot(tgid).fetch_add(1, Ordering::Relaxed);
+        FILTER.slot(tgid).fetch_add(1, Ordering::Relaxed);
         match self.by_tgid.insert(tgid, member, flags) {
             Ok(true) => Ok(()),
             other => {
-                self.filter.slot(tgid).fetch_sub(1, Ordering::Relaxed);
+                FILTER.slot(tgid).fetch_sub(1, Ordering::Relaxed);
                 other.map(|_| ())
             }
         }
@@ -107,20 +105,20 @@ impl Modes {
     pub(crate) fn remove(&self, tgid: usize) {
         let gone = self.by_tgid.remove(tgid);
         if gone.is_some() {
-            self.filter.slot(tgid).fetch_sub(1, Ordering::Relaxed);
+            FILTER.slot(tgid).fetch_sub(1, Ordering::Relaxed);
         }
         drop(gone); // the module reference goes last
     }
 
     /// While nobody is in the mode every slot is 0: one load.
     pub(crate) fn contains(&self, tgid: usize) -> bool {
-        self.filter.may_contain(tgid) && self.by_tgid.with(tgid, |_| ()).is_some()
+        FILTER.may_contain(tgid) && self.by_tgid.with(tgid, |_| ()).is_some()
     }
 
     /// Whether the filter sends a lookup of `tgid` to the XArray.
     #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
     pub(crate) fn filter_may_contain(&self, tgid: usize) -> bool {
-        self.filter.may_contain(tgid)
+        FILTER.may_contain(tgid)
     }
 
     /// Puts the calling process into the mode (`on`) or takes it out.
