@@ -477,6 +477,32 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Read one status line from a child with a timeout.
+pub fn read_line(fd: &Fd, limit: Duration) -> Option<String> {
+    let end = Instant::now() + limit;
+    let mut line = Vec::new();
+    while Instant::now() < end {
+        if !poll_in(fd.raw(), 100) {
+            continue;
+        }
+        let mut c = [0u8; 1];
+        // SAFETY: one-byte read into c.
+        match unsafe { libc::read(fd.raw(), c.as_mut_ptr().cast(), 1) } {
+            1 if c[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            1 => line.push(c[0]),
+            _ => return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()),
+        }
+    }
+    None
+}
+
+/// Writes one status line for a parent's [`read_line`].
+pub fn say(fd: i32, msg: &str) {
+    let m = format!("{}\n", msg.replace('\n', " "));
+    // SAFETY: write from a valid buffer to our pipe.
+    unsafe { libc::write(fd, m.as_ptr().cast(), m.len()) };
+}
+
 /// fork(); the child runs `f` and _exits with its return value.
 pub fn fork_child(f: impl FnOnce() -> i32) -> TResult<i32> {
     // SAFETY: cases run single-threaded in their own process when they fork;

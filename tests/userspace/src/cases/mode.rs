@@ -131,31 +131,30 @@ pub fn mode_reaches_only_members(ctx: &Ctx) -> TResult {
     let (ready, stop) = (pipe()?, pipe()?);
     let member = fork_child(|| {
         let mut b = [0u8; 1];
-        // SAFETY: plain reads, writes and closes of this child's own fds.
-        unsafe {
-            libc::close(stop.w.raw()); // so that the parent's close ends the read below
-            if set_mode(true).is_err() || libc::write(ready.w.raw(), b"m".as_ptr().cast(), 1) != 1 {
-                return 10;
-            }
-            libc::read(stop.r.raw(), b.as_mut_ptr().cast(), 1);
+        // SAFETY: plain reads and closes of this child's own fds.
+        unsafe { libc::close(stop.w.raw()) }; // so that the parent's close ends the read below
+        if set_mode(true).is_err() {
+            return 10;
         }
+        say(ready.w.raw(), "in");
+        // SAFETY: as above.
+        unsafe { libc::read(stop.r.raw(), b.as_mut_ptr().cast(), 1) };
         0
     })?;
     let Pipe { r: ready_r, w: ready_w } = ready;
     drop(ready_w); // a member that failed closes the last writer: EOF below
-    let mut b = [0u8; 1];
-    // SAFETY: a read into a local buffer.
-    let n = unsafe { libc::read(ready_r.raw(), b.as_mut_ptr().cast(), 1) };
-    let result = if n != 1 {
-        Err(TestErr::Fail(format!(
-            "the member never entered the mode: {}",
-            wait_child(member, Duration::from_secs(10)).map_or("hung".into(), describe_status)
-        )))
+    let entered = read_line(&ready_r, Duration::from_secs(10)).as_deref() == Some("in");
+    let result = if !entered {
+        let st = wait_child(member, Duration::from_secs(10));
+        if st.is_none() {
+            kill_child(member);
+        }
+        Err(TestErr::Fail(format!("the member never entered the mode: {}", st.map_or("hung".into(), describe_status))))
     } else {
         outsiders_stay_plain(&f, member)
     };
     drop(stop); // the member's read returns, it exits and leaves the mode
-    if n == 1 {
+    if entered {
         let st = wait_child(member, Duration::from_secs(10));
         ensure!(st == Some(0), "the member: {}", st.map_or("hung".into(), describe_status));
     }

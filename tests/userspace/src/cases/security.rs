@@ -127,31 +127,6 @@ pub fn dirty_pipe_no_write_path(ctx: &Ctx) -> TResult {
     check_unchanged(&f, &a, "all sequences")
 }
 
-/// Read one status line from a child with a timeout.
-fn read_line(fd: &Fd, limit: Duration) -> Option<String> {
-    let end = Instant::now() + limit;
-    let mut line = Vec::new();
-    while Instant::now() < end {
-        if !poll_in(fd.raw(), 100) {
-            continue;
-        }
-        let mut c = [0u8; 1];
-        // SAFETY: one-byte read into c.
-        match unsafe { libc::read(fd.raw(), c.as_mut_ptr().cast(), 1) } {
-            1 if c[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
-            1 => line.push(c[0]),
-            _ => return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()),
-        }
-    }
-    None
-}
-
-fn say(fd: i32, msg: &str) {
-    let m = format!("{}\n", msg.replace('\n', " "));
-    // SAFETY: write from a valid buffer to our pipe.
-    unsafe { libc::write(fd, m.as_ptr().cast(), m.len()) };
-}
-
 /// Child side: drop to nobody, stable-splice, report, wait, read back.
 fn unprivileged_child(path: &str, len: usize, a: &[u8], to_parent: i32, from_parent: &Fd) -> i32 {
     const NOBODY: u32 = 65534;
