@@ -134,7 +134,8 @@ int ss_folio_extra_refs(struct folio *folio)
  * took before clearing the flag is seen after the first read; one put
  * before the count was read was put after PG_lru was set, which the
  * second read sees. A writer's reference taken after the count was read
- * is the hold count's business (Holds::writer_may_hold), as always.
+ * is the business of the table of files with holds
+ * (Holds::writer_may_hold), as always.
  */
 bool ss_folio_unshared(struct folio *folio, int own)
 {

@@ -119,6 +119,13 @@ void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
 	f(mapping, lstart, lend);
 }
 
+void ss_call_truncate_final(unsigned long fn, struct address_space *mapping)
+{
+	void (*f)(struct address_space *) = (void *)fn;
+
+	f(mapping);
+}
+
 bool ss_module_get(void)
 {
 	return try_module_get(THIS_MODULE);

@@ -44,6 +44,7 @@ int ss_call_notify_change(unsigned long fn, void *idmap, struct dentry *dentry,
 			  struct iattr *attr, void *delegated);
 void ss_call_truncate_range(unsigned long fn, struct address_space *mapping,
 			    long long lstart, long long lend);
+void ss_call_truncate_final(unsigned long fn, struct address_space *mapping);
 bool ss_module_get(void);
 void ss_module_get_more(void);
 void ss_module_put(void);

@@ -91,18 +91,19 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
  * Up to @max runs of buffers on one folio of a locked pipe's new buffers
  * (slots [@c->from, @c->to) of its ring), from a stable splice of a file
  * of @mapping, whose hold index is @idx and whose bucket's hold count is
- * @count; the caller holds that bucket's lock throughout. Buffers on a
+ * @count; the caller holds that bucket's lock throughout, and the file is
+ * in the table of files with holds (src/hold/table.rs). Buffers on a
  * folio the index holds join its hold (as in ss_pipe_join_held()). A
  * folio of @mapping whose lock is free, that is not mapped and that
  * nothing but the page cache, its private data, the LRU and its run's
  * buffers references gets a new hold, with the protocol of
- * Holds::writer_may_hold: the chunk's possible holds are counted in
- * @count first, a full barrier, then each folio's references are read
- * under its lock (a writer takes its reference before it reads the count:
- * either it sees the count and waits for the bucket lock, then finds the
- * entry, or this check sees its reference), a reference taken for its
- * entry, the entry stored, the lock dropped; the count keeps only the new
- * entries in the end. Buffers held either way become stable buffers; the
+ * Holds::writer_may_hold: a full barrier after the file was entered in
+ * the table, then each folio's references are read under its lock (a
+ * writer takes its reference before it looks for the file: either it
+ * finds the file and waits for the bucket lock, then finds the entry, or
+ * this check sees its reference), a reference taken for its entry, the
+ * entry stored, the lock dropped; the new entries are counted in @count
+ * (which the reaper reads). Buffers held either way become stable buffers; the
  * others (not page cache, stable already, locked, mapped, referenced, no
  * memory for the entry) are left to the caller's slow path. Fills @out.
  */
@@ -115,11 +116,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 	struct block_cursor cur = BLOCK_CURSOR(idx);
 	struct ss_new_holds o = {};
 
-	/*
-	 * Counted before any check (more than will be held, until the end):
-	 * writers that see it take the bucket lock, which this caller holds.
-	 */
-	atomic_add(max, count);
+	/* The file's table entry before any check (see above). */
 	smp_mb();
 	while (slot != to && budget--) {
 		const struct pipe_buffer *buf = &bufs[slot & mask];
@@ -181,8 +178,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 		}
 		folio_unlock_unwaited(folio);
 	}
-	/* Only the new entries stay counted. */
-	atomic_sub(max - o.fresh, count);
+	atomic_add(o.fresh, count);
 	o.next = slot;
 	*out = o;
 }

@@ -93,6 +93,13 @@ pub(crate) struct Counters {
     /// Breaks that could not replace the folio (the writer went ahead in
     /// place); 0 by construction, asserted by the tests.
     pub(crate) break_failures: Counter,
+    /// Holds that ended with their file's inode (eviction: unlink and last
+    /// close, `drop_caches`, memory pressure), without the reaper.
+    pub(crate) holds_evicted: Counter,
+    /// Writers (buffered writes, store faults, size changes) that looked
+    /// for holds of their file under the registry's lock: only writers of
+    /// files with holds do (`src/hold/table.rs`).
+    pub(crate) writer_lookups: Counter,
     /// Longest time a writer spent on a held folio, in nanoseconds.
     pub(crate) max_writer_wait_ns: Counter,
     /// Splices into pipes made stable by the mode, not by the flag
@@ -143,6 +150,8 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks_evicted: Counter::new(),
     breaks_retried: Counter::new(),
     break_failures: Counter::new(),
+    holds_evicted: Counter::new(),
+    writer_lookups: Counter::new(),
     max_writer_wait_ns: Counter::new(),
     mode_splices: Counter::new(),
     mode_fork_failures: Counter::new(),
@@ -152,7 +161,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     splice_entries_rearmed: Counter::new(),
 };
 
-const COUNT: usize = 22;
+const COUNT: usize = 24;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -171,6 +180,8 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"breaks_evicted", &c.breaks_evicted),
         (c"breaks_retried", &c.breaks_retried),
         (c"break_failures", &c.break_failures),
+        (c"holds_evicted", &c.holds_evicted),
+        (c"writer_lookups", &c.writer_lookups),
         (c"max_writer_wait_ns", &c.max_writer_wait_ns),
         (c"calls_in_flight", &c.calls_in_flight),
         (c"mode_processes", &c.mode_processes),

@@ -33,7 +33,7 @@
 //! spinlock per bucket, and per file an index by page index in blocks of
 //! 64 entries (`src/hold_index.rs`), so the folios of one splice are
 //! checked and stored a block at a time, writers of other files never
-//! touch the lock, and
+//! touch the lock (they do not find their file in [`table`]), and
 //! a size change finds a range without a full scan. What a hold needs
 //! besides its folio reference (when a splice last used it, whether writers
 //! wait for it, a module reference) is kept once per file.
@@ -45,6 +45,7 @@
 mod breaks;
 mod reap;
 mod report;
+pub(crate) mod table;
 mod take;
 
 pub(crate) use breaks::{nocopy_sleep_ms, write_back, Break, NOCOPY_ROUNDS};
@@ -61,6 +62,7 @@ use crate::{
     policy::Policy,
     registry::Global,
 };
+use table::{HeldFiles, Slot};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -72,13 +74,11 @@ use kernel::{
 };
 use core::sync::atomic::Ordering::Relaxed;
 
-/// A bucket's count of holds. A core atomic, as the module's counters are
-/// (`src/counters.rs`): each stable splice and each writer into a mapping
-/// that may have holds reads one, and a `kernel::sync::atomic` load is an
-/// out-of-line C helper call on GCC-built kernels. Relaxed: the order
-/// that matters comes from the explicit full barriers on both sides (see
-/// [`Holds::writer_may_hold`]); C takes it as an `atomic_t`, which has
-/// the same layout.
+/// A bucket's count of holds, read by the reaper without the lock (it
+/// skips buckets without holds). A core atomic, as the module's counters
+/// are (`src/counters.rs`): a `kernel::sync::atomic` operation is an
+/// out-of-line C helper call on GCC-built kernels. Changed under the
+/// bucket lock; C takes it as an `atomic_t`, which has the same layout.
 pub(crate) type HoldCount = core::sync::atomic::AtomicI32;
 
 /// The holds of one file (one mapping).
@@ -101,6 +101,9 @@ pub(crate) struct FileHolds {
     /// holds of files that are being served again and again (see
     /// `REAP_IDLE_NS`).
     used: u64,
+    /// Where writers find the file without a lock ([`HeldFiles`]): taken
+    /// when the entry goes into its bucket, given back when it leaves.
+    slot: Slot,
     /// Holds keep the module: unloading it would let writers change held
     /// folios in place under whoever still reads them (a pipe, an skb).
     /// Stable pipe buffers themselves run only core kernel code.
@@ -114,6 +117,7 @@ impl FileHolds {
             count: 0,
             block: false,
             used: 0,
+            slot: Slot::Out,
             _module: ModuleRef::another(pinned),
         })
     }
@@ -184,6 +188,7 @@ impl Bucket {
         index: usize,
         folio: *mut RawFolio,
         count: &HoldCount,
+        table: &HeldFiles,
     ) -> (Option<FolioRef>, Option<FileHolds>) {
         let Some(file) = self.files.get_mut(&mapping) else {
             return (None, None);
@@ -198,7 +203,15 @@ impl Bucket {
             COUNTERS.holds_active.sub(1);
         }
         let empty = file.count == 0;
-        (gone, if empty { self.files.remove(&mapping) } else { None })
+        (gone, if empty { self.remove_file(mapping, table) } else { None })
+    }
+
+    /// Takes the registry entry of `mapping` out, and the file out of
+    /// `table`.
+    fn remove_file(&mut self, mapping: usize, table: &HeldFiles) -> Option<FileHolds> {
+        let file = self.files.remove(&mapping)?;
+        table.remove(file.slot);
+        Some(file)
     }
 }
 
@@ -208,8 +221,11 @@ impl Bucket {
 /// it). Breaks copy and replace under the folio lock only.
 pub(crate) struct Holds {
     buckets: KVec<Pin<KBox<SpinLock<Bucket>>>>,
-    /// Holds per bucket: writers of mappings without holds skip the lock.
+    /// Holds per bucket: the reaper skips buckets without holds, and new
+    /// holds are counted here before they are checked.
     counts: [HoldCount; BUCKETS],
+    /// The files with holds: writers of the others skip the lock.
+    table: HeldFiles,
     policy: Policy,
 }
 
@@ -250,7 +266,7 @@ impl Holds {
             let bucket = Bucket { files: RBTree::new(), fences: 0 };
             buckets.push(KBox::pin_init(new_spinlock!(bucket, "stable_splice:holds"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
-        Ok(Self { buckets, counts: [const { HoldCount::new(0) }; BUCKETS], policy })
+        Ok(Self { buckets, counts: [const { HoldCount::new(0) }; BUCKETS], table: HeldFiles::new()?, policy })
     }
 
     fn bucket(&self, mapping: *const Mapping) -> (&SpinLock<Bucket>, &HoldCount) {
@@ -260,18 +276,37 @@ impl Holds {
 
     /// Whether any folio of `mapping` may be held (cheap, no lock).
     pub(crate) fn may_hold(&self, mapping: *const Mapping) -> bool {
-        self.bucket(mapping).1.load(Relaxed) != 0
+        self.table.may_have(mapping as usize)
     }
 
     /// [`Holds::may_hold`] for a writer that holds its reference to the
-    /// folio it is about to change. A new hold is counted before its
-    /// folio's references are checked (see [`Joins::insert_locked`]); with
-    /// a full barrier on both sides either the writer sees the count (and
-    /// breaks the hold under the bucket lock) or the hold's check sees the
-    /// writer's reference (and the splice copies).
+    /// folio it is about to change. A file is entered in the table before
+    /// any of its folios' references are checked for a new hold (see
+    /// [`Joins::insert_locked`]); with a full barrier on both sides either
+    /// the writer finds the file (and breaks the hold under the bucket
+    /// lock) or the hold's check sees the writer's reference (and the
+    /// splice copies). Counted in `writer_lookups` when it may.
     pub(crate) fn writer_may_hold(&self, mapping: *const Mapping) -> bool {
         smp_mb(Full);
-        self.may_hold(mapping)
+        let may = self.may_hold(mapping);
+        if may {
+            COUNTERS.writer_lookups.add(1);
+        }
+        may
+    }
+
+    /// Ends every hold of `mapping`, whose inode is being evicted: its
+    /// folios are out of the page cache (the pipes keep theirs), and its
+    /// address may be another file's next.
+    pub(crate) fn forget_file(&self, mapping: *const Mapping) {
+        let (bucket, count) = self.bucket(mapping);
+        let gone = bucket.lock().remove_file(mapping as usize, &self.table);
+        if let Some(file) = gone {
+            count.fetch_sub(file.count as i32, Relaxed);
+            COUNTERS.holds_active.sub(file.count as i64);
+            COUNTERS.holds_evicted.add(file.count as i64);
+            drop(file); // the entries' references, outside the lock
+        }
     }
 
     /// Whether holds taken for a splice from `file` make writers wait

@@ -39,7 +39,7 @@ module! {
 }
 
 /// How many kernel functions this module takes over.
-const REDIRECTS: usize = 11;
+const REDIRECTS: usize = 12;
 
 /// The kernel functions this module takes over while loaded and where each
 /// goes, in the order they are registered: writer choke points first (no
@@ -72,6 +72,14 @@ fn redirect_table() -> [(&'static CStr, ftrace::Target); REDIRECTS] {
                 f(writers::truncate_inode_pages_range as *const ()),
                 &writers::TRUNCATE_RANGE,
                 Some(writers::truncate_range_wants),
+            ),
+        ),
+        (
+            c"truncate_inode_pages_final",
+            Replacement(
+                f(writers::truncate_inode_pages_final as *const ()),
+                &writers::TRUNCATE_FINAL,
+                Some(writers::truncate_final_wants),
             ),
         ),
         (

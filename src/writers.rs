@@ -20,6 +20,9 @@
 //!   kept out of the mapping until the call returns.
 //! - `truncate_inode_pages_range`: partial folios at both ends for other
 //!   callers (xfs reflink remapping, hole punching of other file systems).
+//! - `truncate_inode_pages_final`: not a writer, the inode's eviction; its
+//!   holds go with it (their folios left the page cache, the pipes keep
+//!   them), before the mapping's address can come back as another file's.
 //!
 //! O_DIRECT writes and eviction of an unlinked file take folios out of the
 //! page cache without writing them, which leaves the pipe's folio alone.
@@ -41,6 +44,7 @@ use core::ffi::c_void;
 pub(crate) static TRUNCATE_RANGE: Original = Original::new();
 pub(crate) static NOTIFY_CHANGE: Original = Original::new();
 pub(crate) static FALLOCATE: Original = Original::new();
+pub(crate) static TRUNCATE_FINAL: Original = Original::new();
 /// `do_page_mkwrite()`, learnt from the site its trampoline (or callback) saw.
 static PAGE_MKWRITE: Original = Original::new();
 
@@ -384,6 +388,35 @@ pub(crate) unsafe extern "C" fn truncate_inode_pages_range(mapping: *mut Mapping
         }
     }
     truncate()
+}
+
+/// The `truncate_inode_pages_final` calls its replacement acts on: the
+/// evictions of files with holds.
+pub(crate) fn truncate_final_wants(fregs: *mut b::ftrace_regs) -> bool {
+    let mapping = ftrace::arg::<0>(fregs) as *const Mapping;
+    holds().is_some_and(|h| h.may_hold(mapping))
+}
+
+/// Replacement for `truncate_inode_pages_final(mapping)`: an inode's
+/// eviction (every `evict_inode` calls it, also for an empty mapping).
+/// After the original took every folio out of the page cache, the file's
+/// holds end: nobody can write their folios any more, and the mapping's
+/// address may be another file's next.
+///
+/// # Safety
+///
+/// Called only in place of `truncate_inode_pages_final`, with its argument
+/// as its callers pass it; the redirect took a module reference for the
+/// call.
+pub(crate) unsafe extern "C" fn truncate_inode_pages_final(mapping: *mut Mapping) {
+    // SAFETY: we are the replacement the callback redirected to.
+    let _module = unsafe { ModuleRef::adopt() };
+    let orig = TRUNCATE_FINAL.addr();
+    // SAFETY: `orig` is `truncate_inode_pages_final`; argument forwarded.
+    unsafe { b::ss_call_truncate_final(orig, mapping) };
+    if let Some(holds) = holds() {
+        holds.forget_file(mapping);
+    }
 }
 
 /// Breaks the holds of folios `first..` of `mapping` and keeps new ones

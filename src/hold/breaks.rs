@@ -62,7 +62,7 @@ impl Holds {
         }
         let block = file.block;
         if ended(folio, extra) {
-            let gone = b.remove_hold(key, index, folio.as_ptr(), count);
+            let gone = b.remove_hold(key, index, folio.as_ptr(), count, &self.table);
             drop(b);
             drop(gone);
             return Break::Free;
@@ -83,7 +83,7 @@ impl Holds {
             // No memory for the copy: a clean folio's bytes are the file's,
             // so it may leave the page cache to its readers instead.
             Err(e) if e == ENOMEM && evict(folio, mapping) => {
-                let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
+                let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count, &self.table);
                 drop(gone);
                 COUNTERS.breaks_evicted.add(1);
                 return Break::Evicted;
@@ -96,7 +96,7 @@ impl Holds {
         if dirty {
             COUNTERS.breaks_dirty.add(1);
         }
-        let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count);
+        let gone = bucket.lock().remove_hold(key, index, folio.as_ptr(), count, &self.table);
         drop(gone);
         COUNTERS.breaks.add(1);
         COUNTERS.snapshot_bytes.add(folio.size());

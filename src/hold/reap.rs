@@ -98,7 +98,9 @@ impl Holds {
                     }
                     cursor = if file.count == 0 {
                         let (next, node) = c.remove_current();
-                        drop(node); // an empty entry: its module reference
+                        let (_, file) = node.to_key_value();
+                        self.table.remove(file.slot);
+                        drop(file); // an empty entry: its module reference
                         next
                     } else {
                         c.move_next()

@@ -5,7 +5,7 @@
 //! splice's buffers references the folio, the LRU's reference aside
 //! ([`FolioLock::unshared`]; see the registry, [`super`]).
 
-use super::{now_ns, Bucket, FileHolds, HoldCount, Holds, Spare, CHUNK};
+use super::{now_ns, Bucket, FileHolds, HeldFiles, HoldCount, Holds, Spare, CHUNK};
 use crate::{
     bindings as b,
     ftrace::Pinned,
@@ -47,7 +47,7 @@ impl Holds {
     pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
         let (bucket, count) = self.bucket(mapping);
         let bucket = bucket.lock();
-        (bucket.fences == 0).then(|| Joins { bucket, count, mapping: mapping as usize, now: now_ns(), created: false, added: false })
+        (bucket.fences == 0).then(|| Joins { bucket, count, table: &self.table, mapping: mapping as usize, now: now_ns(), created: false, added: false })
     }
 
     /// The holds of `mapping` under its bucket lock, with its registry
@@ -153,6 +153,7 @@ impl Holds {
 pub(crate) struct Joins<'a> {
     bucket: SpinLockGuard<'a, Bucket>,
     count: &'a HoldCount,
+    table: &'a HeldFiles,
     mapping: usize,
     now: u64,
     /// New holds were taken: the reaper must run (queued once, on drop).
@@ -168,7 +169,7 @@ impl Drop for Joins<'_> {
         // all: nothing else would end it (the reaper skips buckets without
         // holds), and it keeps the module.
         if self.added && self.file().is_some_and(|f| f.count == 0) {
-            drop(self.bucket.files.remove(&self.mapping));
+            drop(self.bucket.remove_file(self.mapping, self.table));
         }
         if self.created {
             // SAFETY: no preconditions; queueing work is fine under a spinlock.
@@ -197,6 +198,8 @@ impl Joins<'_> {
         if let Some((node, mut file)) = spare.0.take() {
             file.block = block;
             file.used = self.now;
+            // Before any hold of the file is checked (see insert_locked).
+            file.slot = self.table.insert(self.mapping);
             self.bucket.files.insert(node.into_node(self.mapping, file));
             self.added = true;
         }
@@ -305,21 +308,21 @@ impl Joins<'_> {
     /// copied: somebody else references it, or the mapping has no registry
     /// entry, or the index no memory.
     ///
-    /// The hold is counted in the bucket *before* the references are
-    /// checked, with a full barrier between: a writer takes its folio
-    /// reference before it asks [`Holds::writer_may_hold`], so either this
-    /// check sees the writer's reference, or the writer sees the count and
-    /// waits for this bucket lock, after which it finds the hold. Checking
-    /// first and counting after would let both miss each other.
+    /// The file is in the table of files with holds *before* the
+    /// references are checked, with a full barrier between: a writer takes
+    /// its folio reference before it asks [`Holds::writer_may_hold`], so
+    /// either this check sees the writer's reference, or the writer finds
+    /// the file and waits for this bucket lock, after which it finds the
+    /// hold. Checking first and entering after would let both miss each
+    /// other.
     ///
     /// # Safety
     ///
-    /// The module is pinned while this runs.
+    /// The module is pinned while this runs; the mapping has its registry
+    /// entry (hence its table slot).
     unsafe fn insert_locked(&mut self, folio: &FolioLock<'_>, own: i32, block: bool) -> bool {
-        self.count.fetch_add(1, Relaxed);
         smp_mb(Full);
         if !folio.unshared(own) {
-            self.count.fetch_sub(1, Relaxed);
             COUNTERS.holds_refused.add(1);
             return false;
         }
@@ -331,12 +334,12 @@ impl Joins<'_> {
     }
 
     /// Registers new holds: stores `stores` (each a folio with the
-    /// reference its entry will own, at the folio's index), all counted in
-    /// the bucket and checked after the count (see
-    /// [`Joins::insert_locked`]); replaces stale entries of folios that
-    /// left the cache at those indices. Returns how many, from the first,
-    /// were stored (under one lock of the index); those that could not be
-    /// (no memory, or no registry entry) are uncounted and left to be
+    /// reference its entry will own, at the folio's index), all checked
+    /// after the file was in the table (see [`Joins::insert_locked`]);
+    /// replaces stale entries of folios that left the cache at those
+    /// indices. Returns how many, from the first, were stored (under one
+    /// lock of the index) and counts the new ones in the bucket; those that
+    /// could not be (no memory, or no registry entry) are left to be
     /// copied.
     ///
     /// # Safety
@@ -373,8 +376,7 @@ impl Joins<'_> {
                 drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
             }
         }
-        // Only the new entries stay counted.
-        self.count.fetch_add(fresh as i32 - k as i32, Relaxed);
+        self.count.fetch_add(fresh as i32, Relaxed);
         if stored > 0 {
             COUNTERS.holds_active.add(fresh as i64);
             COUNTERS.holds_taken.add(stored as i64);

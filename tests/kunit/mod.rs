@@ -567,6 +567,65 @@ mod tests {
         Ok(())
     }
 
+    /// The table of files with holds (`src/hold/table.rs`), with made-up
+    /// mapping addresses (it never dereferences them): files sharing a home
+    /// slot are found until removed, also past a removed one's tombstone;
+    /// a removal with an empty slot after it empties its tombstones too;
+    /// a file with no slot within reach overflows, and while one does,
+    /// every file may have holds.
+    #[test]
+    fn held_files_table_finds_files_until_removed() -> Result {
+        use crate::hold::table::{home, HeldFiles, Slot, PROBES};
+        let t = HeldFiles::new()?;
+        const H: usize = 100;
+        let mut same = KVec::new();
+        let mut m = 1usize << 40;
+        while same.len() < PROBES + 2 {
+            if home(m) == H {
+                same.push(m, GFP_KERNEL)?;
+            }
+            m += 64;
+        }
+        let (a, b, c, absent) = (same[0], same[1], same[2], same[3]);
+        let (sa, sb, sc) = (t.insert(a), t.insert(b), t.insert(c));
+        assert_eq!((sa, sb, sc), (Slot::At(H), Slot::At(H + 1), Slot::At(H + 2)));
+        assert!(t.may_have(a) && t.may_have(b) && t.may_have(c));
+        assert!(!t.may_have(absent));
+        // The middle one's slot becomes a tombstone: the last is still found.
+        t.remove(sb);
+        assert!(!t.may_have(b) && t.may_have(c));
+        assert_eq!(t.occupied(), 3);
+        // The last one's next slot is empty: its slot and the tombstone
+        // before it empty out.
+        t.remove(sc);
+        assert!(t.may_have(a) && !t.may_have(c));
+        assert_eq!(t.occupied(), 1);
+        // The tombstone-free run is reused from the front.
+        let sb = t.insert(b);
+        assert_eq!(sb, Slot::At(H + 1));
+        t.remove(sa);
+        assert!(t.may_have(b) && !t.may_have(a));
+        t.remove(sb);
+        assert_eq!(t.occupied(), 0);
+        // PROBES files fill the reach of home H; one more overflows.
+        let mut slots = KVec::new();
+        for &f in same.iter().take(PROBES) {
+            slots.push(t.insert(f), GFP_KERNEL)?;
+        }
+        assert!(slots.iter().all(|s| matches!(s, Slot::At(_))));
+        assert!(!t.may_have(same[PROBES]));
+        let over = t.insert(same[PROBES]);
+        assert_eq!(over, Slot::Overflow);
+        assert!(t.may_have(same[PROBES]) && t.may_have(1 << 41));
+        t.remove(over);
+        assert!(!t.may_have(same[PROBES]) && !t.may_have(same[PROBES + 1]));
+        for s in slots {
+            t.remove(s);
+        }
+        assert_eq!(t.occupied(), 0);
+        Ok(())
+    }
+
     /// A chunk's joins and new holds in one pass (`ss_pipe_hold_new`),
     /// on five small folios of an ext4 file in a pipe after a plain splice:
     /// a folio nobody else references gets a hold (its entry stored, its

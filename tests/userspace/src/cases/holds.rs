@@ -1205,13 +1205,8 @@ pub fn holds_debugfs_report(ctx: &Ctx) -> TResult {
     }
     ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
     const PAGES: usize = 8;
-    let f = tmpfile(&ctx.dir)?;
-    let a = pattern(0x3c, 0, PAGES * PAGE);
     // A page at a time: small folios, a hold each.
-    for (i, page) in a.chunks(PAGE).enumerate() {
-        pwrite_all(f.fd.raw(), page, i * PAGE)?;
-    }
-    settle_page_cache(f.fd.raw(), PAGES * PAGE)?;
+    let (f, _, _) = file_ab_written(ctx, PAGES * PAGE, PAGE)?;
     // SAFETY: fstat into a zeroed struct of ours.
     let ino = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -1308,5 +1303,77 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &disk, &new, Some(("the old content", &a)))?;
         expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, LEN, 0)?, &new, Some(("the old content", &a)))?;
     }
+    Ok(())
+}
+
+/// Writers of files without holds do not look for holds: with folios of
+/// 300 files held (more than the registry has buckets, so before the
+/// per-file table every bucket had holds and every writer took a bucket
+/// lock), 64 buffered writes into another file leave `writer_lookups`
+/// where it was. A write into one of the held files does look, and breaks
+/// its hold: the pipe keeps what was spliced.
+pub fn holds_other_files_writers_skip_lookup(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    const FILES: usize = 300;
+    const PER_PIPE: usize = 16; // a pipe's default ring
+    let other = tmpfile(&ctx.dir)?;
+    let taken0 = counter("holds_taken").unwrap_or(0);
+    let (mut held, mut pipes) = (Vec::with_capacity(FILES), Vec::new());
+    for i in 0..FILES {
+        if i % PER_PIPE == 0 {
+            pipes.push(pipe()?);
+        }
+        let f = tmpfile(&ctx.dir)?;
+        let page = pattern(i as u8, 0, PAGE);
+        pwrite_all(f.fd.raw(), &page, 0)?;
+        splice_exact(f.fd.raw(), 0, pipes[i / PER_PIPE].w.raw(), PAGE, stable())?;
+        held.push((f, page));
+    }
+    let taken = counter("holds_taken").unwrap_or(0).saturating_sub(taken0);
+    ctx.note(format!("{taken} holds taken on {FILES} files"));
+    // A page somebody references for a moment is copied instead (sound);
+    // nearly all must be held for the buckets to be full.
+    ensure!(taken * 10 >= FILES as u64 * 9, "only {taken} of {FILES} one-page files held (zero copy did not happen?)");
+    let before = counter("writer_lookups").unwrap_or(0);
+    let new = pattern(0xee, 0, PAGE);
+    for i in 0..64 {
+        pwrite_all(other.fd.raw(), &new, i * PAGE)?;
+    }
+    let after_other = counter("writer_lookups").unwrap_or(0);
+    pwrite_all(held[0].0.fd.raw(), &new, 0)?;
+    let after_held = counter("writer_lookups").unwrap_or(0);
+    ctx.note(format!("writer_lookups: +{} for 64 writes into another file, +{} for one into a held file", after_other - before, after_held - after_other));
+    ensure!(after_other == before, "64 writes into a file without holds looked for holds {} times", after_other - before);
+    ensure!(after_held > after_other, "a write into a held file did not look for its holds");
+    expect_bytes("pipe after its file was rewritten", &read_pipe(&pipes[0].r, PAGE)?, &held[0].1, Some(("new content", &new)))?;
+    Ok(())
+}
+
+/// The last close of an unlinked file evicts its inode, and its holds end
+/// right there (`holds_evicted`), not a reaper's second later: the pipe
+/// still reads what was spliced (its folios left the page cache with the
+/// file, nobody can write them), and no registry entry is left for the
+/// mapping's address to be found again under another file.
+pub fn holds_end_with_evicted_inode(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    const PAGES: usize = 8;
+    // A page at a time: small folios, a hold each.
+    let (f, a, _) = file_ab_written(ctx, PAGES * PAGE, PAGE)?;
+    let p = pipe()?;
+    let (active0, evicted0) = (counter("holds_active").unwrap_or(0), counter("holds_evicted").unwrap_or(0));
+    splice_exact(f.fd.raw(), 0, p.w.raw(), PAGES * PAGE, stable())?;
+    let held = counter("holds_active").unwrap_or(0).saturating_sub(active0);
+    ensure!(held > 0, "no holds after a stable splice of a settled file (zero copy did not happen?)");
+    drop(f); // unlinked: the inode goes before close() returns
+    let (active, evicted) = (counter("holds_active").unwrap_or(0), counter("holds_evicted").unwrap_or(0));
+    ctx.note(format!("{held} holds; after the last close holds_active {active0} -> {active}, holds_evicted +{}", evicted - evicted0));
+    ensure!(evicted - evicted0 == held, "{} holds ended at eviction, {held} were taken", evicted - evicted0);
+    ensure!(active == active0, "holds_active {active} after the eviction, {active0} before the splice");
+    expect_bytes("pipe after its file was evicted", &read_pipe(&p.r, PAGES * PAGE)?, &a, None)?;
     Ok(())
 }

@@ -157,6 +157,8 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_io_uring_prep_pins_module),
         case!(Module, holds::holds_reaped_release_module),
         case!(Module, holds::holds_debugfs_report),
+        case!(Module, holds::holds_other_files_writers_skip_lookup),
+        case!(Module, holds::holds_end_with_evicted_inode),
         case!(Module, holds::holds_end_after_tcp_to_other_cpu),
         case!(Module, holds::holds_dirty_break_moves_state),
         case!(Module, holds::holds_clean_break_moves_state),
