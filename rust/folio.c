@@ -87,6 +87,14 @@ void ss_folio_put(struct folio *folio)
 	folio_put(folio);
 }
 
+/* The folio @mapping caches at @index, referenced; NULL if none. */
+struct folio *ss_folio_lookup(struct address_space *mapping, unsigned long index)
+{
+	struct folio *folio = filemap_get_folio(mapping, index);
+
+	return IS_ERR(folio) ? NULL : folio;
+}
+
 /*
  * Shared mappings must fault (do_page_mkwrite) before the next store; keep
  * what dirty ptes said in the folio's dirty bit. Folio locked.

@@ -56,11 +56,13 @@ static inline void folio_unlock_unwaited(struct folio *folio)
 }
 
 /*
- * Whether the hold on @folio, an entry of @mapping's hold index whose
- * reference keeps the folio alive, has ended: nobody but the page cache,
- * its mappings, private data and the hold references it, or it left
- * @mapping. The reaper's question, asked under the bucket lock (a splice
- * joins a hold, and a writer ends or breaks one, under that lock).
+ * Whether the hold on @folio, the folio @mapping caches at an entry's
+ * index, referenced by the caller's lookup, has ended: nobody but the page
+ * cache, its mappings, private data and that lookup references it, or it
+ * left @mapping. The on-demand walk's question (rust/hold_index.c), asked
+ * under the bucket lock (a splice joins a hold, and a writer ends or
+ * breaks one, under that lock); "the hold's" reference below is the
+ * lookup's.
  *
  * First without the folio lock: a count of the page cache's references
  * and the hold's alone means that when it was read nobody else had the

@@ -141,6 +141,7 @@ unsigned long ss_folio_nr_pages(struct folio *folio);
 bool ss_folio_dirty(struct folio *folio);
 void ss_folio_get(struct folio *folio);
 void ss_folio_put(struct folio *folio);
+struct folio *ss_folio_lookup(struct address_space *mapping, unsigned long index);
 void ss_folio_write_protect(struct folio *folio);
 int ss_folio_extra_refs(struct folio *folio);
 bool ss_folio_unshared(struct folio *folio, int own);
@@ -169,7 +170,7 @@ int ss_file_stable_kind(struct file *file);
 int ss_aops_cache_init(void);
 void ss_aops_cache_exit(void);
 
-/* holds: the policy, the file, time, the reaper (rust/hold.c) */
+/* holds: the policy, the file, time, the shrinker (rust/hold.c) */
 int ss_policy(void);
 struct address_space *ss_file_mapping(struct file *file);
 bool ss_file_may_write(struct file *file);
@@ -177,9 +178,10 @@ bool ss_in_fs_transaction(void);
 bool ss_sleep_killable_ms(unsigned int ms);
 u64 ss_ktime_ns(void);
 u64 ss_jiffies_ns(void);
-void ss_schedule_reap(void);
-void ss_cancel_reap(void);
-void ss_reap_holds(void);	/* src/hold/reap.rs */
+void *ss_shrinker_new(void);
+void ss_shrinker_free(void *shrinker);
+unsigned long ss_hold_entries(void);			/* src/hold/reap.rs */
+unsigned long ss_reap_some(unsigned long n);	/* src/hold/reap.rs */
 
 /* the per-file index of held folios (rust/hold_index.c) */
 void ss_hold_index_init(struct ss_hold_index *idx);
@@ -188,13 +190,15 @@ struct folio *ss_hold_index_load(struct ss_hold_index *idx, unsigned long index)
 bool ss_hold_index_holds(struct ss_hold_index *idx, struct folio *folio);
 struct folio *ss_hold_index_erase(struct ss_hold_index *idx, unsigned long index);
 struct folio *ss_hold_index_find(struct ss_hold_index *idx, unsigned long *index, unsigned long max);
-/* Where one step of the reaper's walk of an index got to. */
+/* Where one step of a walk of an index got to. */
 struct ss_reap_walk {
 	unsigned int seen;	/* entries looked at */
 	unsigned long next;	/* the next entry's index; ULONG_MAX: none left */
 };
 unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w);
+unsigned int ss_hold_index_drop_uncached(struct ss_hold_index *idx, struct address_space *mapping,
+					 unsigned long from, unsigned int budget, struct ss_reap_walk *w);
 /* An entry to store: index, folio, the entry it replaced. */
 struct ss_index_store {
 	unsigned long index;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Glue for src/hold.rs and src/policy.rs: the policy parameter, the file
- * a hold is for, time, and the reaper's delayed work.
+ * a hold is for, time, and the shrinker that gives the index's memory
+ * back (src/hold/reap.rs).
  */
 
 #include <linux/fs.h>
@@ -10,7 +11,7 @@
 #include <linux/moduleparam.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
-#include <linux/workqueue.h>
+#include <linux/shrinker.h>
 #include "helpers.h"
 
 /*
@@ -68,19 +69,33 @@ u64 ss_jiffies_ns(void)
 	return jiffies64_to_nsecs(get_jiffies_64());
 }
 
-/* Holds whose folios nobody reads any more are reaped every 100 ms. */
-static void reap_holds(struct work_struct *work)
+static unsigned long count_entries(struct shrinker *s, struct shrink_control *sc)
 {
-	ss_reap_holds();
-}
-static DECLARE_DELAYED_WORK(reap_work, reap_holds);
+	unsigned long n = ss_hold_entries();
 
-void ss_schedule_reap(void)
-{
-	schedule_delayed_work(&reap_work, msecs_to_jiffies(100));
+	return n ? n : SHRINK_EMPTY;
 }
 
-void ss_cancel_reap(void)
+static unsigned long scan_entries(struct shrinker *s, struct shrink_control *sc)
 {
-	cancel_delayed_work_sync(&reap_work);
+	return ss_reap_some(sc->nr_to_scan);
+}
+
+/* Index entries go under memory pressure (none is needed for soundness). */
+void *ss_shrinker_new(void)
+{
+	struct shrinker *s = shrinker_alloc(0, "stable_splice-holds");
+
+	if (!s)
+		return NULL;
+	s->count_objects = count_entries;
+	s->scan_objects = scan_entries;
+	shrinker_register(s);
+	return s;
+}
+
+/* Unregisters @s and waits for its callbacks in flight. */
+void ss_shrinker_free(void *s)
+{
+	shrinker_free(s);
 }

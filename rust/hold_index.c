@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The per-file index of held folios (src/hold_index.rs): page index ->
- * held folio, each entry owning one folio reference. Entries live in
+ * held folio. An entry owns no reference: it is only compared with a folio
+ * somebody else references (a splice's buffer, a writer's lookup, the
+ * page cache's folio at its index), never dereferenced, so it may outlive
+ * its folio (see "A record that owns nothing" in
+ * Documentation/stable-splice.rst). Entries live in
  * blocks of 64 consecutive page indices (one 512-byte allocation each),
  * found in an XArray by index / 64: a splice of 1 MiB stores 256 entries
  * as pointer writes into four blocks, where an XArray entry per page cost
@@ -71,7 +75,7 @@ void ss_hold_index_init(struct ss_hold_index *idx)
 	idx->last = NULL;
 }
 
-/* The caller took every entry out first; frees what blocks are left. */
+/* Frees the blocks (the entries own nothing). */
 void ss_hold_index_destroy(struct ss_hold_index *idx)
 {
 	struct ss_hold_block *b;
@@ -134,13 +138,31 @@ struct folio *ss_hold_index_find(struct ss_hold_index *idx, unsigned long *index
 }
 
 /*
- * One step of the reaper's walk of @mapping's index (src/hold/reap.rs):
- * from page index @from on, looks at up to @budget entries and ends the
- * holds that ended (ss_hold_ended()): the entry cleared, its reference
- * put, a block left empty freed. Returns how many ended; @w gets how many
- * were looked at and where to go on. One walk, no copy of the entries:
- * the caller's bucket lock keeps every entry, and so its folio, while
- * the walk looks at it.
+ * Whether the entry at @index of @mapping's index, on @entry, may go: the
+ * page cache has no folio there, or another one (the entry's folio left,
+ * its pipes keep it), or that folio has no reader left (ss_hold_ended(),
+ * with this lookup's reference in the place of the hold's). The entry is
+ * only compared: its folio may be free.
+ */
+static bool entry_ended(struct folio *entry, struct address_space *mapping, unsigned long index)
+{
+	struct folio *folio = __filemap_get_folio(mapping, index, 0, 0);
+	bool ended;
+
+	if (IS_ERR(folio))
+		return true;
+	ended = folio != entry || folio->index != index || ss_hold_ended(folio, mapping);
+	folio_put(folio);
+	return ended;
+}
+
+/*
+ * One step of a walk of @mapping's index (src/hold/reap.rs: on demand and
+ * under memory pressure, never per hold): from page index @from on, looks
+ * at up to @budget entries and takes out those that may go
+ * (entry_ended()), a block left empty freed. Returns how many went; @w
+ * gets how many were looked at and where to go on. Under the bucket lock,
+ * which keeps new readers from joining meanwhile; the lookups do not sleep.
  */
 unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space *mapping,
 				unsigned long from, unsigned int budget, struct ss_reap_walk *w)
@@ -166,12 +188,11 @@ unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space 
 				goto out;	/* the block keeps this entry */
 			}
 			seen++;
-			if (!ss_hold_ended(folio, mapping)) {
+			if (!entry_ended(folio, mapping, base + i)) {
 				kept++;
 				continue;
 			}
 			b->slot[i] = NULL;
-			folio_put(folio);
 			cleared++;
 		}
 		ended += cleared;
@@ -186,6 +207,43 @@ unsigned int ss_hold_index_reap(struct ss_hold_index *idx, struct address_space 
 out:
 	w->seen = seen;
 	return ended;
+}
+
+/*
+ * One step of the shrinker's walk of @mapping's index (src/hold/reap.rs):
+ * from page index @from on, looks at up to @budget blocks and frees those
+ * whose range has no folio in the page cache, with their entries: every
+ * such entry's folio left (the pipes keep it, nobody can write it). One
+ * page-cache range look a block, none per entry. Returns the entries
+ * freed; @w gets the blocks looked at and where to go on. Under the bucket
+ * lock: no splice can join a folio added to the range meanwhile.
+ */
+unsigned int ss_hold_index_drop_uncached(struct ss_hold_index *idx, struct address_space *mapping,
+					 unsigned long from, unsigned int budget, struct ss_reap_walk *w)
+{
+	struct ss_hold_block *b;
+	unsigned long key;
+	unsigned int dropped = 0, seen = 0;
+
+	w->next = ULONG_MAX;
+	xa_for_each_start(&idx->xa, key, b, from >> SS_BLOCK_SHIFT) {
+		loff_t first = (loff_t)key << (SS_BLOCK_SHIFT + PAGE_SHIFT);
+		unsigned int i, n = 0;
+
+		if (seen == budget) {
+			w->next = key << SS_BLOCK_SHIFT;
+			break;
+		}
+		seen++;
+		if (filemap_range_has_page(mapping, first, first + (SS_BLOCK_SLOTS << PAGE_SHIFT) - 1))
+			continue;
+		for (i = 0; i < SS_BLOCK_SLOTS; i++)
+			n += !!b->slot[i];
+		block_free(idx, key, b);
+		dropped += n;
+	}
+	w->seen = seen;
+	return dropped;
 }
 
 /*

@@ -103,7 +103,7 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
  * finds the file and waits for the bucket lock, then finds the entry, or
  * this check sees its reference), a reference taken for its entry, the
  * entry stored, the lock dropped; the new entries are counted in @count
- * (which the reaper reads). Buffers held either way become stable buffers; the
+ * (which the walks read). Buffers held either way become stable buffers; the
  * others (not page cache, stable already, locked, mapped, referenced, no
  * memory for the entry) are left to the caller's slow path. Fills @out.
  */
@@ -165,10 +165,8 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 			}
 		}
 		if (hold) {
-			folio_get(folio);	/* the entry's */
-			if (*entry)
-				folio_put(*entry);	/* a stale entry's: a folio that left the cache */
-			else
+			/* No reference: the entry is only ever compared (hold_index.c). */
+			if (!*entry)
 				o.fresh++;
 			*entry = folio;
 			o.stored++;

@@ -94,7 +94,7 @@ pub(crate) struct Counters {
     /// place); 0 by construction, asserted by the tests.
     pub(crate) break_failures: Counter,
     /// Holds that ended with their file's inode (eviction: unlink and last
-    /// close, `drop_caches`, memory pressure), without the reaper.
+    /// close, `drop_caches`, memory pressure).
     pub(crate) holds_evicted: Counter,
     /// Writers (buffered writes, store faults, size changes) that looked
     /// for holds of their file under the registry's lock: only writers of

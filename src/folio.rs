@@ -26,6 +26,7 @@ unsafe impl Sync for FolioRef {}
 
 impl FolioRef {
     /// Takes a new reference to `folio`.
+    #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
     ///
     /// # Safety
     ///
@@ -35,6 +36,23 @@ impl FolioRef {
         unsafe { b::ss_folio_get(folio) };
         // SAFETY: a live folio is not null.
         Self(unsafe { NonNull::new_unchecked(folio) })
+    }
+
+    /// The folio that `mapping` caches at `index` (the one spanning it),
+    /// referenced. Does not sleep.
+    ///
+    /// # Safety
+    ///
+    /// `mapping` is alive.
+    pub(crate) unsafe fn lookup(mapping: *mut Mapping, index: usize) -> Option<Self> {
+        // SAFETY: alive per the caller; the lookup takes its own reference.
+        NonNull::new(unsafe { b::ss_folio_lookup(mapping, index as _) }).map(Self)
+    }
+
+    /// The page index of its first page in its file.
+    pub(crate) fn index(&self) -> usize {
+        // SAFETY: referenced, hence alive.
+        unsafe { b::ss_folio_index(self.as_ptr()) as usize }
     }
 
     /// Takes over a reference the caller owns.

@@ -12,13 +12,17 @@
 //! with the pipe, the sockets it went on to and everybody reading it,
 //! unchanged and out of every writer's reach.
 //!
-//! Lifetime by references: a hold lasts while anybody besides the page
-//! cache, its mappings, the folio's private data and the hold itself
-//! references the folio (pipe buffers, tee copies, skbs after full or
-//! partial consumption, a consumer in the middle of a copy). Writers check
-//! that under the folio lock; a reaper ends holds nobody reads any more.
-//! References that are not readers (per-CPU LRU batches) only make a hold
-//! last longer than needed, which costs a writer one page copy.
+//! Lifetime by references: a hold's readers are whoever besides the page
+//! cache, its mappings and the folio's private data references the folio
+//! (pipe buffers, tee copies, skbs after full or partial consumption, a
+//! consumer in the middle of a copy). A hold's entry owns no reference
+//! and nothing ends it per hold: a writer that meets it checks the
+//! readers under the folio lock and takes the entry out (writing in place
+//! when there are none, breaking the folio when there are); a file's
+//! eviction, the shrinker and debugfs `reap` take entries out too
+//! ([`reap`]). An entry outlives its folio where nobody took it out, so it
+//! is only ever compared, never dereferenced. References that are not
+//! readers (per-CPU LRU batches) only cost a writer one page copy.
 //!
 //! Taking a hold: under the folio lock, and only when nothing but the page
 //! cache, its mappings and this splice's buffers references the folio (and,
@@ -56,7 +60,7 @@ pub(crate) use take::Taken;
 use crate::{
     bindings as b,
     counters::COUNTERS,
-    folio::{FolioLock, FolioRef, Mapping, RawFolio},
+    folio::{FolioLock, Mapping, RawFolio},
     ftrace::{ModuleRef, Pinned},
     hold_index::HoldIndex,
     policy::Policy,
@@ -74,7 +78,7 @@ use kernel::{
 };
 use core::sync::atomic::Ordering::Relaxed;
 
-/// A bucket's count of holds, read by the reaper without the lock (it
+/// A bucket's count of holds (entries), read by the walks without the lock (they
 /// skips buckets without holds). A core atomic, as the module's counters
 /// are (`src/counters.rs`): a `kernel::sync::atomic` operation is an
 /// out-of-line C helper call on GCC-built kernels. Changed under the
@@ -97,9 +101,7 @@ pub(crate) struct FileHolds {
     /// (`policy=block`): only while every splice that took or joined one
     /// may write the file itself.
     block: bool,
-    /// When a splice last took or joined one (ns): the reaper keeps the
-    /// holds of files that are being served again and again (see
-    /// `REAP_IDLE_NS`).
+    /// When a splice last took or joined one (ns), for the debugfs report.
     used: u64,
     /// Where writers find the file without a lock ([`HeldFiles`]): taken
     /// when the entry goes into its bucket, given back when it leaves.
@@ -179,9 +181,9 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Ends the hold at `index` of `mapping` if it is on `folio`; drops the
-    /// file's entry with its last hold. What was taken out is dropped by
-    /// the caller, best after the lock.
+    /// Ends the hold at `index` of `mapping` if it is on `folio`; takes the
+    /// file's entry out with its last hold, to be dropped by the caller,
+    /// best after the lock.
     fn remove_hold(
         &mut self,
         mapping: usize,
@@ -189,21 +191,17 @@ impl Bucket {
         folio: *mut RawFolio,
         count: &HoldCount,
         table: &HeldFiles,
-    ) -> (Option<FolioRef>, Option<FileHolds>) {
-        let Some(file) = self.files.get_mut(&mapping) else {
-            return (None, None);
-        };
+    ) -> Option<FileHolds> {
+        let file = self.files.get_mut(&mapping)?;
         if file.index.get(index) != folio {
-            return (None, None);
+            return None;
         }
-        let gone = file.index.remove(index);
-        if gone.is_some() {
+        if file.index.remove(index) {
             file.count -= 1;
             count.fetch_sub(1, Relaxed);
             COUNTERS.holds_active.sub(1);
         }
-        let empty = file.count == 0;
-        (gone, if empty { self.remove_file(mapping, table) } else { None })
+        if file.count == 0 { self.remove_file(mapping, table) } else { None }
     }
 
     /// Takes the registry entry of `mapping` out, and the file out of
@@ -221,12 +219,15 @@ impl Bucket {
 /// it). Breaks copy and replace under the folio lock only.
 pub(crate) struct Holds {
     buckets: KVec<Pin<KBox<SpinLock<Bucket>>>>,
-    /// Holds per bucket: the reaper skips buckets without holds, and new
+    /// Holds per bucket: the walks skip buckets without holds, and new
     /// holds are counted here before they are checked.
     counts: [HoldCount; BUCKETS],
     /// The files with holds: writers of the others skip the lock.
     table: HeldFiles,
     policy: Policy,
+    /// Gives the entries' memory back under pressure; unregistered first
+    /// when the registry goes.
+    shrinker: Option<reap::Shrinker>,
 }
 
 static HOLDS: Global<Holds> = Global::new();
@@ -246,17 +247,16 @@ pub(crate) unsafe fn publish(holds: &Holds) {
     unsafe { HOLDS.publish(holds) };
 }
 
-/// Stops publishing and waits for the reaper.
+/// Stops publishing (the shrinker then finds no registry).
 pub(crate) fn unpublish() {
     HOLDS.unpublish();
-    // SAFETY: no preconditions; the reaper finds no registry any more.
-    unsafe { b::ss_cancel_reap() };
 }
 
 /// Whether a locked, held folio has no reader left: only the page cache,
-/// its mappings, private data, the hold and `extra` known references.
+/// its mappings, private data and `extra` known references (a hold owns
+/// none).
 fn ended(folio: &FolioLock<'_>, extra: i32) -> bool {
-    folio.extra_refs() <= 1 + extra
+    folio.extra_refs() <= extra
 }
 
 impl Holds {
@@ -266,7 +266,13 @@ impl Holds {
             let bucket = Bucket { files: RBTree::new(), fences: 0 };
             buckets.push(KBox::pin_init(new_spinlock!(bucket, "stable_splice:holds"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
-        Ok(Self { buckets, counts: [const { HoldCount::new(0) }; BUCKETS], table: HeldFiles::new()?, policy })
+        Ok(Self {
+            buckets,
+            counts: [const { HoldCount::new(0) }; BUCKETS],
+            table: HeldFiles::new()?,
+            policy,
+            shrinker: Some(reap::Shrinker::register()?),
+        })
     }
 
     fn bucket(&self, mapping: *const Mapping) -> (&SpinLock<Bucket>, &HoldCount) {
@@ -305,7 +311,7 @@ impl Holds {
             count.fetch_sub(file.count as i32, Relaxed);
             COUNTERS.holds_active.sub(file.count as i64);
             COUNTERS.holds_evicted.add(file.count as i64);
-            drop(file); // the entries' references, outside the lock
+            drop(file); // its blocks and module reference, outside the lock
         }
     }
 
@@ -322,6 +328,7 @@ impl Drop for Holds {
     /// nothing any more. Holds pin the module, so none is left (but after a
     /// failed init).
     fn drop(&mut self) {
+        drop(self.shrinker.take());
         for (bucket, count) in self.buckets.iter().zip(self.counts.iter()) {
             let n = count.load(Relaxed);
             let mut b = bucket.lock();

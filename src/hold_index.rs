@@ -2,18 +2,22 @@
 
 //! The held folios of one file, by page index.
 //!
-//! Entries are folios, each owning one reference (the hold's), kept in
-//! blocks of 64 consecutive page indices that an XArray finds by index / 64
+//! Entries are folios, kept in blocks of 64 consecutive page indices that an XArray finds by index / 64
 //! (`rust/hold_index.c`): a splice's new holds are pointer stores into a
 //! few blocks, not an XArray store per page. The index remembers the block
 //! it found last: a file served again finds its next splice's folios there
 //! without an XArray load. The registry's bucket lock serializes every
 //! user (of the blocks and that memory alike); the XArray's own lock,
 //! taken by the C side for changes, keeps each call sound on its own.
+//!
+//! An entry owns no reference: it outlives its folio where nobody ends it
+//! (see `Documentation/stable-splice.rst`, "A record that owns nothing"),
+//! so it is only ever compared with a folio that somebody else references,
+//! never dereferenced.
 
 use crate::{
     bindings as b,
-    folio::{FolioRef, IndexStore, Mapping, RawFolio},
+    folio::{IndexStore, Mapping, RawFolio},
 };
 use kernel::{prelude::*, types::Opaque};
 
@@ -21,10 +25,10 @@ use kernel::{prelude::*, types::Opaque};
 ///
 /// # Invariants
 ///
-/// Every entry is a folio stored at its own first page index, and owns
-/// one reference to it (given back when the entry is erased or the index
-/// dropped). Only used under the registry's bucket lock of its file, or
-/// by its owner alone (drop, KUnit).
+/// Every entry is a folio that was stored at its own first page index; it
+/// owns no reference and is never dereferenced (the folio may be gone).
+/// Only used under the registry's bucket lock of its file, or by its owner
+/// alone (drop, KUnit).
 #[pin_data(PinnedDrop)]
 pub(crate) struct HoldIndex {
     #[pin]
@@ -32,7 +36,7 @@ pub(crate) struct HoldIndex {
 }
 
 // SAFETY: the XArray and its blocks are plain memory that any task may use
-// and free; the entries are folio references, which any task may drop.
+// and free; the entries are plain addresses.
 // Not `Sync`: the blocks have no locking of their own, so one index is used
 // by one task at a time (under its bucket lock).
 unsafe impl Send for HoldIndex {}
@@ -71,39 +75,28 @@ impl HoldIndex {
     }
 
     /// Stores `folio` at `index` without sleeping; returns the entry it
-    /// replaced, or gives `folio` back when no memory could be had.
+    /// replaced (null if none), or `ENOMEM`.
     #[cfg_attr(not(stable_splice_kunit), allow(dead_code))]
-    pub(crate) fn insert(&self, index: usize, folio: FolioRef) -> Result<Option<FolioRef>, FolioRef> {
-        let mut store = [IndexStore::new(index, folio.into_raw())];
-        // SAFETY: the folio carries the reference that its entry owns once stored.
-        if unsafe { self.insert_all(&mut store) } == 0 {
-            // SAFETY: not stored: the reference is still ours.
-            return Err(unsafe { FolioRef::adopt(store[0].folio) });
+    pub(crate) fn insert(&self, index: usize, folio: *mut RawFolio) -> Result<*mut RawFolio> {
+        let mut store = [IndexStore::new(index, folio)];
+        if self.insert_all(&mut store) == 0 {
+            return Err(ENOMEM);
         }
-        let old = store[0].old;
-        // SAFETY: a replaced entry owned its reference; now the caller does.
-        Ok((!old.is_null()).then(|| unsafe { FolioRef::adopt(old) }))
+        Ok(store[0].old)
     }
 
     /// Stores each entry's folio at its index without sleeping, under one
     /// hold of the XArray's lock; its `old` gets the entry replaced.
     /// Returns how many, from the first, were stored.
-    ///
-    /// # Safety
-    ///
-    /// Each folio carries a reference that its entry owns once stored; the
-    /// replaced entries' references are the caller's.
-    pub(crate) unsafe fn insert_all(&self, stores: &mut [IndexStore]) -> usize {
+    pub(crate) fn insert_all(&self, stores: &mut [IndexStore]) -> usize {
         // SAFETY: initialised XArray; the slice holds that many elements.
         unsafe { b::ss_hold_index_store_all(self.raw(), stores.as_mut_ptr(), stores.len() as u32) as usize }
     }
 
-    /// Takes the entry at `index` out, with its reference.
-    pub(crate) fn remove(&self, index: usize) -> Option<FolioRef> {
-        // SAFETY: initialised XArray; an erased entry's reference is ours.
-        let old = unsafe { b::ss_hold_index_erase(self.raw(), index as _) };
-        // SAFETY: see above.
-        (!old.is_null()).then(|| unsafe { FolioRef::adopt(old) })
+    /// Takes the entry at `index` out; whether there was one.
+    pub(crate) fn remove(&self, index: usize) -> bool {
+        // SAFETY: initialised XArray.
+        !unsafe { b::ss_hold_index_erase(self.raw(), index as _) }.is_null()
     }
 
     /// The first entry at `from..=max`: its index and folio.
@@ -114,18 +107,47 @@ impl HoldIndex {
         (!folio.is_null()).then_some((index as usize, folio))
     }
 
-    /// One step of the reaper's walk: from index `from` on, looks at up
-    /// to `budget` entries and ends the holds that ended (nobody but the
-    /// page cache, its mappings, private data and the hold references the
-    /// folio, or it left `mapping`, which is only compared), putting their
-    /// references. A folio somebody else has locked stays held.
+    /// One step of a walk that takes out entries that may go: from index
+    /// `from` on, looks at up to `budget` entries, each against the folio
+    /// the page cache of `mapping` has at its index (none or another: the
+    /// entry's folio left; the same, and nobody but the page cache, its
+    /// mappings, private data and this lookup references it: no reader
+    /// left). A folio somebody else has locked keeps its entry.
     pub(crate) fn reap(&self, mapping: *mut Mapping, from: usize, budget: usize) -> Reaped {
         let mut w = b::ss_reap_walk { seen: 0, next: 0 };
         // SAFETY: initialised XArray, used under its bucket lock (type
-        // invariant), which keeps each entry's folio alive while the walk
-        // looks at it.
+        // invariant); `mapping` is the index's file's, alive while the
+        // registry has its entry (eviction takes it out first).
         let ended = unsafe { b::ss_hold_index_reap(self.raw(), mapping, from as _, budget as u32, &mut w) };
-        Reaped {
+        Reaped::from(ended, w)
+    }
+
+    /// One step of the shrinker's walk: from index `from` on, looks at up
+    /// to `budget` blocks and frees those whose range of `mapping` has no
+    /// folio in the page cache, with their entries (all stale). `seen`
+    /// counts blocks.
+    pub(crate) fn drop_uncached(&self, mapping: *mut Mapping, from: usize, budget: usize) -> Reaped {
+        let mut w = b::ss_reap_walk { seen: 0, next: 0 };
+        // SAFETY: as for `reap`.
+        let ended = unsafe { b::ss_hold_index_drop_uncached(self.raw(), mapping, from as _, budget as u32, &mut w) };
+        Reaped::from(ended, w)
+    }
+}
+
+/// What one step of a walk did ([`HoldIndex::reap`],
+/// [`HoldIndex::drop_uncached`]).
+pub(crate) struct Reaped {
+    /// Entries taken out.
+    pub(crate) ended: usize,
+    /// Entries (or blocks) looked at.
+    pub(crate) seen: usize,
+    /// Where the next step goes on; `None`: no entry is left after them.
+    pub(crate) next: Option<usize>,
+}
+
+impl Reaped {
+    fn from(ended: u32, w: b::ss_reap_walk) -> Self {
+        Self {
             ended: ended as usize,
             seen: w.seen as usize,
             next: (w.next != usize::MAX as _).then_some(w.next as usize),
@@ -133,23 +155,10 @@ impl HoldIndex {
     }
 }
 
-/// What one step of the reaper's walk did ([`HoldIndex::reap`]).
-pub(crate) struct Reaped {
-    /// Holds ended (their entries taken out, references put).
-    pub(crate) ended: usize,
-    /// Entries looked at.
-    pub(crate) seen: usize,
-    /// Where the next step goes on; `None`: no entry is left after them.
-    pub(crate) next: Option<usize>,
-}
-
 #[pinned_drop]
 impl PinnedDrop for HoldIndex {
     fn drop(self: Pin<&mut Self>) {
-        while let Some((index, _)) = self.next(0, usize::MAX) {
-            drop(self.remove(index));
-        }
-        // SAFETY: empty and no longer used.
+        // SAFETY: no longer used; the entries own nothing.
         unsafe { b::ss_hold_index_destroy(self.raw()) };
     }
 }

@@ -64,7 +64,7 @@ impl Holds {
         if ended(folio, extra) {
             let gone = b.remove_hold(key, index, folio.as_ptr(), count, &self.table);
             drop(b);
-            drop(gone);
+            drop(gone); // a file's entry with its last hold, after the lock
             return Break::Free;
         }
         if block && may_wait {
@@ -131,13 +131,25 @@ impl Holds {
             let next = {
                 let (bucket, _) = self.bucket(mapping);
                 let b = bucket.lock();
-                b.files.get(&(mapping as usize)).and_then(|file| file.index.next(from, last)).map(|(index, folio)| {
-                    // SAFETY: the hold's reference keeps the folio alive.
-                    (index, unsafe { FolioRef::get(folio) })
-                })
+                b.files.get(&(mapping as usize)).and_then(|file| file.index.next(from, last))
             };
-            let Some((index, folio)) = next else {
+            let Some((index, entry)) = next else {
                 return Ok(());
+            };
+            // The entry owns nothing: what the page cache has at its index
+            // is the held folio only if it is the entry's.
+            // SAFETY: the caller keeps `mapping` alive.
+            let cached = unsafe { FolioRef::lookup(mapping, index) };
+            let Some(folio) = cached.filter(|f| f.as_ptr() == entry && f.index() == index) else {
+                // Its folio left the page cache (the pipes keep it).
+                let (bucket, count) = self.bucket(mapping);
+                let gone = bucket.lock().remove_hold(mapping as usize, index, entry, count, &self.table);
+                drop(gone);
+                if index == usize::MAX {
+                    return Ok(());
+                }
+                from = index + 1;
+                continue;
             };
             if index.saturating_add(folio.nr_pages() - 1) < first {
                 from = index + 1; // ends before the range

@@ -3,12 +3,16 @@
 //! What is held, for people: debugfs `holds`, one line per file with holds
 //! and one per held folio, with the references that keep each hold.
 //!
-//! A hold ends when nothing but the page cache, its mappings, the folio's
-//! private data and the hold reference its folio (`extra` 1). A hold that
-//! outlives its readers shows here what still references its folio.
+//! A hold owns no reference; each entry's folio is looked up in the page
+//! cache for the report, and that lookup's reference is counted in its
+//! `extra`: 1 means nobody else (no reader left). An entry whose folio left
+//! the page cache shows as `gone`.
 
 use super::{holds, now_ns, Holds};
-use crate::{bindings as b, folio::Mapping};
+use crate::{
+    bindings as b,
+    folio::{FolioRef, Mapping},
+};
 use core::fmt;
 
 /// Held folios listed per file; the rest of a file's holds are counted.
@@ -29,8 +33,8 @@ impl fmt::Debug for HoldsReport {
 impl Holds {
     /// One line per file, then per folio: `index nr_pages refs expected
     /// extra` and flags. Each bucket is reported under its lock, which
-    /// keeps the entries and their folio references; the folio fields are
-    /// read without the folio lock (see `ss_folio_report`).
+    /// keeps the entries and the mappings; the folio fields are read
+    /// without the folio lock (see `ss_folio_report`).
     fn report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let now = now_ns();
         for bucket in self.buckets.iter() {
@@ -50,11 +54,22 @@ impl Holds {
                         writeln!(f, "  ... {} more", file.count - listed)?;
                         break;
                     }
+                    // SAFETY: the registry's entry keeps the mapping (eviction
+                    // takes it out first).
+                    let cached = unsafe { FolioRef::lookup(mapping as *mut Mapping, index) };
+                    let Some(cached) = cached.filter(|c| c.as_ptr() == folio && c.index() == index) else {
+                        writeln!(f, "  {index} gone")?;
+                        listed += 1;
+                        if index == usize::MAX {
+                            break;
+                        }
+                        from = index + 1;
+                        continue;
+                    };
                     // SAFETY: all fields zero is a valid report.
                     let mut r: b::ss_folio_report = unsafe { core::mem::zeroed() };
-                    // SAFETY: the entry's reference keeps the folio alive
-                    // while the bucket lock keeps the entry.
-                    unsafe { b::ss_folio_report(folio, mapping as *mut Mapping, &mut r) };
+                    // SAFETY: the lookup's reference keeps the folio alive.
+                    unsafe { b::ss_folio_report(cached.as_ptr(), mapping as *mut Mapping, &mut r) };
                     writeln!(
                         f,
                         "  {index} ino {} pages {} refs {} expected {} extra {}{}{}{}{}{}{}",

@@ -30,8 +30,10 @@ use kernel::{
 };
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// Slots of the table: files with holds at once, with room to spare.
-const SLOTS: usize = 4096;
+/// Slots of the table: files with entries at once (entries outlive their
+/// readers until a walk or the eviction takes them out), with room to
+/// spare; 128 KiB.
+const SLOTS: usize = 16384;
 /// How far from its home slot a file may be.
 pub(crate) const PROBES: usize = 32;
 const EMPTY: usize = 0;
@@ -50,7 +52,7 @@ pub(crate) enum Slot {
 
 /// The files with holds, by mapping address.
 pub(crate) struct HeldFiles {
-    slots: KVec<AtomicUsize>,
+    slots: KVVec<AtomicUsize>,
     /// Files that found no slot.
     overflow: AtomicUsize,
     /// Serializes inserts and removals (readers take no lock).
@@ -64,7 +66,7 @@ pub(crate) fn home(mapping: usize) -> usize {
 
 impl HeldFiles {
     pub(crate) fn new() -> Result<Self> {
-        let mut slots = KVec::with_capacity(SLOTS, GFP_KERNEL)?;
+        let mut slots = KVVec::with_capacity(SLOTS, GFP_KERNEL)?;
         for _ in 0..SLOTS {
             slots.push(AtomicUsize::new(EMPTY), GFP_KERNEL)?;
         }

@@ -10,7 +10,7 @@ use crate::{
     bindings as b,
     ftrace::Pinned,
     counters::COUNTERS,
-    folio::{FolioLock, FolioRef, IndexStore, Mapping, RawFolio},
+    folio::{FolioLock, IndexStore, Mapping, RawFolio},
 };
 use core::mem::MaybeUninit;
 use kernel::{
@@ -47,7 +47,7 @@ impl Holds {
     pub(crate) fn lock_mapping(&self, mapping: *const Mapping) -> Option<Joins<'_>> {
         let (bucket, count) = self.bucket(mapping);
         let bucket = bucket.lock();
-        (bucket.fences == 0).then(|| Joins { bucket, count, table: &self.table, mapping: mapping as usize, now: now_ns(), created: false, added: false })
+        (bucket.fences == 0).then(|| Joins { bucket, count, table: &self.table, mapping: mapping as usize, now: now_ns(), added: false })
     }
 
     /// The holds of `mapping` under its bucket lock, with its registry
@@ -156,8 +156,6 @@ pub(crate) struct Joins<'a> {
     table: &'a HeldFiles,
     mapping: usize,
     now: u64,
-    /// New holds were taken: the reaper must run (queued once, on drop).
-    created: bool,
     /// The mapping's registry entry was put in place here: if no hold was
     /// taken after all, it goes on drop (every other entry has holds).
     added: bool,
@@ -166,14 +164,10 @@ pub(crate) struct Joins<'a> {
 impl Drop for Joins<'_> {
     fn drop(&mut self) {
         // An entry put in place for new holds that were not taken after
-        // all: nothing else would end it (the reaper skips buckets without
+        // all: nothing else would end it (walks skip buckets without
         // holds), and it keeps the module.
         if self.added && self.file().is_some_and(|f| f.count == 0) {
             drop(self.bucket.remove_file(self.mapping, self.table));
-        }
-        if self.created {
-            // SAFETY: no preconditions; queueing work is fine under a spinlock.
-            unsafe { b::ss_schedule_reap() };
         }
     }
 }
@@ -296,7 +290,6 @@ impl Joins<'_> {
         if out.stored > 0 {
             COUNTERS.holds_active.add(out.fresh.into());
             COUNTERS.holds_taken.add(out.stored.into());
-            self.created = true;
         }
         Some(out)
     }
@@ -326,38 +319,32 @@ impl Joins<'_> {
             COUNTERS.holds_refused.add(1);
             return false;
         }
-        // SAFETY: locked, hence alive; the entry will own this reference.
-        let entry = unsafe { FolioRef::get(folio.as_ptr()) }.into_raw();
-        let mut stores = [IndexStore::new(folio.index(), entry)];
+        let mut stores = [IndexStore::new(folio.index(), folio.as_ptr())];
         // SAFETY: counted and checked above; pinned (caller).
         unsafe { self.store_counted(&mut stores, block) == 1 }
     }
 
-    /// Registers new holds: stores `stores` (each a folio with the
-    /// reference its entry will own, at the folio's index), all checked
-    /// after the file was in the table (see [`Joins::insert_locked`]);
-    /// replaces stale entries of folios that left the cache at those
-    /// indices. Returns how many, from the first, were stored (under one
-    /// lock of the index) and counts the new ones in the bucket; those that
-    /// could not be (no memory, or no registry entry) are left to be
-    /// copied.
+    /// Registers new holds: stores `stores` (each a folio at its index),
+    /// all checked after the file was in the table (see
+    /// [`Joins::insert_locked`]); replaces stale entries (of folios that
+    /// left the cache) at those indices. Returns how many, from the first,
+    /// were stored (under one lock of the index) and counts the new ones
+    /// in the bucket; those that could not be (no memory, or no registry
+    /// entry) are left to be copied.
     ///
     /// # Safety
     ///
-    /// Each store's folio carries a reference of the caller's, was checked
-    /// in this mapping under its lock, not mapped or write-protected; the
-    /// module is pinned while this runs.
+    /// Each store's folio was checked in this mapping under its lock, not
+    /// mapped or write-protected; the module is pinned while this runs.
     unsafe fn store_counted(&mut self, stores: &mut [IndexStore], block: bool) -> usize {
-        let k = stores.len();
-        if k == 0 {
+        if stores.is_empty() {
             return 0;
         }
         let now = self.now;
         let (stored, fresh) = match self.file() {
             None => (0, 0),
             Some(file) => {
-                // SAFETY: each store's folio carries the reference its entry owns.
-                let stored = unsafe { file.index.insert_all(stores) };
+                let stored = file.index.insert_all(stores);
                 let fresh = stores[..stored].iter().filter(|s| s.old.is_null()).count();
                 if stored > 0 {
                     file.count += fresh;
@@ -366,21 +353,10 @@ impl Joins<'_> {
                 (stored, fresh)
             }
         };
-        for s in &stores[stored..] {
-            // SAFETY: not stored: the reference is still ours.
-            drop(unsafe { FolioRef::adopt(s.folio) });
-        }
-        for s in &stores[..stored] {
-            if !s.old.is_null() {
-                // SAFETY: a replaced (stale) entry's reference is ours now.
-                drop(unsafe { FolioRef::adopt(s.old) }); // folio_put: fine under a spinlock
-            }
-        }
         self.count.fetch_add(fresh as i32, Relaxed);
         if stored > 0 {
             COUNTERS.holds_active.add(fresh as i64);
             COUNTERS.holds_taken.add(stored as i64);
-            self.created = true;
         }
         stored
     }

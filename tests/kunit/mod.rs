@@ -295,101 +295,89 @@ mod tests {
         Ok(())
     }
 
-    /// The per-file index of holds: entries by page index, each owning a
-    /// folio reference, across gaps and block boundaries.
+    /// The per-file index of holds: entries by page index, across gaps and
+    /// block boundaries; they own no reference.
     #[test]
     fn hold_index_keeps_and_finds_folios() -> Result {
-        use crate::{
-            folio::FolioRef,
-            hold_index::HoldIndex,
-        };
+        use crate::hold_index::HoldIndex;
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         let folios = three_folios()?;
-        let raw: KVec<_> = {
-            let mut v = KVec::new();
-            for f in folios.iter() {
-                v.push(f.as_ptr(), GFP_KERNEL)?;
-            }
-            v
-        };
+        let raw: [_; 3] = core::array::from_fn(|k| folios[k].as_ptr());
+        let refs = raw.map(folio_refs);
         // 63 and 64 straddle a block's boundary (64 entries a block).
         let at = [63usize, 64, 200];
-        for (&i, f) in at.iter().zip(folios.iter()) {
-            // SAFETY: we hold a reference.
-            let r = unsafe { FolioRef::get(f.as_ptr()) };
-            assert!(matches!(index.insert(i, r), Ok(None)));
+        for (&i, &f) in at.iter().zip(raw.iter()) {
+            assert!(matches!(index.insert(i, f), Ok(p) if p.is_null()));
         }
+        assert_eq!(raw.map(folio_refs), refs);
         assert_eq!(index.get(64), raw[1]);
         assert!(index.get(65).is_null());
         assert_eq!(index.next(65, usize::MAX), Some((200, raw[2])));
         assert_eq!(index.next(201, usize::MAX), None);
         assert_eq!(index.next(65, 199), None);
-        // Replacing an entry hands the old one back; removing takes it out.
-        // SAFETY: we hold a reference.
-        let r = unsafe { FolioRef::get(raw[0]) };
-        let old = index.insert(200, r).ok().flatten();
-        assert_eq!(old.as_ref().map(FolioRef::as_ptr), Some(raw[2]));
-        assert_eq!(index.remove(63).as_ref().map(FolioRef::as_ptr), Some(raw[0]));
-        assert!(index.remove(63).is_none());
+        // Replacing an entry says what it replaced; removing takes it out.
+        assert!(matches!(index.insert(200, raw[0]), Ok(p) if p == raw[2]));
+        assert!(index.remove(63));
+        assert!(!index.remove(63));
         // Block 0..=63 went with its last entry, and the index forgets it
         // as the block it found last: a new entry there goes into a new
         // block, which the XArray walk of `next` finds (an entry written
         // into the freed block through a stale memory would not be).
         assert!(index.get(63).is_null());
-        // SAFETY: we hold a reference.
-        let r = unsafe { FolioRef::get(raw[2]) };
-        assert!(matches!(index.insert(10, r), Ok(None)));
+        assert!(matches!(index.insert(10, raw[2]), Ok(p) if p.is_null()));
         assert_eq!(index.get(10), raw[2]);
         assert_eq!(index.next(0, 63), Some((10, raw[2])));
-        // Dropping the index puts the references left in it (10, 64, 200).
+        // Dropping the index with entries left (10, 64, 200) puts nothing.
         drop(index);
-        drop(old);
+        assert_eq!(raw.map(folio_refs), refs);
         drop(folios);
         Ok(())
     }
 
-    /// The reaper's walk: one step looks at up to its budget of entries
-    /// from an index on (across a block's boundary), ends the holds of
-    /// folios that left the file (these never were in it) and puts their
-    /// references, leaves a folio somebody else has locked held, and says
-    /// where the next step goes on; emptied blocks go.
+    /// The walks that take entries out. The shrinker's frees the blocks
+    /// whose range has no page cached (every entry there is stale), and
+    /// keeps the others whole. The on-demand one looks at up to its budget
+    /// of entries from an index on, each against what the file's page
+    /// cache has there: an entry whose folio somebody still reads (here
+    /// the pipe's buffers) stays, one whose folio is not there (another
+    /// folio, or none at its index) goes; once the pipe is drained, all
+    /// go. Nothing is put: entries own no reference.
     #[test]
     fn hold_index_reaps_in_steps() -> Result {
-        use crate::{
-            folio::{FolioRef, Mapping},
-            hold_index::HoldIndex,
-        };
+        use crate::hold_index::HoldIndex;
+        let (s, folios) = five_small_folios_spliced(c"/tmp/ss/kunit-ext4-reap.fifo", 0x2d)?;
+        // SAFETY: the scratch file's mapping, alive with `s`.
+        let mapping = unsafe { bindings::ss_file_mapping(s.file) };
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
-        let folios = three_folios()?;
-        let at = [1usize, 2, 63, 64, 200];
-        for (k, &i) in at.iter().enumerate() {
-            // SAFETY: we hold a reference; the entry owns this one.
-            let r = unsafe { FolioRef::get(folios[k % 3].as_ptr()) };
-            assert!(matches!(index.insert(i, r), Ok(None)));
+        let stale = three_folios()?;
+        for i in 0..5 {
+            assert!(index.insert(i, folios[i]).is_ok());
         }
-        // Only compared: no folio here is in any file.
-        let mut file = 0u64;
-        let mapping = (&raw mut file).cast::<Mapping>();
-        let before = [0, 1, 2].map(|k| folio_refs(folios[k].as_ptr()));
-        let locked = folios[1].lock(); // entries 2 and 200
+        // Another folio at 5 (the file has five pages), cached folios at
+        // indices not their own, in the next block (64..=127).
+        assert!(index.insert(5, stale[0].as_ptr()).is_ok());
+        for (i, k) in [(64, 0), (65, 1), (70, 2)] {
+            assert!(index.insert(i, folios[k]).is_ok());
+        }
+        let refs = folios.map(folio_refs);
+        let r = index.drop_uncached(mapping, 0, 8);
+        assert_eq!((r.ended, r.seen, r.next), (3, 2, None)); // block 1 went
+        assert!(index.get(64).is_null() && index.get(70).is_null());
+        assert_eq!(index.get(5), stale[0].as_ptr());
         let r = index.reap(mapping, 0, 3);
-        assert_eq!((r.ended, r.seen, r.next), (2, 3, Some(64))); // 1, 63 ended; 2 locked
-        let r = index.reap(mapping, 64, 64);
-        assert_eq!((r.ended, r.seen, r.next), (1, 2, None)); // 64 ended; 200 locked
-        assert_eq!(index.reap(mapping, 201, 64).seen, 0);
-        assert_eq!(folio_refs(folios[0].as_ptr()), before[0] - 2);
-        assert_eq!(folio_refs(folios[1].as_ptr()), before[1]);
-        assert_eq!(folio_refs(folios[2].as_ptr()), before[2] - 1);
-        assert!(index.get(1).is_null() && index.get(63).is_null() && index.get(64).is_null());
-        assert_eq!(index.get(2), folios[1].as_ptr());
-        assert_eq!(index.get(200), folios[1].as_ptr());
-        drop(locked);
+        assert_eq!((r.ended, r.seen, r.next), (0, 3, Some(3))); // all read by the pipe
+        let r = index.reap(mapping, 3, 64);
+        assert_eq!((r.ended, r.seen, r.next), (1, 3, None)); // 5 went
+        assert!(index.get(5).is_null());
+        assert_eq!(folios.map(folio_refs), refs);
+        let mut buf = KVec::from_elem(0u8, 5 * PAGE, GFP_KERNEL)?;
+        assert_eq!(s.read_pipe(&mut buf)?, 5 * PAGE);
         let r = index.reap(mapping, 0, 64);
-        assert_eq!((r.ended, r.seen, r.next), (2, 2, None));
-        assert!(index.get(2).is_null() && index.get(200).is_null());
-        assert_eq!(folio_refs(folios[1].as_ptr()), before[1] - 2);
+        assert_eq!((r.ended, r.seen, r.next), (5, 5, None));
+        assert_eq!(index.next(0, usize::MAX), None);
         drop(index);
-        drop(folios);
+        drop(stale);
+        drop(s);
         Ok(())
     }
 
@@ -399,10 +387,7 @@ mod tests {
     /// 4096 / 64 blocks), then the same runs again, replacing every entry.
     #[test]
     fn hold_index_stores_runs() -> Result {
-        use crate::{
-            folio::{FolioRef, IndexStore},
-            hold_index::HoldIndex,
-        };
+        use crate::{folio::IndexStore, hold_index::HoldIndex};
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         let folios = three_folios()?;
         let mut at = KVec::new();
@@ -414,21 +399,14 @@ mod tests {
         for round in 0..2 {
             let mut stores = KVec::new();
             for (k, &i) in at.iter().enumerate() {
-                // SAFETY: we hold a reference; the entry will own this one.
-                let folio = unsafe { FolioRef::get(folios[(k + round) % 3].as_ptr()) }.into_raw();
-                stores.push(IndexStore::new(i, folio), GFP_KERNEL)?;
+                stores.push(IndexStore::new(i, folios[(k + round) % 3].as_ptr()), GFP_KERNEL)?;
             }
-            // SAFETY: each store's folio carries the reference its entry owns.
-            let stored = unsafe { index.insert_all(&mut stores) };
+            let stored = index.insert_all(&mut stores);
             assert_eq!(stored, at.len());
             for (k, (&i, s)) in at.iter().zip(stores.iter()).enumerate() {
                 assert_eq!(index.get(i), folios[(k + round) % 3].as_ptr());
                 let replaced = if round == 0 { core::ptr::null_mut() } else { folios[k % 3].as_ptr() };
                 assert_eq!(s.old, replaced);
-                if !s.old.is_null() {
-                    // SAFETY: a replaced entry's reference is ours.
-                    drop(unsafe { FolioRef::adopt(s.old) });
-                }
             }
         }
         for gap in [131usize, 499, 701, 4089, 4101] {
@@ -442,7 +420,7 @@ mod tests {
         // Taking out every entry of a block (which frees it) leaves the
         // next block's entries found.
         for i in 0..64 {
-            drop(index.remove(i));
+            assert!(index.remove(i));
         }
         assert_eq!(index.next(0, usize::MAX).map(|(i, _)| i), Some(64));
         drop(index);
@@ -650,10 +628,9 @@ mod tests {
         // SAFETY: as above; nothing else of this test locks it.
         let locked = unsafe { FolioLock::lock(folio(2)) };
         let stale = three_folios()?;
-        let stale_refs = folio_refs(stale[0].as_ptr());
-        // SAFETY: we hold references to both.
-        assert!(matches!(index.insert(3, unsafe { FolioRef::get(stale[0].as_ptr()) }), Ok(None)));
-        assert!(matches!(index.insert(4, unsafe { FolioRef::get(folio(4)) }), Ok(None)));
+        assert!(index.insert(3, stale[0].as_ptr()).is_ok());
+        assert!(index.insert(4, folio(4)).is_ok());
+        let refs: [i32; 5] = core::array::from_fn(|i| folio_refs(folio(i)));
         let count = HoldCount::new(0);
         let mut out = MaybeUninit::<bindings::ss_new_holds>::uninit();
         let out = with_new_buffers(&s, 0, |chunk| {
@@ -669,6 +646,7 @@ mod tests {
             assert_eq!(out.next, to);
             out
         });
+        let after: [i32; 5] = core::array::from_fn(|i| folio_refs(folio(i)));
         drop(locked);
         drop(writer);
         assert_eq!((out.joined, out.stored, out.fresh, out.refused, out.left), (1, 2, 1, 1, 2));
@@ -678,16 +656,15 @@ mod tests {
         assert!(index.get(1).is_null() && index.get(2).is_null());
         assert_eq!(index.get(3), folio(3));
         assert_eq!(index.get(4), folio(4));
-        // The stale entry's reference went with it.
-        assert_eq!(folio_refs(stale[0].as_ptr()), stale_refs);
+        // New entries own no reference.
+        assert_eq!(after, refs);
         let after = s.inspect_pipe()?;
         assert_eq!(after.len(), 5);
         let stable: [bool; 5] = core::array::from_fn(|i| after[i].stable);
         assert_eq!(stable, [true, false, false, true, true]);
         assert!(after.iter().all(|b| b.page_cache && !b.can_merge));
-        // The index's entries (0, 3, 4) are put with it, the buffers with
-        // the pipe.
         drop(index);
+        drop(stale);
         drop(s);
         Ok(())
     }
@@ -699,15 +676,14 @@ mod tests {
     /// a row that starts at a folio not held joins nothing.
     #[test]
     fn join_held_joins_held_folios_in_a_row() -> Result {
-        use crate::{folio::FolioRef, hold_index::HoldIndex};
+        use crate::hold_index::HoldIndex;
         let (s, folios) = five_small_folios_spliced(c"/tmp/ss/kunit-ext4-join-held.fifo", 0x4b)?;
         let folio = |i: usize| folios[i];
         let index = KBox::pin_init(HoldIndex::new(), GFP_KERNEL)?;
         // 0, 1 and 3 held; 2's entry is another folio's.
         let stale = three_folios()?;
         for (i, f) in [(0, folio(0)), (1, folio(1)), (2, stale[0].as_ptr()), (3, folio(3))] {
-            // SAFETY: the buffers and `stale` keep the folios alive.
-            assert!(matches!(index.insert(i, unsafe { FolioRef::get(f) }), Ok(None)));
+            assert!(index.insert(i, f).is_ok());
         }
         // Joins from `skip` buffers past the pipe's tail on: (slots joined, bytes).
         let join = |skip: u32| -> (u32, u64) {

@@ -5,7 +5,7 @@ use crate::*;
 /// Stable splices that take a new hold on every folio (nobody spliced the
 /// file for a while: a file served once), against plain splice: whole
 /// passes over a file at one transfer size to one sink, the file's holds
-/// reaped before each stable pass, plain and stable passes interleaved;
+/// taken out before each stable pass, plain and stable passes interleaved;
 /// and a second stable pass right after the first, which finds every folio
 /// held by it (the same file served again).
 pub(crate) struct FirstRes {
@@ -13,10 +13,12 @@ pub(crate) struct FirstRes {
     pub(crate) size: usize,
     /// Median GiB/s of plain and of stable passes.
     pub(crate) gib: [f64; 2],
-    /// Median GiB/s of stable passes with the reaping of their holds
-    /// counted in (the reaper's work, done by a write to the `reap` file
-    /// right after the pass, in the splicer's own time): what a file served
-    /// once costs all CPUs. NaN where not measured (an older first.tsv).
+    /// Median GiB/s of stable passes with an on-demand walk of their
+    /// entries counted in (a write to the `reap` file right after the
+    /// pass, in the splicer's own time). Until 2026-12-06 that walk was
+    /// the reaper's per-hold work, what a file served once cost all CPUs;
+    /// since, entries own nothing and nothing walks them per hold, so it is
+    /// shown, not counted. NaN where not measured (an older first.tsv).
     pub(crate) gib_reaped: f64,
     /// Median GiB/s of the stable pass right after the first, which joins
     /// the first pass's holds: the file served again. NaN where not
@@ -43,19 +45,22 @@ fn reap_timed(reaper: &Reaper) -> Res<Duration> {
     Ok(t0.elapsed())
 }
 
-/// Waits until no hold is left (the reaper ends a file's holds a second
-/// after its last splice). With more than one CPU, the TCP receiver's
-/// skbs may wait on the sending CPU's defer list with their references to
-/// the folios: those are freed every 1.5 s.
-pub(crate) fn wait_holds_reaped() -> Res {
+/// Waits until no hold is left: entries stay until asked to go (debugfs
+/// `reap`, asked here every 1.5 s), and go once nobody reads their folios.
+/// With more than one CPU, the TCP receiver's skbs may wait on the
+/// sending CPU's defer list with their references to the folios: those
+/// are freed every 1.5 s too.
+pub(crate) fn wait_holds_reaped(reaper: &Reaper) -> Res {
     let released = Instant::now();
     let mut flushed = released;
+    reaper.reap().map_err(|e| format!("write {COUNTER_DIR}/reap: {e}"))?;
     while read_counter("holds_active") != 0 {
         if released.elapsed().as_secs() > 10 {
             return Err("holds_active did not drop to 0 within 10 s".into());
         }
         if flushed.elapsed() > Duration::from_millis(1500) {
             stable_splice_sys::flush_deferred_skb_frees().map_err(|e| format!("flushing deferred skb frees: {e}"))?;
+            reaper.reap().map_err(|e| format!("write {COUNTER_DIR}/reap: {e}"))?;
             flushed = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -88,7 +93,7 @@ pub(crate) fn first_holds(o: &Opts, file: i32, size: usize, sink: Sink) -> Res<F
         ([Vec::new(), Vec::new()], Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..=o.repeats {
         let plain = pass(0)?;
-        wait_holds_reaped()?;
+        wait_holds_reaped(&reaper)?;
         let (h0, c0) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
         let stable = pass(SPLICE_F_STABLE)?;
         let (h1, c1) = (read_counter("holds_taken"), read_counter("bytes_copied_at_splice"));
@@ -155,7 +160,7 @@ pub(crate) fn first_fs(o: &Opts, dir: &str, label: &str) -> Res<Vec<(String, Fir
             for size in FIRST_SIZES {
                 let r = first_holds(o, f.fd.raw(), size, sink)?;
                 progress(&format!(
-                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x; with the reaping {:.2}x; served again {:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
+                    "{label} {:>9} {:>7}: first stable splice {:.3} GiB/s, plain {:.3} GiB/s ({:.2}x; with an on-demand walk of its entries {:.2}x; served again {:.2}x); {:.0} new holds, {:.0} bytes copied per pass",
                     sink.label(),
                     svg::size_label(size),
                     r.gib[1],

@@ -67,19 +67,24 @@ pub(crate) fn targets(
             at_least: true,
             detail: format!("served again {} GiB/s, plain {:.3} GiB/s", fmt_opt(again, 0, 3), r.gib[0]),
         });
+        // Since 2026-12-06 an entry owns nothing and nothing ends it per
+        // hold (Documentation/stable-splice.rst, "A record that owns
+        // nothing"): the splice is all a file served once costs. The
+        // on-demand walk (debugfs reap: tests, unmount, rmmod) is shown
+        // beside it, not counted.
         let reaped = Some(r.gib_reaped).filter(|g| g.is_finite());
         t.push(Target {
             name: format!(
-                "first stable splice of a page >= 0.8x plain at {}, all CPUs (its holds reaped; instruction clock)",
+                "first stable splice of a page >= 0.8x plain at {}, all CPUs (nothing is deferred per hold; instruction clock)",
                 svg::size_label(r.size)
             ),
             fs: label.clone(),
             sink: Some(r.sink.label()),
-            value: reaped.map(|g| g / r.gib[0]),
+            value: Some(r.gib[1] / r.gib[0]),
             threshold: 0.8,
             at_least: true,
             detail: format!(
-                "with the reaping {} GiB/s, plain {:.3} GiB/s; the splice alone {:.3} GiB/s, {:.2}x plain; {:.0} new holds and {:.0} bytes copied per pass of {} pages",
+                "with an on-demand walk of its entries (debugfs reap, not per hold) {} GiB/s, plain {:.3} GiB/s; the splice {:.3} GiB/s, {:.2}x plain; {:.0} new holds and {:.0} bytes copied per pass of {} pages",
                 fmt_opt(reaped, 0, 3),
                 r.gib[0],
                 r.gib[1],
@@ -363,7 +368,7 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
         if let Some(fr) = &r.first {
             let _ = writeln!(
                 s,
-                "--- first stable splice of every page (a file served once: its holds reaped before each pass), 1 MiB to /dev/null over {} MiB: plain {:.3} GiB/s, stable {:.3} GiB/s ({:.2}x), with the reaping of its holds {:.3} GiB/s ({:.2}x), served again right after {:.3} GiB/s ({:.2}x); {:.0} new holds per pass of {} pages",
+                "--- first stable splice of every page (a file served once: its entries taken out before each pass), 1 MiB to /dev/null over {} MiB: plain {:.3} GiB/s, stable {:.3} GiB/s ({:.2}x), with an on-demand walk of its entries {:.3} GiB/s ({:.2}x), served again right after {:.3} GiB/s ({:.2}x); {:.0} new holds per pass of {} pages",
                 FIRST_FILE >> 20,
                 fr.gib[0],
                 fr.gib[1],

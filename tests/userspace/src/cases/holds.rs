@@ -33,6 +33,16 @@ fn file_ab_written(ctx: &Ctx, len: usize, chunk: usize) -> TResult<(TestFile, Ve
     Ok((f, a, b))
 }
 
+/// The start of a case about holds: skipped where the mount copies at
+/// splice time, and nothing held from before.
+fn holds_case(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    Ok(())
+}
+
 /// What the control of a hazard concludes: it must see a change.
 fn control(what: &str, got: &[u8], old: &[u8]) -> TResult {
     if got == old {
@@ -949,10 +959,7 @@ pub fn holds_io_uring_prep_pins_module(ctx: &Ctx) -> TResult {
 /// last holds right at the pause left the entry, and the module pinned,
 /// for good.)
 pub fn holds_reaped_release_module(ctx: &Ctx) -> TResult {
-    if copies_at_splice(&ctx.dir) {
-        skip!("this mount copies at splice time: no holds to reap");
-    }
-    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    holds_case(ctx)?;
     let before = module_refcnt().ok_or_else(|| TestErr::Fail("no /sys/module/stable_splice/refcnt".into()))?;
     for want in [64u64, 128, 65] {
         // Written a page at a time: small folios (a hold each) where the
@@ -1156,10 +1163,7 @@ pub fn holds_end_after_tcp_to_other_cpu(ctx: &Ctx) -> TResult {
     if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
         skip!("one CPU: the receiver frees its skbs where they were allocated");
     }
-    if copies_at_splice(&ctx.dir) {
-        skip!("this mount copies at splice time: nothing is held");
-    }
-    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    holds_case(ctx)?;
     let (f, a, _) = file_ab_written(ctx, FILE, FILE)?;
     let (tx, rx) = tcp_pair()?;
     let receiver = std::thread::spawn(move || -> TResult<Vec<u8>> {
@@ -1200,10 +1204,7 @@ pub fn holds_end_after_tcp_to_other_cpu(ctx: &Ctx) -> TResult {
 /// held folio, each referenced by the page cache, the hold and the pipe
 /// (`extra` >= 2); once the pipe is gone and the holds are reaped, nothing.
 pub fn holds_debugfs_report(ctx: &Ctx) -> TResult {
-    if copies_at_splice(&ctx.dir) {
-        skip!("this mount copies at splice time: nothing is held");
-    }
-    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    holds_case(ctx)?;
     const PAGES: usize = 8;
     // A page at a time: small folios, a hold each.
     let (f, _, _) = file_ab_written(ctx, PAGES * PAGE, PAGE)?;
@@ -1357,10 +1358,7 @@ pub fn holds_other_files_writers_skip_lookup(ctx: &Ctx) -> TResult {
 /// file, nobody can write them), and no registry entry is left for the
 /// mapping's address to be found again under another file.
 pub fn holds_end_with_evicted_inode(ctx: &Ctx) -> TResult {
-    if copies_at_splice(&ctx.dir) {
-        skip!("this mount copies at splice time: nothing is held");
-    }
-    ensure!(wait_holds_released(Duration::from_secs(5)), "holds left from before: {:?}", counter("holds_active"));
+    holds_case(ctx)?;
     const PAGES: usize = 8;
     // A page at a time: small folios, a hold each.
     let (f, a, _) = file_ab_written(ctx, PAGES * PAGE, PAGE)?;
@@ -1375,5 +1373,71 @@ pub fn holds_end_with_evicted_inode(ctx: &Ctx) -> TResult {
     ensure!(evicted - evicted0 == held, "{} holds ended at eviction, {held} were taken", evicted - evicted0);
     ensure!(active == active0, "holds_active {active} after the eviction, {active0} before the splice");
     expect_bytes("pipe after its file was evicted", &read_pipe(&p.r, PAGES * PAGE)?, &a, None)?;
+    Ok(())
+}
+
+/// Pages of the files of the entry cases.
+const ENTRY_PAGES: usize = 8;
+
+/// A holds case's file of [`ENTRY_PAGES`] small folios (written a page at
+/// a time: an entry each), spliced stably into a pipe that was then
+/// drained: its entries stay, nobody reads their folios. The file, A (its
+/// content), B, the pipe and the entries (`holds_active`).
+fn drained_entries(ctx: &Ctx) -> TResult<(TestFile, Vec<u8>, Vec<u8>, Pipe, u64)> {
+    holds_case(ctx)?;
+    let (f, a, b) = file_ab_written(ctx, ENTRY_PAGES * PAGE, PAGE)?;
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), ENTRY_PAGES * PAGE, stable())?;
+    expect_bytes("pipe", &read_pipe(&p.r, ENTRY_PAGES * PAGE)?, &a, None)?;
+    let held = counter("holds_active").unwrap_or(0);
+    ensure!(held > 0, "no entries after a stable splice of a settled file (zero copy did not happen?)");
+    Ok((f, a, b, p, held))
+}
+
+/// Entries own nothing and nothing reaps them: once the pipe is drained
+/// its file's entries stay (no per-hold work after the splice, however
+/// long the file idles), a second stable splice joins them (no new hold,
+/// zero copy), and a writer that meets one whose folio nobody reads
+/// writes in place (no break) and takes it out.
+pub fn holds_entries_outlive_readers(ctx: &Ctx) -> TResult {
+    let (f, a, b, p, held) = drained_entries(ctx)?;
+    let c = |n: &str| counter(n).unwrap_or(0);
+    // The old reaper ended idle holds after a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    ensure!(c("holds_active") == held, "entries went by themselves: {held} -> {}", c("holds_active"));
+    let (taken, zero_copy) = (c("holds_taken"), c("bytes_zero_copy"));
+    splice_exact(f.fd.raw(), 0, p.w.raw(), ENTRY_PAGES * PAGE, stable())?;
+    expect_bytes("pipe, served again", &read_pipe(&p.r, ENTRY_PAGES * PAGE)?, &a, None)?;
+    ctx.note(format!("{held} entries; served again: holds_taken +{}, bytes_zero_copy +{}", c("holds_taken") - taken, c("bytes_zero_copy") - zero_copy));
+    ensure!(c("holds_taken") == taken, "served again took {} new holds instead of joining", c("holds_taken") - taken);
+    ensure!(c("bytes_zero_copy") - zero_copy == (ENTRY_PAGES * PAGE) as u64, "served again: {} bytes zero copy", c("bytes_zero_copy") - zero_copy);
+    let breaks = c("breaks");
+    pwrite_all(f.fd.raw(), &b[..PAGE], 0)?;
+    ensure!(c("breaks") == breaks, "a write into a folio nobody reads broke it");
+    ensure!(c("holds_active") == held - 1, "holds_active {} after a write into one of {held}", c("holds_active"));
+    expect_bytes("file after the write", &pread_vec(f.fd.raw(), PAGE, 0)?, &b[..PAGE], None)?;
+    Ok(())
+}
+
+/// Under memory pressure the shrinker frees the entries of a range whose
+/// folios left the page cache: after the pipe is drained and the page
+/// cache dropped (`drop_caches` 1), `drop_caches` 2 (which runs every
+/// shrinker) takes the file's entries out while the file stays open (not
+/// an eviction: `holds_evicted` unchanged), and the file's registry entry
+/// with them (the module's reference count is back).
+pub fn holds_entries_shrink_with_page_cache(ctx: &Ctx) -> TResult {
+    let refcnt = module_refcnt().ok_or_else(|| TestErr::Fail("no /sys/module/stable_splice/refcnt".into()))?;
+    let (f, a, _, _p, held) = drained_entries(ctx)?;
+    let c = |n: &str| counter(n).unwrap_or(0);
+    let evicted = c("holds_evicted");
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    drain_lru_batches()?; // drops the file's pages, clean now: nobody references them
+    std::fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| TestErr::Fail(format!("drop_caches: {e}")))?;
+    ctx.note(format!("{held} entries -> {} after the page cache and the shrinkers were dropped", c("holds_active")));
+    ensure!(c("holds_active") == 0, "{} entries left of {held}", c("holds_active"));
+    ensure!(c("holds_evicted") == evicted, "the open file was evicted?");
+    ensure!(wait_until(Duration::from_secs(2), || module_refcnt() == Some(refcnt)), "module refcnt {:?}, was {refcnt}", module_refcnt());
+    expect_bytes("file", &pread_vec(f.fd.raw(), ENTRY_PAGES * PAGE, 0)?, &a, None)?;
     Ok(())
 }

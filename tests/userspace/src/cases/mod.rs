@@ -159,6 +159,8 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_debugfs_report),
         case!(Module, holds::holds_other_files_writers_skip_lookup),
         case!(Module, holds::holds_end_with_evicted_inode),
+        case!(Module, holds::holds_entries_outlive_readers),
+        case!(Module, holds::holds_entries_shrink_with_page_cache),
         case!(Module, holds::holds_end_after_tcp_to_other_cpu),
         case!(Module, holds::holds_dirty_break_moves_state),
         case!(Module, holds::holds_clean_break_moves_state),
