@@ -101,8 +101,8 @@ unsigned int ss_pipe_join_held(const struct ss_pipe_chunk *c, struct ss_hold_ind
  * the table, then each folio's references are read under its lock (a
  * writer takes its reference before it looks for the file: either it
  * finds the file and waits for the bucket lock, then finds the entry, or
- * this check sees its reference), a reference taken for its entry, the
- * entry stored, the lock dropped; the new entries are counted in @count
+ * this check sees its reference), the entry stored (no reference: see
+ * rust/hold_index.c), the lock dropped; the new entries are counted in @count
  * (which the walks read). Buffers held either way become stable buffers; the
  * others (not page cache, stable already, locked, mapped, referenced, no
  * memory for the entry) are left to the caller's slow path. Fills @out.

@@ -78,8 +78,8 @@ use kernel::{
 };
 use core::sync::atomic::Ordering::Relaxed;
 
-/// A bucket's count of holds (entries), read by the walks without the lock (they
-/// skips buckets without holds). A core atomic, as the module's counters
+/// A bucket's count of holds (entries), read by the walks without the lock
+/// (they skip buckets without any). A core atomic, as the module's counters
 /// are (`src/counters.rs`): a `kernel::sync::atomic` operation is an
 /// out-of-line C helper call on GCC-built kernels. Changed under the
 /// bucket lock; C takes it as an `atomic_t`, which has the same layout.
@@ -93,7 +93,7 @@ pub(crate) type HoldCount = core::sync::atomic::AtomicI32;
 /// left is removed from the registry (its module reference with it) by
 /// whoever ends its last hold.
 pub(crate) struct FileHolds {
-    /// The held folios, each with the hold's own reference.
+    /// The held folios (entries own no reference).
     index: Pin<KBox<HoldIndex>>,
     /// Entries in `index`.
     count: usize,
@@ -219,8 +219,7 @@ impl Bucket {
 /// it). Breaks copy and replace under the folio lock only.
 pub(crate) struct Holds {
     buckets: KVec<Pin<KBox<SpinLock<Bucket>>>>,
-    /// Holds per bucket: the walks skip buckets without holds, and new
-    /// holds are counted here before they are checked.
+    /// Holds (entries) per bucket: the walks skip buckets without any.
     counts: [HoldCount; BUCKETS],
     /// The files with holds: writers of the others skip the lock.
     table: HeldFiles,
