@@ -76,9 +76,16 @@ static unsigned long count_entries(struct shrinker *s, struct shrink_control *sc
 	return n ? n : SHRINK_EMPTY;
 }
 
+/*
+ * Entries of ranges still in the page cache cannot go yet (they go as the
+ * page cache does): a scan that freed nothing asks not to be called again
+ * in this round, rather than walking them over and over.
+ */
 static unsigned long scan_entries(struct shrinker *s, struct shrink_control *sc)
 {
-	return ss_reap_some(sc->nr_to_scan);
+	unsigned long freed = ss_reap_some(sc->nr_to_scan);
+
+	return freed ? freed : SHRINK_STOP;
 }
 
 /* Index entries go under memory pressure (none is needed for soundness). */
