@@ -31,10 +31,9 @@ impl fmt::Debug for HoldsReport {
 }
 
 impl Holds {
-    /// One line per file, then per folio: `index nr_pages refs expected
-    /// extra` and flags. Each bucket is reported under its lock, which
-    /// keeps the entries and the mappings; the folio fields are read
-    /// without the folio lock (see `ss_folio_report`).
+    /// One line per file, then one per entry (`report_folio`, or `gone`).
+    /// Each bucket is reported under its lock, which keeps the entries and
+    /// the mappings.
     fn report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let now = now_ns();
         for bucket in self.buckets.iter() {
@@ -57,34 +56,10 @@ impl Holds {
                     // SAFETY: the registry's entry keeps the mapping (eviction
                     // takes it out first).
                     let cached = unsafe { FolioRef::lookup(mapping as *mut Mapping, index) };
-                    let Some(cached) = cached.filter(|c| c.as_ptr() == folio && c.index() == index) else {
-                        writeln!(f, "  {index} gone")?;
-                        listed += 1;
-                        if index == usize::MAX {
-                            break;
-                        }
-                        from = index + 1;
-                        continue;
-                    };
-                    // SAFETY: all fields zero is a valid report.
-                    let mut r: b::ss_folio_report = unsafe { core::mem::zeroed() };
-                    // SAFETY: the lookup's reference keeps the folio alive.
-                    unsafe { b::ss_folio_report(cached.as_ptr(), mapping as *mut Mapping, &mut r) };
-                    writeln!(
-                        f,
-                        "  {index} ino {} pages {} refs {} expected {} extra {}{}{}{}{}{}{}",
-                        r.ino,
-                        r.nr_pages,
-                        r.refs,
-                        r.expected,
-                        r.refs - r.expected,
-                        if r.in_mapping { "" } else { " gone" },
-                        if r.locked { " locked" } else { "" },
-                        if r.dirty { " dirty" } else { "" },
-                        if r.writeback { " writeback" } else { "" },
-                        if r.mapped { " mapped" } else { "" },
-                        if r.lru { "" } else { " off-lru" },
-                    )?;
+                    match cached.filter(|c| c.as_ptr() == folio && c.index() == index) {
+                        None => writeln!(f, "  {index} gone")?,
+                        Some(cached) => report_folio(f, index, &cached, mapping)?,
+                    }
                     listed += 1;
                     if index == usize::MAX {
                         break;
@@ -95,4 +70,28 @@ impl Holds {
         }
         Ok(())
     }
+}
+
+/// One held folio's line: `index ino pages refs expected extra` and flags.
+/// The fields are read without the folio lock (see `ss_folio_report`).
+fn report_folio(f: &mut fmt::Formatter<'_>, index: usize, folio: &FolioRef, mapping: usize) -> fmt::Result {
+    // SAFETY: all fields zero is a valid report.
+    let mut r: b::ss_folio_report = unsafe { core::mem::zeroed() };
+    // SAFETY: `folio` (a page-cache lookup's reference) keeps the folio alive.
+    unsafe { b::ss_folio_report(folio.as_ptr(), mapping as *mut Mapping, &mut r) };
+    writeln!(
+        f,
+        "  {index} ino {} pages {} refs {} expected {} extra {}{}{}{}{}{}{}",
+        r.ino,
+        r.nr_pages,
+        r.refs,
+        r.expected,
+        r.refs - r.expected,
+        if r.in_mapping { "" } else { " gone" },
+        if r.locked { " locked" } else { "" },
+        if r.dirty { " dirty" } else { "" },
+        if r.writeback { " writeback" } else { "" },
+        if r.mapped { " mapped" } else { "" },
+        if r.lru { "" } else { " off-lru" },
+    )
 }
