@@ -178,11 +178,13 @@ impl Redirects {
     }
 }
 
-/// The loaded module. Fields drop in declaration order: nobody can enter
-/// the mode, then no redirect sends calls to us any more, then the probes
-/// go, then the replacements still running are waited for, and only then
-/// the state they use.
+/// The loaded module. Fields drop in declaration order: the debugfs files
+/// go (their removal waits for reads and writes in progress, such as a
+/// `reap` walking the holds), nobody can enter the mode, then no redirect
+/// sends calls to us any more, then the probes go, then the replacements
+/// still running are waited for, and only then the state they use.
 struct StableSplice {
+    _debugfs: counters::DebugFs,
     _control: Pin<KBox<control::ControlDevice>>,
     _gate: Pin<KBox<entry_gate::EntryGate>>,
     _redirects: Pin<KBox<Redirects>>,
@@ -192,7 +194,6 @@ struct StableSplice {
     _calls: Pin<KBox<calls::Calls>>,
     _holds: KBox<hold::Holds>,
     _zero_copy_decisions: stable_buf::ZeroCopyDecisions,
-    _debugfs: counters::DebugFs,
 }
 
 /// Set while the redirects are in place (for the KUnit suite).
@@ -243,7 +244,6 @@ impl kernel::Module for StableSplice {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         layout::check()?;
         let policy = policy::Policy::from_param()?;
-        let debugfs = counters::DebugFs::new(policy)?;
         let zero_copy_decisions = stable_buf::ZeroCopyDecisions::new()?;
         let direct_calls = ftrace::DirectCalls::new()?;
         let holds = KBox::new(hold::Holds::new(policy)?, GFP_KERNEL)?;
@@ -268,6 +268,8 @@ impl kernel::Module for StableSplice {
         // Last: once a process can enter the mode, everything honours it.
         let control = KBox::pin_init(control::ControlDevice::register(), GFP_KERNEL)
             .inspect_err(|_| pr_err!("stable_splice: cannot register /dev/stable_splice\n"))?;
+        // After the state its files read and walk, so that it goes first.
+        let debugfs = counters::DebugFs::new(policy)?;
         LOADED.store(redirects.as_ref().all_registered(), kernel::sync::atomic::Relaxed);
         pr_info!(
             "stable_splice: SPLICE_F_STABLE ({:#x}) enabled, policy {:?}, writer redirects: {} of 2 through ftrace callbacks, splice entry points: {} of 3\n",
@@ -277,6 +279,7 @@ impl kernel::Module for StableSplice {
             entries_by_callback
         );
         Ok(Self {
+            _debugfs: debugfs,
             _control: control,
             _gate: gate,
             _redirects: redirects,
@@ -286,7 +289,6 @@ impl kernel::Module for StableSplice {
             _calls: calls,
             _holds: holds,
             _zero_copy_decisions: zero_copy_decisions,
-            _debugfs: debugfs,
         })
     }
 }

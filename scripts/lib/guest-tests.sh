@@ -125,6 +125,18 @@ for i in $(seq 1 10); do
 	ss_insmod >/dev/null 2>&1 && ss_rmmod || { ok=1; break; }
 done
 tap $ok module/insmod_rmmod_x10
+# debugfs readers and reap writers racing the unload: the files go first
+# (their removal waits for a walk in progress), then the holds they walk.
+ok=0
+dbg=/sys/kernel/debug/stable_splice
+for i in $(seq 1 5); do
+	ss_insmod >/dev/null 2>&1 || { ok=1; break; }
+	(while [ -e $dbg/reap ]; do echo 1 >$dbg/reap; cat $dbg/holds; done) >/dev/null 2>&1 &
+	busy=$!
+	ss_rmmod || { ok=1; kill $busy; wait $busy; break; }
+	wait $busy
+done
+tap $ok module/rmmod_while_debugfs_busy
 echo "---- policy parameter ----"
 ss_insmod policy=bogus >/dev/null 2>&1
 r=$?; grep -q '^stable_splice ' /proc/modules; loaded=$?

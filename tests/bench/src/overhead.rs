@@ -256,7 +256,14 @@ pub(crate) fn module_overhead(o: &Opts, dir: &str) -> Res<Option<OverheadRes>> {
         let st = match state {
             State::Loaded => std::process::Command::new("insmod").arg(&ko).args(&params).status(),
             State::Direct => std::process::Command::new("insmod").arg(&ko).args(&direct_params).status(),
-            State::NotLoaded => std::process::Command::new("rmmod").arg("stable_splice").status(),
+            State::NotLoaded => {
+                // The entries of the stable runs keep the module until they
+                // go: reaped here (the reaper's file closed before rmmod).
+                let reaper = Reaper::open(COUNTER_DIR).map_err(|e| format!("open {COUNTER_DIR}/reap: {e}"))?;
+                crate::first::wait_holds_reaped(&reaper)?;
+                drop(reaper);
+                std::process::Command::new("rmmod").arg("stable_splice").status()
+            }
         };
         match st {
             Ok(s) if s.success() => Ok(()),
