@@ -264,13 +264,15 @@ impl FastPath<'_> {
     /// the buffers from `from` on whose folios are held already, in a row,
     /// share those holds (`Joins::join_held`, src/hold/take.rs; a file
     /// served again and again ends there). From the first folio that is
-    /// not held on, a chunk at a time under one bucket lock each: buffers on held folios
+    /// not held on, a chunk at a time under one bucket lock each (the
+    /// first under the joins' lock): buffers on held folios
     /// join their holds, and folios whose lock is free and that nobody
     /// else references get new holds without sleeping. What is left
     /// (folio lock busy, mapped folios, contended ones) goes to
     /// [`make_stable`].
     fn hold_fast(&self, new: &mut NewBuffers<'_>, from: u32, spare: &mut Spare, counted: &mut ZeroCopy) -> Result<Fast> {
-        let mut slot = from;
+        let (mut slot, mut joined, mut joined_bytes) = (from, from, 0);
+        let mut all_held = true;
         if let Some(mut joins) = self.holds.joins(self.mapping) {
             // A file served again ends here. A file served once stops at
             // its first folio: the chunks below join what they find held
@@ -279,10 +281,21 @@ impl FastPath<'_> {
             // mapping's file, pipe locked (type invariant of `NewBuffers`).
             let (next, bytes) = unsafe { joins.join_held(&new.chunk(from), self.block) };
             counted.bytes += bytes as i64;
-            slot = next;
+            (slot, joined, joined_bytes) = (next, next, bytes as usize);
+            if slot != new.to {
+                // The first chunk under this lock too: a file served once
+                // (whose registry entry the call before put in place)
+                // would otherwise take it again at once, and look its
+                // entry up again.
+                let mut chunk = new.chunk(slot);
+                // SAFETY: as above; `pinned` keeps the module.
+                if let Some(done) = unsafe { joins.hold_new(&mut chunk, self.block) } {
+                    counted.bytes += done.bytes as i64;
+                    all_held = done.left == 0;
+                    slot = done.next;
+                }
+            }
         }
-        let (joined, joined_bytes) = (slot, counted.bytes as usize);
-        let mut all_held = true;
         while slot != new.to {
             let (next, held) = self.hold_chunk(new, slot, spare, counted)?;
             all_held &= held;
