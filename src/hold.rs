@@ -55,7 +55,7 @@ mod take;
 pub(crate) use breaks::{nocopy_sleep_ms, write_back, Break, NOCOPY_ROUNDS};
 pub(crate) use reap::reap_now;
 pub(crate) use report::HoldsReport;
-pub(crate) use take::Taken;
+pub(crate) use take::{Joins, Taken};
 
 use crate::{
     bindings as b,

@@ -22,7 +22,7 @@ use crate::{
     counters::COUNTERS,
     folio::{FolioKind, FolioLock},
     ftrace::Pinned,
-    hold::{holds, Holds, Spare, Taken},
+    hold::{holds, Holds, Joins, Spare, Taken},
 };
 use core::marker::PhantomData;
 use kernel::prelude::*;
@@ -287,12 +287,8 @@ impl FastPath<'_> {
                 // (whose registry entry the call before put in place)
                 // would otherwise take it again at once, and look its
                 // entry up again.
-                let mut chunk = new.chunk(slot);
-                // SAFETY: as above; `pinned` keeps the module.
-                if let Some(done) = unsafe { joins.hold_new(&mut chunk, self.block) } {
-                    counted.bytes += done.bytes as i64;
-                    all_held = done.left == 0;
-                    slot = done.next;
+                if let Some((next, held)) = self.hold_new(&mut joins, new, slot, counted) {
+                    (slot, all_held) = (next, held);
                 }
             }
         }
@@ -316,15 +312,21 @@ impl FastPath<'_> {
         let Some(mut joins) = holds.lock_mapping_for_new(mapping, spare, block, new.pinned)? else {
             return Ok((new.to, false));
         };
+        Ok(self.hold_new(&mut joins, new, from, counted).unwrap_or((new.to, false)))
+    }
+
+    /// Joins and new holds for a chunk of the new buffers from `from` on,
+    /// under the lock of `joins` (`Joins::hold_new`): the slot after the
+    /// chunk and whether it held every buffer of it; None if the mapping
+    /// has no registry entry.
+    fn hold_new(&self, joins: &mut Joins<'_>, new: &NewBuffers<'_>, from: u32, counted: &mut ZeroCopy) -> Option<(u32, bool)> {
         let mut chunk = new.chunk(from);
         // SAFETY: the new buffers of a stable splice from this mapping's
         // file, pipe locked (type invariant of `NewBuffers`); `pinned`
         // keeps the module.
-        let Some(done) = (unsafe { joins.hold_new(&mut chunk, block) }) else {
-            return Ok((new.to, false));
-        };
+        let done = unsafe { joins.hold_new(&mut chunk, self.block) }?;
         counted.bytes += done.bytes as i64;
-        Ok((done.next, done.left == 0))
+        Some((done.next, done.left == 0))
     }
 }
 
