@@ -129,6 +129,7 @@ void ss_pipe_hold_new(struct ss_pipe_chunk *c, unsigned int max, struct address_
 struct folio *ss_page_folio(struct page *page);
 int ss_page_kind(struct page *page);
 struct page *ss_alloc_page(void);
+void ss_put_page(struct page *page);
 void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 		    unsigned int src_off, size_t len);
 

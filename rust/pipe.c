@@ -82,6 +82,11 @@ struct page *ss_alloc_page(void)
 	return alloc_page(GFP_KERNEL_ACCOUNT);
 }
 
+void ss_put_page(struct page *page)
+{
+	put_page(page);
+}
+
 void ss_memcpy_page(struct page *dst, unsigned int dst_off, struct page *src,
 		    unsigned int src_off, size_t len)
 {
