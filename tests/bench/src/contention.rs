@@ -54,10 +54,13 @@ pub(crate) fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBo
         .map_err(|e| format!("spawn writer: {e}"))
 }
 
-pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool) -> Res<ContRes> {
-    let f = create_file(dir, "contention")?;
+/// `large`: the range is written in one 1 MiB write, so where the file
+/// system caches large folios it sits in them, and each writer's 4 KiB
+/// write goes into a folio the splicer reads whole.
+pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> Res<ContRes> {
+    let f = create_file(dir, if large { "contention-large" } else { "contention" })?;
     let fd = f.fd.raw();
-    fill_and_warm(fd, CONT_SIZE as u64, PAGE)?;
+    fill_and_warm(fd, CONT_SIZE as u64, if large { CONT_SIZE } else { PAGE })?;
     let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
     let p = pipe(CONT_SIZE)?;
     let methods: Vec<Method> = [Method::Plain, Method::Stable].into_iter().filter(|&m| m != Method::Stable || stable_ok).collect();
@@ -107,5 +110,5 @@ pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool) -> Res<ContRes> {
             (!l.is_empty()).then(|| (lat(l), n / secs))
         })
         .collect();
-    Ok(ContRes { runs, writer, counters, methods })
+    Ok(ContRes { runs, writer, counters, methods, large })
 }

@@ -111,7 +111,14 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
         false => None,
     };
     progress(&format!("{label}: break under contention"));
-    let contention = contention(o, dir, *stable_ok)?;
+    let small = contention(o, dir, *stable_ok, false)?;
+    let contention_large = match fstype != "tmpfs" {
+        true => {
+            progress(&format!("{label}: break under contention, large folios"));
+            Some(contention(o, dir, *stable_ok, true)?)
+        }
+        false => None,
+    };
     progress(&format!("{label}: 1 and 2 splicers on two files"));
     let scaling = scaling(o, dir, *stable_ok)?;
     progress(&format!("{label}: first stable splice of every page (new holds)"));
@@ -134,7 +141,8 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
         points,
         latency,
         large,
-        contention,
+        contention: small,
+        contention_large,
         scaling,
         first,
         sendfile,

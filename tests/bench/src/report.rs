@@ -209,41 +209,10 @@ pub(crate) fn targets(
         }
         // Issue 21's targets under contention: the writer beside a stable
         // splicer of the same range against beside a plain one, and the
-        // stable splicer with the writer against alone.
-        let c = &r.contention;
-        let at = |m: Method| c.methods.iter().position(|&x| x == m);
-        if let (Some(si), Some(pi)) = (at(Method::Stable), at(Method::Plain)) {
-            if let (Some((ls, ws)), Some((lp, wp))) = (&c.writer[si], &c.writer[pi]) {
-                t.push(Target {
-                    name: "a writer beside a stable splicer: >= 0.5x its writes beside a plain one".into(),
-                    fs: r.label.clone(),
-                    sink: Some("/dev/null"),
-                    value: Some(ws / wp),
-                    threshold: 0.5,
-                    at_least: true,
-                    detail: format!(
-                        "{ws:.0} writes/s beside stable, {wp:.0} beside plain; writer p99 {} us / {} us",
-                        us(ls.p99 as f64),
-                        us(lp.p99 as f64)
-                    ),
-                });
-            }
-            let gib = |m: usize, k: usize| median(&c.runs[m][k].iter().map(Run::gib_s).collect::<Vec<_>>());
-            let (alone, beside) = (gib(si, 0), gib(si, 1));
-            // The plain splicer beside the same writer, for what the file
-            // system itself loses there (xfs's IOLOCK, tmpfs's copies).
-            let plain = gib(pi, 1) / gib(pi, 0);
-            t.push(Target {
-                name: "the stable splicer beside a writer: >= 0.8x its speed alone".into(),
-                fs: r.label.clone(),
-                sink: Some("/dev/null"),
-                value: Some(beside / alone),
-                threshold: 0.8,
-                at_least: true,
-                detail: format!(
-                    "{beside:.3} GiB/s beside the writer, {alone:.3} GiB/s alone; a plain splicer beside the same writer: {plain:.2}x of its speed alone"
-                ),
-            });
+        // stable splicer with the writer against alone; for a range in
+        // small folios and one in large folios.
+        for c in core::iter::once(&r.contention).chain(r.contention_large.as_ref()) {
+            contention_targets(&mut t, &r.label, c);
         }
         if let (Some(st), Some(pl)) = (r.scaling.speedup(Method::Stable), r.scaling.speedup(Method::Plain)) {
             t.push(Target {
@@ -424,6 +393,9 @@ pub(crate) fn table(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], mod
             }
         }
         s += &contention_table(&r.contention);
+        if let Some(c) = &r.contention_large {
+            s += &contention_table(c);
+        }
         let _ = writeln!(
             s,
             "counters on {} (whole run): stable_calls {}, bytes_copied_at_splice {}, bytes_zero_copy {}, breaks {}",
@@ -612,28 +584,6 @@ pub(crate) fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], m
             .with("stable_p99_over_folio_copy", l.stable.as_ref().map(|s| s.p99 as f64 / l.folio_copy_ns()))
             .with("plain_p99_over_folio_copy", l.plain.p99 as f64 / l.folio_copy_ns())
             .with("counters_delta", &l.counters);
-        let c = &r.contention;
-        let mut cont = Json::obj()
-            .with("transfer_size", CONT_SIZE)
-            .with("sink", "devnull")
-            .with("writer", "one thread, pwrite(4 KiB) round-robin over the spliced 1 MiB, no pause");
-        for (mi, mth) in c.methods.iter().enumerate() {
-            let g = |k: usize| median(&c.runs[mi][k].iter().map(Run::gib_s).collect::<Vec<_>>());
-            let w = c.writer[mi].as_ref();
-            cont.set(
-                mth.key(),
-                Json::obj()
-                    .with("alone_gib_s", g(0))
-                    .with("contended_gib_s", g(1))
-                    .with("contended_over_alone", g(1) / g(0))
-                    .with("runs_alone_gib_s", c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>())
-                    .with("runs_contended_gib_s", c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>())
-                    .with("writer_writes_per_s", w.map(|x| x.1))
-                    .with("writer_latency", w.map(|x| x.0.json()))
-                    .with("counters_delta_alone", &c.counters[mi][0])
-                    .with("counters_delta_contended", &c.counters[mi][1]),
-            );
-        }
         fss.push(
             Json::obj()
                 .with("label", r.label.clone())
@@ -667,7 +617,8 @@ pub(crate) fn to_json(o: &Opts, m: &Machine, results: &[FsRes], tg: &[Target], m
                             .with("pages_per_pass", f.pages)
                     }),
                 )
-                .with("contention", cont)
+                .with("contention", contention_json(&r.contention))
+                .with("contention_large", r.contention_large.as_ref().map(contention_json))
                 .with(
                     "sendfile_8mib_tcp",
                     Json::obj()
@@ -745,11 +696,86 @@ pub(crate) fn plot(r: &FsRes, m: &Machine, o: &Opts) -> String {
     )
 }
 
+/// bench.json's record of one "break under contention" table.
+fn contention_json(c: &ContRes) -> Json {
+    let mut cont = Json::obj()
+        .with("transfer_size", CONT_SIZE)
+        .with("sink", "devnull")
+        .with("writer", "one thread, pwrite(4 KiB) round-robin over the spliced 1 MiB, no pause")
+        .with("range_written", if c.large { "one 1 MiB write (large folios where cached so)" } else { "4 KiB writes" });
+    for (mi, mth) in c.methods.iter().enumerate() {
+        let g = |k: usize| median(&c.runs[mi][k].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let w = c.writer[mi].as_ref();
+        cont.set(
+            mth.key(),
+            Json::obj()
+                .with("alone_gib_s", g(0))
+                .with("contended_gib_s", g(1))
+                .with("contended_over_alone", g(1) / g(0))
+                .with("runs_alone_gib_s", c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>())
+                .with("runs_contended_gib_s", c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>())
+                .with("writer_writes_per_s", w.map(|x| x.1))
+                .with("writer_latency", w.map(|x| x.0.json()))
+                .with("counters_delta_alone", &c.counters[mi][0])
+                .with("counters_delta_contended", &c.counters[mi][1]),
+        );
+    }
+    cont
+}
+
+/// The contention targets of one "break under contention" table.
+fn contention_targets(t: &mut Vec<Target>, label: &str, c: &ContRes) {
+    let at = |m: Method| c.methods.iter().position(|&x| x == m);
+    if let (Some(si), Some(pi)) = (at(Method::Stable), at(Method::Plain)) {
+        if let (Some((ls, ws)), Some((lp, wp))) = (&c.writer[si], &c.writer[pi]) {
+            t.push(Target {
+                name: format!("a writer beside a stable splicer{}: >= 0.5x its writes beside a plain one", folios(c)),
+                fs: label.to_string(),
+                sink: Some("/dev/null"),
+                value: Some(ws / wp),
+                threshold: 0.5,
+                at_least: true,
+                detail: format!(
+                    "{ws:.0} writes/s beside stable, {wp:.0} beside plain; writer p99 {} us / {} us",
+                    us(ls.p99 as f64),
+                    us(lp.p99 as f64)
+                ),
+            });
+        }
+        let gib = |m: usize, k: usize| median(&c.runs[m][k].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let (alone, beside) = (gib(si, 0), gib(si, 1));
+        // The plain splicer beside the same writer, for what the file
+        // system itself loses there (xfs's IOLOCK, tmpfs's copies).
+        let plain = gib(pi, 1) / gib(pi, 0);
+        t.push(Target {
+            name: format!("the stable splicer beside a writer{}: >= 0.8x its speed alone", folios(c)),
+            fs: label.to_string(),
+            sink: Some("/dev/null"),
+            value: Some(beside / alone),
+            threshold: 0.8,
+            at_least: true,
+            detail: format!(
+                "{beside:.3} GiB/s beside the writer, {alone:.3} GiB/s alone; a plain splicer beside the same writer: {plain:.2}x of its speed alone"
+            ),
+        });
+    }
+}
+
+/// How a contention table's range was written, for its rows' names.
+fn folios(c: &ContRes) -> &'static str {
+    if c.large { " (large folios)" } else { "" }
+}
+
 /// The "break under contention" rows: splicer alone and beside a writer,
 /// the writer's rate and p99, per method.
 pub(crate) fn contention_table(c: &ContRes) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "--- break under contention: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range ---");
+    let _ = writeln!(
+        s,
+        "--- break under contention{}: 1 MiB splice -> /dev/null, a writer thread pwrites 4 KiB blocks over the range, {} ---",
+        folios(c),
+        if c.large { "written in one 1 MiB write" } else { "written 4 KiB at a time" }
+    );
     let _ = writeln!(
         s,
         "{:<14} {:>12} {:>14} {:>8} {:>15} {:>12} {:>8} {:>14}",

@@ -46,6 +46,9 @@ pub(crate) struct ContRes {
     pub(crate) writer: Vec<Option<(Lat, f64)>>,
     pub(crate) counters: Vec<[Counters; 2]>,
     pub(crate) methods: Vec<Method>,
+    /// The range was written in one 1 MiB write, so it sits in large
+    /// folios where the file system caches them; else 4 KiB writes.
+    pub(crate) large: bool,
 }
 
 pub(crate) struct FsRes {
@@ -60,6 +63,8 @@ pub(crate) struct FsRes {
     /// A writer into a held large folio (ext4 and xfs: not tmpfs, which copies).
     pub(crate) large: Option<LargeRes>,
     pub(crate) contention: ContRes,
+    /// The same over a range in large folios (ext4 and xfs).
+    pub(crate) contention_large: Option<ContRes>,
     pub(crate) scaling: ScaleRes,
     pub(crate) first: Option<FirstRes>,
     pub(crate) sendfile: SendfileRes,
