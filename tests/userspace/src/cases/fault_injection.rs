@@ -34,6 +34,12 @@ impl PageAllocFailures {
     /// times (-1: no limit), even those that may sleep and reclaim, of any
     /// zone.
     fn arm(percent: u32, times: i64) -> TResult<Self> {
+        Self::arm_at(percent, times, MIN_ORDER, 0)
+    }
+
+    /// As [`PageAllocFailures::arm`], for allocations of `min_order` and
+    /// more, the first ones (`space` pages' worth, less one) let through.
+    fn arm_at(percent: u32, times: i64, min_order: u32, space: u64) -> TResult<Self> {
         if !std::path::Path::new(FAIL).exists() {
             skip!("no {FAIL}: this kernel has no CONFIG_FAIL_PAGE_ALLOC/CONFIG_FAULT_INJECTION_DEBUG_FS");
         }
@@ -41,8 +47,8 @@ impl PageAllocFailures {
             ("task-filter", "Y".to_string()),
             ("ignore-gfp-wait", "N".into()),
             ("ignore-gfp-highmem", "N".into()),
-            ("min-order", MIN_ORDER.to_string()),
-            ("space", "0".into()),
+            ("min-order", min_order.to_string()),
+            ("space", space.to_string()),
             ("interval", "1".into()),
             // A report per failure would put a stack trace in the kernel
             // log, which the harness fails on.
@@ -255,4 +261,54 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
     ));
     ensure!(ok > 0, "no write went through in {round} rounds");
     Ok(())
+}
+
+/// A stable splice from a file system that copies at splice (tmpfs,
+/// ext4's data=journal) while the splicing thread's page allocations fail
+/// after the first few: the call hands over exactly the pages it copied
+/// (a short count, or ENOMEM when it copied none), the pipe has those
+/// bytes and nothing of the run whose copies could not all be made (they
+/// are made before any is put in place, src/stable_buf.rs), and with
+/// memory again the rest of the file splices whole.
+pub fn splice_copy_without_memory(ctx: &Ctx) -> TResult {
+    if !copies_at_splice(&ctx.dir) {
+        skip!("holds, no copies, on this file system (the copies' failures are tested where splices copy)");
+    }
+    const PAGES: usize = 16;
+    let a = pattern(0x5a, 0, PAGES * PAGE);
+    let f = tmpfile(&ctx.dir)?;
+    pwrite_all(f.fd.raw(), &a, 0)?;
+    settle_page_cache(f.fd.raw(), a.len())?;
+    let p = pipe()?;
+    let (fd, w) = (f.fd.raw(), p.w.raw());
+    let copied0 = counter("bytes_copied_at_splice").unwrap_or(0);
+    // Order 0 and more, after three pages' worth: the fourth copy fails.
+    let r = {
+        let _armed = PageAllocFailures::arm_at(100, -1, 0, 4)?;
+        failing_thread(move || {
+            let mut off: libc::loff_t = 0;
+            // SAFETY: our descriptors; `off` is ours.
+            let r = unsafe { libc::splice(fd, &mut off, w, std::ptr::null_mut(), PAGES * PAGE, stable()) };
+            if r < 0 { Err(errno()) } else { Ok(r as usize) }
+        })?
+    };
+    let copied = counter("bytes_copied_at_splice").unwrap_or(0) - copied0;
+    let queued = pipe_queued(p.r.raw())?;
+    ctx.note(format!("splice under failing allocations: {:?}, {copied} bytes copied, {queued} queued", r.map_err(ename)));
+    let n = match r {
+        Ok(n) => {
+            ensure!(n > 0 && n < a.len() && n % PAGE == 0, "the splice returned {n} bytes: not a short count of whole pages (injection missed?)");
+            n
+        }
+        Err(e) => {
+            ensure!(e == libc::ENOMEM, "the splice failed with {}, expected ENOMEM", ename(e));
+            0
+        }
+    };
+    ensure!(queued == n, "the pipe has {queued} bytes after a splice of {n}");
+    ensure!(copied == n as u64, "{copied} bytes counted copied for {n} handed over");
+    let mut got = read_pipe(&p.r, n)?;
+    splice_exact(fd, n, w, a.len() - n, stable())?;
+    got.extend(read_pipe(&p.r, a.len() - n)?);
+    expect_bytes("the pipe, before and after the failures", &got, &a, None)
 }
