@@ -704,7 +704,7 @@ fn contention_json(c: &ContRes) -> Json {
         .with("writer", "one thread, pwrite(4 KiB) round-robin over the spliced 1 MiB, no pause")
         .with("range_written", if c.large { "one 1 MiB write (large folios where cached so)" } else { "4 KiB writes" });
     for (mi, mth) in c.methods.iter().enumerate() {
-        let g = |k: usize| median(&c.runs[mi][k].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let g = |k: usize| c.gib_s(mi, k);
         let w = c.writer[mi].as_ref();
         cont.set(
             mth.key(),
@@ -742,11 +742,10 @@ fn contention_targets(t: &mut Vec<Target>, label: &str, c: &ContRes) {
                 ),
             });
         }
-        let gib = |m: usize, k: usize| median(&c.runs[m][k].iter().map(Run::gib_s).collect::<Vec<_>>());
-        let (alone, beside) = (gib(si, 0), gib(si, 1));
+        let (alone, beside) = (c.gib_s(si, 0), c.gib_s(si, 1));
         // The plain splicer beside the same writer, for what the file
         // system itself loses there (xfs's IOLOCK, tmpfs's copies).
-        let plain = gib(pi, 1) / gib(pi, 0);
+        let plain = c.gib_s(pi, 1) / c.gib_s(pi, 0);
         t.push(Target {
             name: format!("the stable splicer beside a writer{}: >= 0.8x its speed alone", folios(c)),
             fs: label.to_string(),
@@ -782,8 +781,7 @@ pub(crate) fn contention_table(c: &ContRes) -> String {
         "method", "alone GiB/s", "w/ writer", "ratio", "writer writes/s", "writer p99us", "breaks", "snapshot bytes"
     );
     for (mi, mth) in c.methods.iter().enumerate() {
-        let a = median(&c.runs[mi][0].iter().map(Run::gib_s).collect::<Vec<_>>());
-        let b = median(&c.runs[mi][1].iter().map(Run::gib_s).collect::<Vec<_>>());
+        let (a, b) = (c.gib_s(mi, 0), c.gib_s(mi, 1));
         let (wps, wp99) = match &c.writer[mi] {
             Some((l, r)) => (format!("{r:.0}"), us(l.p99 as f64)),
             None => ("n/a".into(), "n/a".into()),

@@ -51,6 +51,14 @@ pub(crate) struct ContRes {
     pub(crate) large: bool,
 }
 
+impl ContRes {
+    /// Median GiB/s of method `m`'s runs, alone (`contended` 0) or beside
+    /// the writer (1).
+    pub(crate) fn gib_s(&self, m: usize, contended: usize) -> f64 {
+        median(&self.runs[m][contended].iter().map(Run::gib_s).collect::<Vec<_>>())
+    }
+}
+
 pub(crate) struct FsRes {
     pub(crate) dir: String,
     pub(crate) label: String,
