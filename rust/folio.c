@@ -224,8 +224,8 @@ static struct folio *ss_folio_copy_new(struct address_space *mapping, struct fol
 	return new;
 }
 
-/* @new takes @old's place in the page cache and goes on the LRU. */
-static void ss_folio_replace(struct folio *old, struct folio *new)
+/* @new takes @old's place in the page cache (not on the LRU yet). */
+static void ss_folio_replace_off_lru(struct folio *old, struct folio *new)
 {
 	long nr = folio_nr_pages(new);
 
@@ -251,6 +251,12 @@ static void ss_folio_replace(struct folio *old, struct folio *new)
 		lruvec_stat_mod_folio(old, NR_FILE_THPS, -nr);
 		lruvec_stat_mod_folio(new, NR_FILE_THPS, nr);
 	}
+}
+
+/* @new takes @old's place in the page cache and goes on the LRU. */
+static void ss_folio_replace(struct folio *old, struct folio *new)
+{
+	ss_folio_replace_off_lru(old, new);
 	folio_add_lru(new);
 }
 
@@ -298,6 +304,33 @@ static bool ss_buffers_referenced(struct address_space *mapping, struct buffer_h
 	return busy;
 }
 
+/* Locked, unmapped @old's buffer ring, taken off it; NULL if in use. */
+static struct buffer_head *ss_buffers_take(struct address_space *mapping, struct folio *old)
+{
+	struct buffer_head *head = folio_buffers(old);
+
+	if (!ss_buffers_trylock(head))
+		return NULL;
+	if (ss_buffers_referenced(mapping, head)) {
+		ss_buffers_unlock(head);
+		return NULL;
+	}
+	/* Off the folio nobody can reach them: no lock needed any more. */
+	folio_detach_private(old);
+	ss_buffers_unlock(head);
+	return head;
+}
+
+/* Buffer ring @head, taken off a folio of @new's size, becomes @new's. */
+static void ss_buffers_give(struct folio *new, struct buffer_head *head)
+{
+	struct buffer_head *bh;
+
+	for_each_folio_bh(bh, head)
+		folio_set_bh(bh, new, bh_offset(bh));
+	folio_attach_private(new, head);
+}
+
 /*
  * Moves @old's file-system state to @new, its copy: the buffer heads
  * (ext4, as __buffer_migrate_folio() does) or the private pointer (iomap's
@@ -312,7 +345,7 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 {
 #ifdef CONFIG_MIGRATION
 	typeof(mapping->a_ops->migrate_folio) move = mapping->a_ops->migrate_folio;
-	struct buffer_head *head, *bh;
+	struct buffer_head *head;
 
 	if (!folio_get_private(old))
 		return true;
@@ -321,19 +354,9 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 		folio_attach_private(new, folio_detach_private(old));
 		return true;
 	}
-	if (move != buffer_migrate_folio)
+	if (move != buffer_migrate_folio || !(head = ss_buffers_take(mapping, old)))
 		return false;
-	head = folio_buffers(old);
-	if (!ss_buffers_trylock(head))
-		return false;
-	if (ss_buffers_referenced(mapping, head)) {
-		ss_buffers_unlock(head);
-		return false;
-	}
-	folio_attach_private(new, folio_detach_private(old));
-	for_each_folio_bh(bh, head)
-		folio_set_bh(bh, new, bh_offset(bh));
-	ss_buffers_unlock(head);
+	ss_buffers_give(new, head);
 	return true;
 #else
 	return false;
@@ -375,6 +398,209 @@ struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio 
 	if (dirty)
 		filemap_dirty_folio(mapping, new);
 	return new;
+}
+
+/*
+ * __split_huge_page_to_list_to_order(), which is not exported: found by
+ * name at load; NULL where the kernel has none (no transparent hugepages,
+ * hence no large page-cache folios to split).
+ */
+static int (*ss_split_to_order)(struct page *page, struct list_head *list, unsigned int new_order);
+
+void ss_folio_learn_split(void)
+{
+	static const char *const name[] = { "__split_huge_page_to_list_to_order" };
+	unsigned long addr;
+
+	if (!ss_lookup_functions(name, &addr, 1))
+		ss_split_to_order = (void *)ss_func_start(addr);
+}
+
+/* How a split break gives a large folio's file-system state to its pages. */
+enum ss_split_state {
+	SS_SPLIT_NO,		/* it cannot: the copy stays whole */
+	SS_SPLIT_BARE,		/* no state */
+	SS_SPLIT_RELEASE,	/* released once clean (iomap's per-folio state, see below) */
+	SS_SPLIT_BUFFERS,	/* buffer heads: each page gets its own blocks' */
+};
+
+/*
+ * Whether the buffer ring @head covers its folio of @nr pages block by
+ * block from offset 0, and none is on an inode's list of associated
+ * buffers (which free_buffer_head() must not see).
+ */
+static bool ss_buffers_in_order(struct buffer_head *head, long nr)
+{
+	struct buffer_head *bh;
+	unsigned long off = 0;
+
+	for_each_folio_bh(bh, head) {
+		if (bh_offset(bh) != off || bh->b_size > PAGE_SIZE || !list_empty(&bh->b_assoc_buffers))
+			return false;
+		off += bh->b_size;
+	}
+	return off == nr * PAGE_SIZE;
+}
+
+/*
+ * Whether locked, large @old can be broken into a copy in small folios,
+ * and how its state goes. Only within EOF: the split drops pages beyond
+ * it. An iomap folio's state (per-block uptodate and dirty bits) is
+ * released: a small folio without it is wholly uptodate and, if dirty,
+ * wholly dirty, which is what iomap_dirty_folio() would set up.
+ */
+static enum ss_split_state ss_split_state(struct address_space *mapping, struct folio *old)
+{
+	long nr = folio_nr_pages(old);
+
+	if (!ss_split_to_order || nr == 1 || mapping_min_folio_order(mapping))
+		return SS_SPLIT_NO;
+	if (old->index + nr > DIV_ROUND_UP(i_size_read(mapping->host), PAGE_SIZE))
+		return SS_SPLIT_NO;
+	if (!folio_get_private(old))
+		return SS_SPLIT_BARE;
+#ifdef CONFIG_MIGRATION
+	if (mapping->a_ops->migrate_folio == filemap_migrate_folio)
+		return SS_SPLIT_RELEASE;
+	if (mapping->a_ops->migrate_folio == buffer_migrate_folio &&
+	    ss_buffers_in_order(folio_buffers(old), nr))
+		return SS_SPLIT_BUFFERS;
+#endif
+	return SS_SPLIT_NO;
+}
+
+/*
+ * The buffers of locked @small, the next page of a split, cut from the
+ * ring's remainder at *@cur (blocks in order, ss_buffers_in_order()) into
+ * a ring of their own; *@cur moves on to the next page's. They are freed
+ * instead where @small has buffers already (a store fault gave it its own
+ * between the split and this lock: the file system knows its blocks, and
+ * @small is dirtied through its address space operations) or left the
+ * page cache (truncated meanwhile, @mine false). Returns whether @small
+ * got ours.
+ */
+static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, bool mine)
+{
+	struct buffer_head *first = *cur, *bh = first, *next;
+	unsigned int n = PAGE_SIZE / first->b_size;
+
+	mine = mine && !folio_get_private(small);
+
+	while (n--) {
+		unsigned long off = bh_offset(bh) & ~PAGE_MASK;
+
+		next = bh->b_this_page;
+		if (!n)
+			bh->b_this_page = first;
+		if (mine) {
+			folio_set_bh(bh, small, off);
+		} else {
+			bh->b_this_page = NULL;
+			free_buffer_head(bh);
+		}
+		bh = next;
+	}
+	*cur = bh;
+	if (mine)
+		folio_attach_private(small, first);
+	return mine;
+}
+
+/*
+ * A break of locked, large, held @old whose copy is split: the writer
+ * that broke it is likely to write this range again, and a later hold of
+ * it would cost that writer a copy of the whole folio per write (and a
+ * splicer refused for the writer's reference one per splice); in small
+ * folios every later break copies a page. The copy takes @old's place as
+ * a whole (ss_folio_replace_copy()), then the kernel splits it as it
+ * splits any page-cache folio (the copy is locked, unmapped, clean and
+ * without state while it does); each page then gets its share of @old's
+ * state and its dirtiness. Returns the page at @at, locked, referenced
+ * (it was unlocked a moment when it is not the first: the caller must
+ * check it again for a hold); where @old cannot be split, or the split
+ * fails (a reader's reference on the new copy), what
+ * ss_folio_replace_copy() returns: the copy whole.
+ */
+struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at)
+{
+	enum ss_split_state state = ss_split_state(mapping, old);
+	struct buffer_head *bufs = NULL;
+	struct folio *copy, *small, *ret = NULL;
+	bool moved = false;
+	LIST_HEAD(tails);
+	int err, tries = 0;
+
+	if (state == SS_SPLIT_NO)
+		return ss_folio_replace_copy(mapping, old, dirty);
+	if (at - old->index >= folio_nr_pages(old))
+		at = old->index;
+	if (!ss_folio_unmap(mapping, old))
+		return ERR_PTR(-EBUSY);
+	copy = ss_folio_copy_new(mapping, old);
+	if (!copy)
+		return ERR_PTR(-ENOMEM);
+	if (state == SS_SPLIT_BUFFERS && !(bufs = ss_buffers_take(mapping, old)))
+		goto whole;
+	/* Off @old with its accounting, on the pages below. */
+	moved = dirty && folio_clear_dirty_for_io(old);
+	if (state == SS_SPLIT_RELEASE && !filemap_release_folio(old, GFP_NOFS)) {
+		if (moved)
+			filemap_dirty_folio(mapping, old);
+		goto whole;
+	}
+	ss_folio_replace_off_lru(old, copy);
+	/* -EAGAIN: a reader's reference on the copy, gone in a moment. */
+	do
+		err = ss_split_to_order(&copy->page, &tails, 0);
+	while (err == -EAGAIN && ++tries < 4);
+	if (err) {
+		if (bufs)
+			ss_buffers_give(copy, bufs);
+		if (moved)
+			filemap_dirty_folio(mapping, copy);
+		folio_add_lru(copy);
+		return copy;
+	}
+	/*
+	 * @copy is its first page now, locked, with our reference; the others
+	 * are on @tails in order, unlocked, not on the LRU, each with a
+	 * reference of ours, which keeps invalidation from evicting them
+	 * before they have their state. Taking their locks in order after the
+	 * first's is the page cache's order.
+	 */
+	for (small = copy; small;) {
+		/* Truncated between the split and this lock (not under i_rwsem). */
+		bool cached = small->mapping == mapping, own = cached;
+
+		if (bufs)
+			own = ss_buffers_share_out(small, &bufs, cached);
+		else if (folio_get_private(small))
+			own = false;
+		if (moved && cached) {
+			if (own)
+				filemap_dirty_folio(mapping, small);
+			else
+				folio_mark_dirty(small);
+		}
+		folio_add_lru(small);
+		if (!ret && at >= small->index && at < small->index + folio_nr_pages(small)) {
+			ret = small;
+		} else {
+			folio_unlock(small);
+			folio_put(small);
+		}
+		small = list_first_entry_or_null(&tails, struct folio, lru);
+		if (small) {
+			list_del(&small->lru);
+			folio_lock(small);
+		}
+	}
+	return ret;
+
+whole:
+	__folio_clear_locked(copy);
+	folio_put(copy);
+	return ss_folio_replace_copy(mapping, old, dirty);
 }
 
 /*

@@ -80,6 +80,9 @@ pub(crate) struct Counters {
     /// Breaks of dirty held folios whose file-system state and dirtiness
     /// moved to the copy (no writeback).
     pub(crate) breaks_dirty: Counter,
+    /// Breaks of large held folios whose copy went into the page cache as
+    /// small folios (later breaks of the range copy a page).
+    pub(crate) breaks_split: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
     /// Breaks without memory for the copy that took the clean held folio
@@ -146,6 +149,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks: Counter::new(),
     breaks_written_back: Counter::new(),
     breaks_dirty: Counter::new(),
+    breaks_split: Counter::new(),
     snapshot_bytes: Counter::new(),
     breaks_evicted: Counter::new(),
     breaks_retried: Counter::new(),
@@ -161,7 +165,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     splice_entries_rearmed: Counter::new(),
 };
 
-const COUNT: usize = 24;
+const COUNT: usize = 25;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -176,6 +180,7 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"breaks", &c.breaks),
         (c"breaks_written_back", &c.breaks_written_back),
         (c"breaks_dirty", &c.breaks_dirty),
+        (c"breaks_split", &c.breaks_split),
         (c"snapshot_bytes", &c.snapshot_bytes),
         (c"breaks_evicted", &c.breaks_evicted),
         (c"breaks_retried", &c.breaks_retried),

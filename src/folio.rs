@@ -191,6 +191,11 @@ impl FolioLock<'_> {
         unsafe { b::ss_folio_unshared(self.as_ptr(), own) }
     }
 
+    pub(crate) fn nr_pages(&self) -> usize {
+        // SAFETY: locked, hence alive.
+        unsafe { b::ss_folio_nr_pages(self.as_ptr()) as usize }
+    }
+
     /// Its size in bytes (a large folio spans several pages).
     pub(crate) fn size(&self) -> i64 {
         // SAFETY: locked, hence alive.
@@ -244,6 +249,10 @@ impl LockedFolio {
     pub(crate) unsafe fn adopt(folio: *mut RawFolio) -> Self {
         // SAFETY: per the caller.
         Self(unsafe { FolioRef::adopt(folio) })
+    }
+
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.0.nr_pages()
     }
 
     /// Hands reference and lock to the caller (a locked lookup's result).

@@ -148,6 +148,10 @@ impl Redirects {
         }
         let addrs = ftrace::lookup(&names)?;
         stable_buf::learn_page_cache_bufs(addrs[REDIRECTS]);
+        // Optional: a kernel without transparent hugepages has no splitter
+        // (and no large page-cache folios to split).
+        // SAFETY: no preconditions; before any redirect can break a hold.
+        unsafe { bindings::ss_folio_learn_split() };
         for ((redirect, name), addr) in self.in_order().zip(names).zip(addrs) {
             redirect.register(name, addr)?;
         }

@@ -136,12 +136,20 @@ pub(crate) unsafe extern "C" fn get_folio(
         // SAFETY: the lookup returned it locked (FGP_LOCK) and referenced.
         let (folio_ref, locked) = unsafe { (FolioRef::adopt(folio), FolioLock::adopt(folio)) };
         let may_wait = waited.as_ref().is_none_or(Waited::may_wait);
-        match holds.break_locked(&locked, mapping, 1, may_wait) {
+        match holds.break_locked(&locked, mapping, index, 1, may_wait) {
             Break::Free => {
                 locked.keep_locked();
                 return folio_ref.into_raw();
             }
             Break::Replaced(copy) => return copy.into_raw(),
+            Break::Split(page) => {
+                // Ours, locked and referenced as a lookup returns it: the
+                // loop checks it for a hold taken while it was unlocked.
+                drop(locked);
+                drop(folio_ref);
+                folio = page.into_raw();
+                continue;
+            }
             Break::Evicted if evictions < NOCOPY_ROUNDS => {
                 // Out of the page cache: the lookup below makes a new folio.
                 drop(locked);
@@ -267,12 +275,13 @@ pub(crate) unsafe extern "C" fn page_mkwrite(vmf: *mut b::vm_fault, folio: *mut 
     let _waited = Waited::new();
     // Stores through mappings do not wait under policy=block: a fault
     // that is retried cannot carry a deadline. They always break.
-    match holds.break_locked(&locked, mapping, 1, false) {
+    let at = locked.index();
+    match holds.break_locked(&locked, mapping, at, 1, false) {
         Break::Free | Break::Wait => {
             drop(locked);
             call()
         }
-        Break::Replaced(copy) => {
+        Break::Replaced(copy) | Break::Split(copy) => {
             // The ptes of the old folio are gone: the retried fault maps
             // the copy and comes back here for it.
             drop(copy);

@@ -17,6 +17,11 @@ pub(crate) enum Break {
     Free,
     /// A copy took the held folio's place in the page cache: write that.
     Replaced(LockedFolio),
+    /// A copy in small folios took the held large folio's place (see
+    /// `ss_folio_break_copy`): the one at the writer's index, which was
+    /// unlocked a moment unless it is the first, so a splice may have held
+    /// it meanwhile: check it again before writing it.
+    Split(LockedFolio),
     /// No copy could be allocated, and the clean held folio left the page
     /// cache (the pipe keeps it): look up again, which reads the page back
     /// from the file.
@@ -45,9 +50,9 @@ pub(crate) fn nocopy_sleep_ms(round: u32) -> u32 {
 
 impl Holds {
     /// A writer holds the lock of `folio`, a folio of `mapping`, and
-    /// `extra` references to it, and is about to change it in place.
-    /// `may_wait`: `policy=block` holds may ask it to wait.
-    pub(crate) fn break_locked(&self, folio: &FolioLock<'_>, mapping: *mut Mapping, extra: i32, may_wait: bool) -> Break {
+    /// `extra` references to it, and is about to change it in place, at
+    /// page `at`. `may_wait`: `policy=block` holds may ask it to wait.
+    pub(crate) fn break_locked(&self, folio: &FolioLock<'_>, mapping: *mut Mapping, at: usize, extra: i32, may_wait: bool) -> Break {
         if !self.may_hold(mapping) {
             return Break::Free;
         }
@@ -77,7 +82,7 @@ impl Holds {
         // move to the copy, as migration moves them. Where a dirty folio's
         // cannot, write it back first; a clean one's is released instead.
         let dirty = folio.is_dirty();
-        let copy = match replace(folio, mapping, dirty) {
+        let copy = match replace(folio, mapping, dirty, at) {
             Ok(copy) => copy,
             Err(_) if dirty => return Break::WriteBack,
             // No memory for the copy: a clean folio's bytes are the file's,
@@ -100,6 +105,10 @@ impl Holds {
         drop(gone);
         COUNTERS.breaks.add(1);
         COUNTERS.snapshot_bytes.add(folio.size());
+        if copy.nr_pages() < folio.nr_pages() {
+            COUNTERS.breaks_split.add(1);
+            return Break::Split(copy);
+        }
         Break::Replaced(copy)
     }
 
@@ -158,7 +167,7 @@ impl Holds {
             let (mut writebacks, mut nocopies) = (0, 0);
             loop {
                 let locked = folio.lock();
-                match self.break_locked(&locked, mapping, 1, false) {
+                match self.break_locked(&locked, mapping, index, 1, false) {
                     // Dirtied again after every writeback, or a journal
                     // handle is open: the held folio stays as it is, and
                     // the caller must not change the range.
@@ -209,16 +218,18 @@ impl Drop for Fence<'_> {
 
 /// Puts a copy of locked `folio` into the page cache of `mapping` in its
 /// place, with the folio's file-system state and, if `dirty`, its
-/// dirtiness (no writeback); returns the copy, locked and referenced. The
+/// dirtiness (no writeback); returns the copy, locked and referenced, or,
+/// where a large folio's copy was split into small folios, the one at page
+/// `at` (`ss_folio_break_copy`). The
 /// old folio stays with its readers, clean, out of the page cache: their
 /// references keep it unchanged. `ENOMEM`: no copy could be allocated;
 /// `EBUSY`: the folio could not be unmapped, or its state neither moved
 /// nor released. Either way nothing changed but a clean folio's released
 /// state (see `ss_folio_replace_copy`).
-fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool) -> Result<LockedFolio> {
+fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool, at: usize) -> Result<LockedFolio> {
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
     // writeback (waited for under this lock); `dirty` read under the lock.
-    let new = from_err_ptr(unsafe { b::ss_folio_replace_copy(mapping, folio.as_ptr(), dirty) })?;
+    let new = from_err_ptr(unsafe { b::ss_folio_break_copy(mapping, folio.as_ptr(), dirty, at as _) })?;
     // SAFETY: a new folio, locked, whose reference is ours.
     Ok(unsafe { LockedFolio::adopt(new) })
 }

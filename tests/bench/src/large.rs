@@ -2,9 +2,11 @@
 //! folio (of up to 2 MiB, as ext4 and xfs cache a file written in large
 //! writes on a kernel with transparent hugepages) sits in an undrained pipe
 //! after a stable splice of that page. The break copies the whole folio
-//! (the contract's bound: one snapshot copy of that folio); the rows say
-//! what that costs per folio size, against a write into an unheld large
-//! folio and one copy of a folio of that size.
+//! (the contract's bound: one snapshot copy of that folio) and puts the
+//! copy in the page cache as small folios (`breaks_split`), so a held
+//! region is made again in one write before each trial; the rows say what
+//! that costs per folio size, against a write into an unheld large folio
+//! and one copy of a folio of that size.
 
 use crate::*;
 
@@ -84,6 +86,7 @@ pub(crate) fn large_folio_writer(o: &Opts, dir: &str) -> Res<LargeRes> {
     let p = pipe(0)?;
     let trials = (o.trials / 2).max(50);
     let mut wbuf = vec![0u8; WRITE_LEN];
+    let mut region_buf = vec![0u8; LARGE_REGION];
     // (latency, bytes its break copied) per case
     let mut samples: Vec<Vec<(u64, u64)>> = vec![Vec::new(); LARGE_CASES.len()];
     let mut io = [(0u64, 0u64); 3];
@@ -100,6 +103,13 @@ pub(crate) fn large_folio_writer(o: &Opts, dir: &str) -> Res<LargeRes> {
             let region = 2 * ((t + ci) % (LARGE_REGIONS / 2)) + (case == LargeCase::Unheld) as usize;
             let start = (region * LARGE_REGION) as u64;
             let off = start + (page * PAGE) as u64;
+            if case != LargeCase::Unheld {
+                // The last break left the region in small folios: out of
+                // the page cache with it, and one write makes it large.
+                punch(fd, start, LARGE_REGION)?;
+                pattern(t as u8 ^ 0x5a, start, &mut region_buf);
+                pwrite_full(fd, &region_buf, start)?;
+            }
             match case {
                 LargeCase::Dirty => pwrite_full(fd, &wbuf, off + 1024)?,
                 _ => sync_range(fd, start, LARGE_REGION)?,
@@ -298,7 +308,7 @@ pub(crate) fn large_json(l: &LargeRes) -> Json {
     Json::obj()
         .with(
             "method",
-            "file written 2 MiB at a time; per trial and case: make the region clean (sync_file_range) or dirty (a pwrite), stable-splice one page into a pipe, time a pwrite of 512 B into that page, then drain the pipe; rows by the bytes the write's break copied (snapshot_bytes); one break = held clean median - unheld median; pread of that many bytes for reference",
+            "file written 2 MiB at a time; per trial and case: a held region punched out and written again in one pwrite (its last break split it), then make the region clean (sync_file_range) or dirty (a pwrite), stable-splice one page into a pipe, time a pwrite of 512 B into that page, then drain the pipe; rows by the bytes the write's break copied (snapshot_bytes); one break = held clean median - unheld median; pread of that many bytes for reference",
         )
         .with("trials_per_case", l.trials)
         .with("by_folio_size", rows)

@@ -401,6 +401,16 @@ pub fn block_io(dir: &str) -> Option<(u64, u64)> {
 
 /// Writes `len` bytes at `off` of `fd` back and waits (the page is clean
 /// afterwards).
+/// Punches `len` bytes at `off` out of the file (and its page cache).
+pub fn punch(fd: i32, off: u64, len: usize) -> Res {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on our own descriptor.
+    if unsafe { libc::fallocate(fd, mode, off as i64, len as i64) } != 0 {
+        return Err(format!("fallocate(PUNCH_HOLE): {}", last_err()));
+    }
+    Ok(())
+}
+
 pub fn sync_range(fd: i32, off: u64, len: usize) -> Res {
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: sync_file_range on our own descriptor.

@@ -300,8 +300,20 @@ enum WriteBy {
 /// moments: with a snapshot they are equal (and, written by pwrite(),
 /// whole generations).
 fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
+    writer_race_on(ctx, flags, by, 1)
+}
+
+/// The same on a file of `pages` pages: the writer rewrites one page after
+/// another, the splicer splices them all. Every 32 splices the file is
+/// made again in one write after its pages were punched out of the page
+/// cache, so that where the kernel caches large folios the writer keeps
+/// breaking holds of a large folio (whose copy goes in as small folios,
+/// `breaks_split`), not only of the small folios the split left.
+fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
+    let len = pages * PAGE;
+    let whole = |gen: u32| gen_page(gen).repeat(pages);
     let f = tmpfile(&ctx.dir)?;
-    pwrite_all(f.fd.raw(), &gen_page(0), 0)?;
+    pwrite_all(f.fd.raw(), &whole(0), 0)?;
     let stop = Arc::new(AtomicBool::new(false));
     let fd = f.fd.raw();
     let writer = {
@@ -310,10 +322,11 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
             let mut gen = 1u32;
             while !stop.load(Ordering::Relaxed) {
                 let page = gen_page(gen);
+                let at = (gen as usize % pages) * PAGE;
                 match by {
                     WriteBy::Pwrite => {
                         // SAFETY: writes our buffer to our own descriptor.
-                        unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, 0) };
+                        unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) };
                         if gen % 8 == 0 {
                             // SAFETY: as above.
                             unsafe { libc::fsync(fd) };
@@ -321,8 +334,8 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
                     }
                     WriteBy::Mmap => {
                         let prot = libc::PROT_READ | libc::PROT_WRITE;
-                        // SAFETY: a new shared mapping of our own file's first page.
-                        let m = unsafe { libc::mmap(std::ptr::null_mut(), PAGE, prot, libc::MAP_SHARED, fd, 0) };
+                        // SAFETY: a new shared mapping of a page of our own file.
+                        let m = unsafe { libc::mmap(std::ptr::null_mut(), PAGE, prot, libc::MAP_SHARED, fd, at as i64) };
                         if m == libc::MAP_FAILED {
                             return Err(format!("mmap: {}", ename(errno())));
                         }
@@ -353,6 +366,7 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
     };
     let (p1, p2) = (pipe()?, pipe()?);
     let c0 = (counter("bytes_zero_copy"), counter("holds_refused"), counter("breaks"));
+    let splits0 = counter("breaks_split");
     let delta = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
     // Where holds are taken, the race is a test of breaks only if writers
     // broke holds: it goes on past its time (up to 100,000 splices) until
@@ -363,13 +377,22 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
     let (mut iters, mut differ, mut torn) = (0u32, 0u32, 0u32);
     let mut first = String::new();
     loop {
-        splice_exact(fd, 0, p1.w.raw(), PAGE, flags)?;
-        let t = tee_raw(p1.r.raw(), p2.w.raw(), PAGE, 0);
-        ensure!(t == Ok(PAGE), "tee returned {t:?}");
-        let x = read_pipe(&p1.r, PAGE)?;
+        if pages > 1 && iters % 32 == 0 {
+            // Out of the page cache, then one write: a large folio again
+            // (unless a page write of the writer's came in between).
+            // SAFETY: our own descriptor.
+            let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, len as i64) };
+            ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
+            pwrite_all(fd, &whole(0x8000_0000 | iters), 0)?;
+        }
+        splice_exact(fd, 0, p1.w.raw(), len, flags)?;
+        let t = tee_raw(p1.r.raw(), p2.w.raw(), len, 0);
+        ensure!(t == Ok(len), "tee returned {t:?}");
+        let x = read_pipe(&p1.r, len)?;
         std::thread::yield_now();
-        let y = read_pipe(&p2.r, PAGE)?;
-        let (gx, gy) = (page_gen(&x), page_gen(&y));
+        let y = read_pipe(&p2.r, len)?;
+        let gens = |b: &[u8]| b.chunks(PAGE).map(page_gen).collect::<Option<Vec<u32>>>();
+        let (gx, gy) = (gens(&x), gens(&y));
         // A store through the mapping during the splice may leave a mix
         // in both reads alike: only a torn pwrite() is a defect.
         if by == WriteBy::Pwrite && (gx.is_none() || gy.is_none()) {
@@ -394,9 +417,10 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
     stop.store(true, Ordering::Relaxed);
     let gens = writer.join().map_err(|_| TestErr::Fail("writer panicked".into()))?.map_err(TestErr::Fail)?;
     let breaks = delta(c0.2, counter("breaks"));
+    let splits = delta(splits0, counter("breaks_split"));
     ctx.note(format!(
-        "{iters} splices against {gens} writes: {differ} differed, {torn} torn; {first} \
-         (module: {} pages zero copy, {} holds refused, {} breaks)",
+        "{iters} splices of {pages} pages against {gens} writes: {differ} differed, {torn} torn; {first} \
+         (module: {} pages zero copy, {} holds refused, {} breaks, {splits} of large folios split)",
         delta(c0.0, counter("bytes_zero_copy")) / PAGE as u64,
         delta(c0.1, counter("holds_refused")),
         breaks
@@ -412,6 +436,15 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
         !want_breaks || breaks >= MIN_BREAKS,
         "writers broke {breaks} holds in {iters} splices (want >= {MIN_BREAKS}): the race did not test breaks"
     );
+    // Made large again every 32 splices: a good share of those must have
+    // been held, broken and split (where they are large at all).
+    if pages > 1 && want_breaks && large_folios_possible() {
+        ensure!(
+            splits >= u64::from(iters / 32 / 4),
+            "{splits} breaks split a large folio in {iters} splices (the file was made large {} times)",
+            iters / 32
+        );
+    }
     Ok(())
 }
 
@@ -429,6 +462,19 @@ pub fn holds_mmap_writer_race(ctx: &Ctx) -> TResult {
 }
 pub fn plain_mmap_writer_race(ctx: &Ctx) -> TResult {
     writer_race(ctx, 0, WriteBy::Mmap)
+}
+
+/// Pages of the large-folio writer races: 64 KiB, the pipe's default size.
+const LARGE_RACE_PAGES: usize = 16;
+
+pub fn holds_large_writer_race(ctx: &Ctx) -> TResult {
+    writer_race_on(ctx, stable(), WriteBy::Pwrite, LARGE_RACE_PAGES)
+}
+pub fn plain_large_writer_race(ctx: &Ctx) -> TResult {
+    writer_race_on(ctx, 0, WriteBy::Pwrite, LARGE_RACE_PAGES)
+}
+pub fn holds_large_mmap_writer_race(ctx: &Ctx) -> TResult {
+    writer_race_on(ctx, stable(), WriteBy::Mmap, LARGE_RACE_PAGES)
 }
 
 /// Two splices of overlapping ranges into two undrained pipes, then the
@@ -1288,12 +1334,16 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
         splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
         let held = k("bytes_zero_copy") - zc;
+        let large = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+        let splits = k("breaks_split");
         for (i, c) in new.chunks(PAGE).enumerate() {
             pwrite_all(fd, c, i * PAGE)?;
         }
+        let splits = k("breaks_split") - splits;
         let (breaks, moved, written_back) = (k("breaks") - breaks, k("breaks_dirty") - moved, k("breaks_written_back") - written_back);
         ctx.note(format!(
-            "{what}: {held} bytes held, {breaks} breaks, {moved} with the dirty state moved, {written_back} writebacks"
+            "{what}: {held} bytes held ({large} pages in large folios), {breaks} breaks, {splits} split, \
+             {moved} with the dirty state moved, {written_back} writebacks"
         ));
         expect_bytes("pipe", &read_pipe(&p.r, LEN)?, &a, Some(("the new content", &new)))?;
         ensure!(held > 0 && breaks > 0, "{what}: nothing held and broken ({held} bytes held, {breaks} breaks)");
@@ -1303,8 +1353,39 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         let disk = fsync_and_read_disk(fd, LEN).map_err(|e| TestErr::Fail(format!("{what}: {e}")))?;
         expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &disk, &new, Some(("the old content", &a)))?;
         expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, LEN, 0)?, &new, Some(("the old content", &a)))?;
+        if large > 0 {
+            split_pages_break_alone(fd, &new, splits)?;
+        }
     }
     Ok(())
+}
+
+/// After the first write into a held large folio (`splits` of them split):
+/// its copy is in the page cache as small folios, so a new hold of the
+/// range and a write of one page copy that page, not the folio, and the
+/// state each page got from the split writes the page to the disk.
+fn split_pages_break_alone(fd: i32, content: &[u8], splits: u64) -> TResult {
+    let len = content.len();
+    let large = pages_in_large_folios(fd, len)?.map_or(0, |(large, _)| large);
+    ensure!(
+        splits >= 1 && large == 0,
+        "the writes into a held large folio split {splits} copies, and {large} pages are still in large folios"
+    );
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks, snap) = (k("breaks"), k("snapshot_bytes"));
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len as i32) };
+    splice_exact(fd, 0, p.w.raw(), len, stable())?;
+    let page = pattern(0x3c, 0, PAGE);
+    pwrite_all(fd, &page, 5 * PAGE)?;
+    let (breaks, snap) = (k("breaks") - breaks, k("snapshot_bytes") - snap);
+    ensure!(breaks == 1 && snap == PAGE as u64, "a write of one page of the split range: {breaks} breaks, {snap} bytes copied (want 1, one page)");
+    expect_bytes("the pipe after the page's break", &read_pipe(&p.r, len)?, content, None)?;
+    let mut now = content.to_vec();
+    now[5 * PAGE..6 * PAGE].copy_from_slice(&page);
+    let disk = fsync_and_read_disk(fd, len)?;
+    expect_bytes("the disk after the page's break and fsync (O_DIRECT)", &disk, &now, Some(("before the write", content)))
 }
 
 /// Writers of files without holds do not look for holds: with folios of
