@@ -1360,6 +1360,46 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
     Ok(())
 }
 
+/// A write of one page into a held, dirty large folio (written in one
+/// write, not yet written back): the break's copy goes in as small folios,
+/// and every page keeps the dirtiness the old folio had, so fsync puts the
+/// pages the writer never touched on the disk too (each got its share of
+/// the old folio's buffer heads or, on xfs, a whole-page dirty bit), and
+/// the written page with the writer's bytes. The pipe keeps the old bytes.
+pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    const LEN: usize = 64 * PAGE;
+    let f = named_file(&ctx.dir, 0o600)?;
+    let fd = f.fd.raw();
+    let a = pattern(0x21, 0, LEN);
+    pwrite_all(fd, &a, 0)?;
+    settle_page_cache(fd, LEN)?;
+    let large = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+    if large == 0 {
+        skip!("the file is in small folios here (no large folio to split)");
+    }
+    let k = |name| counter(name).unwrap_or(0);
+    let splits = k("breaks_split");
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
+    let page = pattern(0x66, 0, PAGE);
+    pwrite_all(fd, &page, 9 * PAGE)?;
+    let splits = k("breaks_split") - splits;
+    let left = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+    ctx.note(format!("{large} pages in large folios, {splits} split on the write, {left} in large folios after it"));
+    ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
+    expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
+    let mut now = a.clone();
+    now[9 * PAGE..10 * PAGE].copy_from_slice(&page);
+    expect_bytes("the page cache", &pread_vec(fd, LEN, 0)?, &now, Some(("before the write", &a)))?;
+    let disk = fsync_and_read_disk(fd, LEN)?;
+    expect_bytes("the disk after fsync (O_DIRECT)", &disk, &now, None)
+}
+
 /// After the first write into a held large folio (`splits` of them split):
 /// its copy is in the page cache as small folios, so a new hold of the
 /// range and a write of one page copy that page, not the folio, and the

@@ -172,6 +172,7 @@ pub fn all() -> Vec<Case> {
         case!(long Any, holds::plain_writer_race),
         case!(long Module, holds::holds_mmap_writer_race),
         case!(long Any, holds::plain_mmap_writer_race),
+        case!(Module, holds::holds_split_break_keeps_dirty_pages),
         case!(long Module, holds::holds_large_writer_race),
         case!(long Any, holds::plain_large_writer_race),
         case!(long Module, holds::holds_large_mmap_writer_race),
