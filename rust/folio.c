@@ -595,7 +595,8 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 			folio_lock(small);
 		}
 	}
-	return ret;
+	/* Never NULL: @at lies in the copy's range, and every page was seen. */
+	return ret ?: ERR_PTR(-EAGAIN);
 
 whole:
 	__folio_clear_locked(copy);
