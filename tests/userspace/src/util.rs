@@ -734,3 +734,34 @@ fn page_flags(fd: i32, len: usize) -> TResult<Option<Vec<u64>>> {
     unsafe { libc::munmap(p, len) };
     census.map(Some).map_err(|e| TestErr::Fail(format!("page census: {e}")))
 }
+
+/// A file system a test mounted on `target`, unmounted on drop, and then
+/// `scratch`, the directory made for it, removed.
+pub struct TestMount {
+    pub target: String,
+    scratch: String,
+}
+
+impl TestMount {
+    /// Mounts `fstype` from `source` with `data` on `target`, a directory
+    /// under `scratch` (made here); the errno if the mount fails, which
+    /// leaves the directories for the caller to retry in or remove.
+    pub fn mount(source: &str, fstype: &str, data: &str, target: String, scratch: String) -> TResult<Result<Self, i32>> {
+        std::fs::create_dir_all(&target).map_err(|e| TestErr::Fail(format!("mkdir {target}: {e}")))?;
+        let c = |v: &str| std::ffi::CString::new(v).map_err(|_| TestErr::Fail(format!("NUL in {v:?}")));
+        let (csource, cfstype, cdata, ctarget) = (c(source)?, c(fstype)?, c(data)?, c(&target)?);
+        // SAFETY: NUL-terminated strings that live across the call.
+        let r = unsafe { libc::mount(csource.as_ptr(), ctarget.as_ptr(), cfstype.as_ptr(), 0, cdata.as_ptr().cast()) };
+        Ok(if r == 0 { Ok(Self { target, scratch }) } else { Err(errno()) })
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.target.as_str()) {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), 0) };
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}

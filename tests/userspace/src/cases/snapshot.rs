@@ -622,47 +622,31 @@ fn graph_self_nesting(trace: &str, f: &str) -> Vec<usize> {
 }
 
 /// An overlayfs mount whose layers are directories of the scratch mount,
-/// unmounted and removed on drop.
-struct Overlay {
-    base: String,
-    merged: String,
-}
-
-impl Overlay {
-    /// None where the kernel has no overlayfs (the project's test kernel is
-    /// built without it; Debian's has it as a module).
-    fn mount(dir: &str) -> TResult<Option<Self>> {
-        let base = format!("{dir}/ovl-{}", std::process::id());
-        for d in ["lower", "upper", "work", "merged"] {
-            std::fs::create_dir_all(format!("{base}/{d}")).map_err(|e| TestErr::Fail(format!("mkdir {base}/{d}: {e}")))?;
-        }
-        let ovl = Self { merged: format!("{base}/merged"), base };
-        let opts = format!("lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work", ovl.base);
-        let (target, data) = (std::ffi::CString::new(ovl.merged.as_str()).unwrap(), std::ffi::CString::new(opts).unwrap());
-        let mount = || {
-            // SAFETY: NUL-terminated strings that live across the call.
-            let r = unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) };
-            if r == 0 { 0 } else { errno() }
-        };
-        let mut e = mount();
-        if e == libc::ENODEV {
-            let _ = std::process::Command::new("modprobe").arg("overlay").status();
-            e = mount();
-        }
-        match e {
-            0 => Ok(Some(ovl)),
-            libc::ENODEV => Ok(None),
-            e => fail!("mount overlay on {}: {}", ovl.merged, ename(e)),
-        }
+/// unmounted and removed on drop. None where the kernel has no overlayfs
+/// (the project's test kernel is built without it; Debian's has it as a
+/// module).
+fn overlay(dir: &str) -> TResult<Option<TestMount>> {
+    let base = format!("{dir}/ovl-{}", std::process::id());
+    for d in ["lower", "upper", "work"] {
+        std::fs::create_dir_all(format!("{base}/{d}")).map_err(|e| TestErr::Fail(format!("mkdir {base}/{d}: {e}")))?;
     }
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        let target = std::ffi::CString::new(self.merged.as_str()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        unsafe { libc::umount2(target.as_ptr(), 0) };
-        let _ = std::fs::remove_dir_all(&self.base);
+    let opts = format!("lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work", base);
+    let mount = || TestMount::mount("overlay", "overlay", &opts, format!("{base}/merged"), base.clone());
+    let mut r = mount()?;
+    if r.as_ref().err() == Some(&libc::ENODEV) {
+        let _ = std::process::Command::new("modprobe").arg("overlay").status();
+        r = mount()?;
+    }
+    match r {
+        Ok(m) => Ok(Some(m)),
+        Err(libc::ENODEV) => {
+            let _ = std::fs::remove_dir_all(&base);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&base);
+            fail!("mount overlay on {base}/merged: {}", ename(e))
+        }
     }
 }
 
@@ -673,11 +657,11 @@ impl Drop for Overlay {
 /// call leaves them as they are. A write through the overlay after the
 /// splice must not reach the pipe; a plain splice, the control, shows it.
 pub fn snapshot_through_overlayfs(ctx: &Ctx) -> TResult {
-    let Some(ovl) = Overlay::mount(&ctx.dir)? else {
+    let Some(ovl) = overlay(&ctx.dir)? else {
         skip!("the kernel has no overlayfs");
     };
     let len = 16 * PAGE;
-    let path = format!("{}/file", ovl.merged);
+    let path = format!("{}/file", ovl.target);
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
