@@ -399,8 +399,6 @@ pub fn block_io(dir: &str) -> Option<(u64, u64)> {
     Some((*f.first()?, *f.get(4)?))
 }
 
-/// Writes `len` bytes at `off` of `fd` back and waits (the page is clean
-/// afterwards).
 /// Punches `len` bytes at `off` out of the file (and its page cache).
 pub fn punch(fd: i32, off: u64, len: usize) -> Res {
     let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -411,6 +409,8 @@ pub fn punch(fd: i32, off: u64, len: usize) -> Res {
     Ok(())
 }
 
+/// Writes `len` bytes at `off` of `fd` back and waits (the page is clean
+/// afterwards).
 pub fn sync_range(fd: i32, off: u64, len: usize) -> Res {
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: sync_file_range on our own descriptor.
