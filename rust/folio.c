@@ -364,28 +364,21 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 }
 
 /*
- * A break: a copy takes locked @old's place in @mapping's page cache
- * together with its file-system state, and @old stays with its readers,
- * without private data, out of the cache. @old not under writeback;
- * @dirty: it is dirty, and its dirtiness moves too (accounted off @old, on
- * the copy, with no writeback). A clean folio whose state cannot move has
- * it released instead (the copy gets new state from the writer's
- * write_begin, at the cost of looking its blocks up again). Returns the
- * copy, locked; or, with nothing changed but a clean folio's released
- * state, ERR_PTR(-ENOMEM) where no copy could be allocated (a clean folio
- * may then leave the cache instead, ss_folio_evict()) and ERR_PTR(-EBUSY)
- * where @old could not be unmapped or its state neither moved nor
- * released (a dirty folio is then written back and broken clean).
+ * A break: @new, locked @old's copy (ss_folio_copy_new(), @old unmapped),
+ * takes @old's place in @mapping's page cache together with its
+ * file-system state, and @old stays with its readers, without private
+ * data, out of the cache. @old not under writeback; @dirty: it is dirty,
+ * and its dirtiness moves too (accounted off @old, on the copy, with no
+ * writeback). A clean folio whose state cannot move has it released
+ * instead (the copy gets new state from the writer's write_begin, at the
+ * cost of looking its blocks up again). Returns @new; or, @new freed and
+ * nothing changed but a clean folio's released state, ERR_PTR(-EBUSY)
+ * where the state could neither move nor be released (a dirty folio is
+ * then written back and broken clean).
  */
-struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty)
+static struct folio *ss_folio_replace_with(struct address_space *mapping, struct folio *old,
+					   struct folio *new, bool dirty)
 {
-	struct folio *new;
-
-	if (!ss_folio_unmap(mapping, old))
-		return ERR_PTR(-EBUSY);
-	new = ss_folio_copy_new(mapping, old);
-	if (!new)
-		return ERR_PTR(-ENOMEM);
 	if (!ss_folio_move_private(mapping, old, new) &&
 	    (dirty || !filemap_release_folio(old, GFP_NOFS))) {
 		__folio_clear_locked(new);
@@ -512,14 +505,16 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
  * it would cost that writer a copy of the whole folio per write (and a
  * splicer refused for the writer's reference one per splice); in small
  * folios every later break copies a page. The copy takes @old's place as
- * a whole (ss_folio_replace_copy()), then the kernel splits it as it
- * splits any page-cache folio (the copy is locked, unmapped, clean and
- * without state while it does); each page then gets its share of @old's
- * state and its dirtiness. Returns the page at @at, locked, referenced
- * (it was unlocked a moment when it is not the first: the caller must
- * check it again for a hold); where @old cannot be split, or the split
- * fails (a reader's reference on the new copy), what
- * ss_folio_replace_copy() returns: the copy whole.
+ * a whole, then the kernel splits it as it splits any page-cache folio
+ * (the copy is locked, unmapped, clean and without state while it does);
+ * each page then gets its share of @old's state and its dirtiness.
+ * Returns the page at @at, locked, referenced (it was unlocked a moment
+ * when it is not the first: the caller must check it again for a hold).
+ * Where @old is small or cannot be split, or the split fails (a reader's
+ * reference on the new copy), the copy stays whole: what
+ * ss_folio_replace_with() returns. ERR_PTR(-EBUSY), nothing changed:
+ * @old could not be unmapped; ERR_PTR(-ENOMEM), @old unmapped but
+ * otherwise unchanged: no copy could be allocated.
  */
 struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at)
 {
@@ -530,8 +525,6 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	LIST_HEAD(tails);
 	int err, tries = 0;
 
-	if (state == SS_SPLIT_NO)
-		return ss_folio_replace_copy(mapping, old, dirty);
 	if (at - old->index >= folio_nr_pages(old))
 		at = old->index;
 	if (!ss_folio_unmap(mapping, old))
@@ -539,6 +532,8 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	copy = ss_folio_copy_new(mapping, old);
 	if (!copy)
 		return ERR_PTR(-ENOMEM);
+	if (state == SS_SPLIT_NO)
+		return ss_folio_replace_with(mapping, old, copy, dirty);
 	if (state == SS_SPLIT_BUFFERS && !(bufs = ss_buffers_take(mapping, old)))
 		goto whole;
 	/* Off @old with its accounting, on the pages below. */
@@ -599,13 +594,11 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	return ret ?: ERR_PTR(-EAGAIN);
 
 whole:
-	__folio_clear_locked(copy);
-	folio_put(copy);
-	return ss_folio_replace_copy(mapping, old, dirty);
+	return ss_folio_replace_with(mapping, old, copy, dirty);
 }
 
 /*
- * A break without a copy (ss_folio_replace_copy() could not allocate one:
+ * A break without a copy (ss_folio_break_copy() could not allocate one:
  * a large folio's order on fragmented memory; it had unmapped @old and
  * left its state alone): locked, clean, unmapped @old leaves @mapping's
  * page cache, its file-system state released, as memory-failure takes a

@@ -163,7 +163,6 @@ struct ss_folio_report {
 };
 void ss_folio_report(struct folio *folio, struct address_space *mapping, struct ss_folio_report *r);
 unsigned long ss_max_folio_pages(void);
-struct folio *ss_folio_replace_copy(struct address_space *mapping, struct folio *old, bool dirty);
 struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, unsigned long at);
 void ss_folio_learn_split(void);
 bool ss_folio_evict(struct address_space *mapping, struct folio *old);

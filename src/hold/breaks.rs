@@ -225,7 +225,7 @@ impl Drop for Fence<'_> {
 /// references keep it unchanged. `ENOMEM`: no copy could be allocated;
 /// `EBUSY`: the folio could not be unmapped, or its state neither moved
 /// nor released. Either way nothing changed but a clean folio's released
-/// state (see `ss_folio_replace_copy`).
+/// state (see `ss_folio_replace_with`).
 fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool, at: usize) -> Result<LockedFolio> {
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
     // writeback (waited for under this lock); `dirty` read under the lock.

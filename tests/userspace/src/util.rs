@@ -691,6 +691,35 @@ pub fn pages_in_large_folios(fd: i32, len: usize) -> TResult<Option<(usize, usiz
     Ok(Some((large, flags.len())))
 }
 
+/// [`pages_in_large_folios`]'s count alone: 0 without /proc/kpageflags.
+pub fn large_pages(fd: i32, len: usize) -> TResult<usize> {
+    Ok(pages_in_large_folios(fd, len)?.map_or(0, |(large, _)| large))
+}
+
+/// The large folios among the first `len` bytes' pages of `fd`, as
+/// /proc/kpageflags shows them (a compound head and the tails after it):
+/// (first page, pages) each. None without /proc/kpageflags.
+pub fn large_folios(fd: i32, len: usize) -> TResult<Option<Vec<(usize, usize)>>> {
+    const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+    const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+    let Some(flags) = page_flags(fd, len)? else {
+        return Ok(None);
+    };
+    let mut folios: Vec<(usize, usize)> = Vec::new();
+    for (i, f) in flags.iter().enumerate() {
+        if f & KPF_COMPOUND_HEAD != 0 {
+            folios.push((i, 1));
+        } else if f & KPF_COMPOUND_TAIL != 0 {
+            match folios.last_mut() {
+                Some((first, n)) if *first + *n == i => *n += 1,
+                // A tail whose head lies before `len`'s start cannot be: index 0 heads.
+                _ => folios.push((i, 1)),
+            }
+        }
+    }
+    Ok(Some(folios))
+}
+
 /// How many of the first `len` bytes' pages of `fd` are cached off the
 /// LRU (`KPF_LRU` clear: in a per-CPU LRU add batch, or isolated), as
 /// [`pages_in_large_folios`] sees them. None without /proc/kpageflags.

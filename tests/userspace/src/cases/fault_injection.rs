@@ -23,56 +23,92 @@ const STRIDE: usize = 32;
 /// Failed allocations are those of this order and more.
 const MIN_ORDER: u32 = 2;
 
-/// fail_page_alloc set up for tasks that ask for it; restored when dropped.
-struct PageAllocFailures {
+/// Fault-injection settings written; the old values are restored when
+/// dropped, in reverse order.
+struct Armed {
     saved: Vec<(String, String)>,
 }
+
+impl Armed {
+    fn new() -> Self {
+        Self { saved: Vec::new() }
+    }
+
+    fn set(&mut self, path: &str, value: &str) -> TResult {
+        let old = std::fs::read_to_string(path).map_err(|e| TestErr::Fail(format!("{path}: {e}")))?;
+        self.saved.push((path.to_string(), old.trim().to_string()));
+        std::fs::write(path, value).map_err(|e| TestErr::Fail(format!("{path} <- {value}: {e}")))
+    }
+
+    /// A fault attribute's settings (debugfs `dir`) for tasks that ask
+    /// for failures (`task-filter`, their `make-it-fail`): `percent` of
+    /// their calls fail, at most `times` (-1: no limit), even those that
+    /// may sleep and reclaim, and no report (a stack trace per failure in
+    /// the kernel log, which the harness fails on).
+    fn attr(&mut self, dir: &str, percent: u32, times: i64) -> TResult {
+        for (name, value) in [
+            ("task-filter", "Y".to_string()),
+            ("ignore-gfp-wait", "N".into()),
+            ("interval", "1".into()),
+            ("verbose", "0".into()),
+            ("times", times.to_string()),
+            ("probability", percent.to_string()),
+        ] {
+            self.set(&format!("{dir}/{name}"), &value)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        for (path, old) in self.saved.iter().rev() {
+            let _ = std::fs::write(path, old);
+        }
+    }
+}
+
+/// fail_page_alloc set up for tasks that ask for it.
+struct PageAllocFailures;
 
 impl PageAllocFailures {
     /// Every allocation of [`MIN_ORDER`] and more by a task with
     /// `make-it-fail` fails with probability `percent`, at most `times`
     /// times (-1: no limit), even those that may sleep and reclaim, of any
     /// zone.
-    fn arm(percent: u32, times: i64) -> TResult<Self> {
+    fn arm(percent: u32, times: i64) -> TResult<Armed> {
         Self::arm_at(percent, times, MIN_ORDER, 0)
     }
 
     /// As [`PageAllocFailures::arm`], for allocations of `min_order` and
     /// more, the first ones (`space` pages' worth, less one) let through.
-    fn arm_at(percent: u32, times: i64, min_order: u32, space: u64) -> TResult<Self> {
+    fn arm_at(percent: u32, times: i64, min_order: u32, space: u64) -> TResult<Armed> {
         if !std::path::Path::new(FAIL).exists() {
             skip!("no {FAIL}: this kernel has no CONFIG_FAIL_PAGE_ALLOC/CONFIG_FAULT_INJECTION_DEBUG_FS");
         }
-        let settings = [
-            ("task-filter", "Y".to_string()),
-            ("ignore-gfp-wait", "N".into()),
-            ("ignore-gfp-highmem", "N".into()),
-            ("min-order", min_order.to_string()),
-            ("space", space.to_string()),
-            ("interval", "1".into()),
-            // A report per failure would put a stack trace in the kernel
-            // log, which the harness fails on.
-            ("verbose", "0".into()),
-            ("times", times.to_string()),
-            ("probability", percent.to_string()),
-        ];
-        let mut me = Self { saved: Vec::new() };
-        for (name, value) in settings {
-            let path = format!("{FAIL}/{name}");
-            let old = std::fs::read_to_string(&path).map_err(|e| TestErr::Fail(format!("{path}: {e}")))?;
-            me.saved.push((path.clone(), old.trim().to_string()));
-            std::fs::write(&path, &value).map_err(|e| TestErr::Fail(format!("{path} <- {value}: {e}")))?;
-        }
-        Ok(me)
+        let mut armed = Armed::new();
+        armed.attr(FAIL, percent, times)?;
+        armed.set(&format!("{FAIL}/ignore-gfp-highmem"), "N")?;
+        armed.set(&format!("{FAIL}/min-order"), &min_order.to_string())?;
+        armed.set(&format!("{FAIL}/space"), &space.to_string())?;
+        Ok(armed)
     }
 }
 
-impl Drop for PageAllocFailures {
-    fn drop(&mut self) {
-        for (path, old) in self.saved.iter().rev() {
-            let _ = std::fs::write(path, old);
-        }
+/// failslab set up for tasks that ask for it, on one slab cache alone
+/// (`cache-filter` and the cache's `failslab` attribute).
+fn slab_failures(cache: &str, percent: u32) -> TResult<Armed> {
+    const FAILSLAB: &str = "/sys/kernel/debug/failslab";
+    let attr = format!("/sys/kernel/slab/{cache}/failslab");
+    if !std::path::Path::new(FAILSLAB).exists() || !std::path::Path::new(&attr).exists() {
+        skip!("no {FAILSLAB} or {attr}: this kernel has no CONFIG_FAILSLAB/CONFIG_FAULT_INJECTION_DEBUG_FS");
     }
+    let mut armed = Armed::new();
+    armed.set(&attr, "1")?;
+    armed.set(&format!("{FAILSLAB}/cache-filter"), "Y")?;
+    armed.set(&format!("{FAILSLAB}/space"), "0")?;
+    armed.attr(FAILSLAB, percent, -1)?;
+    Ok(armed)
 }
 
 /// Runs `f` in a thread whose page allocations fail as armed. `f` must
@@ -272,6 +308,84 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
     ));
     ensure!(ok > 0, "no write went through in {round} rounds");
     Ok(())
+}
+
+/// A break of a held large folio whose split cannot allocate: splitting a
+/// folio of 64 pages and more needs new XArray nodes (`xas_split_alloc`),
+/// and here every one the writer asks for fails (failslab on the
+/// `radix_tree_node` cache alone), so the copy stays whole
+/// (`ss_folio_break_copy`'s fallback). The write goes through, no split is
+/// counted, the range stays in large folios, the pipe keeps the snapshot,
+/// and the copy has the old folio's file-system state and dirtiness: fsync
+/// writes it (O_DIRECT reads the write back). With memory again the next
+/// break of the same range splits. Held folios clean and dirty.
+pub fn holds_split_without_memory(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    split_without_memory(ctx, false)?;
+    split_without_memory(ctx, true)
+}
+
+fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
+    let state = if dirty { "dirty" } else { "clean" };
+    let a = pattern(if dirty { 0x4d } else { 0x4c }, 0, LEN);
+    let f = tmpfile(&ctx.dir)?;
+    let fd = f.fd.raw();
+    pwrite_all(fd, &a, 0)?;
+    if !dirty {
+        // SAFETY: fsync on our own descriptor.
+        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    }
+    settle_page_cache(fd, LEN)?;
+    let folios = large_folios(fd, LEN)?.unwrap_or_default();
+    // 64 pages: XA_CHUNK_SHIFT; a smaller folio's entry splits within its node.
+    let Some(&(first, pages)) = folios.iter().find(|(_, n)| *n >= 64) else {
+        skip!("no folio of 64 pages or more ({folios:?}): a split would need no new XArray node");
+    };
+    let large = large_pages(fd, LEN)?;
+    let p = pipe()?;
+    // SAFETY: sizing our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
+    splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks0, splits0) = (k("breaks"), k("breaks_split"));
+    let at = (first + pages / 2) * PAGE;
+    let page = pattern(0x99, 0, PAGE);
+    let r = {
+        let _armed = slab_failures("radix_tree_node", 100)?;
+        let page = page.clone();
+        failing_thread(move || {
+            // SAFETY: our buffer and descriptor.
+            let r = unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) };
+            if r < 0 { Err(errno()) } else { Ok(r as usize) }
+        })?
+    };
+    let (breaks, splits) = (k("breaks") - breaks0, k("breaks_split") - splits0);
+    let left = large_pages(fd, LEN)?;
+    ctx.note(format!(
+        "{state}: a write into a held folio of {pages} pages without XArray nodes: {:?}, {breaks} breaks, {splits} splits, {large} -> {left} pages in large folios",
+        r.map_err(ename)
+    ));
+    ensure!(r == Ok(PAGE), "{state}: the write returned {:?}, expected a page (the copy stays whole)", r.map_err(ename));
+    ensure!(breaks >= 1 && splits == 0, "{state}: {breaks} breaks, {splits} splits: the split should have failed, the break not");
+    ensure!(left == large, "{state}: {left} pages in large folios after the break, {large} before: the copy was not kept whole");
+    let mut now = a.clone();
+    now[at..at + PAGE].copy_from_slice(&page);
+    expect_bytes(&format!("{state}: the pipe"), &read_pipe(&p.r, LEN)?, &a, Some(("the write", &now)))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, LEN, 0)?, &now, Some(("before the write", &a)))?;
+    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &a)))?;
+    // With memory: a new hold of the whole copy, whose break splits it.
+    splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
+    let splits0 = k("breaks_split");
+    let again = pattern(0x77, 0, PAGE);
+    pwrite_all(fd, &again, at + PAGE)?;
+    let splits = k("breaks_split") - splits0;
+    ensure!(splits >= 1, "{state}: with memory again a write into the held copy split nothing");
+    let held = now.clone();
+    now[at + PAGE..at + 2 * PAGE].copy_from_slice(&again);
+    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("the second write", &now)))?;
+    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &held)))
 }
 
 /// A stable splice from a file system that copies at splice (tmpfs,

@@ -1334,7 +1334,7 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, LEN as i32) };
         splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
         let held = k("bytes_zero_copy") - zc;
-        let large = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+        let large = large_pages(fd, LEN)?;
         let splits = k("breaks_split");
         for (i, c) in new.chunks(PAGE).enumerate() {
             pwrite_all(fd, c, i * PAGE)?;
@@ -1376,7 +1376,7 @@ pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     let a = pattern(0x21, 0, LEN);
     pwrite_all(fd, &a, 0)?;
     settle_page_cache(fd, LEN)?;
-    let large = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+    let large = large_pages(fd, LEN)?;
     if large == 0 {
         skip!("the file is in small folios here (no large folio to split)");
     }
@@ -1389,7 +1389,7 @@ pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     let page = pattern(0x66, 0, PAGE);
     pwrite_all(fd, &page, 9 * PAGE)?;
     let splits = k("breaks_split") - splits;
-    let left = pages_in_large_folios(fd, LEN)?.map_or(0, |(large, _)| large);
+    let left = large_pages(fd, LEN)?;
     ctx.note(format!("{large} pages in large folios, {splits} split on the write, {left} in large folios after it"));
     ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
     expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
@@ -1406,7 +1406,7 @@ pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
 /// state each page got from the split writes the page to the disk.
 fn split_pages_break_alone(fd: i32, content: &[u8], splits: u64) -> TResult {
     let len = content.len();
-    let large = pages_in_large_folios(fd, len)?.map_or(0, |(large, _)| large);
+    let large = large_pages(fd, len)?;
     ensure!(
         splits >= 1 && large == 0,
         "the writes into a held large folio split {splits} copies, and {large} pages are still in large folios"

@@ -154,6 +154,7 @@ pub fn all() -> Vec<Case> {
         case!(Any, holds::plain_truncate_vs_writeback),
         case!(Module, fault_injection::holds_break_without_memory),
         case!(long Module, fault_injection::holds_break_under_allocation_failures),
+        case!(Module, fault_injection::holds_split_without_memory),
         case!(Module, fault_injection::splice_copy_without_memory),
         case!(Module, fault_injection::splice_copy_run_without_memory),
         case!(Module, holds::holds_io_uring_prep_pins_module),
