@@ -1,7 +1,10 @@
 # Scratch file systems inside the test VM: ext4 (default options,
 # nodelalloc, data=journal) and xfs (reflink=1) on loop devices (images in
 # the guest's tmpfs /tmp) and a tmpfs, at /tmp/ss/{ext4,ext4-nodelalloc,
-# ext4-journal,xfs,tmpfs}.
+# ext4-journal,xfs,tmpfs}. ext4 and ext4-journal have 4 KiB blocks (what
+# a real file system has: one buffer head a page), ext4-nodelalloc 1 KiB
+# blocks (mke2fs's choice for a small image: four a page), so both shapes
+# of a folio's buffer ring are tested.
 # Sourced by scripts/lib/guest.sh; tests find them through SS_FS_DIRS.
 # shellcheck shell=bash
 
@@ -14,19 +17,19 @@ scratch_fs_mount() {
 	local dev
 	mkdir -p "$SS_FS_BASE" && mount -t tmpfs -o size=1600M,mode=1777 ss-scratch "$SS_FS_BASE" || return 1
 	mkdir -p "$SS_FS_BASE"/{img,ext4,ext4-nodelalloc,ext4-journal,xfs,tmpfs} || return 1
-	scratch_ext4 ext4 256M defaults || return 1
-	scratch_ext4 ext4-nodelalloc 160M nodelalloc || return 1
-	scratch_ext4 ext4-journal 160M data=journal || return 1
+	scratch_ext4 ext4 256M defaults 4096 || return 1
+	scratch_ext4 ext4-nodelalloc 160M nodelalloc 1024 || return 1
+	scratch_ext4 ext4-journal 160M data=journal 4096 || return 1
 	truncate -s 320M "$SS_FS_BASE/img/xfs.img" && mkfs.xfs -q -f -m reflink=1 "$SS_FS_BASE/img/xfs.img" &&
 		dev=$(losetup -f --show "$SS_FS_BASE/img/xfs.img") && mount "$dev" "$SS_FS_BASE/xfs" || return 1
 	mount -t tmpfs -o size=256M ss-tmpfs "$SS_FS_BASE/tmpfs" || return 1
 	chmod 1777 "$SS_FS_BASE"/{ext4,ext4-nodelalloc,ext4-journal,xfs,tmpfs}
 }
 
-# scratch_ext4 NAME SIZE MOUNT-OPTIONS
+# scratch_ext4 NAME SIZE MOUNT-OPTIONS BLOCK-SIZE
 scratch_ext4() {
 	local dev
-	truncate -s "$2" "$SS_FS_BASE/img/$1.img" && mkfs.ext4 -q -F "$SS_FS_BASE/img/$1.img" &&
+	truncate -s "$2" "$SS_FS_BASE/img/$1.img" && mkfs.ext4 -q -F -b "$4" "$SS_FS_BASE/img/$1.img" &&
 		dev=$(losetup -f --show "$SS_FS_BASE/img/$1.img") && mount -o "$3" "$dev" "$SS_FS_BASE/$1"
 }
 
