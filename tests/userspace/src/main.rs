@@ -275,13 +275,22 @@ fn left_behind() -> Option<String> {
             what.push(format!("break_failures={:?}", util::counter("break_failures")));
         }
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // SAFETY: sync() has no preconditions.
-        unsafe { libc::sync() };
-        let _ = tx.send(());
-    });
-    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+    // In a child process, not a thread: the runner forks every case, and a
+    // thread still finishing at a fork (after its sync() returned) could
+    // hold a lock that the forked case then finds held forever. A case's
+    // failing_thread hung that way on a std mutex, 20 s, now and then.
+    // SAFETY: the runner is single-threaded; the child only syncs and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain syscalls in the fresh child.
+        unsafe {
+            libc::sync();
+            libc::_exit(0)
+        }
+    }
+    if pid < 0 {
+        what.push(format!("fork for sync(): {}", util::ename(util::errno())));
+    } else if util::wait_child(pid, Duration::from_secs(20)).is_none() {
         what.push("sync() did not complete within 20 s".into());
     }
     (!what.is_empty()).then(|| what.join("; "))
