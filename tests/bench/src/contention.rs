@@ -57,6 +57,13 @@ pub(crate) fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBo
 /// `large`: the range is written in one 1 MiB write, so where the file
 /// system caches large folios it sits in them, and each writer's 4 KiB
 /// write goes into a folio the splicer reads whole.
+/// Whether the large-folio rows are measured on `fstype`: not on tmpfs,
+/// whose stable splices copy (and whose folios are small unless mounted
+/// `huge=`).
+pub(crate) fn large_rows(fstype: &str) -> bool {
+    fstype != "tmpfs"
+}
+
 pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> Res<ContRes> {
     let f = create_file(dir, if large { "contention-large" } else { "contention" })?;
     let fd = f.fd.raw();

@@ -103,7 +103,7 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
 
     progress(&format!("{label}: writer latency ({} trials)", o.trials));
     let latency = writer_latency(o, dir, *stable_ok)?;
-    let large = match *stable_ok && fstype != "tmpfs" {
+    let large = match *stable_ok && large_rows(&fstype) {
         true => {
             progress(&format!("{label}: writer into a held large folio ({} trials per case)", (o.trials / 2).max(50)));
             Some(large_folio_writer(o, dir)?)
@@ -112,7 +112,7 @@ pub(crate) fn bench_fs(o: &Opts, dir: &str, label: &str, stable_ok: &mut bool, s
     };
     progress(&format!("{label}: break under contention"));
     let small = contention(o, dir, *stable_ok, false)?;
-    let contention_large = match fstype != "tmpfs" {
+    let contention_large = match large_rows(&fstype) {
         true => {
             progress(&format!("{label}: break under contention, large folios"));
             Some(contention(o, dir, *stable_ok, true)?)

@@ -135,13 +135,19 @@ fn real_main() -> Res {
         for dir in &o.dirs {
             progress(&format!("{dir}: break under contention"));
             print!("{}", contention_table(&contention(&o, dir, module_loaded, false)?));
-            print!("{}", contention_table(&contention(&o, dir, module_loaded, true)?));
+            if large_rows(fs_type(dir).unwrap_or("unknown")) {
+                print!("{}", contention_table(&contention(&o, dir, module_loaded, true)?));
+            }
         }
         return Ok(());
     }
     if o.large_only {
         let mut txt = String::new();
         for dir in &o.dirs {
+            if !large_rows(fs_type(dir).unwrap_or("unknown")) {
+                progress(&format!("{dir}: no large-folio rows on this file system"));
+                continue;
+            }
             progress(&format!("{dir}: writer into a held large folio"));
             let l = large_folio_writer(&o, dir)?;
             let _ = writeln!(txt, "{dir} ({})", fs_type(dir).unwrap_or("unknown"));
