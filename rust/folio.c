@@ -510,13 +510,16 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
  * each page then gets its share of @old's state and its dirtiness.
  * Returns the page at @at, locked, referenced (it was unlocked a moment
  * when it is not the first: the caller must check it again for a hold).
+ * @raced counts the pages that a store fault or a truncation reached
+ * between the split and their lock (see ss_buffers_share_out()).
  * Where @old is small or cannot be split, or the split fails (a reader's
  * reference on the new copy), the copy stays whole: what
  * ss_folio_replace_with() returns. ERR_PTR(-EBUSY), nothing changed:
  * @old could not be unmapped; ERR_PTR(-ENOMEM), @old unmapped but
  * otherwise unchanged: no copy could be allocated.
  */
-struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at)
+struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at,
+				   struct ss_split_races *raced)
 {
 	enum ss_split_state state = ss_split_state(mapping, old);
 	struct buffer_head *bufs = NULL;
@@ -525,6 +528,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	LIST_HEAD(tails);
 	int err, tries = 0;
 
+	raced->faulted = raced->truncated = 0;
 	if (at - old->index >= folio_nr_pages(old))
 		at = old->index;
 	if (!ss_folio_unmap(mapping, old))
@@ -571,6 +575,10 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 			own = ss_buffers_share_out(small, &bufs, cached);
 		else if (folio_get_private(small))
 			own = false;
+		if (!cached)
+			raced->truncated++;
+		else if (!own)
+			raced->faulted++;
 		if (moved && cached) {
 			if (own)
 				filemap_dirty_folio(mapping, small);

@@ -163,7 +163,13 @@ struct ss_folio_report {
 };
 void ss_folio_report(struct folio *folio, struct address_space *mapping, struct ss_folio_report *r);
 unsigned long ss_max_folio_pages(void);
-struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, unsigned long at);
+/* Pages of a split copy reached first by a store fault or a truncation. */
+struct ss_split_races {
+	unsigned int faulted;
+	unsigned int truncated;
+};
+struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, unsigned long at,
+				   struct ss_split_races *raced);
 void ss_folio_learn_split(void);
 bool ss_folio_evict(struct address_space *mapping, struct folio *old);
 void ss_folio_wait_writeback(struct folio *folio);

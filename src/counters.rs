@@ -83,6 +83,13 @@ pub(crate) struct Counters {
     /// Breaks of large held folios whose copy went into the page cache as
     /// small folios (later breaks of the range copy a page).
     pub(crate) breaks_split: Counter,
+    /// Pages of split copies that a store fault reached before they got
+    /// their share of the old folio's state: the share was freed, the page
+    /// dirtied through the state its fault gave it.
+    pub(crate) split_pages_faulted: Counter,
+    /// Pages of split copies that a truncation took out of the page cache
+    /// before they got their share (freed, the page not dirtied).
+    pub(crate) split_pages_truncated: Counter,
     /// Bytes of the folios that breaks left to the pipes as snapshots.
     pub(crate) snapshot_bytes: Counter,
     /// Breaks without memory for the copy that took the clean held folio
@@ -150,6 +157,8 @@ pub(crate) static COUNTERS: Counters = Counters {
     breaks_written_back: Counter::new(),
     breaks_dirty: Counter::new(),
     breaks_split: Counter::new(),
+    split_pages_faulted: Counter::new(),
+    split_pages_truncated: Counter::new(),
     snapshot_bytes: Counter::new(),
     breaks_evicted: Counter::new(),
     breaks_retried: Counter::new(),
@@ -165,7 +174,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     splice_entries_rearmed: Counter::new(),
 };
 
-const COUNT: usize = 25;
+const COUNT: usize = 27;
 
 /// Every counter with its name (debugfs file, `/dev/stable_splice` line).
 fn all() -> [(&'static CStr, &'static Counter); COUNT] {
@@ -181,6 +190,8 @@ fn all() -> [(&'static CStr, &'static Counter); COUNT] {
         (c"breaks_written_back", &c.breaks_written_back),
         (c"breaks_dirty", &c.breaks_dirty),
         (c"breaks_split", &c.breaks_split),
+        (c"split_pages_faulted", &c.split_pages_faulted),
+        (c"split_pages_truncated", &c.split_pages_truncated),
         (c"snapshot_bytes", &c.snapshot_bytes),
         (c"breaks_evicted", &c.breaks_evicted),
         (c"breaks_retried", &c.breaks_retried),

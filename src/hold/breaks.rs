@@ -227,9 +227,14 @@ impl Drop for Fence<'_> {
 /// nor released. Either way nothing changed but a clean folio's released
 /// state (see `ss_folio_replace_with`).
 fn replace(folio: &FolioLock<'_>, mapping: *mut Mapping, dirty: bool, at: usize) -> Result<LockedFolio> {
+    let mut raced = b::ss_split_races::default();
     // SAFETY: locked, in `mapping` (the caller's lookup checked), not under
-    // writeback (waited for under this lock); `dirty` read under the lock.
-    let new = from_err_ptr(unsafe { b::ss_folio_break_copy(mapping, folio.as_ptr(), dirty, at as _) })?;
+    // writeback (waited for under this lock); `dirty` read under the lock;
+    // `raced` is ours.
+    let new = unsafe { b::ss_folio_break_copy(mapping, folio.as_ptr(), dirty, at as _, &mut raced) };
+    COUNTERS.split_pages_faulted.add(raced.faulted.into());
+    COUNTERS.split_pages_truncated.add(raced.truncated.into());
+    let new = from_err_ptr(new)?;
     // SAFETY: a new folio, locked, whose reference is ours.
     Ok(unsafe { LockedFolio::adopt(new) })
 }

@@ -308,7 +308,13 @@ fn writer_race(ctx: &Ctx, flags: u32, by: WriteBy) -> TResult {
 /// made again in one write after its pages were punched out of the page
 /// cache, so that where the kernel caches large folios the writer keeps
 /// breaking holds of a large folio (whose copy goes in as small folios,
-/// `breaks_split`), not only of the small folios the split left.
+/// `breaks_split`), not only of the small folios the split left. Stores
+/// come from two writers, on alternate pages: one's fault may reach a page
+/// of a copy that the other's break has just split, before the break gave
+/// it its share of the old folio's state (`split_pages_faulted`). In the
+/// end the file is fsynced and its pages on the disk must be those in the
+/// page cache: a break that lost a page's dirtiness or its blocks would
+/// show there.
 fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
     let len = pages * PAGE;
     let whole = |gen: u32| gen_page(gen).repeat(pages);
@@ -316,13 +322,14 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
     pwrite_all(f.fd.raw(), &whole(0), 0)?;
     let stop = Arc::new(AtomicBool::new(false));
     let fd = f.fd.raw();
-    let writer = {
+    let writers = if by == WriteBy::Mmap && pages > 1 { 2 } else { 1 };
+    let writer = |k: usize| {
         let stop = stop.clone();
         std::thread::spawn(move || -> Result<u32, String> {
             let mut gen = 1u32;
             while !stop.load(Ordering::Relaxed) {
                 let page = gen_page(gen);
-                let at = (gen as usize % pages) * PAGE;
+                let at = ((gen as usize * writers + k) % pages) * PAGE;
                 match by {
                     WriteBy::Pwrite => {
                         // SAFETY: writes our buffer to our own descriptor.
@@ -364,9 +371,10 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
             Ok(gen)
         })
     };
+    let writers: Vec<_> = (0..writers).map(writer).collect();
     let (p1, p2) = (pipe()?, pipe()?);
     let c0 = (counter("bytes_zero_copy"), counter("holds_refused"), counter("breaks"));
-    let splits0 = counter("breaks_split");
+    let (splits0, raced0) = (counter("breaks_split"), counter("split_pages_faulted"));
     let delta = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
     // Where holds are taken, the race is a test of breaks only if writers
     // broke holds: it goes on past its time (up to 100,000 splices) until
@@ -415,16 +423,25 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let gens = writer.join().map_err(|_| TestErr::Fail("writer panicked".into()))?.map_err(TestErr::Fail)?;
+    let mut gens = 0;
+    for w in writers {
+        gens += w.join().map_err(|_| TestErr::Fail("writer panicked".into()))?.map_err(TestErr::Fail)?;
+    }
     let breaks = delta(c0.2, counter("breaks"));
     let splits = delta(splits0, counter("breaks_split"));
+    let raced = delta(raced0, counter("split_pages_faulted"));
     ctx.note(format!(
         "{iters} splices of {pages} pages against {gens} writes: {differ} differed, {torn} torn; {first} \
-         (module: {} pages zero copy, {} holds refused, {} breaks, {splits} of large folios split)",
+         (module: {} pages zero copy, {} holds refused, {} breaks, {splits} of large folios split, \
+         {raced} split pages reached first by another writer's fault)",
         delta(c0.0, counter("bytes_zero_copy")) / PAGE as u64,
         delta(c0.1, counter("holds_refused")),
         breaks
     ));
+    if crate::detect_fs(&ctx.dir) != "tmpfs" {
+        let cached = pread_vec(fd, len, 0)?;
+        expect_bytes("the disk after the race and fsync (O_DIRECT)", &fsync_and_read_disk(fd, len)?, &cached, None)?;
+    }
     if flags == 0 {
         if differ + torn == 0 {
             skip!("plain splice: the race was not hit in {iters} iterations");
@@ -475,6 +492,128 @@ pub fn plain_large_writer_race(ctx: &Ctx) -> TResult {
 }
 pub fn holds_large_mmap_writer_race(ctx: &Ctx) -> TResult {
     writer_race_on(ctx, stable(), WriteBy::Mmap, LARGE_RACE_PAGES)
+}
+
+/// Truncation against the breaks of store faults, on large folios: a
+/// store fault breaks a hold before the file system's `page_mkwrite`
+/// (and its truncation lock) runs, so a truncation can take pages of a
+/// split copy out of the page cache before the break has given them their
+/// share of the old folio's state (`split_pages_truncated`: that share is
+/// then freed), and stores on the pages below may fault in first
+/// (`split_pages_faulted`). One thread stores into the first half of a 16-page file
+/// through a shared mapping; another cuts the file to 12 pages and writes
+/// the last 4 back; the splicer makes the file large again every 32
+/// splices and checks that each stable splice's buffer stays as it was
+/// (read against its tee copy) and that pages written by `pwrite()` are
+/// whole. In the end, fsync: the disk has what the page cache has.
+pub fn holds_large_truncate_race(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    const PAGES: usize = LARGE_RACE_PAGES;
+    const CUT: usize = 12;
+    let len = PAGES * PAGE;
+    let f = tmpfile(&ctx.dir)?;
+    let fd = f.fd.raw();
+    pwrite_all(fd, &gen_page(0).repeat(PAGES), 0)?;
+    let map = Map::shared_file(fd, len)?;
+    // See `WriteBy::Mmap`: no recency for zapped folios, or holds are refused.
+    // SAFETY: advice on our own mapping.
+    ensure!(unsafe { libc::madvise(map.ptr().cast(), len, libc::MADV_RANDOM) } == 0, "madvise: {}", ename(errno()));
+    let base = map.ptr() as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let storer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut gen = 1u32;
+            while !stop.load(Ordering::Relaxed) {
+                let page = gen_page(gen);
+                // Below the cut: never beyond EOF (no SIGBUS).
+                let at = (gen as usize % (CUT / 2)) * PAGE;
+                // SAFETY: inside our shared mapping of `len` bytes, below EOF.
+                unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), (base + at) as *mut u8, PAGE) };
+                gen += 1;
+            }
+            gen
+        })
+    };
+    let cutter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> Result<u32, String> {
+            let mut round = 0u32;
+            let tail = gen_page(0x4000_0000).repeat(PAGES - CUT);
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: our own descriptor.
+                if unsafe { libc::ftruncate(fd, (CUT * PAGE) as i64) } != 0 {
+                    return Err(format!("ftruncate: {}", ename(errno())));
+                }
+                // SAFETY: our buffer and descriptor.
+                let r = unsafe { libc::pwrite(fd, tail.as_ptr().cast(), tail.len(), (CUT * PAGE) as i64) };
+                if r != tail.len() as isize {
+                    return Err(format!("pwrite of the tail: {r}, {}", ename(errno())));
+                }
+                round += 1;
+            }
+            Ok(round)
+        })
+    };
+    let (p1, p2) = (pipe()?, pipe()?);
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks0, splits0) = (k("breaks"), k("breaks_split"));
+    let (faulted0, truncated0) = (k("split_pages_faulted"), k("split_pages_truncated"));
+    let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 20));
+    let (mut iters, mut short, mut bad) = (0u32, 0u32, String::new());
+    let result = (|| -> TResult {
+        while Instant::now() < deadline || iters < 1000 {
+            if iters % 32 == 0 {
+                // SAFETY: our own descriptor.
+                let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, len as i64) };
+                ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
+                pwrite_all(fd, &gen_page(0x8000_0000 | iters).repeat(PAGES), 0)?;
+            }
+            let mut off = 0i64;
+            let n = ck(splice_raw(fd, Some(&mut off), p1.w.raw(), None, len, stable()), "stable splice")?;
+            if n < len {
+                short += 1;
+            }
+            if n > 0 {
+                let t = tee_raw(p1.r.raw(), p2.w.raw(), n, 0);
+                ensure!(t == Ok(n), "tee returned {t:?} for {n}");
+                let x = read_pipe(&p1.r, n)?;
+                std::thread::yield_now();
+                let y = read_pipe(&p2.r, n)?;
+                let torn = x.chunks(PAGE).enumerate().skip(CUT / 2).find(|(_, p)| p.len() == PAGE && page_gen(p).is_none());
+                if x != y || torn.is_some() {
+                    bad = format!("iteration {iters}: {n} bytes, read and tee copy {}, torn page {:?}", if x == y { "equal" } else { "differ" }, torn.map(|(i, _)| i));
+                    break;
+                }
+            }
+            iters += 1;
+        }
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let stores = storer.join().map_err(|_| TestErr::Fail("the storer panicked".into()))?;
+    let rounds = cutter.join().map_err(|_| TestErr::Fail("the cutter panicked".into()))?.map_err(TestErr::Fail)?;
+    result?;
+    ctx.note(format!(
+        "{iters} stable splices ({short} short) against {stores} stores and {rounds} cuts: {} breaks, {} splits; \
+         pages of split copies reached first by a store fault {}, by the cut {}",
+        k("breaks") - breaks0,
+        k("breaks_split") - splits0,
+        k("split_pages_faulted") - faulted0,
+        k("split_pages_truncated") - truncated0
+    ));
+    ensure!(bad.is_empty(), "a stable splice's buffer changed or was torn: {bad}");
+    drop(map);
+    // 12 or 16 pages, as the cutter left it.
+    // SAFETY: a zeroed stat is a valid value of the plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: our descriptor; `st` is a valid out-parameter.
+    ensure!(unsafe { libc::fstat(fd, &mut st) } == 0, "fstat: {}", ename(errno()));
+    let size = st.st_size as usize;
+    let cached = pread_vec(fd, size, 0)?;
+    expect_bytes("the disk after the race and fsync (O_DIRECT)", &fsync_and_read_disk(fd, size)?, &cached, None)
 }
 
 /// Two splices of overlapping ranges into two undrained pipes, then the

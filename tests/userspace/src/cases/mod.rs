@@ -178,6 +178,7 @@ pub fn all() -> Vec<Case> {
         case!(long Module, holds::holds_large_writer_race),
         case!(long Any, holds::plain_large_writer_race),
         case!(long Module, holds::holds_large_mmap_writer_race),
+        case!(long Module, holds::holds_large_truncate_race),
         case!(long Module, signed::signed_reads_af_alg),
         case!(long Any, signed::plain_signed_reads_af_alg),
         case!(long Module, signed::signed_reads_io_uring),

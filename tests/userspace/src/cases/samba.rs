@@ -197,21 +197,40 @@ fn queued_on_port(port: u16) -> usize {
     rx + tx
 }
 
-/// All bytes the clients of `port` have received (TCP_INFO's
-/// bytes_received, as `ss -i` prints it), whether read yet or not.
-fn bytes_received_from(port: u16) -> TResult<usize> {
+/// The one connection to `port` as one `ss -ti` dump shows both its ends
+/// (each end's queue and counters read together): (bytes smbd has
+/// written into its socket, bytes_acked + Send-Q; bytes the client has
+/// received, whether read yet or not; the client's receive queue). The
+/// client's `bytes_received` and the server's Send-Q overlap by what was
+/// received but not yet acknowledged (a full receive buffer delays ACKs):
+/// their sum once claimed 650 KB more than smbd had sent.
+fn connection_counts(port: u16) -> TResult<(usize, usize, usize)> {
     let o = Command::new("ss")
-        .args(["-tinH", "state", "established", &format!("( dport = :{port} )")])
+        .args(["-tinH", "state", "established", &format!("( sport = :{port} or dport = :{port} )")])
         .output()
         .map_err(|e| TestErr::Fail(format!("ss: {e}")))?;
     let text = String::from_utf8_lossy(&o.stdout);
-    let n: Vec<usize> = text
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("bytes_received:"))
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    ensure!(n.len() == 1, "ss shows {} client connections to port {port}: {text}", n.len());
-    Ok(n[0])
+    let port_of = |a: &str| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+    let field = |info: &str, name: &str| {
+        info.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0)
+    };
+    let (mut written, mut received) = (Vec::new(), Vec::new());
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        if l.starts_with(char::is_whitespace) || t.len() < 4 {
+            continue;
+        }
+        let info = lines.next_if(|n| n.starts_with(char::is_whitespace)).unwrap_or("");
+        let q = |i: usize| t[i].parse::<usize>().unwrap_or(0);
+        if port_of(t[2]) == Some(port) {
+            written.push(field(info, "bytes_acked:") + q(1));
+        } else if port_of(t[3]) == Some(port) {
+            received.push((field(info, "bytes_received:"), q(0)));
+        }
+    }
+    ensure!(written.len() == 1 && received.len() == 1, "ss shows {} server and {} client ends on port {port}: {text}", written.len(), received.len());
+    Ok((written[0], received[0].0, received[0].1))
 }
 
 /// Waits until what sits in the sockets of `port` stops growing.
@@ -232,9 +251,9 @@ fn wait_port_queued(port: u16) -> TResult<usize> {
 
 /// Where a stalled download stands, once the queues of its connection
 /// have stopped growing: smbclient has taken `received - rx` bytes of the
-/// connection (into its memory, a copy); the rest of what smbd wrote,
-/// `rx + tx`, sits in the sockets, referencing the page cache unless the
-/// module made it stable. Negotiation, session setup and the 84-byte
+/// connection (into its memory, a copy); the rest of what smbd wrote
+/// (`connection_counts`), about `rx + tx`, sits in the sockets,
+/// referencing the page cache unless the module made it stable. Negotiation, session setup and the 84-byte
 /// headers of the READ responses are a few KiB of that stream: 64 KiB is
 /// ample to turn stream offsets into file offsets.
 struct Stall {
@@ -249,10 +268,10 @@ struct Stall {
 impl Stall {
     fn wait(port: u16) -> TResult<Self> {
         wait_port_queued(port)?;
-        let (rx, tx) = queues_on_port(port);
-        let received = bytes_received_from(port)?;
+        let (_, tx) = queues_on_port(port);
+        let (written, received, rx) = connection_counts(port)?;
         let taken = received.saturating_sub(rx).min(BIG);
-        let early = (received + tx).saturating_sub(64 << 10).min(BIG);
+        let early = written.saturating_sub(64 << 10).min(BIG);
         Ok(Self { rx, tx, taken, early })
     }
 
