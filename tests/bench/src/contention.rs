@@ -54,9 +54,6 @@ pub(crate) fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBo
         .map_err(|e| format!("spawn writer: {e}"))
 }
 
-/// `large`: the range is written in one 1 MiB write, so where the file
-/// system caches large folios it sits in them, and each writer's 4 KiB
-/// write goes into a folio the splicer reads whole.
 /// Whether the large-folio rows are measured on `fstype`: not on tmpfs,
 /// whose stable splices copy (and whose folios are small unless mounted
 /// `huge=`).
@@ -64,6 +61,9 @@ pub(crate) fn large_rows(fstype: &str) -> bool {
     fstype != "tmpfs"
 }
 
+/// `large`: the range is written in one 1 MiB write, so where the file
+/// system caches large folios it sits in them, and each writer's 4 KiB
+/// write goes into a folio the splicer reads whole.
 pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> Res<ContRes> {
     let f = create_file(dir, if large { "contention-large" } else { "contention" })?;
     let fd = f.fd.raw();

@@ -676,14 +676,16 @@ pub fn copies_at_splice(dir: &str) -> bool {
     }
 }
 
+/// /proc/kpageflags bits of a large folio's first page and of its others.
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+
 /// How many of the first `len` bytes' pages of `fd` sit in large folios
 /// (compound pages, /proc/kpageflags; root only), and how many pages were
 /// looked at. The file is mapped read-only and unmapped again: a read
 /// fault maps a cached folio and does not change it. None without
 /// /proc/kpageflags (CONFIG_PROC_PAGE_MONITOR).
 pub fn pages_in_large_folios(fd: i32, len: usize) -> TResult<Option<(usize, usize)>> {
-    const KPF_COMPOUND_HEAD: u64 = 1 << 15;
-    const KPF_COMPOUND_TAIL: u64 = 1 << 16;
     let Some(flags) = page_flags(fd, len)? else {
         return Ok(None);
     };
@@ -700,8 +702,6 @@ pub fn large_pages(fd: i32, len: usize) -> TResult<usize> {
 /// /proc/kpageflags shows them (a compound head and the tails after it):
 /// (first page, pages) each. None without /proc/kpageflags.
 pub fn large_folios(fd: i32, len: usize) -> TResult<Option<Vec<(usize, usize)>>> {
-    const KPF_COMPOUND_HEAD: u64 = 1 << 15;
-    const KPF_COMPOUND_TAIL: u64 = 1 << 16;
     let Some(flags) = page_flags(fd, len)? else {
         return Ok(None);
     };

@@ -116,9 +116,7 @@ fn slab_failures(cache: &str, percent: u32) -> TResult<Armed> {
 /// cannot allocate is retried until it can, so it works on buffers made and
 /// touched before (its stack is touched here first). Nor does this code
 /// between setting the flag and clearing it: the flag's file is opened
-/// before and written through its descriptor (a `std::fs::write` after
-/// `f` allocated, and where that needed a new page of the thread's malloc
-/// arena its fault hung the thread under failures without end).
+/// before and written through its descriptor.
 fn failing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> TResult<T> {
     std::thread::spawn(move || {
         let mut stack = [0u8; 256 << 10];

@@ -198,13 +198,23 @@ fn queued_on_port(port: u16) -> usize {
 }
 
 /// The one connection to `port` as one `ss -ti` dump shows both its ends
-/// (each end's queue and counters read together): (bytes smbd has
-/// written into its socket, bytes_acked + Send-Q; bytes the client has
-/// received, whether read yet or not; the client's receive queue). The
-/// client's `bytes_received` and the server's Send-Q overlap by what was
-/// received but not yet acknowledged (a full receive buffer delays ACKs):
-/// their sum once claimed 650 KB more than smbd had sent.
-fn connection_counts(port: u16) -> TResult<(usize, usize, usize)> {
+/// (each end's queue and counters read together).
+struct Connection {
+    /// Bytes smbd has written into its socket: bytes_acked + Send-Q.
+    written: usize,
+    /// smbd's Send-Q: written, not yet acknowledged.
+    tx: usize,
+    /// Bytes the client has received, whether read yet or not.
+    received: usize,
+    /// The client's receive queue: received, not yet read.
+    rx: usize,
+}
+
+/// The client's `bytes_received` and the server's Send-Q overlap by what
+/// was received but not yet acknowledged (a full receive buffer delays
+/// ACKs), and read apart they also count bytes that moved between the
+/// reads: their sum once claimed 650 KB more than smbd had sent.
+fn connection(port: u16) -> TResult<Connection> {
     let o = Command::new("ss")
         .args(["-tinH", "state", "established", &format!("( sport = :{port} or dport = :{port} )")])
         .output()
@@ -224,13 +234,13 @@ fn connection_counts(port: u16) -> TResult<(usize, usize, usize)> {
         let info = lines.next_if(|n| n.starts_with(char::is_whitespace)).unwrap_or("");
         let q = |i: usize| t[i].parse::<usize>().unwrap_or(0);
         if port_of(t[2]) == Some(port) {
-            written.push(field(info, "bytes_acked:") + q(1));
+            written.push((field(info, "bytes_acked:") + q(1), q(1)));
         } else if port_of(t[3]) == Some(port) {
             received.push((field(info, "bytes_received:"), q(0)));
         }
     }
     ensure!(written.len() == 1 && received.len() == 1, "ss shows {} server and {} client ends on port {port}: {text}", written.len(), received.len());
-    Ok((written[0], received[0].0, received[0].1))
+    Ok(Connection { written: written[0].0, tx: written[0].1, received: received[0].0, rx: received[0].1 })
 }
 
 /// Waits until what sits in the sockets of `port` stops growing.
@@ -252,9 +262,9 @@ fn wait_port_queued(port: u16) -> TResult<usize> {
 /// Where a stalled download stands, once the queues of its connection
 /// have stopped growing: smbclient has taken `received - rx` bytes of the
 /// connection (into its memory, a copy); the rest of what smbd wrote
-/// (`connection_counts`), about `rx + tx`, sits in the sockets,
-/// referencing the page cache unless the module made it stable. Negotiation, session setup and the 84-byte
-/// headers of the READ responses are a few KiB of that stream: 64 KiB is
+/// ([`connection`]), about `rx + tx`, sits in the sockets, referencing
+/// the page cache unless the module made it stable. Negotiation, session
+/// setup and the 84-byte headers of the READ responses are a few KiB of that stream: 64 KiB is
 /// ample to turn stream offsets into file offsets.
 struct Stall {
     rx: usize,
@@ -268,8 +278,7 @@ struct Stall {
 impl Stall {
     fn wait(port: u16) -> TResult<Self> {
         wait_port_queued(port)?;
-        let (_, tx) = queues_on_port(port);
-        let (written, received, rx) = connection_counts(port)?;
+        let Connection { written, tx, received, rx } = connection(port)?;
         let taken = received.saturating_sub(rx).min(BIG);
         let early = written.saturating_sub(64 << 10).min(BIG);
         Ok(Self { rx, tx, taken, early })
