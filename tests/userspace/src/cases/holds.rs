@@ -386,12 +386,7 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
     let mut first = String::new();
     loop {
         if pages > 1 && iters % 32 == 0 {
-            // Out of the page cache, then one write: a large folio again
-            // (unless a page write of the writer's came in between).
-            // SAFETY: our own descriptor.
-            let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, len as i64) };
-            ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
-            pwrite_all(fd, &whole(0x8000_0000 | iters), 0)?;
+            remake_large(fd, &whole(0x8000_0000 | iters))?;
         }
         splice_exact(fd, 0, p1.w.raw(), len, flags)?;
         let t = tee_raw(p1.r.raw(), p2.w.raw(), len, 0);
@@ -463,6 +458,16 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
         );
     }
     Ok(())
+}
+
+/// Punches `content`'s range of `fd` out of the page cache, then writes
+/// `content` in one write: a large folio again where the kernel caches
+/// them (unless a racing writer's page write came in between).
+fn remake_large(fd: i32, content: &[u8]) -> TResult {
+    // SAFETY: our own descriptor.
+    let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, content.len() as i64) };
+    ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
+    pwrite_all(fd, content, 0)
 }
 
 /// Holds a writer race must have seen broken to count as a test of breaks.
@@ -566,10 +571,7 @@ pub fn holds_large_truncate_race(ctx: &Ctx) -> TResult {
     let result = (|| -> TResult {
         while Instant::now() < deadline || iters < 1000 {
             if iters % 32 == 0 {
-                // SAFETY: our own descriptor.
-                let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, len as i64) };
-                ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
-                pwrite_all(fd, &gen_page(0x8000_0000 | iters).repeat(PAGES), 0)?;
+                remake_large(fd, &gen_page(0x8000_0000 | iters).repeat(PAGES))?;
             }
             let mut off = 0i64;
             let n = ck(splice_raw(fd, Some(&mut off), p1.w.raw(), None, len, stable()), "stable splice")?;
@@ -607,11 +609,7 @@ pub fn holds_large_truncate_race(ctx: &Ctx) -> TResult {
     ensure!(bad.is_empty(), "a stable splice's buffer changed or was torn: {bad}");
     drop(map);
     // 12 or 16 pages, as the cutter left it.
-    // SAFETY: a zeroed stat is a valid value of the plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: our descriptor; `st` is a valid out-parameter.
-    ensure!(unsafe { libc::fstat(fd, &mut st) } == 0, "fstat: {}", ename(errno()));
-    let size = st.st_size as usize;
+    let size = file_size(fd)? as usize;
     let cached = pread_vec(fd, size, 0)?;
     expect_bytes("the disk after the race and fsync (O_DIRECT)", &fsync_and_read_disk(fd, size)?, &cached, None)
 }
