@@ -560,6 +560,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		folio_add_lru(copy);
 		return copy;
 	}
+	ss_split_window();
 	/*
 	 * @copy is its first page now, locked, with our reference; the others
 	 * are on @tails in order, unlocked, not on the LRU, each with a

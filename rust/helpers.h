@@ -178,6 +178,11 @@ int ss_file_stable_kind(struct file *file);
 int ss_aops_cache_init(void);
 void ss_aops_cache_exit(void);
 
+/* race windows that tests widen (rust/race_window.c) */
+void ss_race_windows_create(const char *dir_name);
+void ss_race_windows_remove(void);
+void ss_split_window(void);
+
 /* holds: the policy, the file, time, the shrinker (rust/hold.c) */
 int ss_policy(void);
 struct address_space *ss_file_mapping(struct file *file);

@@ -7,6 +7,7 @@ use core::{
     fmt,
     sync::atomic::{AtomicI64, Ordering::Relaxed},
 };
+use crate::bindings as b;
 use kernel::{
     debugfs::{Dir, File, Reader},
     prelude::*,
@@ -253,8 +254,30 @@ impl Reader for Idle {
     }
 }
 
+/// The race windows that tests widen, in the debugfs directory
+/// (`split_window`, rust/race_window.c: kernels with fault injection);
+/// removed when dropped.
+struct RaceWindows;
+
+impl RaceWindows {
+    fn new(dir_name: &CStr) -> Self {
+        // SAFETY: the directory is ours and exists; the files are removed
+        // when `Self` drops, before it.
+        unsafe { b::ss_race_windows_create(dir_name.as_char_ptr()) };
+        Self
+    }
+}
+
+impl Drop for RaceWindows {
+    fn drop(&mut self) {
+        // SAFETY: no preconditions (nothing to remove without fault injection).
+        unsafe { b::ss_race_windows_remove() };
+    }
+}
+
 /// The debugfs directory; removed when dropped.
 pub(crate) struct DebugFs {
+    _windows: RaceWindows,
     _files: KVec<Pin<KBox<File<View>>>>,
     _policy: Pin<KBox<File<crate::policy::Policy>>>,
     _reap: Pin<KBox<File<Reap>>>,
@@ -265,7 +288,8 @@ pub(crate) struct DebugFs {
 
 impl DebugFs {
     pub(crate) fn new(policy: crate::policy::Policy) -> Result<Self> {
-        let dir = Dir::new(c"stable_splice");
+        const NAME: &CStr = c"stable_splice";
+        let dir = Dir::new(NAME);
         let mut files = KVec::with_capacity(COUNT, GFP_KERNEL)?;
         for (name, counter) in all() {
             files.push(
@@ -277,6 +301,7 @@ impl DebugFs {
         let reap = KBox::pin_init(dir.write_only_file(c"reap", Reap), GFP_KERNEL)?;
         let idle = KBox::pin_init(dir.write_only_file(c"idle", Idle), GFP_KERNEL)?;
         let holds = KBox::pin_init(dir.read_only_file(c"holds", crate::hold::HoldsReport), GFP_KERNEL)?;
-        Ok(Self { _files: files, _policy: policy, _reap: reap, _idle: idle, _holds: holds, _dir: dir })
+        let windows = RaceWindows::new(NAME);
+        Ok(Self { _windows: windows, _files: files, _policy: policy, _reap: reap, _idle: idle, _holds: holds, _dir: dir })
     }
 }

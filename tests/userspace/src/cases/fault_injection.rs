@@ -42,13 +42,12 @@ impl Armed {
 
     /// A fault attribute's settings (debugfs `dir`) for tasks that ask
     /// for failures (`task-filter`, their `make-it-fail`): `percent` of
-    /// their calls fail, at most `times` (-1: no limit), even those that
-    /// may sleep and reclaim, and no report (a stack trace per failure in
-    /// the kernel log, which the harness fails on).
+    /// their calls fail, at most `times` (-1: no limit), and no report (a
+    /// stack trace per failure in the kernel log, which the harness fails
+    /// on).
     fn attr(&mut self, dir: &str, percent: u32, times: i64) -> TResult {
         for (name, value) in [
             ("task-filter", "Y".to_string()),
-            ("ignore-gfp-wait", "N".into()),
             ("interval", "1".into()),
             ("verbose", "0".into()),
             ("times", times.to_string()),
@@ -88,6 +87,7 @@ impl PageAllocFailures {
         }
         let mut armed = Armed::new();
         armed.attr(FAIL, percent, times)?;
+        armed.set(&format!("{FAIL}/ignore-gfp-wait"), "N")?;
         armed.set(&format!("{FAIL}/ignore-gfp-highmem"), "N")?;
         armed.set(&format!("{FAIL}/min-order"), &min_order.to_string())?;
         armed.set(&format!("{FAIL}/space"), &space.to_string())?;
@@ -108,6 +108,7 @@ fn slab_failures(cache: &str, percent: u32) -> TResult<Armed> {
     armed.set(&format!("{FAILSLAB}/cache-filter"), "Y")?;
     armed.set(&format!("{FAILSLAB}/space"), "0")?;
     armed.attr(FAILSLAB, percent, -1)?;
+    armed.set(&format!("{FAILSLAB}/ignore-gfp-wait"), "N")?;
     Ok(armed)
 }
 
@@ -118,6 +119,11 @@ fn slab_failures(cache: &str, percent: u32) -> TResult<Armed> {
 /// between setting the flag and clearing it: the flag's file is opened
 /// before and written through its descriptor.
 fn failing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> TResult<T> {
+    spawn_failing(f).join().map_err(|_| TestErr::Fail("the writer thread panicked".into()))?.map_err(TestErr::Fail)
+}
+
+/// [`failing_thread`] without waiting for it.
+fn spawn_failing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<Result<T, String>> {
     std::thread::spawn(move || {
         let mut stack = [0u8; 256 << 10];
         std::hint::black_box(&mut stack).fill(1);
@@ -135,9 +141,6 @@ fn failing_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         set(b"0");
         Ok(r)
     })
-    .join()
-    .map_err(|_| TestErr::Fail("the writer thread panicked".into()))?
-    .map_err(TestErr::Fail)
 }
 
 /// A file of `LEN` bytes of `a` in large folios where the file system
@@ -384,6 +387,146 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     now[at + PAGE..at + 2 * PAGE].copy_from_slice(&again);
     expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("the second write", &now)))?;
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &held)))
+}
+
+/// debugfs `split_window` (rust/race_window.c): the fault attribute that
+/// makes a split break sleep between its split and the locks of the pages.
+const SPLIT_WINDOW: &str = "/sys/kernel/debug/stable_splice/split_window";
+/// How long the window stays open: long enough for a store fault and a
+/// truncation under TCG, which take milliseconds.
+const WINDOW_MS: u32 = 1000;
+/// The held file: one large folio of 16 pages; the truncation keeps 12.
+const WINDOW_PAGES: usize = 16;
+const WINDOW_CUT: usize = 12;
+/// The page that a second store reaches inside the window.
+const WINDOW_STORE: usize = 8;
+
+/// The next split break of a task that asks for it (`make-it-fail`)
+/// sleeps `ms` in its window.
+fn split_window(ms: u32) -> TResult<Armed> {
+    if !std::path::Path::new(SPLIT_WINDOW).exists() {
+        skip!("no {SPLIT_WINDOW}: the module was built for a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS");
+    }
+    let mut armed = Armed::new();
+    armed.set(&format!("{SPLIT_WINDOW}/delay_ms"), &ms.to_string())?;
+    armed.attr(SPLIT_WINDOW, 100, 1)?;
+    Ok(armed)
+}
+
+/// A split break's window, between the split and the locks of the pages,
+/// held open (debugfs `split_window`): a store through a shared mapping
+/// breaks a held large folio of 16 pages and sleeps there, holding the
+/// locks of the old folio and of the copy's first page; meanwhile a second
+/// store reaches page 8 and a truncation takes pages 12-15 out of the page
+/// cache, neither waiting for the break. The break then leaves page 8 the
+/// state its store fault gave it (ext4's buffer heads; xfs gives a page of
+/// one block none, and the page counts as the break's) and frees the cut
+/// pages' share of the old folio's: both counted exactly. The pipe keeps
+/// the snapshot, the file has both stores at its new size, and fsync
+/// writes what the page cache has (O_DIRECT). Held folios clean and dirty.
+/// The only deterministic test of these two branches: writer races reach
+/// them rarely (`holds_large_truncate_race`).
+pub fn holds_split_window_races(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    split_window_races(ctx, false)?;
+    split_window_races(ctx, true)
+}
+
+fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let state = if dirty { "dirty" } else { "clean" };
+    let len = WINDOW_PAGES * PAGE;
+    let a = pattern(if dirty { 0x5d } else { 0x5c }, 0, len);
+    let f = tmpfile(&ctx.dir)?;
+    let fd = f.fd.raw();
+    pwrite_all(fd, &a, 0)?;
+    // SAFETY: fsync on our own descriptor.
+    ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    if dirty {
+        // Dirty again at the size on disk: xfs writes back what lies
+        // between the size on disk and a new, smaller one before it
+        // truncates, which would wait for the break's locks.
+        pwrite_all(fd, &a, 0)?;
+    }
+    settle_page_cache(fd, len)?;
+    let folios = large_folios(fd, len)?.unwrap_or_default();
+    if folios != [(0, WINDOW_PAGES)] {
+        skip!("the file is not in one folio of {WINDOW_PAGES} pages ({folios:?}): no split");
+    }
+    let p = pipe()?;
+    splice_exact(fd, 0, p.w.raw(), len, stable())?;
+    let map = Map::shared_file(fd, len)?;
+    let k = |name| counter(name).unwrap_or(0);
+    let (splits0, faulted0, truncated0) = (k("breaks_split"), k("split_pages_faulted"), k("split_pages_truncated"));
+    let armed = split_window(WINDOW_MS)?;
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let storer = {
+        let (addr, done) = (map.ptr() as usize, done.clone());
+        spawn_failing(move || {
+            // SAFETY: the first page of the live, writable shared mapping,
+            // which is unmapped only after this thread is joined.
+            unsafe { std::ptr::write_bytes(addr as *mut u8, 0xa1, PAGE) };
+            done.store(true, SeqCst);
+        })
+    };
+    // `times` goes from 1 to 0 as the break enters the window.
+    let times = format!("{SPLIT_WINDOW}/times");
+    let entered = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&times).is_ok_and(|t| t.trim() == "0")
+    });
+    let raced = entered.then(|| {
+        let t0 = Instant::now();
+        map.store(WINDOW_STORE * PAGE, &[0xb2; PAGE]);
+        let t1 = Instant::now();
+        let cut = ftruncate(fd, WINDOW_CUT * PAGE);
+        let took = format!("the store took {} ms, the truncation {} ms", (t1 - t0).as_millis(), t1.elapsed().as_millis());
+        (cut, !done.load(SeqCst), took)
+    });
+    let joined = storer.join();
+    drop(armed);
+    ensure!(joined.is_ok_and(|r| r.is_ok()), "{state}: the storing thread failed");
+    let Some((cut, in_window, took)) = raced else {
+        fail!("{state}: the store into the held folio never entered the split window (no split break?)");
+    };
+    cut?;
+    ensure!(in_window, "{state}: the second store and the truncation ended after the window ({WINDOW_MS} ms; {took}): one waited for the break");
+    let (splits, faulted, truncated) =
+        (k("breaks_split") - splits0, k("split_pages_faulted") - faulted0, k("split_pages_truncated") - truncated0);
+    // A store fault gives a page state of its own where the file system
+    // keeps any for a page: buffer heads always, iomap for several blocks.
+    let fs = crate::detect_fs(&ctx.dir);
+    // SAFETY: a zeroed statfs is a valid out-parameter for our descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    ensure!(unsafe { libc::fstatfs(fd, &mut st) } == 0, "fstatfs: {}", ename(errno()));
+    let want_faulted = u64::from(fs == "ext4" || (st.f_bsize as usize) < PAGE);
+    ctx.note(format!(
+        "{state} ({fs}, {}-byte blocks): {splits} split breaks, pages reached in the window: {faulted} by a store fault, {truncated} by the truncation",
+        st.f_bsize
+    ));
+    drop(map);
+    let mut now = a[..WINDOW_CUT * PAGE].to_vec();
+    now[..PAGE].fill(0xa1);
+    now[WINDOW_STORE * PAGE..(WINDOW_STORE + 1) * PAGE].fill(0xb2);
+    expect_bytes(&format!("{state}: the pipe"), &read_pipe(&p.r, len)?, &a, None)?;
+    ensure!(file_size(fd)? == (WINDOW_CUT * PAGE) as u64, "{state}: the file is {} bytes after the truncation", file_size(fd)?);
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, WINDOW_CUT * PAGE, 0)?, &now, Some(("the old bytes", &a[..WINDOW_CUT * PAGE])))?;
+    expect_bytes(
+        &format!("{state}: the disk after fsync (O_DIRECT)"),
+        &fsync_and_read_disk(fd, WINDOW_CUT * PAGE)?,
+        &now,
+        Some(("the old bytes", &a[..WINDOW_CUT * PAGE])),
+    )?;
+    ensure!(splits == 1, "{state}: {splits} split breaks, expected the store's one");
+    ensure!(
+        truncated == (WINDOW_PAGES - WINDOW_CUT) as u64,
+        "{state}: {truncated} pages counted truncated in the window, {} were cut",
+        WINDOW_PAGES - WINDOW_CUT
+    );
+    ensure!(faulted == want_faulted, "{state}: {faulted} pages counted reached by a store fault, expected {want_faulted} on {fs}");
+    Ok(())
 }
 
 /// A stable splice from a file system that copies at splice (tmpfs,
