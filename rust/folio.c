@@ -548,6 +548,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		goto whole;
 	}
 	ss_folio_replace_off_lru(old, copy);
+	ss_race_window(SS_SPLIT_WINDOW_BEFORE);
 	/* -EAGAIN: a reader's reference on the copy, gone in a moment. */
 	do
 		err = ss_split_to_order(&copy->page, &tails, 0);
@@ -560,7 +561,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		folio_add_lru(copy);
 		return copy;
 	}
-	ss_split_window();
+	ss_race_window(SS_SPLIT_WINDOW_AFTER);
 	/*
 	 * @copy is its first page now, locked, with our reference; the others
 	 * are on @tails in order, unlocked, not on the LRU, each with a

@@ -178,10 +178,14 @@ int ss_file_stable_kind(struct file *file);
 int ss_aops_cache_init(void);
 void ss_aops_cache_exit(void);
 
-/* race windows that tests widen (rust/race_window.c) */
+/* race windows that tests hold open (rust/race_window.c) */
+enum ss_race_window_at {
+	SS_SPLIT_WINDOW_BEFORE,
+	SS_SPLIT_WINDOW_AFTER,
+};
 void ss_race_windows_create(const char *dir_name);
 void ss_race_windows_remove(void);
-void ss_split_window(void);
+void ss_race_window(enum ss_race_window_at at);
 
 /* holds: the policy, the file, time, the shrinker (rust/hold.c) */
 int ss_policy(void);

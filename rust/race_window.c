@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Race windows that tests widen, as xfs's delay error tags widen theirs
- * for fstests: with CONFIG_FAULT_INJECTION_DEBUG_FS, the fault attribute
- * debugfs stable_splice/split_window (the kernel's usual files:
- * probability, times, task-filter, ...) makes the split break it picks
- * sleep delay_ms between the split and the locks of the pages, where a
- * truncation or a store fault may reach a page before the break gives it
- * its share of the old folio's state (ss_folio_break_copy()). Without
- * fault injection: nothing, no file.
+ * Race windows that tests hold open, as xfs's delay error tags do for
+ * fstests: with CONFIG_FAULT_INJECTION_DEBUG_FS, each window is a fault
+ * attribute in debugfs stable_splice/ (the kernel's usual files:
+ * probability, times, task-filter, ...) plus delay_ms, and the task it
+ * picks sleeps that long there. The windows of a split break
+ * (ss_folio_break_copy()), where its folio locks are held, which sleep:
+ *   split_window_before: the copy is in the page cache, whole; a reference
+ *     taken meanwhile (a plain splice, a read) makes the split fail.
+ *   split_window_after: the pages of the split copy are unlocked; a
+ *     truncation or a store fault may reach one before the break gives it
+ *     its share of the old folio's state.
+ * Without fault injection: nothing, no file.
  */
 
 #include <linux/debugfs.h>
@@ -17,37 +21,50 @@
 #include "helpers.h"
 
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
-static DECLARE_FAULT_ATTR(split_window);
-static u32 split_window_ms = 1000;
-static struct dentry *split_window_dir;
+static struct ss_race_window {
+	const char *name;
+	struct fault_attr attr;
+	u32 delay_ms;
+} windows[] = {
+	[SS_SPLIT_WINDOW_BEFORE] = { "split_window_before", FAULT_ATTR_INITIALIZER, 1000 },
+	[SS_SPLIT_WINDOW_AFTER] = { "split_window_after", FAULT_ATTR_INITIALIZER, 1000 },
+};
+static struct dentry *window_dirs[ARRAY_SIZE(windows)];
 
 /* Under the module's debugfs directory @dir_name, which must exist. */
 void ss_race_windows_create(const char *dir_name)
 {
 	struct dentry *parent = debugfs_lookup(dir_name, NULL);
 	struct dentry *dir;
+	int i;
 
 	if (!parent)
 		return;
-	dir = fault_create_debugfs_attr("split_window", parent, &split_window);
+	for (i = 0; i < ARRAY_SIZE(windows); i++) {
+		dir = fault_create_debugfs_attr(windows[i].name, parent, &windows[i].attr);
+		if (IS_ERR(dir))
+			continue;
+		debugfs_create_u32("delay_ms", 0600, dir, &windows[i].delay_ms);
+		window_dirs[i] = dir;
+	}
 	dput(parent);
-	if (IS_ERR(dir))
-		return;
-	debugfs_create_u32("delay_ms", 0600, dir, &split_window_ms);
-	split_window_dir = dir;
 }
 
 void ss_race_windows_remove(void)
 {
-	debugfs_remove_recursive(split_window_dir);
-	split_window_dir = NULL;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(windows); i++) {
+		debugfs_remove_recursive(window_dirs[i]);
+		window_dirs[i] = NULL;
+	}
 }
 
-/* Called by a split break, folio locks held: a sleeping lock, may sleep. */
-void ss_split_window(void)
+/* In task context, where the caller may sleep (folio locks are sleeping locks). */
+void ss_race_window(enum ss_race_window_at at)
 {
-	if (should_fail(&split_window, 1))
-		msleep(READ_ONCE(split_window_ms));
+	if (should_fail(&windows[at].attr, 1))
+		msleep(READ_ONCE(windows[at].delay_ms));
 }
 #else
 void ss_race_windows_create(const char *dir_name)
@@ -58,7 +75,7 @@ void ss_race_windows_remove(void)
 {
 }
 
-void ss_split_window(void)
+void ss_race_window(enum ss_race_window_at at)
 {
 }
 #endif

@@ -254,9 +254,9 @@ impl Reader for Idle {
     }
 }
 
-/// The race windows that tests widen, in the debugfs directory
-/// (`split_window`, rust/race_window.c: kernels with fault injection);
-/// removed when dropped.
+/// The race windows that tests hold open, in the debugfs directory
+/// (`split_window_before`, `split_window_after`, rust/race_window.c:
+/// kernels with fault injection); removed when dropped.
 struct RaceWindows;
 
 impl RaceWindows {

@@ -389,65 +389,32 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &held)))
 }
 
-/// debugfs `split_window` (rust/race_window.c): the fault attribute that
-/// makes a split break sleep between its split and the locks of the pages.
-const SPLIT_WINDOW: &str = "/sys/kernel/debug/stable_splice/split_window";
-/// How long the window stays open: long enough for a store fault and a
-/// truncation under TCG, which take milliseconds.
+/// The race windows of a split break (rust/race_window.c): fault
+/// attributes that make the task they pick sleep there.
+const WINDOWS: &str = "/sys/kernel/debug/stable_splice";
+/// How long a window stays open: long enough for a store fault, a
+/// truncation or a splice under TCG, which take milliseconds.
 const WINDOW_MS: u32 = 1000;
-/// The held file: one large folio of 16 pages; the truncation keeps 12.
+/// The held file: one large folio of 16 pages; a truncation keeps 12.
 const WINDOW_PAGES: usize = 16;
 const WINDOW_CUT: usize = 12;
 /// The page that a second store reaches inside the window.
 const WINDOW_STORE: usize = 8;
 
-/// The next split break of a task that asks for it (`make-it-fail`)
-/// sleeps `ms` in its window.
-fn split_window(ms: u32) -> TResult<Armed> {
-    if !std::path::Path::new(SPLIT_WINDOW).exists() {
-        skip!("no {SPLIT_WINDOW}: the module was built for a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS");
-    }
-    let mut armed = Armed::new();
-    armed.set(&format!("{SPLIT_WINDOW}/delay_ms"), &ms.to_string())?;
-    armed.attr(SPLIT_WINDOW, 100, 1)?;
-    Ok(armed)
-}
-
-/// A split break's window, between the split and the locks of the pages,
-/// held open (debugfs `split_window`): a store through a shared mapping
-/// breaks a held large folio of 16 pages and sleeps there, holding the
-/// locks of the old folio and of the copy's first page; meanwhile a second
-/// store reaches page 8 and a truncation takes pages 12-15 out of the page
-/// cache, neither waiting for the break. The break then leaves page 8 the
-/// state its store fault gave it (ext4's buffer heads; xfs gives a page of
-/// one block none, and the page counts as the break's) and frees the cut
-/// pages' share of the old folio's: both counted exactly. The pipe keeps
-/// the snapshot, the file has both stores at its new size, and fsync
-/// writes what the page cache has (O_DIRECT). Held folios clean and dirty.
-/// The only deterministic test of these two branches: writer races reach
-/// them rarely (`holds_large_truncate_race`).
-pub fn holds_split_window_races(ctx: &Ctx) -> TResult {
-    if copies_at_splice(&ctx.dir) {
-        skip!("this mount copies at splice time: nothing is held");
-    }
-    split_window_races(ctx, false)?;
-    split_window_races(ctx, true)
-}
-
-fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    let state = if dirty { "dirty" } else { "clean" };
+/// A held file of one folio of [`WINDOW_PAGES`] pages of `seed`'s
+/// pattern, clean or dirty, and the pipe that holds it. Dirty over other
+/// bytes on disk (a lost dirtiness shows) and at the size on disk: xfs
+/// writes back what lies between the size on disk and a new, smaller one
+/// before it truncates, which would wait for a break's locks.
+fn held_folio(ctx: &Ctx, seed: u8, dirty: bool) -> TResult<(TestFile, Pipe, Vec<u8>)> {
     let len = WINDOW_PAGES * PAGE;
-    let a = pattern(if dirty { 0x5d } else { 0x5c }, 0, len);
+    let a = pattern(seed, 0, len);
     let f = tmpfile(&ctx.dir)?;
     let fd = f.fd.raw();
-    pwrite_all(fd, &a, 0)?;
+    pwrite_all(fd, &if dirty { pattern(!seed, 0, len) } else { a.clone() }, 0)?;
     // SAFETY: fsync on our own descriptor.
     ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
     if dirty {
-        // Dirty again at the size on disk: xfs writes back what lies
-        // between the size on disk and a new, smaller one before it
-        // truncates, which would wait for the break's locks.
         pwrite_all(fd, &a, 0)?;
     }
     settle_page_cache(fd, len)?;
@@ -457,41 +424,119 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     }
     let p = pipe()?;
     splice_exact(fd, 0, p.w.raw(), len, stable())?;
-    let map = Map::shared_file(fd, len)?;
-    let k = |name| counter(name).unwrap_or(0);
-    let (splits0, faulted0, truncated0) = (k("breaks_split"), k("split_pages_faulted"), k("split_pages_truncated"));
-    let armed = split_window(WINDOW_MS)?;
+    Ok((f, p, a))
+}
+
+/// How the write that breaks the held folio is made.
+#[derive(Clone, Copy)]
+enum BreakBy {
+    /// A store through the shared mapping: no inode lock, so a truncation
+    /// or a splice that takes xfs's `IOLOCK` can come in meanwhile; the
+    /// file system's `page_mkwrite` then maps every block of the folio.
+    Store,
+    /// `pwrite()`: maps and dirties only the blocks it writes, so a share
+    /// of the old folio's state that the break lost shows.
+    Pwrite,
+}
+
+/// Writes a page of 0xa1 at offset 0 of `map`'s file (a held folio), `by`
+/// a store or a `pwrite()`, from a thread whose split break stops in
+/// `window` for [`WINDOW_MS`], and runs `during` while it is there.
+/// Returns what `during` returned, and a description of its time if it
+/// did not end inside the window.
+fn write_through_window<T>(
+    map: &Map,
+    fd: i32,
+    by: BreakBy,
+    window: &str,
+    during: impl FnOnce() -> T,
+) -> TResult<(T, Option<String>)> {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let dir = format!("{WINDOWS}/{window}");
+    if !std::path::Path::new(&dir).exists() {
+        skip!("no {dir}: the module was built for a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS");
+    }
+    let mut armed = Armed::new();
+    armed.set(&format!("{dir}/delay_ms"), &WINDOW_MS.to_string())?;
+    armed.attr(&dir, 100, 1)?;
     let done = std::sync::Arc::new(AtomicBool::new(false));
-    let storer = {
+    let page = [0xa1u8; PAGE];
+    let writer = {
         let (addr, done) = (map.ptr() as usize, done.clone());
         spawn_failing(move || {
-            // SAFETY: the first page of the live, writable shared mapping,
-            // which is unmapped only after this thread is joined.
-            unsafe { std::ptr::write_bytes(addr as *mut u8, 0xa1, PAGE) };
+            let r = match by {
+                BreakBy::Store => {
+                    // SAFETY: the first page of the caller's live, writable
+                    // shared mapping, which outlives this thread (joined below).
+                    unsafe { std::ptr::write_bytes(addr as *mut u8, 0xa1, PAGE) };
+                    Ok(PAGE)
+                }
+                // SAFETY: our buffer, the caller's descriptor.
+                BreakBy::Pwrite => cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, 0) }),
+            };
             done.store(true, SeqCst);
+            r
         })
     };
     // `times` goes from 1 to 0 as the break enters the window.
-    let times = format!("{SPLIT_WINDOW}/times");
-    let entered = wait_until(Duration::from_secs(30), || {
-        std::fs::read_to_string(&times).is_ok_and(|t| t.trim() == "0")
-    });
-    let raced = entered.then(|| {
+    let times = format!("{dir}/times");
+    let entered =
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&times).is_ok_and(|t| t.trim() == "0"));
+    let ran = entered.then(|| {
         let t0 = Instant::now();
-        map.store(WINDOW_STORE * PAGE, &[0xb2; PAGE]);
-        let t1 = Instant::now();
-        let cut = ftruncate(fd, WINDOW_CUT * PAGE);
-        let took = format!("the store took {} ms, the truncation {} ms", (t1 - t0).as_millis(), t1.elapsed().as_millis());
-        (cut, !done.load(SeqCst), took)
+        let r = during();
+        let late = done.load(SeqCst).then(|| format!("it took {} ms", t0.elapsed().as_millis()));
+        (r, late)
     });
-    let joined = storer.join();
+    let joined = writer.join();
     drop(armed);
-    ensure!(joined.is_ok_and(|r| r.is_ok()), "{state}: the storing thread failed");
-    let Some((cut, in_window, took)) = raced else {
-        fail!("{state}: the store into the held folio never entered the split window (no split break?)");
-    };
+    match joined {
+        Ok(Ok(Ok(n))) if n == PAGE => {}
+        Ok(Ok(r)) => fail!("the write into the held folio returned {:?}", r.map_err(ename)),
+        _ => fail!("the writing thread failed"),
+    }
+    match ran {
+        Some(r) => Ok(r),
+        None => fail!("the write into the held folio never entered {window} (no split break?)"),
+    }
+}
+
+/// A split break's window after the split, before the locks of the pages,
+/// held open (debugfs `split_window_after`): a store through a shared
+/// mapping breaks a held large folio of 16 pages and sleeps there, holding
+/// the locks of the old folio and of the copy's first page; meanwhile a
+/// second store reaches page 8 and a truncation takes pages 12-15 out of
+/// the page cache, neither waiting for the break. The break then leaves
+/// page 8 the state its store fault gave it (ext4's buffer heads; xfs gives
+/// a page of one block none, and the page counts as the break's) and frees
+/// the cut pages' share of the old folio's: both counted exactly. The pipe
+/// keeps the snapshot, the file has both stores at its new size, and fsync
+/// writes what the page cache has (O_DIRECT). Held folios clean and dirty.
+/// Writer races reach these branches rarely (`holds_large_truncate_race`).
+pub fn holds_split_window_races(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    split_window_races(ctx, false)?;
+    split_window_races(ctx, true)
+}
+
+fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
+    let state = if dirty { "dirty" } else { "clean" };
+    let (f, p, a) = held_folio(ctx, if dirty { 0x5d } else { 0x5c }, dirty)?;
+    let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
+    let map = Map::shared_file(fd, len)?;
+    let k = |name| counter(name).unwrap_or(0);
+    let (splits0, faulted0, truncated0) = (k("breaks_split"), k("split_pages_faulted"), k("split_pages_truncated"));
+    let (cut, late) = write_through_window(&map, fd, BreakBy::Store, "split_window_after", || {
+        map.store(WINDOW_STORE * PAGE, &[0xb2; PAGE]);
+        ftruncate(fd, WINDOW_CUT * PAGE)
+    })?;
     cut?;
-    ensure!(in_window, "{state}: the second store and the truncation ended after the window ({WINDOW_MS} ms; {took}): one waited for the break");
+    if let Some(took) = late {
+        fail!("{state}: the second store and the truncation ended after the window ({WINDOW_MS} ms; {took}): one waited for the break");
+    }
+    drop(map);
     let (splits, faulted, truncated) =
         (k("breaks_split") - splits0, k("split_pages_faulted") - faulted0, k("split_pages_truncated") - truncated0);
     // A store fault gives a page state of its own where the file system
@@ -506,7 +551,6 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
         "{state} ({fs}, {}-byte blocks): {splits} split breaks, pages reached in the window: {faulted} by a store fault, {truncated} by the truncation",
         st.f_bsize
     ));
-    drop(map);
     let mut now = a[..WINDOW_CUT * PAGE].to_vec();
     now[..PAGE].fill(0xa1);
     now[WINDOW_STORE * PAGE..(WINDOW_STORE + 1) * PAGE].fill(0xb2);
@@ -527,6 +571,66 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     );
     ensure!(faulted == want_faulted, "{state}: {faulted} pages counted reached by a store fault, expected {want_faulted} on {fs}");
     Ok(())
+}
+
+/// A split break's window before the split, held open (debugfs
+/// `split_window_before`): the copy of a held 16-page folio is in the page
+/// cache, whole and locked, when a plain splice of the range takes it into
+/// a second pipe without its lock (it is uptodate). The pipe's reference
+/// makes every try of the split fail (`-EAGAIN`), so the copy stays whole
+/// with the old folio's state and dirtiness (the fallback): no split is
+/// counted, the range stays one large folio, the stable pipe keeps the
+/// snapshot, and fsync writes the write and every dirty byte around it
+/// (O_DIRECT; the writer is a `pwrite()` where it can be, which would not
+/// hide lost buffer heads). The plain pipe is the control: it took the
+/// copy, and shows the write made into it after. Once that pipe is
+/// drained, the next break of the range splits. Held folios clean and
+/// dirty.
+pub fn holds_split_refused_by_reader(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    split_refused_by_reader(ctx, false)?;
+    split_refused_by_reader(ctx, true)
+}
+
+fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
+    let state = if dirty { "dirty" } else { "clean" };
+    let (f, p, a) = held_folio(ctx, if dirty { 0x6d } else { 0x6c }, dirty)?;
+    let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
+    let map = Map::shared_file(fd, len)?;
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks0, splits0) = (k("breaks"), k("breaks_split"));
+    // xfs's splice takes the IOLOCK that its pwrite() holds.
+    let by = if crate::detect_fs(&ctx.dir) == "xfs" { BreakBy::Store } else { BreakBy::Pwrite };
+    let plain = pipe()?;
+    let (spliced, late) = write_through_window(&map, fd, by, "split_window_before", || {
+        let mut off = 0i64;
+        splice_raw(fd, Some(&mut off), plain.w.raw(), None, len, 0)
+    })?;
+    if let Some(took) = late {
+        fail!("{state}: the plain splice ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
+    }
+    ensure!(spliced == Ok(len), "{state}: the plain splice in the window returned {:?}", spliced.map_err(ename));
+    let (breaks, splits) = (k("breaks") - breaks0, k("breaks_split") - splits0);
+    let folios = large_folios(fd, len)?.unwrap_or_default();
+    ctx.note(format!("{state}: {breaks} breaks, {splits} split, folios after: {folios:?}"));
+    let mut now = a.clone();
+    now[..PAGE].fill(0xa1);
+    expect_bytes(&format!("{state}: the stable pipe"), &read_pipe(&p.r, len)?, &a, Some(("the store", &now)))?;
+    expect_bytes(&format!("{state}: the plain pipe (control)"), &read_pipe(&plain.r, len)?, &now, Some(("the old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("the old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("the old bytes", &a)))?;
+    ensure!(breaks == 1 && splits == 0, "{state}: {breaks} breaks, {splits} split: the reader's reference should have kept the copy whole");
+    ensure!(folios == [(0, WINDOW_PAGES)], "{state}: the range is in folios {folios:?} after the break, expected the whole copy");
+    // Nobody else references the copy now: its next break splits.
+    splice_exact(fd, 0, p.w.raw(), len, stable())?;
+    map.store(4 * PAGE, &[0xc3; PAGE]);
+    ensure!(k("breaks_split") - splits0 == 1, "{state}: the second break, without a reader, did not split");
+    let held = now.clone();
+    now[4 * PAGE..5 * PAGE].fill(0xc3);
+    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, len)?, &held, Some(("the second store", &now)))?;
+    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("before it", &held)))
 }
 
 /// A stable splice from a file system that copies at splice (tmpfs,
