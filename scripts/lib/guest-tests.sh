@@ -131,7 +131,7 @@ ok=0
 dbg=/sys/kernel/debug/stable_splice
 for i in $(seq 1 5); do
 	ss_insmod >/dev/null 2>&1 || { ok=1; break; }
-	(while [ -e $dbg/reap ]; do echo 1 >$dbg/reap; cat $dbg/holds; done) >/dev/null 2>&1 &
+	(while [ -e $dbg/reap ]; do echo 1 >$dbg/reap; cat $dbg/holds $dbg/split_window_after/times; done) >/dev/null 2>&1 &
 	busy=$!
 	ss_rmmod || { ok=1; kill $busy; wait $busy; break; }
 	wait $busy

@@ -231,10 +231,10 @@ pub fn holds_break_without_memory(ctx: &Ctx) -> TResult {
         let off = k * STRIDE * PAGE + at;
         want[off..off + len].copy_from_slice(&b[off..off + len]);
     }
-    expect_bytes("file after the writes without memory", &pread_vec(fd, LEN, 0)?, &want, Some(("the old content", &a)))?;
+    expect_bytes("file after the writes without memory", &pread_vec(fd, LEN, 0)?, &want, Some(("old content", &a)))?;
     // With memory again, the writes break the holds (those left) by copies.
     pwrite_all(fd, &b, 0)?;
-    expect_bytes("pipe after writes without and with memory", &read_pipe(&p.r, LEN)?, &a, Some(("the new content", &b)))?;
+    expect_bytes("pipe after writes without and with memory", &read_pipe(&p.r, LEN)?, &a, Some(("new content", &b)))?;
     expect_bytes("file after the writes with memory", &pread_vec(fd, LEN, 0)?, &b, None)?;
     Ok(())
 }
@@ -373,9 +373,9 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     ensure!(left == large, "{state}: {left} pages in large folios after the break, {large} before: the copy was not kept whole");
     let mut now = a.clone();
     now[at..at + PAGE].copy_from_slice(&page);
-    expect_bytes(&format!("{state}: the pipe"), &read_pipe(&p.r, LEN)?, &a, Some(("the write", &now)))?;
-    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, LEN, 0)?, &now, Some(("before the write", &a)))?;
-    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &a)))?;
+    expect_bytes(&format!("{state}: the pipe"), &read_pipe(&p.r, LEN)?, &a, Some(("write", &now)))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, LEN, 0)?, &now, Some(("bytes before the write", &a)))?;
+    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("bytes before the write", &a)))?;
     // With memory: a new hold of the whole copy, whose break splits it.
     splice_exact(fd, 0, p.w.raw(), LEN, stable())?;
     let splits0 = k("breaks_split");
@@ -385,8 +385,8 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     ensure!(splits >= 1, "{state}: with memory again a write into the held copy split nothing");
     let held = now.clone();
     now[at + PAGE..at + 2 * PAGE].copy_from_slice(&again);
-    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("the second write", &now)))?;
-    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("before the write", &held)))
+    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("second write", &now)))?;
+    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("bytes before the write", &held)))
 }
 
 /// The race windows of a split break (rust/race_window.c): fault
@@ -439,15 +439,14 @@ enum BreakBy {
     Pwrite,
 }
 
-/// Writes a page of 0xa1 at offset 0 of `map`'s file (a held folio), `by`
+/// Writes a page of 0xa1 at page `at` of `map`'s file (a held folio), `by`
 /// a store or a `pwrite()`, from a thread whose split break stops in
 /// `window` for [`WINDOW_MS`], and runs `during` while it is there.
 /// Returns what `during` returned, and a description of its time if it
 /// did not end inside the window.
 fn write_through_window<T>(
-    map: &Map,
-    fd: i32,
-    by: BreakBy,
+    (map, fd): (&Map, i32),
+    (by, at): (BreakBy, usize),
     window: &str,
     during: impl FnOnce() -> T,
 ) -> TResult<(T, Option<String>)> {
@@ -462,17 +461,17 @@ fn write_through_window<T>(
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let page = [0xa1u8; PAGE];
     let writer = {
-        let (addr, done) = (map.ptr() as usize, done.clone());
+        let (addr, done) = (map.ptr() as usize + at * PAGE, done.clone());
         spawn_failing(move || {
             let r = match by {
                 BreakBy::Store => {
-                    // SAFETY: the first page of the caller's live, writable
-                    // shared mapping, which outlives this thread (joined below).
+                    // SAFETY: a page of the caller's live, writable shared
+                    // mapping, which outlives this thread (joined below).
                     unsafe { std::ptr::write_bytes(addr as *mut u8, 0xa1, PAGE) };
                     Ok(PAGE)
                 }
                 // SAFETY: our buffer, the caller's descriptor.
-                BreakBy::Pwrite => cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, 0) }),
+                BreakBy::Pwrite => cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, (at * PAGE) as i64) }),
             };
             done.store(true, SeqCst);
             r
@@ -528,7 +527,7 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     let map = Map::shared_file(fd, len)?;
     let k = |name| counter(name).unwrap_or(0);
     let (splits0, faulted0, truncated0) = (k("breaks_split"), k("split_pages_faulted"), k("split_pages_truncated"));
-    let (cut, late) = write_through_window(&map, fd, BreakBy::Store, "split_window_after", || {
+    let (cut, late) = write_through_window((&map, fd), (BreakBy::Store, 0), "split_window_after", || {
         map.store(WINDOW_STORE * PAGE, &[0xb2; PAGE]);
         ftruncate(fd, WINDOW_CUT * PAGE)
     })?;
@@ -556,12 +555,12 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     now[WINDOW_STORE * PAGE..(WINDOW_STORE + 1) * PAGE].fill(0xb2);
     expect_bytes(&format!("{state}: the pipe"), &read_pipe(&p.r, len)?, &a, None)?;
     ensure!(file_size(fd)? == (WINDOW_CUT * PAGE) as u64, "{state}: the file is {} bytes after the truncation", file_size(fd)?);
-    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, WINDOW_CUT * PAGE, 0)?, &now, Some(("the old bytes", &a[..WINDOW_CUT * PAGE])))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, WINDOW_CUT * PAGE, 0)?, &now, Some(("old bytes", &a[..WINDOW_CUT * PAGE])))?;
     expect_bytes(
         &format!("{state}: the disk after fsync (O_DIRECT)"),
         &fsync_and_read_disk(fd, WINDOW_CUT * PAGE)?,
         &now,
-        Some(("the old bytes", &a[..WINDOW_CUT * PAGE])),
+        Some(("old bytes", &a[..WINDOW_CUT * PAGE])),
     )?;
     ensure!(splits == 1, "{state}: {splits} split breaks, expected the store's one");
     ensure!(
@@ -570,6 +569,61 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
         WINDOW_PAGES - WINDOW_CUT
     );
     ensure!(faulted == want_faulted, "{state}: {faulted} pages counted reached by a store fault, expected {want_faulted} on {fs}");
+    Ok(())
+}
+
+/// The page a writer broke a held large folio for, held again before the
+/// write: with `split_window_after` held open, the writer's page (page 5,
+/// not the copy's first) is unlocked between the split and its lock, and a
+/// stable splice of pages 1-15 into a second pipe takes place meanwhile
+/// without waiting for the break (only page 0 and the old folio are
+/// locked). The writer must look at its page again and break that hold
+/// too before it writes (`Break::Split`: the write's lookup loops, a store
+/// fault is retried): two breaks, one split, and neither pipe shows the
+/// write. By a store and, where the splice takes no lock that `pwrite()`
+/// holds (not xfs's `IOLOCK`), by `pwrite()`; clean and dirty.
+pub fn holds_split_window_reheld(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    let xfs = crate::detect_fs(&ctx.dir) == "xfs";
+    for by in [BreakBy::Store, BreakBy::Pwrite] {
+        if xfs && matches!(by, BreakBy::Pwrite) {
+            continue;
+        }
+        split_window_reheld(ctx, by, false)?;
+        split_window_reheld(ctx, by, true)?;
+    }
+    Ok(())
+}
+
+fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
+    const AT: usize = 5;
+    let state = format!("{} by {}", if dirty { "dirty" } else { "clean" }, if matches!(by, BreakBy::Store) { "a store" } else { "pwrite()" });
+    let (f, p, a) = held_folio(ctx, if dirty { 0x7d } else { 0x7c }, dirty)?;
+    let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
+    let map = Map::shared_file(fd, len)?;
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks0, splits0) = (k("breaks"), k("breaks_split"));
+    let second = pipe()?;
+    let (spliced, late) = write_through_window((&map, fd), (by, AT), "split_window_after", || {
+        let mut off = PAGE as i64;
+        splice_raw(fd, Some(&mut off), second.w.raw(), None, len - PAGE, stable())
+    })?;
+    if let Some(took) = late {
+        fail!("{state}: the stable splice ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
+    }
+    ensure!(spliced == Ok(len - PAGE), "{state}: the stable splice in the window returned {:?}", spliced.map_err(ename));
+    drop(map);
+    let (breaks, splits) = (k("breaks") - breaks0, k("breaks_split") - splits0);
+    ctx.note(format!("{state}: {breaks} breaks, {splits} split"));
+    let mut now = a.clone();
+    now[AT * PAGE..(AT + 1) * PAGE].fill(0xa1);
+    expect_bytes(&format!("{state}: the first pipe"), &read_pipe(&p.r, len)?, &a, Some(("write", &now)))?;
+    expect_bytes(&format!("{state}: the pipe filled in the window"), &read_pipe(&second.r, len - PAGE)?, &a[PAGE..], Some(("write", &now[PAGE..])))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))?;
+    ensure!(breaks == 2 && splits == 1, "{state}: {breaks} breaks, {splits} split: expected the split and a second break of the page held in the window");
     Ok(())
 }
 
@@ -604,7 +658,7 @@ fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     // xfs's splice takes the IOLOCK that its pwrite() holds.
     let by = if crate::detect_fs(&ctx.dir) == "xfs" { BreakBy::Store } else { BreakBy::Pwrite };
     let plain = pipe()?;
-    let (spliced, late) = write_through_window(&map, fd, by, "split_window_before", || {
+    let (spliced, late) = write_through_window((&map, fd), (by, 0), "split_window_before", || {
         let mut off = 0i64;
         splice_raw(fd, Some(&mut off), plain.w.raw(), None, len, 0)
     })?;
@@ -617,10 +671,10 @@ fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     ctx.note(format!("{state}: {breaks} breaks, {splits} split, folios after: {folios:?}"));
     let mut now = a.clone();
     now[..PAGE].fill(0xa1);
-    expect_bytes(&format!("{state}: the stable pipe"), &read_pipe(&p.r, len)?, &a, Some(("the store", &now)))?;
-    expect_bytes(&format!("{state}: the plain pipe (control)"), &read_pipe(&plain.r, len)?, &now, Some(("the old bytes", &a)))?;
-    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("the old bytes", &a)))?;
-    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("the old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the stable pipe"), &read_pipe(&p.r, len)?, &a, Some(("store", &now)))?;
+    expect_bytes(&format!("{state}: the plain pipe (control)"), &read_pipe(&plain.r, len)?, &now, Some(("old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("old bytes", &a)))?;
+    expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))?;
     ensure!(breaks == 1 && splits == 0, "{state}: {breaks} breaks, {splits} split: the reader's reference should have kept the copy whole");
     ensure!(folios == [(0, WINDOW_PAGES)], "{state}: the range is in folios {folios:?} after the break, expected the whole copy");
     // Nobody else references the copy now: its next break splits.
@@ -629,8 +683,8 @@ fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     ensure!(k("breaks_split") - splits0 == 1, "{state}: the second break, without a reader, did not split");
     let held = now.clone();
     now[4 * PAGE..5 * PAGE].fill(0xc3);
-    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, len)?, &held, Some(("the second store", &now)))?;
-    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("before it", &held)))
+    expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, len)?, &held, Some(("second store", &now)))?;
+    expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("bytes before it", &held)))
 }
 
 /// A stable splice from a file system that copies at splice (tmpfs,
