@@ -440,9 +440,14 @@ static bool ss_buffers_in_order(struct buffer_head *head, long nr)
  * and how its state goes. Only within EOF: the split drops pages beyond
  * it. An iomap folio's state (per-block uptodate and dirty bits) is
  * released: a small folio without it is wholly uptodate and, if dirty,
- * wholly dirty, which is what iomap_dirty_folio() would set up.
+ * wholly dirty, which is what iomap_dirty_folio() would set up. Not a
+ * @dirty one with buffer heads: its pages could be dirty only once they
+ * have their buffers, which they get after the split, and a
+ * data-integrity sync that reached one clean in between would skip bytes
+ * written before it (tested: holds_split_window_sync); its copy stays
+ * whole, and splits at a break once it is clean.
  */
-static enum ss_split_state ss_split_state(struct address_space *mapping, struct folio *old)
+static enum ss_split_state ss_split_state(struct address_space *mapping, struct folio *old, bool dirty)
 {
 	long nr = folio_nr_pages(old);
 
@@ -455,7 +460,7 @@ static enum ss_split_state ss_split_state(struct address_space *mapping, struct 
 #ifdef CONFIG_MIGRATION
 	if (mapping->a_ops->migrate_folio == filemap_migrate_folio)
 		return SS_SPLIT_RELEASE;
-	if (mapping->a_ops->migrate_folio == buffer_migrate_folio &&
+	if (mapping->a_ops->migrate_folio == buffer_migrate_folio && !dirty &&
 	    ss_buffers_in_order(folio_buffers(old), nr))
 		return SS_SPLIT_BUFFERS;
 #endif
@@ -506,8 +511,9 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
  * splicer refused for the writer's reference one per splice); in small
  * folios every later break copies a page. The copy takes @old's place as
  * a whole, then the kernel splits it as it splits any page-cache folio
- * (the copy is locked, unmapped, clean and without state while it does);
- * each page then gets its share of @old's state and its dirtiness.
+ * (the copy is locked, unmapped and without state while it does, and
+ * dirty if @old was, which only a folio without buffer heads can be
+ * here); each page then gets its share of @old's buffer heads, if any.
  * Returns the page at @at, locked, referenced (it was unlocked a moment
  * when it is not the first: the caller must check it again for a hold).
  * @raced counts the pages that a store fault or a truncation reached
@@ -521,7 +527,7 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
 struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at,
 				   struct ss_split_races *raced)
 {
-	enum ss_split_state state = ss_split_state(mapping, old);
+	enum ss_split_state state = ss_split_state(mapping, old, dirty);
 	struct buffer_head *bufs = NULL;
 	struct folio *copy, *small, *ret = NULL;
 	bool moved = false;
@@ -540,7 +546,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		return ss_folio_replace_with(mapping, old, copy, dirty);
 	if (state == SS_SPLIT_BUFFERS && !(bufs = ss_buffers_take(mapping, old)))
 		goto whole;
-	/* Off @old with its accounting, on the pages below. */
+	/* Off @old with its accounting, onto the copy below. */
 	moved = dirty && folio_clear_dirty_for_io(old);
 	if (state == SS_SPLIT_RELEASE && !filemap_release_folio(old, GFP_NOFS)) {
 		if (moved)
@@ -548,6 +554,13 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		goto whole;
 	}
 	ss_folio_replace_off_lru(old, copy);
+	/*
+	 * Without buffers the pages need no state of their own: dirty from
+	 * before the split (it gives every page the flag), each is dirty from
+	 * the moment anyone can reach it.
+	 */
+	if (moved)
+		filemap_dirty_folio(mapping, copy);
 	ss_race_window(SS_SPLIT_WINDOW_BEFORE);
 	/* -EAGAIN: a reader's reference on the copy, gone in a moment. */
 	do
@@ -556,8 +569,6 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	if (err) {
 		if (bufs)
 			ss_buffers_give(copy, bufs);
-		if (moved)
-			filemap_dirty_folio(mapping, copy);
 		folio_add_lru(copy);
 		return copy;
 	}
@@ -581,12 +592,6 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 			raced->truncated++;
 		else if (!own)
 			raced->faulted++;
-		if (moved && cached) {
-			if (own)
-				filemap_dirty_folio(mapping, small);
-			else
-				folio_mark_dirty(small);
-		}
 		folio_add_lru(small);
 		if (!ret && at >= small->index && at < small->index + folio_nr_pages(small)) {
 			ret = small;

@@ -3,7 +3,8 @@
 //! writes on a kernel with transparent hugepages) sits in an undrained pipe
 //! after a stable splice of that page. The break copies the whole folio
 //! (the contract's bound: one snapshot copy of that folio) and puts the
-//! copy in the page cache as small folios (`breaks_split`), so a held
+//! copy in the page cache as small folios (`breaks_split`; a dirty one with
+//! buffer heads, ext4's, stays whole until it is clean), so a held
 //! region is made again in one write before each trial; the rows say what
 //! that costs per folio size, against a write into an unheld large folio
 //! and one copy of a folio of that size.

@@ -676,6 +676,15 @@ pub fn copies_at_splice(dir: &str) -> bool {
     }
 }
 
+/// Whether a break of a held large folio of a file in `dir` that is dirty
+/// puts its copy in the page cache as small folios: not where pages carry
+/// buffer heads (ext4), whose dirty copy stays whole, as its pages could
+/// not be dirty between the split and their share of the buffers (see
+/// `ss_split_state` in rust/folio.c); it splits at a break once clean.
+pub fn dirty_large_breaks_split(dir: &str) -> bool {
+    crate::detect_fs(dir) != "ext4"
+}
+
 /// /proc/kpageflags bits of a large folio's first page and of its others.
 const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 const KPF_COMPOUND_TAIL: u64 = 1 << 16;
@@ -718,6 +727,14 @@ pub fn large_folios(fd: i32, len: usize) -> TResult<Option<Vec<(usize, usize)>>>
         }
     }
     Ok(Some(folios))
+}
+
+/// The pages among the first `len` bytes of `fd` whose folio is dirty
+/// (`KPF_DIRTY`), as [`pages_in_large_folios`] sees them. None without
+/// /proc/kpageflags.
+pub fn dirty_pages(fd: i32, len: usize) -> TResult<Option<Vec<usize>>> {
+    const KPF_DIRTY: u64 = 1 << 4;
+    Ok(page_flags(fd, len)?.map(|flags| (0..flags.len()).filter(|&i| flags[i] & KPF_DIRTY != 0).collect()))
 }
 
 /// How many of the first `len` bytes' pages of `fd` are cached off the

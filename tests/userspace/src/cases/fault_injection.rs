@@ -517,7 +517,17 @@ pub fn holds_split_window_races(ctx: &Ctx) -> TResult {
         skip!("this mount copies at splice time: nothing is held");
     }
     split_window_races(ctx, false)?;
-    split_window_races(ctx, true)
+    dirty_if_it_splits(ctx, || split_window_races(ctx, true))
+}
+
+/// Runs the dirty variant `f` of a split test where a dirty held large
+/// folio's copy splits (not ext4's: [`holds_split_window_sync`]).
+fn dirty_if_it_splits(ctx: &Ctx, f: impl FnOnce() -> TResult) -> TResult {
+    if dirty_large_breaks_split(&ctx.dir) {
+        return f();
+    }
+    ctx.note("dirty: not here, where a dirty held large folio's copy stays whole (buffer heads)");
+    Ok(())
 }
 
 fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
@@ -592,7 +602,7 @@ pub fn holds_split_window_reheld(ctx: &Ctx) -> TResult {
             continue;
         }
         split_window_reheld(ctx, by, false)?;
-        split_window_reheld(ctx, by, true)?;
+        dirty_if_it_splits(ctx, || split_window_reheld(ctx, by, true))?;
     }
     Ok(())
 }
@@ -627,6 +637,70 @@ fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
     Ok(())
 }
 
+/// A data-integrity sync that comes in while a split break gives a dirty
+/// held folio's pages their state (`split_window_after` held open): the
+/// pages of the copy are reachable from the split on, and
+/// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` of pages 1-15 (the
+/// copy's first page stays locked to the break, and is left out) must
+/// find their dirty bytes, which a write put there before the sync began,
+/// and write them: once it returned, no page of the range may be dirty
+/// (nobody writes there after it) and the disk must have them. A split
+/// that took the dirtiness off the copy until each page had its state let
+/// the sync skip the pages as clean (and left them dirty after it). Where
+/// pages carry buffer heads (ext4) they cannot be dirty before they have
+/// them: there the dirty copy stays whole (no split, no window), and the
+/// same sync after the write finds it dirty and writes it.
+pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    let (f, p, a) = held_folio(ctx, 0x8d, true)?;
+    let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
+    let k = |name| counter(name).unwrap_or(0);
+    let splits0 = k("breaks_split");
+    let sync = || {
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: our descriptor.
+        let r = unsafe { libc::sync_file_range(fd, PAGE as i64, (len - PAGE) as i64, flags) };
+        if r == 0 { Ok(()) } else { Err(errno()) }
+    };
+    let splits_here = dirty_large_breaks_split(&ctx.dir);
+    if splits_here {
+        let map = Map::shared_file(fd, len)?;
+        let (synced, late) = write_through_window((&map, fd), (BreakBy::Store, 0), "split_window_after", sync)?;
+        ck(synced, "sync_file_range in the window")?;
+        if let Some(took) = late {
+            fail!("the sync ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
+        }
+    } else {
+        pwrite_all(fd, &[0xa1; PAGE], 0)?;
+        ck(sync(), "sync_file_range after the write")?;
+    }
+    let Some(dirty) = dirty_pages(fd, len)? else {
+        skip!("no /proc/kpageflags: the pages' dirtiness cannot be read");
+    };
+    let splits = k("breaks_split") - splits0;
+    let folios = large_folios(fd, len)?.unwrap_or_default();
+    ctx.note(format!("{splits} split; dirty pages after the sync and the break: {dirty:?}; folios {folios:?}"));
+    if splits_here {
+        ensure!(splits == 1, "{splits} split breaks, expected the store's one");
+    } else {
+        ensure!(
+            splits == 0 && folios == [(0, WINDOW_PAGES)],
+            "a dirty held large folio with buffer heads split ({splits} splits, folios {folios:?}): its copy should stay whole"
+        );
+    }
+    let left: Vec<usize> = dirty.iter().copied().filter(|&i| i >= 1).collect();
+    ensure!(
+        left.is_empty(),
+        "pages {left:?} of the range the sync wrote were still dirty after it returned: it skipped bytes written before it began"
+    );
+    let mut now = a.clone();
+    now[..PAGE].fill(0xa1);
+    expect_bytes("the pipe", &read_pipe(&p.r, len)?, &a, Some(("write", &now)))?;
+    expect_bytes("the disk after fsync (O_DIRECT)", &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))
+}
+
 /// A split break's window before the split, held open (debugfs
 /// `split_window_before`): the copy of a held 16-page folio is in the page
 /// cache, whole and locked, when a plain splice of the range takes it into
@@ -635,8 +709,8 @@ fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
 /// with the old folio's state and dirtiness (the fallback): no split is
 /// counted, the range stays one large folio, the stable pipe keeps the
 /// snapshot, and fsync writes the write and every dirty byte around it
-/// (O_DIRECT; the writer is a `pwrite()` where it can be, which would not
-/// hide lost buffer heads). The plain pipe is the control: it took the
+/// (O_DIRECT; the writer is a `pwrite()` where it can be, which maps only
+/// the blocks it writes). The plain pipe is the control: it took the
 /// copy, and shows the write made into it after. Once that pipe is
 /// drained, the next break of the range splits. Held folios clean and
 /// dirty.
@@ -645,7 +719,7 @@ pub fn holds_split_refused_by_reader(ctx: &Ctx) -> TResult {
         skip!("this mount copies at splice time: nothing is held");
     }
     split_refused_by_reader(ctx, false)?;
-    split_refused_by_reader(ctx, true)
+    dirty_if_it_splits(ctx, || split_refused_by_reader(ctx, true))
 }
 
 fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {

@@ -386,7 +386,7 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
     let mut first = String::new();
     loop {
         if pages > 1 && iters % 32 == 0 {
-            remake_large(fd, &whole(0x8000_0000 | iters))?;
+            remake_large(fd, &whole(0x8000_0000 | iters), iters % 64 == 0)?;
         }
         splice_exact(fd, 0, p1.w.raw(), len, flags)?;
         let t = tee_raw(p1.r.raw(), p2.w.raw(), len, 0);
@@ -449,8 +449,10 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
         "writers broke {breaks} holds in {iters} splices (want >= {MIN_BREAKS}): the race did not test breaks"
     );
     // Made large again every 32 splices: a good share of those must have
-    // been held, broken and split (where they are large at all).
-    if pages > 1 && want_breaks && large_folios_possible() {
+    // been held, broken and split (where they are large at all). Not where
+    // a dirty copy stays whole (ext4): the writers dirty a new large folio
+    // before a splice holds it, even one made clean.
+    if pages > 1 && want_breaks && large_folios_possible() && dirty_large_breaks_split(&ctx.dir) {
         ensure!(
             splits >= u64::from(iters / 32 / 4),
             "{splits} breaks split a large folio in {iters} splices (the file was made large {} times)",
@@ -462,12 +464,17 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
 
 /// Punches `content`'s range of `fd` out of the page cache, then writes
 /// `content` in one write: a large folio again where the kernel caches
-/// them (unless a racing writer's page write came in between).
-fn remake_large(fd: i32, content: &[u8]) -> TResult {
+/// them (unless a racing writer's page write came in between), dirty or,
+/// written back, `clean` (ext4 splits a held large folio's copy only
+/// once it is clean, see [`dirty_large_breaks_split`]).
+fn remake_large(fd: i32, content: &[u8], clean: bool) -> TResult {
     // SAFETY: our own descriptor.
     let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, content.len() as i64) };
     ensure!(r == 0, "punching the file's pages out: {}", ename(errno()));
-    pwrite_all(fd, content, 0)
+    pwrite_all(fd, content, 0)?;
+    // SAFETY: our own descriptor.
+    ensure!(!clean || unsafe { libc::fdatasync(fd) } == 0, "fdatasync: {}", ename(errno()));
+    Ok(())
 }
 
 /// Holds a writer race must have seen broken to count as a test of breaks.
@@ -571,7 +578,7 @@ pub fn holds_large_truncate_race(ctx: &Ctx) -> TResult {
     let result = (|| -> TResult {
         while Instant::now() < deadline || iters < 1000 {
             if iters % 32 == 0 {
-                remake_large(fd, &gen_page(0x8000_0000 | iters).repeat(PAGES))?;
+                remake_large(fd, &gen_page(0x8000_0000 | iters).repeat(PAGES), iters % 64 == 0)?;
             }
             let mut off = 0i64;
             let n = ck(splice_raw(fd, Some(&mut off), p1.w.raw(), None, len, stable()), "stable splice")?;
@@ -1490,7 +1497,10 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         let disk = fsync_and_read_disk(fd, LEN).map_err(|e| TestErr::Fail(format!("{what}: {e}")))?;
         expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &disk, &new, Some(("the old content", &a)))?;
         expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, LEN, 0)?, &new, Some(("the old content", &a)))?;
-        if large > 0 {
+        if large > 0 && dirty && !dirty_large_breaks_split(&ctx.dir) {
+            let left = large_pages(fd, LEN)?;
+            ensure!(splits == 0 && left == large, "{what}: a dirty held large folio's copy split ({splits} splits, {left} of {large} pages still large)");
+        } else if large > 0 {
             split_pages_break_alone(fd, &new, splits)?;
         }
     }
@@ -1498,11 +1508,12 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
 }
 
 /// A write of one page into a held, dirty large folio (written in one
-/// write, not yet written back): the break's copy goes in as small folios,
-/// and every page keeps the dirtiness the old folio had, so fsync puts the
-/// pages the writer never touched on the disk too (each got its share of
-/// the old folio's buffer heads or, on xfs, a whole-page dirty bit), and
-/// the written page with the writer's bytes. The pipe keeps the old bytes.
+/// write, not yet written back): the break's copy goes in as small folios
+/// where no page carries buffer heads (xfs), every page dirty from the
+/// split on, and whole with the old folio's buffer heads and dirtiness
+/// where they do (ext4, see [`dirty_large_breaks_split`]); either way
+/// fsync puts the pages the writer never touched on the disk too, and the
+/// written page with the writer's bytes. The pipe keeps the old bytes.
 pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
@@ -1528,7 +1539,11 @@ pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     let splits = k("breaks_split") - splits;
     let left = large_pages(fd, LEN)?;
     ctx.note(format!("{large} pages in large folios, {splits} split on the write, {left} in large folios after it"));
-    ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
+    if dirty_large_breaks_split(&ctx.dir) {
+        ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
+    } else {
+        ensure!(splits == 0 && left == large, "one write into a held dirty large folio with buffer heads: {splits} splits, {left} of {large} pages still in large folios (its copy should stay whole)");
+    }
     expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
     let mut now = a.clone();
     now[9 * PAGE..10 * PAGE].copy_from_slice(&page);

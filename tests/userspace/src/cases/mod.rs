@@ -157,6 +157,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, fault_injection::holds_split_without_memory),
         case!(Module, fault_injection::holds_split_window_races),
         case!(Module, fault_injection::holds_split_window_reheld),
+        case!(Module, fault_injection::holds_split_window_sync),
         case!(Module, fault_injection::holds_split_refused_by_reader),
         case!(Module, fault_injection::splice_copy_without_memory),
         case!(Module, fault_injection::splice_copy_run_without_memory),
