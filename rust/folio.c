@@ -253,11 +253,32 @@ static void ss_folio_replace_off_lru(struct folio *old, struct folio *new)
 	}
 }
 
-/* @new takes @old's place in the page cache and goes on the LRU. */
-static void ss_folio_replace(struct folio *old, struct folio *new)
+/*
+ * Whether an integrity writeback (fsync(), sync_file_range(), sync(), an
+ * O_SYNC write) has tagged @index of @mapping to be written, and so may
+ * hold the folio that was there in its batch, waiting for its lock: it
+ * skips a folio that left the page cache meanwhile and never looks at
+ * what took its place, and would return before a dirty break's copy is
+ * written. Read after the replacement with both folios locked: the tag
+ * is set before a writeback takes folios into its batch, stays on the
+ * slot through the replacement, and is cleared only by a writeback of
+ * the folio in the slot, which needs its lock.
+ */
+static bool ss_integrity_writeback_pending(struct address_space *mapping, pgoff_t index)
 {
-	ss_folio_replace_off_lru(old, new);
-	folio_add_lru(new);
+	return xa_get_mark(&mapping->i_pages, index, PAGECACHE_TAG_TOWRITE);
+}
+
+/*
+ * Undoes ss_folio_replace_off_lru(@old, @new): locked @old back in its
+ * place; @new, out of the page cache and off the LRU, unlocked and
+ * released.
+ */
+static void ss_folio_unreplace(struct folio *old, struct folio *new)
+{
+	ss_folio_replace_off_lru(new, old);
+	folio_unlock(new);
+	folio_put(new);
 }
 
 /* Every buffer head of a folio, round the ring from @head; NULL after. */
@@ -373,8 +394,9 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
  * instead (the copy gets new state from the writer's write_begin, at the
  * cost of looking its blocks up again). Returns @new; or, @new freed and
  * nothing changed but a clean folio's released state, ERR_PTR(-EBUSY)
- * where the state could neither move nor be released (a dirty folio is
- * then written back and broken clean).
+ * where the state could neither move nor be released, ERR_PTR(-EAGAIN)
+ * where an integrity writeback may be waiting for dirty @old (a dirty
+ * folio is then written back and broken clean).
  */
 static struct folio *ss_folio_replace_with(struct address_space *mapping, struct folio *old,
 					   struct folio *new, bool dirty)
@@ -387,7 +409,15 @@ static struct folio *ss_folio_replace_with(struct address_space *mapping, struct
 	}
 	/* Off @old with its accounting; the XArray's dirty mark stays. */
 	dirty = dirty && folio_clear_dirty_for_io(old);
-	ss_folio_replace(old, new);
+	ss_folio_replace_off_lru(old, new);
+	/* Back, state and dirtiness too, unless the state cannot move back. */
+	if (dirty && ss_integrity_writeback_pending(mapping, new->index) &&
+	    ss_folio_move_private(mapping, new, old)) {
+		ss_folio_unreplace(old, new);
+		filemap_dirty_folio(mapping, old);
+		return ERR_PTR(-EAGAIN);
+	}
+	folio_add_lru(new);
 	if (dirty)
 		filemap_dirty_folio(mapping, new);
 	return new;
@@ -522,7 +552,10 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
  * reference on the new copy), the copy stays whole: what
  * ss_folio_replace_with() returns. ERR_PTR(-EBUSY), nothing changed:
  * @old could not be unmapped; ERR_PTR(-ENOMEM), @old unmapped but
- * otherwise unchanged: no copy could be allocated.
+ * otherwise unchanged: no copy could be allocated; ERR_PTR(-EAGAIN), @old
+ * unmapped, its state released or moved back, otherwise unchanged: it is
+ * dirty and an integrity writeback may be waiting for it (see
+ * ss_integrity_writeback_pending()), the writer writes it back first.
  */
 struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *old, bool dirty, pgoff_t at,
 				   struct ss_split_races *raced)
@@ -535,6 +568,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	int err, tries = 0;
 
 	raced->faulted = raced->truncated = 0;
+	ss_race_window(SS_BREAK_WINDOW);
 	if (at - old->index >= folio_nr_pages(old))
 		at = old->index;
 	if (!ss_folio_unmap(mapping, old))
@@ -554,6 +588,12 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		goto whole;
 	}
 	ss_folio_replace_off_lru(old, copy);
+	if (moved && ss_integrity_writeback_pending(mapping, copy->index)) {
+		/* Its iomap state was released: made again at writeback. */
+		ss_folio_unreplace(old, copy);
+		filemap_dirty_folio(mapping, old);
+		return ERR_PTR(-EAGAIN);
+	}
 	/*
 	 * Without buffers the pages need no state of their own: dirty from
 	 * before the split (it gives every page the flag), each is dirty from

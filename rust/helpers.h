@@ -180,6 +180,7 @@ void ss_aops_cache_exit(void);
 
 /* race windows that tests hold open (rust/race_window.c) */
 enum ss_race_window_at {
+	SS_BREAK_WINDOW,
 	SS_SPLIT_WINDOW_BEFORE,
 	SS_SPLIT_WINDOW_AFTER,
 };

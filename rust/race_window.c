@@ -4,8 +4,10 @@
  * fstests: with CONFIG_FAULT_INJECTION_DEBUG_FS, each window is a fault
  * attribute in debugfs stable_splice/ (the kernel's usual files:
  * probability, times, task-filter, ...) plus delay_ms, and the task it
- * picks sleeps that long there. The windows of a split break
+ * picks sleeps that long there. The windows of a break
  * (ss_folio_break_copy()), where its folio locks are held, which sleep:
+ *   break_window: the held folio is locked, still in the page cache; an
+ *     integrity writeback that took it in its batch waits for its lock.
  *   split_window_before: the copy is in the page cache, whole; a reference
  *     taken meanwhile (a plain splice, a read) makes the split fail.
  *   split_window_after: the pages of the split copy are unlocked; a
@@ -26,6 +28,7 @@ static struct ss_race_window {
 	struct fault_attr attr;
 	u32 delay_ms;
 } windows[] = {
+	[SS_BREAK_WINDOW] = { "break_window", FAULT_ATTR_INITIALIZER, 1000 },
 	[SS_SPLIT_WINDOW_BEFORE] = { "split_window_before", FAULT_ATTR_INITIALIZER, 1000 },
 	[SS_SPLIT_WINDOW_AFTER] = { "split_window_after", FAULT_ATTR_INITIALIZER, 1000 },
 };

@@ -584,6 +584,65 @@ pub fn fsync_and_read_disk(fd: i32, len: usize) -> TResult<Vec<u8>> {
     Ok(buf.load(0, len))
 }
 
+/// The page of `fd`'s file at `off` (page-aligned) as its block device has
+/// it, read past both page caches and without writing anything back: the
+/// block from `FS_IOC_FIEMAP` (without `FIEMAP_FLAG_SYNC`, which would
+/// write the file back first), the device from the file's `st_dev`, read
+/// with `O_DIRECT`. None where the page has no block of its own on the
+/// device yet (delayed allocation, a hole, inline or encoded data) or the
+/// file system is on no block device.
+pub fn page_on_device(fd: i32, off: usize) -> TResult<Option<Vec<u8>>> {
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped_extents: u32,
+        extent_count: u32,
+        reserved: u32,
+        extents: [Extent; 1],
+    }
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    // Delayed allocation, unknown location, inline, encoded, unwritten.
+    const NOT_ON_DEVICE: u32 = 0x4 | 0x2 | 0x200 | 0x8 | 0x800;
+    let mut fm = Fiemap { start: off as u64, length: PAGE as u64, extent_count: 1, ..Default::default() };
+    // SAFETY: our descriptor; `fm` has room for the one extent it asks for.
+    ensure!(unsafe { libc::ioctl(fd, FS_IOC_FIEMAP, &mut fm) } == 0, "FS_IOC_FIEMAP: {}", ename(errno()));
+    let e = fm.extents[0];
+    if fm.mapped_extents == 0 || e.flags & NOT_ON_DEVICE != 0 || e.logical > off as u64 || e.logical + e.length < (off + PAGE) as u64 {
+        return Ok(None);
+    }
+    // SAFETY: a zeroed stat is a valid out-parameter for our descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    ensure!(unsafe { libc::fstat(fd, &mut st) } == 0, "fstat: {}", ename(errno()));
+    let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    let Ok(uevent) = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")) else {
+        return Ok(None);
+    };
+    let Some(name) = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")) else {
+        return Ok(None);
+    };
+    let dev = ck(open(&format!("/dev/{name}"), libc::O_RDONLY | libc::O_DIRECT, 0), &format!("open /dev/{name}"))?;
+    let buf = Map::anon(PAGE)?;
+    let at = e.physical + (off as u64 - e.logical);
+    // SAFETY: a live, page-aligned, writable mapping of a page.
+    let r = cvt(unsafe { libc::pread(dev.raw(), buf.ptr().cast(), PAGE, at as i64) });
+    ensure!(r == Ok(PAGE), "O_DIRECT pread of /dev/{name} at {at}: {r:?}");
+    Ok(Some(buf.load(0, PAGE)))
+}
+
 /// Ends at once the holds whose folios nobody reads (debugfs `reap`: the
 /// periodic reaper's walk, without waiting out its idle second).
 pub fn reap_idle_holds() -> TResult {

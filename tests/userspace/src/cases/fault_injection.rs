@@ -701,6 +701,77 @@ pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
     expect_bytes("the disk after fsync (O_DIRECT)", &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))
 }
 
+/// An fsync that waits for a held dirty folio's lock while a writer breaks
+/// it (`break_window` held open: the break holds the folio's lock, the
+/// folio still in the page cache): fsync took the folio into its batch
+/// and waits. Had the break put its copy in and let the folio go, fsync
+/// would have skipped it (it left the page cache) without looking at the
+/// copy, and returned before the bytes written before it began were on
+/// the device. The break sees the sync's tag (`PAGECACHE_TAG_TOWRITE`),
+/// puts the folio back and has the writer write it back first. Once
+/// fsync returned, the device has the page as it was when fsync began,
+/// read past the page cache (`FS_IOC_FIEMAP`, then `O_DIRECT` on the block
+/// device); the pipe keeps the snapshot and the file gets the write. A
+/// page of small folios and of one large folio (a whole copy on ext4, a
+/// split one on xfs).
+pub fn holds_break_window_fsync(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    break_window_fsync(ctx, false)?;
+    break_window_fsync(ctx, true)
+}
+
+fn break_window_fsync(ctx: &Ctx, large: bool) -> TResult {
+    const AT: usize = 1;
+    let what = if large { "one large folio" } else { "small folios" };
+    let (f, p, a) = if large {
+        held_folio(ctx, 0x9d, true)?
+    } else {
+        let len = 4 * PAGE;
+        let a = pattern(0x9c, 0, len);
+        let f = tmpfile(&ctx.dir)?;
+        pwrite_all(f.fd.raw(), &pattern(!0x9c, 0, len), 0)?;
+        // SAFETY: fsync on our own descriptor.
+        ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+        for (i, c) in a.chunks(PAGE).enumerate() {
+            pwrite_all(f.fd.raw(), c, i * PAGE)?;
+        }
+        settle_page_cache(f.fd.raw(), len)?;
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
+        (f, p, a)
+    };
+    let (fd, len) = (f.fd.raw(), a.len());
+    let Some(before) = page_on_device(fd, AT * PAGE)? else {
+        skip!("{what}: page {AT} has no block of its own on a block device");
+    };
+    let map = Map::shared_file(fd, len)?;
+    let k = |name| counter(name).unwrap_or(0);
+    let written0 = k("breaks_written_back");
+    let (synced, _) = write_through_window((&map, fd), (BreakBy::Pwrite, AT), "break_window", || {
+        // SAFETY: our descriptor.
+        let r = unsafe { libc::fsync(fd) };
+        let on_device = page_on_device(fd, AT * PAGE);
+        (r, errno(), on_device)
+    })?;
+    drop(map);
+    let (r, e, on_device) = synced;
+    ensure!(r == 0, "{what}: fsync: {}", ename(e));
+    let page = &a[AT * PAGE..(AT + 1) * PAGE];
+    let on_device = on_device?.ok_or_else(|| TestErr::Fail(format!("{what}: page {AT} lost its block")))?;
+    ctx.note(format!(
+        "{what}: {} writebacks before the break; the device after fsync has page {AT} {}",
+        k("breaks_written_back") - written0,
+        if on_device == page { "as it was when fsync began" } else if on_device == before { "as before the dirty write (fsync skipped it)" } else { "in neither state" }
+    ));
+    expect_bytes(&format!("{what}: page {AT} on the device once fsync returned"), &on_device, page, Some(("bytes before the dirty write", &before)))?;
+    let mut now = a.clone();
+    now[AT * PAGE..(AT + 1) * PAGE].fill(0xa1);
+    expect_bytes(&format!("{what}: the pipe"), &read_pipe(&p.r, len)?, &a, Some(("write", &now)))?;
+    expect_bytes(&format!("{what}: the disk after the write and fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))
+}
+
 /// A split break's window before the split, held open (debugfs
 /// `split_window_before`): the copy of a held 16-page folio is in the page
 /// cache, whole and locked, when a plain splice of the range takes it into

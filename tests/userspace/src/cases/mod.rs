@@ -158,6 +158,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, fault_injection::holds_split_window_races),
         case!(Module, fault_injection::holds_split_window_reheld),
         case!(Module, fault_injection::holds_split_window_sync),
+        case!(Module, fault_injection::holds_break_window_fsync),
         case!(Module, fault_injection::holds_split_refused_by_reader),
         case!(Module, fault_injection::splice_copy_without_memory),
         case!(Module, fault_injection::splice_copy_run_without_memory),
