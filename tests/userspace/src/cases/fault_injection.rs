@@ -401,13 +401,26 @@ const WINDOW_CUT: usize = 12;
 /// The page that a second store reaches inside the window.
 const WINDOW_STORE: usize = 8;
 
-/// A held file of one folio of [`WINDOW_PAGES`] pages of `seed`'s
-/// pattern, clean or dirty, and the pipe that holds it. Dirty over other
-/// bytes on disk (a lost dirtiness shows) and at the size on disk: xfs
-/// writes back what lies between the size on disk and a new, smaller one
-/// before it truncates, which would wait for a break's locks.
-fn held_folio(ctx: &Ctx, seed: u8, dirty: bool) -> TResult<(TestFile, Pipe, Vec<u8>)> {
-    let len = WINDOW_PAGES * PAGE;
+/// How a held file sits in the page cache.
+#[derive(Clone, Copy, PartialEq)]
+enum Folios {
+    /// One folio of [`WINDOW_PAGES`] pages (the test skips where the page
+    /// cache does not make one).
+    OneLarge,
+    /// This many pages, each written on its own: small folios.
+    Small(usize),
+}
+
+/// A held file of `folios` of `seed`'s pattern, clean or dirty, and the
+/// pipe that holds it. Dirty over other bytes on disk (a lost dirtiness
+/// shows) and at the size on disk: xfs writes back what lies between the
+/// size on disk and a new, smaller one before it truncates, which would
+/// wait for a break's locks.
+fn held_folio(ctx: &Ctx, seed: u8, dirty: bool, folios: Folios) -> TResult<(TestFile, Pipe, Vec<u8>)> {
+    let (len, chunk) = match folios {
+        Folios::OneLarge => (WINDOW_PAGES * PAGE, WINDOW_PAGES * PAGE),
+        Folios::Small(pages) => (pages * PAGE, PAGE),
+    };
     let a = pattern(seed, 0, len);
     let f = tmpfile(&ctx.dir)?;
     let fd = f.fd.raw();
@@ -415,12 +428,16 @@ fn held_folio(ctx: &Ctx, seed: u8, dirty: bool) -> TResult<(TestFile, Pipe, Vec<
     // SAFETY: fsync on our own descriptor.
     ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
     if dirty {
-        pwrite_all(fd, &a, 0)?;
+        for (i, c) in a.chunks(chunk).enumerate() {
+            pwrite_all(fd, c, i * chunk)?;
+        }
     }
     settle_page_cache(fd, len)?;
-    let folios = large_folios(fd, len)?.unwrap_or_default();
-    if folios != [(0, WINDOW_PAGES)] {
-        skip!("the file is not in one folio of {WINDOW_PAGES} pages ({folios:?}): no split");
+    if folios == Folios::OneLarge {
+        let found = large_folios(fd, len)?.unwrap_or_default();
+        if found != [(0, WINDOW_PAGES)] {
+            skip!("the file is not in one folio of {WINDOW_PAGES} pages ({found:?}): no split");
+        }
     }
     let p = pipe()?;
     splice_exact(fd, 0, p.w.raw(), len, stable())?;
@@ -532,7 +549,7 @@ fn dirty_if_it_splits(ctx: &Ctx, f: impl FnOnce() -> TResult) -> TResult {
 
 fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     let state = if dirty { "dirty" } else { "clean" };
-    let (f, p, a) = held_folio(ctx, if dirty { 0x5d } else { 0x5c }, dirty)?;
+    let (f, p, a) = held_folio(ctx, if dirty { 0x5d } else { 0x5c }, dirty, Folios::OneLarge)?;
     let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
     let map = Map::shared_file(fd, len)?;
     let k = |name| counter(name).unwrap_or(0);
@@ -610,7 +627,7 @@ pub fn holds_split_window_reheld(ctx: &Ctx) -> TResult {
 fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
     const AT: usize = 5;
     let state = format!("{} by {}", if dirty { "dirty" } else { "clean" }, if matches!(by, BreakBy::Store) { "a store" } else { "pwrite()" });
-    let (f, p, a) = held_folio(ctx, if dirty { 0x7d } else { 0x7c }, dirty)?;
+    let (f, p, a) = held_folio(ctx, if dirty { 0x7d } else { 0x7c }, dirty, Folios::OneLarge)?;
     let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
     let map = Map::shared_file(fd, len)?;
     let k = |name| counter(name).unwrap_or(0);
@@ -654,7 +671,7 @@ pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
     }
-    let (f, p, a) = held_folio(ctx, 0x8d, true)?;
+    let (f, p, a) = held_folio(ctx, 0x8d, true, Folios::OneLarge)?;
     let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
     let k = |name| counter(name).unwrap_or(0);
     let splits0 = k("breaks_split");
@@ -725,23 +742,8 @@ pub fn holds_break_window_fsync(ctx: &Ctx) -> TResult {
 fn break_window_fsync(ctx: &Ctx, large: bool) -> TResult {
     const AT: usize = 1;
     let what = if large { "one large folio" } else { "small folios" };
-    let (f, p, a) = if large {
-        held_folio(ctx, 0x9d, true)?
-    } else {
-        let len = 4 * PAGE;
-        let a = pattern(0x9c, 0, len);
-        let f = tmpfile(&ctx.dir)?;
-        pwrite_all(f.fd.raw(), &pattern(!0x9c, 0, len), 0)?;
-        // SAFETY: fsync on our own descriptor.
-        ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
-        for (i, c) in a.chunks(PAGE).enumerate() {
-            pwrite_all(f.fd.raw(), c, i * PAGE)?;
-        }
-        settle_page_cache(f.fd.raw(), len)?;
-        let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
-        (f, p, a)
-    };
+    let folios = if large { Folios::OneLarge } else { Folios::Small(4) };
+    let (f, p, a) = held_folio(ctx, if large { 0x9d } else { 0x9c }, true, folios)?;
     let (fd, len) = (f.fd.raw(), a.len());
     let Some(before) = page_on_device(fd, AT * PAGE)? else {
         skip!("{what}: page {AT} has no block of its own on a block device");
@@ -795,7 +797,7 @@ pub fn holds_split_refused_by_reader(ctx: &Ctx) -> TResult {
 
 fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     let state = if dirty { "dirty" } else { "clean" };
-    let (f, p, a) = held_folio(ctx, if dirty { 0x6d } else { 0x6c }, dirty)?;
+    let (f, p, a) = held_folio(ctx, if dirty { 0x6d } else { 0x6c }, dirty, Folios::OneLarge)?;
     let (fd, len) = (f.fd.raw(), WINDOW_PAGES * PAGE);
     let map = Map::shared_file(fd, len)?;
     let k = |name| counter(name).unwrap_or(0);

@@ -1026,6 +1026,121 @@ pub fn holds_ext4_move_extent(ctx: &Ctx) -> TResult {
     Ok(())
 }
 
+/// ext4 files with inline data (`mkfs.ext4 -O inline_data`; the scratch
+/// mounts `ext4-inline`, delayed allocation, and `ext4-inline-nodelalloc`,
+/// run once, from the `ext4` run): the page of a file small enough to live
+/// in its inode is read from the inode into a folio without buffer heads,
+/// and ext4 looks that folio up inside a journal handle to write it, where
+/// a break must not wait for writeback (an inline write on both mounts,
+/// the conversion to extents without delayed allocation). Writers of a
+/// held inline file: a write that stays inline, one that converts the file
+/// to extents, a store through a mapping (`page_mkwrite` converts), and a
+/// store into the dirty folio that a delayed conversion left (the data
+/// still in the inode until writeback). Each pipe keeps its snapshot, each
+/// writer succeeds (no `ENOMEM`, no break retried or failed), and the file
+/// has its write in the page cache and, after fsync and eviction, where
+/// ext4 keeps it (the inline flag as the write leaves it). The control: a
+/// plain pipe of an inline file shows the inline write.
+pub fn holds_ext4_inline_data(ctx: &Ctx) -> TResult {
+    if !ctx.dir.trim_end_matches('/').ends_with("/ext4") {
+        skip!("the inline-data mounts are tested from the ext4 run");
+    }
+    let base = std::env::var("SS_FS_BASE").unwrap_or_else(|_| "/tmp/ss".into());
+    let mut tested = 0;
+    for mount in ["ext4-inline", "ext4-inline-nodelalloc"] {
+        let dir = format!("{base}/{mount}");
+        if std::path::Path::new(&dir).is_dir() {
+            inline_data_writers(ctx, &dir)?;
+            tested += 1;
+        }
+    }
+    if tested == 0 {
+        skip!("no {base}/ext4-inline*: the harness made no inline-data file system");
+    }
+    Ok(())
+}
+
+fn inline_data_writers(ctx: &Ctx, dir: &str) -> TResult {
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_INLINE_DATA_FL: libc::c_long = 0x1000_0000;
+    const SMALL: usize = 50; // fits in i_block (60 bytes)
+    let inline = |fd: i32| -> TResult<bool> {
+        let mut flags: libc::c_long = 0;
+        // SAFETY: the ioctl writes a long into `flags`, alive for the call.
+        ensure!(unsafe { libc::ioctl(fd, FS_IOC_GETFLAGS, &mut flags) } == 0, "FS_IOC_GETFLAGS: {}", ename(errno()));
+        Ok(flags & FS_INLINE_DATA_FL != 0)
+    };
+    let small = |seed: u8| -> TResult<(TestFile, Vec<u8>)> {
+        let f = tmpfile(dir)?;
+        let a = pattern(seed, 0, SMALL);
+        pwrite_all(f.fd.raw(), &a, 0)?;
+        // SAFETY: fsync on our own descriptor.
+        ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+        ensure!(inline(f.fd.raw())?, "{dir}: a {SMALL}-byte file has no inline data");
+        settle_page_cache(f.fd.raw(), SMALL)?;
+        Ok((f, a))
+    };
+    let with = |a: &[u8], at: std::ops::Range<usize>| {
+        let mut v = a.to_vec();
+        v[at].fill(0xa1);
+        v
+    };
+    let k = |name| counter(name).unwrap_or(0);
+
+    // The control: ext4 writes an inline file's cached folio in place.
+    let (f, a) = small(0x31)?;
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), SMALL, 0)?;
+    pwrite_all(f.fd.raw(), &[0xa1; 10], 5)?;
+    expect_bytes(&format!("{dir}: plain pipe of an inline file (control)"), &read_pipe(&p.r, SMALL)?, &with(&a, 5..15), Some(("snapshot", &a)))?;
+    drop(f);
+
+    let (retried, failures, breaks) = (k("breaks_retried"), k("break_failures"), k("breaks"));
+    for (how, seed) in [("inline write", 0x32u8), ("converting write", 0x33), ("store", 0x34), ("store after a converting write", 0x35)] {
+        let (f, mut a) = small(seed)?;
+        let fd = f.fd.raw();
+        if how == "store after a converting write" {
+            // Delayed allocation: a dirty folio with buffers, the bytes
+            // still in the inode until writeback.
+            a = pattern(!seed, 0, 2 * PAGE);
+            pwrite_all(fd, &a, 0)?;
+        }
+        let p = pipe()?;
+        // SAFETY: fcntl on our own pipe.
+        unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, (2 * PAGE) as i32) };
+        splice_exact(fd, 0, p.w.raw(), a.len(), stable())?;
+        let (now, still_inline) = match how {
+            "inline write" => {
+                pwrite_all(fd, &[0xa1; 10], 5)?;
+                (with(&a, 5..15), true)
+            }
+            "converting write" => {
+                let b = pattern(seed ^ 0x55, 0, 2 * PAGE);
+                pwrite_all(fd, &b, 0)?;
+                (b, false)
+            }
+            _ => {
+                let map = Map::shared_file(fd, PAGE)?;
+                map.store(3, &[0xa1; 4]);
+                (with(&a, 3..7), false)
+            }
+        };
+        let snap = read_pipe(&p.r, a.len())?;
+        expect_bytes(&format!("{dir}: stable pipe of an inline file after a {how}"), &snap, &a, Some(("write", &now[..a.len()])))?;
+        expect_bytes(&format!("{dir}: {how}: the file (page cache)"), &pread_vec(fd, now.len(), 0)?, &now, Some(("snapshot", &a)))?;
+        // SAFETY: fsync and fadvise on our own descriptor.
+        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+        // SAFETY: as above.
+        ensure!(unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) } == 0, "fadvise");
+        expect_bytes(&format!("{dir}: {how}: the file after fsync and eviction"), &pread_vec(fd, now.len(), 0)?, &now, Some(("snapshot", &a)))?;
+        ensure!(inline(fd)? == still_inline, "{dir}: after a {how} and fsync the file {} inline data", if still_inline { "lost its" } else { "kept" });
+    }
+    ctx.note(format!("{dir}: {} breaks of held inline files", k("breaks") - breaks));
+    ensure!(k("breaks_retried") == retried, "{dir}: {} breaks retried: a writer of an inline file may have failed", k("breaks_retried") - retried);
+    ensure!(k("break_failures") == failures, "{dir}: {} break failures", k("break_failures") - failures);
+    Ok(())
+}
+
 /// A shrinking truncate while another thread keeps starting writeback of
 /// the dirty, held pages: writeback zeroes a page beyond i_size in place.
 fn truncate_vs_writeback(ctx: &Ctx, flags: u32) -> TResult {

@@ -147,6 +147,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_zeroing_chattr_j),
         case!(Module, holds::holds_zeroing_chattr_j_while_held),
         case!(Module, holds::holds_ext4_move_extent),
+        case!(Module, holds::holds_ext4_inline_data),
         case!(Any, holds::plain_zeroing),
         case!(Module, holds::holds_shift_ranges),
         case!(Any, holds::plain_shift_ranges),
