@@ -430,6 +430,14 @@ static struct folio *ss_folio_replace_with(struct address_space *mapping, struct
  */
 static int (*ss_split_to_order)(struct page *page, struct list_head *list, unsigned int new_order);
 
+/*
+ * __mem_cgroup_charge(), which filemap_add_folio() charges a new page-cache
+ * folio with (not exported): a one-step split break charges its copies
+ * the same way. NULL without memory cgroups, or where it is not found
+ * (the break then keeps a dirty copy with buffer heads whole).
+ */
+static int (*ss_memcg_charge)(struct folio *folio, struct mm_struct *mm, gfp_t gfp);
+
 void ss_folio_learn_split(void)
 {
 	static const char *const name[] = { "__split_huge_page_to_list_to_order" };
@@ -437,6 +445,22 @@ void ss_folio_learn_split(void)
 
 	if (!ss_lookup_functions(name, &addr, 1))
 		ss_split_to_order = (void *)ss_func_start(addr);
+#ifdef CONFIG_MEMCG
+	{
+		static const char *const charge[] = { "__mem_cgroup_charge" };
+
+		if (!ss_lookup_functions(charge, &addr, 1))
+			ss_memcg_charge = (void *)ss_func_start(addr);
+	}
+#endif
+}
+
+/* filemap_add_folio()'s charge of a new page-cache folio. */
+static int ss_charge_copy(struct folio *folio, gfp_t gfp)
+{
+	if (mem_cgroup_disabled())
+		return 0;
+	return ss_memcg_charge ? ss_memcg_charge(folio, NULL, gfp) : -ENOMEM;
 }
 
 /* How a split break gives a large folio's file-system state to its pages. */
@@ -445,6 +469,7 @@ enum ss_split_state {
 	SS_SPLIT_BARE,		/* no state */
 	SS_SPLIT_RELEASE,	/* released once clean (iomap's per-folio state, see below) */
 	SS_SPLIT_BUFFERS,	/* buffer heads: each page gets its own blocks' */
+	SS_SPLIT_ONE_STEP,	/* dirty, with buffer heads: small copies put in at once */
 };
 
 /*
@@ -470,12 +495,13 @@ static bool ss_buffers_in_order(struct buffer_head *head, long nr)
  * and how its state goes. Only within EOF: the split drops pages beyond
  * it. An iomap folio's state (per-block uptodate and dirty bits) is
  * released: a small folio without it is wholly uptodate and, if dirty,
- * wholly dirty, which is what iomap_dirty_folio() would set up. Not a
- * @dirty one with buffer heads: its pages could be dirty only once they
- * have their buffers, which they get after the split, and a
- * data-integrity sync that reached one clean in between would skip bytes
- * written before it (tested: holds_split_window_sync); its copy stays
- * whole, and splits at a break once it is clean.
+ * wholly dirty, which is what iomap_dirty_folio() would set up. A @dirty
+ * one with buffer heads does not go through the kernel's split: its pages
+ * could be dirty only once they have their buffers, which they would get
+ * after the split, and a data-integrity sync that reached one clean in
+ * between would skip bytes written before it (tested:
+ * holds_split_window_sync); ss_folio_break_small() puts its copies in
+ * with their buffers, locked, at once.
  */
 static enum ss_split_state ss_split_state(struct address_space *mapping, struct folio *old, bool dirty)
 {
@@ -490,9 +516,9 @@ static enum ss_split_state ss_split_state(struct address_space *mapping, struct 
 #ifdef CONFIG_MIGRATION
 	if (mapping->a_ops->migrate_folio == filemap_migrate_folio)
 		return SS_SPLIT_RELEASE;
-	if (mapping->a_ops->migrate_folio == buffer_migrate_folio && !dirty &&
+	if (mapping->a_ops->migrate_folio == buffer_migrate_folio &&
 	    ss_buffers_in_order(folio_buffers(old), nr))
-		return SS_SPLIT_BUFFERS;
+		return dirty ? SS_SPLIT_ONE_STEP : SS_SPLIT_BUFFERS;
 #endif
 	return SS_SPLIT_NO;
 }
@@ -535,14 +561,133 @@ static bool ss_buffers_share_out(struct folio *small, struct buffer_head **cur, 
 }
 
 /*
+ * A break of locked, large, dirty, held @old with buffer heads (ext4)
+ * into small copies in one step: the kernel's split unlocks every page
+ * before this code could give it its buffers, and a page of ext4 that is
+ * dirty without buffers is dropped by its writeback, one that is clean
+ * skipped by a data-integrity sync. Here the copies are made outside the
+ * page cache, locked, and go in together under the XArray's lock, each
+ * with its share of @old's buffer ring, and are dirtied before they are
+ * unlocked: a writeback that reaches one waits for its lock and finds it
+ * dirty with its buffers. The multi-index entry of @old is split into
+ * order-0 slots (xas_split() gives every slot the entry's marks, DIRTY
+ * among them), and the page cache's references and NR_FILE_PAGES move
+ * from @old to the copies, as replace_page_cache_folio() moves them for
+ * one. Returns the copy at @at, locked, referenced; ERR_PTR(-ENOMEM),
+ * nothing changed: no memory for the copies, their charge or the XArray
+ * nodes (the caller keeps the copy whole); ERR_PTR(-EBUSY), nothing
+ * changed: the buffers are in use; ERR_PTR(-EAGAIN), nothing changed: an
+ * integrity writeback tagged @old's range (ss_integrity_writeback_pending()).
+ */
+static struct folio *ss_folio_break_small(struct address_space *mapping, struct folio *old, pgoff_t at)
+{
+	long i, made = 0, nr = folio_nr_pages(old);
+	gfp_t gfp = mapping_gfp_constraint(mapping, ~__GFP_FS) | __GFP_NOWARN;
+	XA_STATE(xas, &mapping->i_pages, old->index);
+	struct buffer_head *bufs, *cur;
+	struct folio **copies, *ret;
+	bool moved, pending;
+
+	copies = kvmalloc_array(nr, sizeof(*copies), gfp);
+	if (!copies)
+		return ERR_PTR(-ENOMEM);
+	ret = ERR_PTR(-ENOMEM);
+	for (; made < nr; made++) {
+		struct folio *copy = filemap_alloc_folio(gfp, 0, NULL);
+
+		if (!copy)
+			goto free;
+		if (ss_charge_copy(copy, gfp)) {
+			folio_put(copy);
+			goto free;
+		}
+		copy_highpage(&copy->page, folio_page(old, made));
+		__folio_set_locked(copy);
+		__folio_mark_uptodate(copy);
+		copies[made] = copy;
+	}
+	xas_set_order(&xas, old->index, 0);
+	xas_split_alloc(&xas, old, folio_order(old), gfp);
+	if (xas_error(&xas))
+		goto free;
+	ret = ERR_PTR(-EBUSY);
+	bufs = ss_buffers_take(mapping, old);
+	if (!bufs)
+		goto free_nodes;
+	/* Off @old with its accounting, onto the copies below. */
+	moved = folio_clear_dirty_for_io(old);
+	ss_race_window(SS_SPLIT_WINDOW_BEFORE);
+	xas_lock_irq(&xas);
+	xas_reset(&xas);
+	pending = xas_load(&xas) != old || xas_get_mark(&xas, PAGECACHE_TAG_TOWRITE);
+	if (!pending) {
+		xas_split(&xas, old, folio_order(old));
+		for (i = 0, cur = bufs; i < nr; i++) {
+			struct folio *copy = copies[i];
+
+			ss_buffers_share_out(copy, &cur, true);
+			copy->mapping = mapping;
+			copy->index = old->index + i;
+			folio_ref_inc(copy);	/* the page cache's */
+			xas_set(&xas, copy->index);
+			xas_store(&xas, copy);
+			lruvec_stat_mod_folio(copy, NR_FILE_PAGES, 1);
+		}
+		lruvec_stat_mod_folio(old, NR_FILE_PAGES, -nr);
+		if (folio_test_pmd_mappable(old))
+			lruvec_stat_mod_folio(old, NR_FILE_THPS, -nr);
+		old->mapping = NULL;
+	}
+	xas_unlock_irq(&xas);
+	if (pending) {
+		ss_buffers_give(old, bufs);
+		if (moved)
+			filemap_dirty_folio(mapping, old);
+		ret = ERR_PTR(-EAGAIN);
+		goto free_nodes;
+	}
+	/* The page cache's references of @old; ours and its readers' stay. */
+	folio_put_refs(old, nr);
+	ss_race_window(SS_SPLIT_WINDOW_AFTER);
+	ret = NULL;
+	for (i = 0; i < nr; i++) {
+		struct folio *copy = copies[i];
+
+		if (moved)
+			filemap_dirty_folio(mapping, copy);
+		folio_add_lru(copy);
+		if (copy->index == at) {
+			ret = copy;
+			continue;
+		}
+		folio_unlock(copy);
+		folio_put(copy);
+	}
+	kvfree(copies);
+	return ret;
+
+free_nodes:
+	xas_destroy(&xas);
+free:
+	while (made--) {
+		if (folio_test_locked(copies[made]))
+			__folio_clear_locked(copies[made]);
+		folio_put(copies[made]);
+	}
+	kvfree(copies);
+	return ret;
+}
+
+/*
  * A break of locked, large, held @old whose copy is split: the writer
  * that broke it is likely to write this range again, and a later hold of
  * it would cost that writer a copy of the whole folio per write (and a
  * splicer refused for the writer's reference one per splice); in small
- * folios every later break copies a page. The copy takes @old's place as
- * a whole, then the kernel splits it as it splits any page-cache folio
- * (the copy is locked, unmapped and without state while it does, and
- * dirty if @old was, which only a folio without buffer heads can be
+ * folios every later break copies a page. A dirty folio with buffer heads
+ * is broken by ss_folio_break_small(). Otherwise the copy takes @old's
+ * place as a whole, then the kernel splits it as it splits any page-cache
+ * folio (the copy is locked, unmapped and without state while it does,
+ * and dirty if @old was, which only a folio without buffer heads can be
  * here); each page then gets its share of @old's buffer heads, if any.
  * Returns the page at @at, locked, referenced (it was unlocked a moment
  * when it is not the first: the caller must check it again for a hold).
@@ -573,6 +718,13 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 		at = old->index;
 	if (!ss_folio_unmap(mapping, old))
 		return ERR_PTR(-EBUSY);
+	if (state == SS_SPLIT_ONE_STEP) {
+		copy = ss_folio_break_small(mapping, old, at);
+		if (copy != ERR_PTR(-ENOMEM))
+			return copy;
+		/* No memory for the copies: one copy, whole, state moved. */
+		state = SS_SPLIT_NO;
+	}
 	copy = ss_folio_copy_new(mapping, old);
 	if (!copy)
 		return ERR_PTR(-ENOMEM);

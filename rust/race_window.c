@@ -9,10 +9,15 @@
  *   break_window: the held folio is locked, still in the page cache; an
  *     integrity writeback that took it in its batch waits for its lock.
  *   split_window_before: the copy is in the page cache, whole; a reference
- *     taken meanwhile (a plain splice, a read) makes the split fail.
+ *     taken meanwhile (a plain splice, a read) makes the split fail. In a
+ *     one-step split (ss_folio_break_small(): dirty, buffer heads) the
+ *     small copies are made and the old folio, locked, is still in the
+ *     page cache without its buffers.
  *   split_window_after: the pages of the split copy are unlocked; a
  *     truncation or a store fault may reach one before the break gives it
- *     its share of the old folio's state.
+ *     its share of the old folio's state. In a one-step split the copies
+ *     are in the page cache, each with its state, all still locked:
+ *     nothing reaches them before the break is done.
  * Without fault injection: nothing, no file.
  */
 

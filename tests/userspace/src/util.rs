@@ -735,13 +735,13 @@ pub fn copies_at_splice(dir: &str) -> bool {
     }
 }
 
-/// Whether a break of a held large folio of a file in `dir` that is dirty
-/// puts its copy in the page cache as small folios: not where pages carry
-/// buffer heads (ext4), whose dirty copy stays whole, as its pages could
-/// not be dirty between the split and their share of the buffers (see
-/// `ss_split_state` in rust/folio.c); it splits at a break once clean.
-pub fn dirty_large_breaks_split(dir: &str) -> bool {
-    crate::detect_fs(dir) != "ext4"
+/// Whether the break of a dirty held large folio of a file in `dir` puts
+/// its small copies in the page cache at once, locked and with their
+/// buffer heads (`ss_folio_break_small` in rust/folio.c), where a
+/// page of the copy could otherwise be reached dirty without buffers:
+/// ext4. Nothing reaches a page of such a split before the break is done.
+pub fn dirty_large_splits_in_one_step(dir: &str) -> bool {
+    crate::detect_fs(dir) == "ext4"
 }
 
 /// /proc/kpageflags bits of a large folio's first page and of its others.

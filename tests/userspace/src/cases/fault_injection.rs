@@ -534,18 +534,9 @@ pub fn holds_split_window_races(ctx: &Ctx) -> TResult {
         skip!("this mount copies at splice time: nothing is held");
     }
     split_window_races(ctx, false)?;
-    dirty_if_it_splits(ctx, || split_window_races(ctx, true))
+    split_window_races(ctx, true)
 }
 
-/// Runs the dirty variant `f` of a split test where a dirty held large
-/// folio's copy splits (not ext4's: [`holds_split_window_sync`]).
-fn dirty_if_it_splits(ctx: &Ctx, f: impl FnOnce() -> TResult) -> TResult {
-    if dirty_large_breaks_split(&ctx.dir) {
-        return f();
-    }
-    ctx.note("dirty: not here, where a dirty held large folio's copy stays whole (buffer heads)");
-    Ok(())
-}
 
 fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     let state = if dirty { "dirty" } else { "clean" };
@@ -559,7 +550,11 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
         ftruncate(fd, WINDOW_CUT * PAGE)
     })?;
     cut?;
-    if let Some(took) = late {
+    // A one-step split (ext4, dirty) keeps every page locked through the
+    // window: the store and the truncation wait for it, and no page is
+    // reached before it has its state.
+    let one_step = dirty && dirty_large_splits_in_one_step(&ctx.dir);
+    if let (Some(took), false) = (&late, one_step) {
         fail!("{state}: the second store and the truncation ended after the window ({WINDOW_MS} ms; {took}): one waited for the break");
     }
     drop(map);
@@ -572,7 +567,8 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     ensure!(unsafe { libc::fstatfs(fd, &mut st) } == 0, "fstatfs: {}", ename(errno()));
-    let want_faulted = u64::from(fs == "ext4" || (st.f_bsize as usize) < PAGE);
+    let want_faulted = u64::from(!one_step && (fs == "ext4" || (st.f_bsize as usize) < PAGE));
+    let want_truncated = if one_step { 0 } else { (WINDOW_PAGES - WINDOW_CUT) as u64 };
     ctx.note(format!(
         "{state} ({fs}, {}-byte blocks): {splits} split breaks, pages reached in the window: {faulted} by a store fault, {truncated} by the truncation",
         st.f_bsize
@@ -590,11 +586,7 @@ fn split_window_races(ctx: &Ctx, dirty: bool) -> TResult {
         Some(("old bytes", &a[..WINDOW_CUT * PAGE])),
     )?;
     ensure!(splits == 1, "{state}: {splits} split breaks, expected the store's one");
-    ensure!(
-        truncated == (WINDOW_PAGES - WINDOW_CUT) as u64,
-        "{state}: {truncated} pages counted truncated in the window, {} were cut",
-        WINDOW_PAGES - WINDOW_CUT
-    );
+    ensure!(truncated == want_truncated, "{state}: {truncated} pages counted truncated in the window, expected {want_truncated}");
     ensure!(faulted == want_faulted, "{state}: {faulted} pages counted reached by a store fault, expected {want_faulted} on {fs}");
     Ok(())
 }
@@ -619,7 +611,7 @@ pub fn holds_split_window_reheld(ctx: &Ctx) -> TResult {
             continue;
         }
         split_window_reheld(ctx, by, false)?;
-        dirty_if_it_splits(ctx, || split_window_reheld(ctx, by, true))?;
+        split_window_reheld(ctx, by, true)?;
     }
     Ok(())
 }
@@ -637,7 +629,12 @@ fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
         let mut off = PAGE as i64;
         splice_raw(fd, Some(&mut off), second.w.raw(), None, len - PAGE, stable())
     })?;
-    if let Some(took) = late {
+    // A one-step split (ext4, dirty) keeps the copies locked through the
+    // window: the splice waits, and takes page AT only after the writer's
+    // write into it (the writer has it locked from its break on), so its
+    // pipe has the write there and nothing breaks again.
+    let one_step = dirty && dirty_large_splits_in_one_step(&ctx.dir);
+    if let (Some(took), false) = (&late, one_step) {
         fail!("{state}: the stable splice ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
     }
     ensure!(spliced == Ok(len - PAGE), "{state}: the stable splice in the window returned {:?}", spliced.map_err(ename));
@@ -647,10 +644,12 @@ fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
     let mut now = a.clone();
     now[AT * PAGE..(AT + 1) * PAGE].fill(0xa1);
     expect_bytes(&format!("{state}: the first pipe"), &read_pipe(&p.r, len)?, &a, Some(("write", &now)))?;
-    expect_bytes(&format!("{state}: the pipe filled in the window"), &read_pipe(&second.r, len - PAGE)?, &a[PAGE..], Some(("write", &now[PAGE..])))?;
+    let (want, other) = if one_step { (&now, &a) } else { (&a, &now) };
+    expect_bytes(&format!("{state}: the pipe filled in the window"), &read_pipe(&second.r, len - PAGE)?, &want[PAGE..], Some(("the other", &other[PAGE..])))?;
     expect_bytes(&format!("{state}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("old bytes", &a)))?;
     expect_bytes(&format!("{state}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))?;
-    ensure!(breaks == 2 && splits == 1, "{state}: {breaks} breaks, {splits} split: expected the split and a second break of the page held in the window");
+    let want_breaks = if one_step { 1 } else { 2 };
+    ensure!(breaks == want_breaks && splits == 1, "{state}: {breaks} breaks, {splits} split: expected the split{}", if one_step { "" } else { " and a second break of the page held in the window" });
     Ok(())
 }
 
@@ -665,8 +664,9 @@ fn split_window_reheld(ctx: &Ctx, by: BreakBy, dirty: bool) -> TResult {
 /// that took the dirtiness off the copy until each page had its state let
 /// the sync skip the pages as clean (and left them dirty after it). Where
 /// pages carry buffer heads (ext4) they cannot be dirty before they have
-/// them: there the dirty copy stays whole (no split, no window), and the
-/// same sync after the write finds it dirty and writes it.
+/// them: there the split puts them in with their buffers, locked, at once
+/// (`ss_folio_break_small`), and the sync waits for their locks; before
+/// that break, the dirty copy stayed whole.
 pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
@@ -681,32 +681,22 @@ pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
         let r = unsafe { libc::sync_file_range(fd, PAGE as i64, (len - PAGE) as i64, flags) };
         if r == 0 { Ok(()) } else { Err(errno()) }
     };
-    let splits_here = dirty_large_breaks_split(&ctx.dir);
-    if splits_here {
-        let map = Map::shared_file(fd, len)?;
-        let (synced, late) = write_through_window((&map, fd), (BreakBy::Store, 0), "split_window_after", sync)?;
-        ck(synced, "sync_file_range in the window")?;
-        if let Some(took) = late {
-            fail!("the sync ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
-        }
-    } else {
-        pwrite_all(fd, &[0xa1; PAGE], 0)?;
-        ck(sync(), "sync_file_range after the write")?;
+    let map = Map::shared_file(fd, len)?;
+    let (synced, late) = write_through_window((&map, fd), (BreakBy::Store, 0), "split_window_after", sync)?;
+    ck(synced, "sync_file_range in the window")?;
+    // A one-step split keeps its pages locked through the window: the
+    // sync waits for them and finds them dirty with their buffers.
+    if let (Some(took), false) = (&late, dirty_large_splits_in_one_step(&ctx.dir)) {
+        fail!("the sync ended after the window ({WINDOW_MS} ms; {took}): it waited for the break");
     }
+    drop(map);
     let Some(dirty) = dirty_pages(fd, len)? else {
         skip!("no /proc/kpageflags: the pages' dirtiness cannot be read");
     };
     let splits = k("breaks_split") - splits0;
     let folios = large_folios(fd, len)?.unwrap_or_default();
     ctx.note(format!("{splits} split; dirty pages after the sync and the break: {dirty:?}; folios {folios:?}"));
-    if splits_here {
-        ensure!(splits == 1, "{splits} split breaks, expected the store's one");
-    } else {
-        ensure!(
-            splits == 0 && folios == [(0, WINDOW_PAGES)],
-            "a dirty held large folio with buffer heads split ({splits} splits, folios {folios:?}): its copy should stay whole"
-        );
-    }
+    ensure!(splits == 1, "{splits} split breaks, expected the store's one");
     let left: Vec<usize> = dirty.iter().copied().filter(|&i| i >= 1).collect();
     ensure!(
         left.is_empty(),
@@ -792,7 +782,14 @@ pub fn holds_split_refused_by_reader(ctx: &Ctx) -> TResult {
         skip!("this mount copies at splice time: nothing is held");
     }
     split_refused_by_reader(ctx, false)?;
-    dirty_if_it_splits(ctx, || split_refused_by_reader(ctx, true))
+    if dirty_large_splits_in_one_step(&ctx.dir) {
+        // Its copies are not in the page cache until they all go in at
+        // once: a reader in the window references the old folio, which
+        // refuses nothing.
+        ctx.note("dirty: not here, where a dirty held large folio splits in one step");
+        return Ok(());
+    }
+    split_refused_by_reader(ctx, true)
 }
 
 fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {

@@ -449,10 +449,9 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
         "writers broke {breaks} holds in {iters} splices (want >= {MIN_BREAKS}): the race did not test breaks"
     );
     // Made large again every 32 splices: a good share of those must have
-    // been held, broken and split (where they are large at all). Not where
-    // a dirty copy stays whole (ext4): the writers dirty a new large folio
-    // before a splice holds it, even one made clean.
-    if pages > 1 && want_breaks && large_folios_possible() && dirty_large_breaks_split(&ctx.dir) {
+    // been held, broken and split (where they are large at all), dirty or
+    // clean.
+    if pages > 1 && want_breaks && large_folios_possible() {
         ensure!(
             splits >= u64::from(iters / 32 / 4),
             "{splits} breaks split a large folio in {iters} splices (the file was made large {} times)",
@@ -465,8 +464,8 @@ fn writer_race_on(ctx: &Ctx, flags: u32, by: WriteBy, pages: usize) -> TResult {
 /// Punches `content`'s range of `fd` out of the page cache, then writes
 /// `content` in one write: a large folio again where the kernel caches
 /// them (unless a racing writer's page write came in between), dirty or,
-/// written back, `clean` (ext4 splits a held large folio's copy only
-/// once it is clean, see [`dirty_large_breaks_split`]).
+/// written back, `clean` (a dirty one with buffer heads splits in one
+/// step, see [`dirty_large_splits_in_one_step`]).
 fn remake_large(fd: i32, content: &[u8], clean: bool) -> TResult {
     // SAFETY: our own descriptor.
     let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, content.len() as i64) };
@@ -1612,10 +1611,7 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         let disk = fsync_and_read_disk(fd, LEN).map_err(|e| TestErr::Fail(format!("{what}: {e}")))?;
         expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &disk, &new, Some(("the old content", &a)))?;
         expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, LEN, 0)?, &new, Some(("the old content", &a)))?;
-        if large > 0 && dirty && !dirty_large_breaks_split(&ctx.dir) {
-            let left = large_pages(fd, LEN)?;
-            ensure!(splits == 0 && left == large, "{what}: a dirty held large folio's copy split ({splits} splits, {left} of {large} pages still large)");
-        } else if large > 0 {
+        if large > 0 {
             split_pages_break_alone(fd, &new, splits)?;
         }
     }
@@ -1623,11 +1619,11 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
 }
 
 /// A write of one page into a held, dirty large folio (written in one
-/// write, not yet written back): the break's copy goes in as small folios
-/// where no page carries buffer heads (xfs), every page dirty from the
-/// split on, and whole with the old folio's buffer heads and dirtiness
-/// where they do (ext4, see [`dirty_large_breaks_split`]); either way
-/// fsync puts the pages the writer never touched on the disk too, and the
+/// write, not yet written back): the break's copy goes in as small folios,
+/// every page dirty from the moment it can be reached (xfs: the copy is
+/// dirtied before the kernel splits it; ext4: each page with its buffer
+/// heads, all at once, see [`dirty_large_splits_in_one_step`]); fsync
+/// puts the pages the writer never touched on the disk too, and the
 /// written page with the writer's bytes. The pipe keeps the old bytes.
 pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
@@ -1654,11 +1650,7 @@ pub fn holds_split_break_keeps_dirty_pages(ctx: &Ctx) -> TResult {
     let splits = k("breaks_split") - splits;
     let left = large_pages(fd, LEN)?;
     ctx.note(format!("{large} pages in large folios, {splits} split on the write, {left} in large folios after it"));
-    if dirty_large_breaks_split(&ctx.dir) {
-        ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
-    } else {
-        ensure!(splits == 0 && left == large, "one write into a held dirty large folio with buffer heads: {splits} splits, {left} of {large} pages still in large folios (its copy should stay whole)");
-    }
+    ensure!(splits == 1 && left == 0, "one write into a held large folio: {splits} splits, {left} pages still in large folios");
     expect_bytes("the pipe", &read_pipe(&p.r, LEN)?, &a, None)?;
     let mut now = a.clone();
     now[9 * PAGE..10 * PAGE].copy_from_slice(&page);
