@@ -583,12 +583,14 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 {
 	long i, made = 0, nr = folio_nr_pages(old);
 	gfp_t gfp = mapping_gfp_constraint(mapping, ~__GFP_FS) | __GFP_NOWARN;
+	/* Slab memory (the array, XArray nodes): no page-cache zone bits. */
+	gfp_t slab_gfp = GFP_NOFS | __GFP_NOWARN;
 	XA_STATE(xas, &mapping->i_pages, old->index);
 	struct buffer_head *bufs, *cur;
 	struct folio **copies, *ret;
 	bool moved, pending;
 
-	copies = kvmalloc_array(nr, sizeof(*copies), gfp);
+	copies = kmalloc_array(nr, sizeof(*copies), slab_gfp);
 	if (!copies)
 		return ERR_PTR(-ENOMEM);
 	ret = ERR_PTR(-ENOMEM);
@@ -607,7 +609,7 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 		copies[made] = copy;
 	}
 	xas_set_order(&xas, old->index, 0);
-	xas_split_alloc(&xas, old, folio_order(old), gfp);
+	xas_split_alloc(&xas, old, folio_order(old), slab_gfp);
 	if (xas_error(&xas))
 		goto free;
 	ret = ERR_PTR(-EBUSY);
@@ -663,7 +665,7 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 		folio_unlock(copy);
 		folio_put(copy);
 	}
-	kvfree(copies);
+	kfree(copies);
 	return ret;
 
 free_nodes:
@@ -674,7 +676,7 @@ free:
 			__folio_clear_locked(copies[made]);
 		folio_put(copies[made]);
 	}
-	kvfree(copies);
+	kfree(copies);
 	return ret;
 }
 
