@@ -737,8 +737,8 @@ pub fn holds_split_window_sync(ctx: &Ctx) -> TResult {
 /// fsync returned, the device has the page as it was when fsync began,
 /// read past the page cache (`FS_IOC_FIEMAP`, then `O_DIRECT` on the block
 /// device); the pipe keeps the snapshot and the file gets the write. A
-/// page of small folios and of one large folio (a whole copy on ext4, a
-/// split one on xfs).
+/// page of small folios and of one large folio (written back first, then
+/// broken clean: split on both file systems).
 pub fn holds_break_window_fsync(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
