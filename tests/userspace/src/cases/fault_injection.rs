@@ -424,20 +424,28 @@ fn held_folio(ctx: &Ctx, seed: u8, dirty: bool, folios: Folios) -> TResult<(Test
     let a = pattern(seed, 0, len);
     let f = tmpfile(&ctx.dir)?;
     let fd = f.fd.raw();
-    pwrite_all(fd, &if dirty { pattern(!seed, 0, len) } else { a.clone() }, 0)?;
+    // Each write `chunk` bytes: a write of several pages makes a large
+    // folio, which later writes into it keep.
+    let write = |content: &[u8]| -> TResult {
+        for (i, c) in content.chunks(chunk).enumerate() {
+            pwrite_all(fd, c, i * chunk)?;
+        }
+        Ok(())
+    };
+    write(&if dirty { pattern(!seed, 0, len) } else { a.clone() })?;
     // SAFETY: fsync on our own descriptor.
     ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
     if dirty {
-        for (i, c) in a.chunks(chunk).enumerate() {
-            pwrite_all(fd, c, i * chunk)?;
-        }
+        write(&a)?;
     }
     settle_page_cache(fd, len)?;
-    if folios == Folios::OneLarge {
-        let found = large_folios(fd, len)?.unwrap_or_default();
-        if found != [(0, WINDOW_PAGES)] {
+    let found = large_folios(fd, len)?.unwrap_or_default();
+    match folios {
+        Folios::OneLarge if found != [(0, WINDOW_PAGES)] => {
             skip!("the file is not in one folio of {WINDOW_PAGES} pages ({found:?}): no split");
         }
+        Folios::Small(_) => ensure!(found.is_empty(), "a file written a page at a time is in large folios ({found:?})"),
+        _ => {}
     }
     let p = pipe()?;
     splice_exact(fd, 0, p.w.raw(), len, stable())?;
