@@ -455,12 +455,20 @@ void ss_folio_learn_split(void)
 #endif
 }
 
-/* filemap_add_folio()'s charge of a new page-cache folio. */
+/*
+ * filemap_add_folio()'s charge of a new page-cache folio, to the writer's
+ * memory cgroup; but at its limit after one reclaim pass it fails instead
+ * of calling the cgroup's OOM killer (__GFP_NORETRY): the split only
+ * spares later copies, and the whole copy it falls back to is charged
+ * without a limit, as replace_page_cache_folio() charges it. A writer at
+ * its memory.max was killed for the split before this
+ * (holds_split_over_memory_limit).
+ */
 static int ss_charge_copy(struct folio *folio, gfp_t gfp)
 {
 	if (mem_cgroup_disabled())
 		return 0;
-	return ss_memcg_charge ? ss_memcg_charge(folio, NULL, gfp) : -ENOMEM;
+	return ss_memcg_charge ? ss_memcg_charge(folio, NULL, gfp | __GFP_NORETRY) : -ENOMEM;
 }
 
 /* How a split break gives a large folio's file-system state to its pages. */

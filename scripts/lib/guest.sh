@@ -10,6 +10,10 @@ fail() { echo "vm-run: FAILED: $*"; status=1; }
 
 export PATH="$PATH:/sbin:/usr/sbin"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+# cgroup2 for the memory-limit cases, where the kernel has cgroups
+if [ -d /sys/fs/cgroup ] && ! grep -q ' cgroup2 ' /proc/mounts; then
+	mount -t cgroup2 none /sys/fs/cgroup || fail "mount cgroup2"
+fi
 
 # Under TCG with more than one vCPU, patching kernel text that another vCPU
 # is executing has killed guests ("Oops: int3", QEMU's: also without the

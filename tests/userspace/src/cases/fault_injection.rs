@@ -315,20 +315,105 @@ pub fn holds_break_under_allocation_failures(ctx: &Ctx) -> TResult {
 /// folio of 64 pages and more needs new XArray nodes (`xas_split_alloc`),
 /// and here every one the writer asks for fails (failslab on the
 /// `radix_tree_node` cache alone), so the copy stays whole
-/// (`ss_folio_break_copy`'s fallback). The write goes through, no split is
-/// counted, the range stays in large folios, the pipe keeps the snapshot,
-/// and the copy has the old folio's file-system state and dirtiness: fsync
-/// writes it (O_DIRECT reads the write back). With memory again the next
-/// break of the same range splits. Held folios clean and dirty.
+/// (`ss_folio_break_copy`'s fallback; on ext4 the dirty folio's one-step
+/// split, `ss_folio_break_small`, asks for the nodes before anything
+/// changes and falls back the same way). The write goes through, no split
+/// is counted, the range stays in large folios, the pipe keeps the
+/// snapshot, and the copy has the old folio's file-system state and
+/// dirtiness: fsync writes it (O_DIRECT reads the write back). With memory
+/// again the next break of the same range splits. Held folios clean and
+/// dirty.
 pub fn holds_split_without_memory(ctx: &Ctx) -> TResult {
     if copies_at_splice(&ctx.dir) {
         skip!("this mount copies at splice time: nothing is held");
     }
-    split_without_memory(ctx, false)?;
-    split_without_memory(ctx, true)
+    for dirty in [false, true] {
+        // 64 pages: XA_CHUNK_SHIFT; a smaller folio's entry splits within its node.
+        split_starved(ctx, dirty, 64, "without XArray nodes", |fd, at, page, _| {
+            let _armed = slab_failures("radix_tree_node", 100)?;
+            let page = page.to_vec();
+            failing_thread(move || {
+                // SAFETY: our buffer and descriptor.
+                let r = unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) };
+                if r < 0 { Err(errno()) } else { Ok(r as usize) }
+            })
+        })?;
+    }
+    Ok(())
 }
 
-fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
+/// The one-step split of a held dirty large folio with buffer heads (ext4,
+/// `ss_folio_break_small`) charges its order-0 copies to the writer's
+/// memory cgroup, as `filemap_add_folio()` charges a new page. A writer
+/// whose cgroup is at its `memory.max` cannot pay for them: the charge
+/// fails after one reclaim pass, without the cgroup's OOM killer (the
+/// split is an optimisation; a write of one page must not kill its
+/// writer for it), and the copy stays whole, force-charged to the file's
+/// cgroup as `replace_page_cache_folio()` charges it. The write goes
+/// through, the writer lives, no OOM is counted, the snapshot holds; with
+/// the writer out of the cgroup the next break splits.
+pub fn holds_split_over_memory_limit(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    if !dirty_large_splits_in_one_step(&ctx.dir) {
+        skip!("only ext4's dirty large folios are split in one step into charged copies");
+    }
+    // The copies need twice the limit: 32 pages and more leave the
+    // child's own charges (a few stack pages) far below it.
+    split_starved(ctx, true, 32, "over its cgroup's memory.max", |fd, at, page, pages| {
+        let cg = MemCgroup::new("stable-splice-split-limit", pages * PAGE / 2)?;
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cg.file("cgroup.procs"))
+            .map_err(|e| TestErr::Fail(format!("cgroup.procs: {e}")))?;
+        let page = page.to_vec();
+        let pid = fork_child(move || {
+            // SAFETY: getpid() has no preconditions.
+            let me = format!("{}", unsafe { libc::getpid() });
+            // SAFETY: writes from our buffers to our descriptors.
+            unsafe {
+                if libc::write(std::os::fd::AsRawFd::as_raw_fd(&procs), me.as_ptr().cast(), me.len()) < 0 {
+                    return 2;
+                }
+                match libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) {
+                    r if r == PAGE as isize => 0,
+                    r if r < 0 => 100 + errno().min(100),
+                    _ => 3,
+                }
+            }
+        })?;
+        let Some(st) = wait_child(pid, Duration::from_secs(120)) else {
+            kill_child(pid);
+            fail!("the writer in the limited cgroup did not finish in 120 s");
+        };
+        let oom = cg.event("oom")?;
+        let killed = cg.event("oom_kill")?;
+        let max = cg.event("max")?;
+        ctx.note(format!("memory.events of the writer's cgroup: max {max}, oom {oom}, oom_kill {killed}; the writer: {}", describe_status(st)));
+        ensure!(oom == 0 && killed == 0, "the charge of the split's copies went to the cgroup's OOM killer (oom {oom}, oom_kill {killed}; the writer: {})", describe_status(st));
+        ensure!(max > 0, "the writer's cgroup never reached its memory.max: the test did not starve the split");
+        ensure!(libc::WIFEXITED(st), "the writer: {}", describe_status(st));
+        Ok(match libc::WEXITSTATUS(st) {
+            0 => Ok(PAGE),
+            c if c >= 100 => Err(c as i32 - 100),
+            c => fail!("the writer in the limited cgroup: exit {c} (2: joining the cgroup failed, 3: a short write)"),
+        })
+    })
+}
+
+/// A held `dirty` (or clean) large folio of `min_pages` and more is broken
+/// by a write of one page (`write(fd, at, page, pages)`, `pages` the
+/// folio's) whose split cannot get memory (`how`): the write goes
+/// through, the copy stays whole with the old folio's state, the snapshot
+/// holds, and with memory again the next break splits.
+fn split_starved(
+    ctx: &Ctx,
+    dirty: bool,
+    min_pages: usize,
+    how: &str,
+    write: impl FnOnce(i32, usize, &[u8], usize) -> TResult<Result<usize, i32>>,
+) -> TResult {
     let state = if dirty { "dirty" } else { "clean" };
     let a = pattern(if dirty { 0x4d } else { 0x4c }, 0, LEN);
     let f = tmpfile(&ctx.dir)?;
@@ -340,9 +425,8 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     }
     settle_page_cache(fd, LEN)?;
     let folios = large_folios(fd, LEN)?.unwrap_or_default();
-    // 64 pages: XA_CHUNK_SHIFT; a smaller folio's entry splits within its node.
-    let Some(&(first, pages)) = folios.iter().find(|(_, n)| *n >= 64) else {
-        skip!("no folio of 64 pages or more ({folios:?}): a split would need no new XArray node");
+    let Some(&(first, pages)) = folios.iter().find(|(_, n)| *n >= min_pages) else {
+        skip!("no folio of {min_pages} pages or more ({folios:?})");
     };
     let large = large_pages(fd, LEN)?;
     let p = pipe()?;
@@ -353,19 +437,11 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     let (breaks0, splits0) = (k("breaks"), k("breaks_split"));
     let at = (first + pages / 2) * PAGE;
     let page = pattern(0x99, 0, PAGE);
-    let r = {
-        let _armed = slab_failures("radix_tree_node", 100)?;
-        let page = page.clone();
-        failing_thread(move || {
-            // SAFETY: our buffer and descriptor.
-            let r = unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) };
-            if r < 0 { Err(errno()) } else { Ok(r as usize) }
-        })?
-    };
+    let r = write(fd, at, &page, pages)?;
     let (breaks, splits) = (k("breaks") - breaks0, k("breaks_split") - splits0);
     let left = large_pages(fd, LEN)?;
     ctx.note(format!(
-        "{state}: a write into a held folio of {pages} pages without XArray nodes: {:?}, {breaks} breaks, {splits} splits, {large} -> {left} pages in large folios",
+        "{state}: a write into a held folio of {pages} pages {how}: {:?}, {breaks} breaks, {splits} splits, {large} -> {left} pages in large folios",
         r.map_err(ename)
     ));
     ensure!(r == Ok(PAGE), "{state}: the write returned {:?}, expected a page (the copy stays whole)", r.map_err(ename));
@@ -387,6 +463,63 @@ fn split_without_memory(ctx: &Ctx, dirty: bool) -> TResult {
     now[at + PAGE..at + 2 * PAGE].copy_from_slice(&again);
     expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("second write", &now)))?;
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("bytes before the write", &held)))
+}
+
+/// A memory cgroup of its own under the cgroup2 root (the memory
+/// controller enabled for the root's children if it was not), with
+/// `memory.max` set; removed, and the controller left as it was, when
+/// dropped. Its tasks must be gone by then.
+struct MemCgroup {
+    path: String,
+    root: String,
+    enabled: bool,
+}
+
+impl MemCgroup {
+    fn new(name: &str, max: usize) -> TResult<Self> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| TestErr::Fail(format!("/proc/self/mounts: {e}")))?;
+        let Some(root) = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[2] == "cgroup2").map(|f| f[1].to_string()) else {
+            skip!("no cgroup2 file system mounted (scripts/lib/guest.sh mounts one where the kernel has cgroups)");
+        };
+        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| TestErr::Fail(format!("{p}: {e}")));
+        if !read(&format!("{root}/cgroup.controllers"))?.split_whitespace().any(|c| c == "memory") {
+            skip!("no memory controller in {root}: this kernel has no CONFIG_MEMCG");
+        }
+        let control = format!("{root}/cgroup.subtree_control");
+        let enabled = !read(&control)?.split_whitespace().any(|c| c == "memory");
+        if enabled {
+            std::fs::write(&control, "+memory").map_err(|e| TestErr::Fail(format!("{control} <- +memory: {e}")))?;
+        }
+        let path = format!("{root}/{name}");
+        let cg = MemCgroup { path, root, enabled };
+        std::fs::create_dir(&cg.path).map_err(|e| TestErr::Fail(format!("mkdir {}: {e}", cg.path)))?;
+        std::fs::write(cg.file("memory.max"), max.to_string()).map_err(|e| TestErr::Fail(format!("memory.max <- {max}: {e}")))?;
+        // No swap to escape to either, where the kernel has it.
+        let _ = std::fs::write(cg.file("memory.swap.max"), "0");
+        Ok(cg)
+    }
+
+    fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.path)
+    }
+
+    /// A count of memory.events.
+    fn event(&self, name: &str) -> TResult<u64> {
+        let p = self.file("memory.events");
+        let text = std::fs::read_to_string(&p).map_err(|e| TestErr::Fail(format!("{p}: {e}")))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .ok_or_else(|| TestErr::Fail(format!("no '{name}' in {p}")))
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+        if self.enabled {
+            let _ = std::fs::write(format!("{}/cgroup.subtree_control", self.root), "-memory");
+        }
+    }
 }
 
 /// The race windows of a split break (rust/race_window.c): fault

@@ -156,6 +156,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, fault_injection::holds_break_without_memory),
         case!(long Module, fault_injection::holds_break_under_allocation_failures),
         case!(Module, fault_injection::holds_split_without_memory),
+        case!(Module, fault_injection::holds_split_over_memory_limit),
         case!(Module, fault_injection::holds_split_window_races),
         case!(Module, fault_injection::holds_split_window_reheld),
         case!(Module, fault_injection::holds_split_window_sync),
