@@ -591,8 +591,14 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 {
 	long i, made = 0, nr = folio_nr_pages(old);
 	gfp_t gfp = mapping_gfp_constraint(mapping, ~__GFP_FS) | __GFP_NOWARN;
-	/* Slab memory (the array, XArray nodes): no page-cache zone bits. */
-	gfp_t slab_gfp = GFP_NOFS | __GFP_NOWARN;
+	/*
+	 * Slab memory (the array, XArray nodes): no page-cache zone bits.
+	 * The nodes are charged to the writer's cgroup (the page cache's
+	 * XArray is XA_FLAGS_ACCOUNT): at its limit they fail, as the
+	 * copies' charge does (ss_charge_copy()), rather than call its OOM
+	 * killer.
+	 */
+	gfp_t slab_gfp = GFP_NOFS | __GFP_NOWARN | __GFP_NORETRY;
 	XA_STATE(xas, &mapping->i_pages, old->index);
 	struct buffer_head *bufs, *cur;
 	struct folio **copies, *ret;
