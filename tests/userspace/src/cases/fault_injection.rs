@@ -332,11 +332,8 @@ pub fn holds_split_without_memory(ctx: &Ctx) -> TResult {
         split_starved(ctx, dirty, 64, "without XArray nodes", |fd, at, page, _| {
             let _armed = slab_failures("radix_tree_node", 100)?;
             let page = page.to_vec();
-            failing_thread(move || {
-                // SAFETY: our buffer and descriptor.
-                let r = unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) };
-                if r < 0 { Err(errno()) } else { Ok(r as usize) }
-            })
+            // SAFETY: our buffer and descriptor.
+            failing_thread(move || cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) }))
         })?;
     }
     Ok(())
@@ -371,16 +368,15 @@ pub fn holds_split_over_memory_limit(ctx: &Ctx) -> TResult {
         let pid = fork_child(move || {
             // SAFETY: getpid() has no preconditions.
             let me = format!("{}", unsafe { libc::getpid() });
-            // SAFETY: writes from our buffers to our descriptors.
-            unsafe {
-                if libc::write(std::os::fd::AsRawFd::as_raw_fd(&procs), me.as_ptr().cast(), me.len()) < 0 {
-                    return 2;
-                }
-                match libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) {
-                    r if r == PAGE as isize => 0,
-                    r if r < 0 => 100 + errno().min(100),
-                    _ => 3,
-                }
+            // SAFETY: a write from our buffer to our descriptor.
+            if cvt(unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&procs), me.as_ptr().cast(), me.len()) }).is_err() {
+                return 2;
+            }
+            // SAFETY: our buffer and descriptor.
+            match cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) }) {
+                Ok(PAGE) => 0,
+                Err(e) => 100 + e.min(100),
+                Ok(_) => 3,
             }
         })?;
         let Some(st) = wait_child(pid, Duration::from_secs(120)) else {
