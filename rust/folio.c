@@ -6,8 +6,10 @@
 
 #include <linux/buffer_head.h>
 #include <linux/kallsyms.h>
+#include <linux/memcontrol.h>
 #include <linux/migrate.h>
 #include <linux/mm.h>
+#include <linux/mm_inline.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
@@ -201,6 +203,53 @@ static bool ss_folio_unmap(struct address_space *mapping, struct folio *folio)
 	if (folio_mapped(folio))
 		unmap_mapping_pages(mapping, folio->index, folio_nr_pages(folio), false);
 	return !folio_mapped(folio);
+}
+
+/*
+ * Whether reclaim counts @old, a folio on the LRU, as active. MGLRU keeps
+ * PG_active off the folios on its lists: their generation says it (as
+ * lru_gen_del_folio() reads it when it takes a folio off for migration).
+ * A hint either way: the folio may move meanwhile.
+ */
+static bool ss_folio_lru_active(struct folio *old)
+{
+#ifdef CONFIG_LRU_GEN
+	int gen = folio_lru_gen(old);
+
+	if (gen >= 0) {
+		bool active;
+
+		rcu_read_lock();	/* folio_lruvec(): its memcg */
+		active = lru_gen_is_active(folio_lruvec(old), gen);
+		rcu_read_unlock();
+		return active;
+	}
+#endif
+	return folio_test_active(old) && !folio_test_unevictable(old);
+}
+
+/*
+ * @copy, which took @old's place in the page cache, goes on the LRU with
+ * what reclaim knew of @old, as migration moves it (folio_migrate_flags()):
+ * a page read again and again stays active, in the working set and (MGLRU)
+ * with its reads counted, rather than starting over as a page nobody has
+ * used, which reclaim takes first and which its next readers activate
+ * again (folio_mark_accessed() batching it for the LRU lock, the batch's
+ * reference keeping a hold from ending). Set here, not at the copy's
+ * allocation: a folio freed with PG_active set is a bad page, and only
+ * the LRU clears it. @old keeps its flags: it is still on the LRU, where
+ * PG_active changes only under the LRU lock.
+ */
+static void ss_folio_add_lru_as(struct folio *copy, struct folio *old)
+{
+	if (folio_test_referenced(old))
+		folio_set_referenced(copy);
+	if (folio_test_workingset(old))
+		folio_set_workingset(copy);
+	if (ss_folio_lru_active(old))
+		folio_set_active(copy);
+	folio_migrate_refs(copy, old);
+	folio_add_lru(copy);
 }
 
 /*
@@ -417,7 +466,7 @@ static struct folio *ss_folio_replace_with(struct address_space *mapping, struct
 		filemap_dirty_folio(mapping, old);
 		return ERR_PTR(-EAGAIN);
 	}
-	folio_add_lru(new);
+	ss_folio_add_lru_as(new, old);
 	if (dirty)
 		filemap_dirty_folio(mapping, new);
 	return new;
@@ -671,7 +720,7 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 
 		if (moved)
 			filemap_dirty_folio(mapping, copy);
-		folio_add_lru(copy);
+		ss_folio_add_lru_as(copy, old);
 		if (copy->index == at) {
 			ret = copy;
 			continue;
@@ -777,7 +826,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	if (err) {
 		if (bufs)
 			ss_buffers_give(copy, bufs);
-		folio_add_lru(copy);
+		ss_folio_add_lru_as(copy, old);
 		return copy;
 	}
 	ss_race_window(SS_SPLIT_WINDOW_AFTER);
@@ -800,7 +849,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 			raced->truncated++;
 		else if (!own)
 			raced->faulted++;
-		folio_add_lru(small);
+		ss_folio_add_lru_as(small, old);
 		if (!ret && at >= small->index && at < small->index + folio_nr_pages(small)) {
 			ret = small;
 		} else {

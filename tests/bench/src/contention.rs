@@ -22,7 +22,9 @@ impl Workload for Resplice<'_> {
 
 /// A thread that pwrites 4 KiB blocks round-robin over the first 1 MiB
 /// until stopped; returns its per-write latencies (ns) and its run time.
-pub(crate) type WriterHandle = std::thread::JoinHandle<Res<(Vec<u64>, f64)>>;
+pub(crate) type WriterHandle = std::thread::JoinHandle<WriterRun>;
+/// What the writer thread returns: its per-write latencies (ns) and run time.
+pub(crate) type WriterRun = Res<(Vec<u64>, f64)>;
 
 pub(crate) fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBool>) -> Res<WriterHandle> {
     // SAFETY: dup of a descriptor we own; the copy is owned by the thread.
@@ -33,7 +35,7 @@ pub(crate) fn spawn_writer(fd: i32, stop: Arc<AtomicBool>, started: Arc<AtomicBo
     let wfd = Fd(wfd);
     std::thread::Builder::new()
         .name("writer".into())
-        .spawn(move || -> Res<(Vec<u64>, f64)> {
+        .spawn(move || -> WriterRun {
             let mut buf = vec![0u8; PAGE];
             let mut lats = Vec::with_capacity(1 << 16);
             let t0 = Instant::now();
@@ -61,6 +63,28 @@ pub(crate) fn large_rows(fstype: &str) -> bool {
     fstype != "tmpfs"
 }
 
+/// `w` for `secs`, beside the writer if `writer`: its run, the module's
+/// counters that moved meanwhile, and the writer's latencies and run time.
+fn splice_beside(w: &mut Resplice<'_>, fd: i32, writer: bool, secs: f64) -> Res<(Run, Counters, Option<WriterRun>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let th = if writer {
+        let th = spawn_writer(fd, stop.clone(), started.clone())?;
+        while !started.load(Ordering::Relaxed) && !th.is_finished() {
+            std::thread::yield_now();
+        }
+        Some(th)
+    } else {
+        None
+    };
+    let c0 = read_counters();
+    let r = run_once(w, secs);
+    let d = counter_delta(&c0, &read_counters());
+    stop.store(true, Ordering::Relaxed);
+    let wres = th.map(|t| t.join().map_err(|_| "writer thread panicked".to_string()).and_then(|x| x));
+    Ok((r?, d, wres))
+}
+
 /// `large`: the range is written in one 1 MiB write, so where the file
 /// system caches large folios it sits in them, and each writer's 4 KiB
 /// write goes into a folio the splicer reads whole.
@@ -80,23 +104,7 @@ pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> R
             let mut w = Resplice { fd, flags: if m == Method::Stable { SPLICE_F_STABLE } else { 0 }, pipe: &p, out: devnull.raw() };
             for contended in [false, true] {
                 let secs = if rep == 0 { o.secs / 4.0 } else { o.secs };
-                let stop = Arc::new(AtomicBool::new(false));
-                let started = Arc::new(AtomicBool::new(false));
-                let th = if contended {
-                    let th = spawn_writer(fd, stop.clone(), started.clone())?;
-                    while !started.load(Ordering::Relaxed) && !th.is_finished() {
-                        std::thread::yield_now();
-                    }
-                    Some(th)
-                } else {
-                    None
-                };
-                let c0 = read_counters();
-                let r = run_once(&mut w, secs);
-                let d = counter_delta(&c0, &read_counters());
-                stop.store(true, Ordering::Relaxed);
-                let wres = th.map(|t| t.join().map_err(|_| "writer thread panicked".to_string()).and_then(|x| x));
-                let r = r?;
+                let (r, d, wres) = splice_beside(&mut w, fd, contended, secs)?;
                 if rep == 0 {
                     continue; // warm-up
                 }
@@ -118,4 +126,27 @@ pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> R
         })
         .collect();
     Ok(ContRes { runs, writer, counters, methods, large })
+}
+
+/// `m` beside the writer (without it unless `writer`) on a range in small
+/// folios for `--secs-per-point` x `--repeats` seconds, no warm-up: a
+/// steady load to profile (`--contended`). Its GiB/s, the writer's
+/// writes/s and the module's counters that moved.
+pub(crate) fn contended_load(o: &Opts, dir: &str, m: Method, writer: bool) -> Res<String> {
+    let f = create_file(dir, "contention")?;
+    let fd = f.fd.raw();
+    fill_and_warm(fd, CONT_SIZE as u64, PAGE)?;
+    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+    let p = pipe(CONT_SIZE)?;
+    let mut w = Resplice { fd, flags: if m == Method::Stable { SPLICE_F_STABLE } else { 0 }, pipe: &p, out: devnull.raw() };
+    let (r, d, wres) = splice_beside(&mut w, fd, writer, o.secs * o.repeats as f64)?;
+    let writes = match wres {
+        Some(wr) => {
+            let (lats, secs) = wr?;
+            format!("the writer {:.0} writes/s", lats.len() as f64 / secs)
+        }
+        None => "no writer".into(),
+    };
+    let moved: Vec<String> = d.iter().filter(|(_, v)| **v != 0).map(|(k, v)| format!("{k} {v}")).collect();
+    Ok(format!("{} {:.3} GiB/s, {writes}; counters: {}\n", m.label(), r.gib_s(), moved.join(", ")))
 }

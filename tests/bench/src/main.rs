@@ -131,6 +131,12 @@ fn real_main() -> Res {
         progress(&format!("wrote {p}"));
         return Ok(());
     }
+    if let (true, Some((m, writer))) = (o.contention_only, o.contended) {
+        for dir in &o.dirs {
+            print!("{dir}: {}", contended_load(&o, dir, m, writer)?);
+        }
+        return Ok(());
+    }
     if o.contention_only {
         for dir in &o.dirs {
             progress(&format!("{dir}: break under contention"));

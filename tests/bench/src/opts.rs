@@ -41,6 +41,11 @@ pub(crate) const USAGE: &str = "usage: stable-splice-bench --dir DIR [--dir DIR.
                        still shows this run's own numbers beside it
   --contention-only    measure only the break under contention (a writer beside
                        plain and stable splicers, every --dir) and print its rows
+  --contended METHOD   with --contention-only: only METHOD (plain or stable) beside
+                       the writer (plain-alone, stable-alone: without it), small
+                       folios, --secs-per-point x --repeats seconds in one run, then
+                       its GiB/s, the writer's writes/s and the module's counters
+                       (a steady load to profile, e.g. under perf)
   --latency-only       measure only the writer latency into held pages (every
                        --dir) and print its rows
   --large-only         measure only the writer into a held large folio (every --dir),
@@ -69,6 +74,8 @@ pub(crate) struct Opts {
     pub(crate) pipeline_from: Option<String>,
     /// Only the break-under-contention rows, printed (no result files).
     pub(crate) contention_only: bool,
+    /// With `contention_only`: only this method beside the writer (a load to profile).
+    pub(crate) contended: Option<(crate::Method, bool)>,
     /// Only the writer-latency rows, printed (no result files).
     pub(crate) latency_only: bool,
     /// Only the large-folio writer rows, printed and in large.txt.
@@ -86,6 +93,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
     let (mut first_only, mut first_from, mut pipeline_only, mut pipeline_from) = (false, None, false, None);
     let (mut contention_only, mut first_small, mut latency_only) = (false, false, false);
     let mut large_only = false;
+    let mut contended = None;
     let (mut secs, mut repeats, mut trials, mut file_mib) = (None, None, None, None);
     let mut module_params = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -109,6 +117,15 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
             "--pipeline-from" => pipeline_from = Some(value(&key)?),
             "--contention-only" => contention_only = true,
             "--latency-only" => latency_only = true,
+            "--contended" => {
+                contended = Some(match value(&key)?.as_str() {
+                    "plain" => (crate::Method::Plain, true),
+                    "stable" => (crate::Method::Stable, true),
+                    "plain-alone" => (crate::Method::Plain, false),
+                    "stable-alone" => (crate::Method::Stable, false),
+                    m => return Err(format!("--contended: plain, stable, plain-alone or stable-alone, not {m}")),
+                })
+            }
             "--large-only" => large_only = true,
             "--first-from" => first_from = Some(value(&key)?),
             "--module-params" => module_params.extend(value(&key)?.split_whitespace().map(String::from)),
@@ -150,6 +167,7 @@ pub(crate) fn parse_args() -> Result<Opts, String> {
         pipeline_only,
         pipeline_from,
         contention_only,
+        contended,
         latency_only,
         large_only,
         module_params,

@@ -553,6 +553,50 @@ pub fn drain_lru_batches() -> TResult {
     std::fs::write("/proc/sys/vm/drop_caches", "1").map_err(|e| TestErr::Fail(format!("drop_caches: {e}")))
 }
 
+/// This thread pinned to the CPU it runs on, until dropped (its affinity
+/// comes back): the per-CPU LRU batches it fills meanwhile are the ones
+/// [`drain_local_lru_batches`] drains.
+pub struct OnOneCpu {
+    saved: libc::cpu_set_t,
+}
+
+pub fn on_one_cpu() -> TResult<OnOneCpu> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; the calls fill or read
+    // sets of the size given, for this thread.
+    unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        ensure!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved) == 0, "sched_getaffinity: {}", ename(errno()));
+        let cpu = libc::sched_getcpu();
+        ensure!(cpu >= 0, "sched_getcpu: {}", ename(errno()));
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut one);
+        ensure!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) == 0, "sched_setaffinity: {}", ename(errno()));
+        Ok(OnOneCpu { saved })
+    }
+}
+
+impl Drop for OnOneCpu {
+    fn drop(&mut self) {
+        // SAFETY: the set read at creation, for this thread.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.saved) };
+    }
+}
+
+/// Drains this CPU's LRU batches (folios added, activated, deactivated a
+/// moment ago) and nothing else: `lru_add_drain()`, which
+/// `POSIX_FADV_DONTNEED` of a scratch file in `dir` runs before it finds
+/// nothing cached to drop. Unlike [`drain_lru_batches`] it leaves every
+/// other page as it is (`drop_caches` deactivates the pages it cannot
+/// drop, and puts clean ones at the end of the inactive list).
+pub fn drain_local_lru_batches(dir: &str) -> TResult {
+    let f = tmpfile(dir)?;
+    ftruncate(f.fd.raw(), PAGE)?;
+    // SAFETY: fadvise on our own descriptor.
+    let r = unsafe { libc::posix_fadvise(f.fd.raw(), 0, PAGE as i64, libc::POSIX_FADV_DONTNEED) };
+    ensure!(r == 0, "posix_fadvise(DONTNEED): {}", ename(r));
+    Ok(())
+}
+
 /// Frees the skbs every CPU deferred ([`stable_splice_sys::flush_deferred_skb_frees`]):
 /// their page fragments may be held folios.
 pub fn flush_deferred_skb_frees() -> TResult {
@@ -838,6 +882,120 @@ fn page_flags(fd: i32, len: usize) -> TResult<Option<Vec<u64>>> {
     // SAFETY: unmapping what was mapped above, once.
     unsafe { libc::munmap(p, len) };
     census.map(Some).map_err(|e| TestErr::Fail(format!("page census: {e}")))
+}
+
+/// How many of the first `len` bytes' pages of `fd`'s file are in the page
+/// cache (`mincore()` through a read-only shared mapping, which faults
+/// nothing in and marks nothing accessed).
+pub fn resident_pages(fd: i32, len: usize) -> TResult<usize> {
+    // SAFETY: a fresh read-only shared mapping of our own file; checked.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+    ensure!(p != libc::MAP_FAILED, "mmap({len}): {}", ename(errno()));
+    let mut vec = vec![0u8; len.div_ceil(PAGE)];
+    // SAFETY: the mapping above, and a vector of a byte per page of it.
+    let r = unsafe { libc::mincore(p, len, vec.as_mut_ptr()) };
+    let e = errno();
+    // SAFETY: unmapping what was mapped above, once.
+    unsafe { libc::munmap(p, len) };
+    ensure!(r == 0, "mincore: {}", ename(e));
+    Ok(vec.iter().filter(|&&b| b & 1 != 0).count())
+}
+
+/// A memory cgroup of its own under the cgroup2 root (the memory
+/// controller enabled for the root's children if it was not), with
+/// `memory.max` set if `max`; removed, and the controller left as it was,
+/// when dropped. Its tasks must be gone by then (a process that
+/// [`MemCgroup::enter`]ed is back where it was).
+pub struct MemCgroup {
+    path: String,
+    root: String,
+    enabled: bool,
+}
+
+impl MemCgroup {
+    pub fn new(name: &str, max: Option<usize>) -> TResult<Self> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| TestErr::Fail(format!("/proc/self/mounts: {e}")))?;
+        let Some(root) = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[2] == "cgroup2").map(|f| f[1].to_string()) else {
+            skip!("no cgroup2 file system mounted (scripts/lib/guest.sh mounts one where the kernel has cgroups)");
+        };
+        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| TestErr::Fail(format!("{p}: {e}")));
+        if !read(&format!("{root}/cgroup.controllers"))?.split_whitespace().any(|c| c == "memory") {
+            skip!("no memory controller in {root}: this kernel has no CONFIG_MEMCG");
+        }
+        let control = format!("{root}/cgroup.subtree_control");
+        let enabled = !read(&control)?.split_whitespace().any(|c| c == "memory");
+        if enabled {
+            std::fs::write(&control, "+memory").map_err(|e| TestErr::Fail(format!("{control} <- +memory: {e}")))?;
+        }
+        let path = format!("{root}/{name}");
+        let cg = MemCgroup { path, root, enabled };
+        std::fs::create_dir(&cg.path).map_err(|e| TestErr::Fail(format!("mkdir {}: {e}", cg.path)))?;
+        if let Some(max) = max {
+            std::fs::write(cg.file("memory.max"), max.to_string()).map_err(|e| TestErr::Fail(format!("memory.max <- {max}: {e}")))?;
+            // No swap to escape to either, where the kernel has it.
+            let _ = std::fs::write(cg.file("memory.swap.max"), "0");
+        }
+        Ok(cg)
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        format!("{}/{name}", self.path)
+    }
+
+    /// A count of memory.events.
+    pub fn event(&self, name: &str) -> TResult<u64> {
+        let p = self.file("memory.events");
+        let text = std::fs::read_to_string(&p).map_err(|e| TestErr::Fail(format!("{p}: {e}")))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .ok_or_else(|| TestErr::Fail(format!("no '{name}' in {p}")))
+    }
+
+    /// Moves this process (all its threads) into the cgroup until the
+    /// returned guard drops, then back into the cgroup it was in: what it
+    /// allocates meanwhile, page cache included, is charged here, and stays
+    /// charged here after.
+    pub fn enter(&self) -> TResult<Entered> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| TestErr::Fail(format!("/proc/self/cgroup: {e}")))?;
+        let Some(from) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+            fail!("no cgroup2 line in /proc/self/cgroup: {own:?}");
+        };
+        let back = format!("{}{}/cgroup.procs", self.root, from.trim_end_matches('/'));
+        // SAFETY: getpid() has no preconditions.
+        let me = unsafe { libc::getpid() }.to_string();
+        std::fs::write(self.file("cgroup.procs"), &me).map_err(|e| TestErr::Fail(format!("{} <- {me}: {e}", self.file("cgroup.procs"))))?;
+        Ok(Entered { back, me })
+    }
+
+    /// Proactive reclaim of `bytes` of the cgroup's memory (`memory.reclaim`,
+    /// which fails with `EAGAIN` when it reclaimed less).
+    pub fn reclaim(&self, bytes: usize) -> Result<(), i32> {
+        std::fs::write(self.file("memory.reclaim"), bytes.to_string()).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+        if self.enabled {
+            let _ = std::fs::write(format!("{}/cgroup.subtree_control", self.root), "-memory");
+        }
+    }
+}
+
+/// This process inside a [`MemCgroup`] ([`MemCgroup::enter`]) until dropped.
+pub struct Entered {
+    /// `cgroup.procs` of the cgroup it came from.
+    back: String,
+    me: String,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.back, &self.me) {
+            eprintln!("moving the test process back to {}: {e}", self.back);
+        }
+    }
 }
 
 /// A file system a test mounted on `target`, unmounted on drop, and then

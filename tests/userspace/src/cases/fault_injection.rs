@@ -359,7 +359,7 @@ pub fn holds_split_over_memory_limit(ctx: &Ctx) -> TResult {
     // The copies need twice the limit: 32 pages and more leave the
     // child's own charges (a few stack pages) far below it.
     split_starved(ctx, true, 32, "over its cgroup's memory.max", |fd, at, page, pages| {
-        let cg = MemCgroup::new("stable-splice-split-limit", pages * PAGE / 2)?;
+        let cg = MemCgroup::new("stable-splice-split-limit", Some(pages * PAGE / 2))?;
         let procs = std::fs::OpenOptions::new()
             .write(true)
             .open(cg.file("cgroup.procs"))
@@ -459,63 +459,6 @@ fn split_starved(
     now[at + PAGE..at + 2 * PAGE].copy_from_slice(&again);
     expect_bytes(&format!("{state}: the second pipe"), &read_pipe(&p.r, LEN)?, &held, Some(("second write", &now)))?;
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, LEN)?, &now, Some(("bytes before the write", &held)))
-}
-
-/// A memory cgroup of its own under the cgroup2 root (the memory
-/// controller enabled for the root's children if it was not), with
-/// `memory.max` set; removed, and the controller left as it was, when
-/// dropped. Its tasks must be gone by then.
-struct MemCgroup {
-    path: String,
-    root: String,
-    enabled: bool,
-}
-
-impl MemCgroup {
-    fn new(name: &str, max: usize) -> TResult<Self> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| TestErr::Fail(format!("/proc/self/mounts: {e}")))?;
-        let Some(root) = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[2] == "cgroup2").map(|f| f[1].to_string()) else {
-            skip!("no cgroup2 file system mounted (scripts/lib/guest.sh mounts one where the kernel has cgroups)");
-        };
-        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| TestErr::Fail(format!("{p}: {e}")));
-        if !read(&format!("{root}/cgroup.controllers"))?.split_whitespace().any(|c| c == "memory") {
-            skip!("no memory controller in {root}: this kernel has no CONFIG_MEMCG");
-        }
-        let control = format!("{root}/cgroup.subtree_control");
-        let enabled = !read(&control)?.split_whitespace().any(|c| c == "memory");
-        if enabled {
-            std::fs::write(&control, "+memory").map_err(|e| TestErr::Fail(format!("{control} <- +memory: {e}")))?;
-        }
-        let path = format!("{root}/{name}");
-        let cg = MemCgroup { path, root, enabled };
-        std::fs::create_dir(&cg.path).map_err(|e| TestErr::Fail(format!("mkdir {}: {e}", cg.path)))?;
-        std::fs::write(cg.file("memory.max"), max.to_string()).map_err(|e| TestErr::Fail(format!("memory.max <- {max}: {e}")))?;
-        // No swap to escape to either, where the kernel has it.
-        let _ = std::fs::write(cg.file("memory.swap.max"), "0");
-        Ok(cg)
-    }
-
-    fn file(&self, name: &str) -> String {
-        format!("{}/{name}", self.path)
-    }
-
-    /// A count of memory.events.
-    fn event(&self, name: &str) -> TResult<u64> {
-        let p = self.file("memory.events");
-        let text = std::fs::read_to_string(&p).map_err(|e| TestErr::Fail(format!("{p}: {e}")))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-            .ok_or_else(|| TestErr::Fail(format!("no '{name}' in {p}")))
-    }
-}
-
-impl Drop for MemCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.path);
-        if self.enabled {
-            let _ = std::fs::write(format!("{}/cgroup.subtree_control", self.root), "-memory");
-        }
-    }
 }
 
 /// The race windows of a split break (rust/race_window.c): fault

@@ -1618,6 +1618,127 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
     Ok(())
 }
 
+/// What reclaim knows of a page goes with it when a break puts a copy in
+/// its place, as migration carries it (`ss_folio_add_lru_as` in
+/// rust/folio.c): a file read again and again and rewritten while a stable
+/// splice held it stays as hot as a plain splice leaves it. In a memory
+/// cgroup of its own: a hot file (read eight times: MGLRU counts reads
+/// through descriptors and protects the most read), spliced into a pipe
+/// and rewritten page by page (with the flag, a break per held folio),
+/// then a cold file (written and read once); the cgroup reclaims half a
+/// file's worth: it must come from the cold file. The copies used to go on
+/// the LRU as pages nobody had used (inactive; with MGLRU, the oldest
+/// generation without the reads counted), and reclaim took the hot file's
+/// rewritten pages before the cold ones. A plain splice, which leaves the
+/// pages in place, is the control. Small folios, and a large one clean
+/// (split after the copy) and dirty (on ext4 copied in small folios in one
+/// step).
+pub fn holds_break_keeps_page_hot(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    let cg = MemCgroup::new("stable-splice-hot", None)?;
+    for (what, chunk, dirty) in [("small folios", PAGE, false), ("large folios", HOT_LEN, false), ("dirty large folios", HOT_LEN, true)] {
+        for flags in [0, stable()] {
+            let what = format!("{what}, {}", if flags == 0 { "plain splice" } else { "stable splice" });
+            if !hot_after_break(ctx, &cg, &what, chunk, dirty, flags)? {
+                ctx.note(format!("{what}: the page cache did not make large folios here"));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+const HOT_PAGES: usize = 128;
+const HOT_LEN: usize = HOT_PAGES * PAGE;
+
+/// One round of [`holds_break_keeps_page_hot`]: the hot file written
+/// `chunk` bytes at a time, fsynced before the splice unless `dirty`.
+/// False if it asked for large folios and got none.
+fn hot_after_break(ctx: &Ctx, cg: &MemCgroup, what: &str, chunk: usize, dirty: bool, flags: u32) -> TResult<bool> {
+    let fsync = |fd: i32| -> TResult {
+        // SAFETY: fsync on our own descriptor.
+        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+        Ok(())
+    };
+    let _cpu = on_one_cpu()?;
+    let inside = cg.enter()?;
+    let (hot, cold) = (named_file(&ctx.dir, 0o600)?, named_file(&ctx.dir, 0o600)?);
+    let (old, new) = (pattern(0x21, 0, HOT_LEN), pattern(0x22, 0, HOT_LEN));
+    for (i, c) in old.chunks(chunk).enumerate() {
+        pwrite_all(hot.fd.raw(), c, i * chunk)?;
+    }
+    if !dirty {
+        fsync(hot.fd.raw())?;
+    }
+    // Out of the LRU batches first (drop_caches, which also deactivates
+    // them: a plain splice keeps them cached), then read hot, the
+    // activations drained on this CPU (a folio in a batch would be copied
+    // at splice, not held).
+    settle_page_cache(hot.fd.raw(), HOT_LEN)?;
+    for _ in 0..8 {
+        // Through a new open file each time: a read that starts in the
+        // folio where the file's last read ended does not count as an
+        // access of it (filemap_read()), and a large folio is all of it.
+        let again = ck(open(&format!("/proc/self/fd/{}", hot.fd.raw()), libc::O_RDONLY, 0), "reopen")?;
+        pread_vec(again.raw(), HOT_LEN, 0)?;
+    }
+    drain_local_lru_batches(&ctx.dir)?;
+    let large = large_pages(hot.fd.raw(), HOT_LEN)?;
+    if chunk > PAGE && large == 0 {
+        return Ok(false);
+    }
+    let k = |name| counter(name).unwrap_or(0);
+    let (breaks, zero_copy) = (k("breaks"), k("bytes_zero_copy"));
+    let p = pipe()?;
+    // SAFETY: fcntl on our own pipe.
+    unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, HOT_LEN as i32) };
+    splice_exact(hot.fd.raw(), 0, p.w.raw(), HOT_LEN, flags)?;
+    let held = k("bytes_zero_copy") - zero_copy;
+    for (i, c) in new.chunks(PAGE).enumerate() {
+        pwrite_all(hot.fd.raw(), c, i * PAGE)?;
+    }
+    let breaks = k("breaks") - breaks;
+    if flags != 0 {
+        expect_bytes(&format!("{what}: the pipe"), &read_pipe(&p.r, HOT_LEN)?, &old, Some(("the rewrite", &new)))?;
+    }
+    drop(p);
+    fsync(hot.fd.raw())?;
+    for (i, c) in pattern(0x23, 0, HOT_LEN).chunks(PAGE).enumerate() {
+        pwrite_all(cold.fd.raw(), c, i * PAGE)?;
+    }
+    fsync(cold.fd.raw())?;
+    pread_vec(cold.fd.raw(), HOT_LEN, 0)?;
+    // The copies and the cold pages on the LRU, where reclaim sees them.
+    drain_local_lru_batches(&ctx.dir)?;
+    drop(inside);
+    let reclaimed = cg.reclaim(HOT_LEN / 2);
+    let hot_lost = HOT_PAGES - resident_pages(hot.fd.raw(), HOT_LEN)?;
+    let cold_lost = HOT_PAGES - resident_pages(cold.fd.raw(), HOT_LEN)?;
+    ctx.note(format!(
+        "{what}: {large} pages in large folios, {held} bytes held, {breaks} breaks; reclaiming {} pages of the cgroup ({}) \
+         took {hot_lost} of the hot file's {HOT_PAGES} pages and {cold_lost} of the cold one's",
+        HOT_PAGES / 2,
+        reclaimed.map_or_else(ename, |()| "done".into())
+    ));
+    // A page that another CPU's LRU batch had is copied at splice instead
+    // (a few on xfs): it stays where it was, as hot as it was.
+    if flags != 0 {
+        ensure!(
+            held >= HOT_LEN as u64 * 3 / 4 && breaks > 0 && (chunk > PAGE || breaks * PAGE as u64 == held),
+            "{what}: {held} of {HOT_LEN} bytes held, {breaks} breaks: the test did not hold and break the file"
+        );
+    }
+    ensure!(hot_lost + cold_lost >= HOT_PAGES / 4, "{what}: reclaim took {} pages of {} asked for: the test did not reclaim", hot_lost + cold_lost, HOT_PAGES / 2);
+    ensure!(
+        hot_lost <= HOT_PAGES / 16,
+        "{what}: reclaim took {hot_lost} of the hot file's {HOT_PAGES} pages (and {cold_lost} of the cold file's): \
+         the rewritten pages went on the LRU as pages nobody had read"
+    );
+    Ok(true)
+}
+
 /// A write of one page into a held, dirty large folio (written in one
 /// write, not yet written back): the break's copy goes in as small folios,
 /// every page dirty from the moment it can be reached (xfs: the copy is
