@@ -614,12 +614,18 @@ pub fn settle_page_cache(fd: i32, len: usize) -> TResult {
     drain_lru_batches()
 }
 
+/// `fsync(fd)`, its error as a failure.
+pub fn fsync(fd: i32) -> TResult {
+    // SAFETY: fsync takes any descriptor; a bad one is an error.
+    ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    Ok(())
+}
+
 /// The first `len` bytes (page-aligned) of `fd`'s file as the disk has them
 /// after an fsync: read with `O_DIRECT` through a new descriptor, past the
 /// page cache.
 pub fn fsync_and_read_disk(fd: i32, len: usize) -> TResult<Vec<u8>> {
-    // SAFETY: fsync on the caller's descriptor.
-    ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    fsync(fd)?;
     let direct = ck(open(&format!("/proc/self/fd/{fd}"), libc::O_RDONLY | libc::O_DIRECT, 0), "reopen with O_DIRECT")?;
     let buf = Map::anon(len)?;
     // SAFETY: a live, page-aligned, writable mapping of len bytes.

@@ -327,8 +327,8 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
     }
     st.drain_socket()?;
     st.check_range(0, MAX, "the end")?;
-    // SAFETY: fsync on our own descriptor; the model must also survive it.
-    ensure!(unsafe { libc::fsync(st.fd()) } == 0, "fsync: {}", ename(errno()));
+    // The model must also survive an fsync.
+    fsync(st.fd())?;
     st.check_range(0, MAX, "fsync")?;
     ctx.note(format!("seed {seed:#x}: {ops} operations ({counts:?} by kind), breaks so far {:?}", counter("breaks")));
     Ok(())

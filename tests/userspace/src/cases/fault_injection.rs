@@ -149,8 +149,7 @@ fn spawn_failing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> s
 fn large_file(ctx: &Ctx, a: &[u8]) -> TResult<TestFile> {
     let f = tmpfile(&ctx.dir)?;
     pwrite_all(f.fd.raw(), a, 0)?;
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    fsync(f.fd.raw())?;
     if !copies_at_splice(&ctx.dir) {
         match pages_in_large_folios(f.fd.raw(), LEN)? {
             Some((large, pages)) if large * 2 >= pages => ctx.note(format!("{large} of {pages} pages in large folios")),
@@ -416,8 +415,7 @@ fn split_starved(
     let fd = f.fd.raw();
     pwrite_all(fd, &a, 0)?;
     if !dirty {
-        // SAFETY: fsync on our own descriptor.
-        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+        fsync(fd)?;
     }
     settle_page_cache(fd, LEN)?;
     let folios = large_folios(fd, LEN)?.unwrap_or_default();
@@ -505,8 +503,7 @@ fn held_folio(ctx: &Ctx, seed: u8, dirty: bool, folios: Folios) -> TResult<(Test
         Ok(())
     };
     write(&if dirty { pattern(!seed, 0, len) } else { a.clone() })?;
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+    fsync(fd)?;
     if dirty {
         write(&a)?;
     }

@@ -635,8 +635,7 @@ fn overlapping_splices(ctx: &Ctx, flags: u32) -> TResult {
     pwrite_all(f.fd.raw(), &a, 0)?;
     // Written back first: writeback's folio references would make some
     // pages copies instead of holds.
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    fsync(f.fd.raw())?;
     settle_page_cache(f.fd.raw(), len)?;
     let (first, second) = ((8 * PAGE, 64 * PAGE), (40 * PAGE + 100, 56 * PAGE - 100));
     let (p1, p2) = (pipe()?, pipe()?);
@@ -707,8 +706,7 @@ pub fn holds_warm_file_zero_copy(ctx: &Ctx) -> TResult {
     let f = tmpfile(&ctx.dir)?;
     let (a, b) = (pattern(0x51, 0, LEN), pattern(0x52, 0, LEN));
     pwrite_all(f.fd.raw(), &a, 0)?;
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    fsync(f.fd.raw())?;
     match pages_in_large_folios(f.fd.raw(), LEN)? {
         Some((large, pages)) => {
             ctx.note(format!("{large} of {pages} pages in large folios"));
@@ -997,8 +995,8 @@ pub fn holds_ext4_move_extent(ctx: &Ctx) -> TResult {
     let donor = tmpfile(&ctx.dir)?;
     pwrite_all(donor.fd.raw(), &b, 0)?;
     for fd in [orig.fd.raw(), donor.fd.raw()] {
-        // SAFETY: fsync on our own descriptor (the swap skips delalloc extents).
-        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+        // The swap skips delalloc extents.
+        fsync(fd)?;
     }
     settle_page_cache(donor.fd.raw(), LEN)?;
     let (po, pd) = (pipe()?, pipe()?);
@@ -1073,8 +1071,7 @@ fn inline_data_writers(ctx: &Ctx, dir: &str) -> TResult {
         let f = tmpfile(dir)?;
         let a = pattern(seed, 0, SMALL);
         pwrite_all(f.fd.raw(), &a, 0)?;
-        // SAFETY: fsync on our own descriptor.
-        ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+        fsync(f.fd.raw())?;
         ensure!(inline(f.fd.raw())?, "{dir}: a {SMALL}-byte file has no inline data");
         settle_page_cache(f.fd.raw(), SMALL)?;
         Ok((f, a))
@@ -1127,9 +1124,8 @@ fn inline_data_writers(ctx: &Ctx, dir: &str) -> TResult {
         let snap = read_pipe(&p.r, a.len())?;
         expect_bytes(&format!("{dir}: stable pipe of an inline file after a {how}"), &snap, &a, Some(("write", &now[..a.len()])))?;
         expect_bytes(&format!("{dir}: {how}: the file (page cache)"), &pread_vec(fd, now.len(), 0)?, &now, Some(("snapshot", &a)))?;
-        // SAFETY: fsync and fadvise on our own descriptor.
-        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
-        // SAFETY: as above.
+        fsync(fd)?;
+        // SAFETY: fadvise on our own descriptor.
         ensure!(unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) } == 0, "fadvise");
         expect_bytes(&format!("{dir}: {how}: the file after fsync and eviction"), &pread_vec(fd, now.len(), 0)?, &now, Some(("snapshot", &a)))?;
         ensure!(inline(fd)? == still_inline, "{dir}: after a {how} and fsync the file {} inline data", if still_inline { "lost its" } else { "kept" });
@@ -1582,8 +1578,7 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
         // Out of the LRU batches; still dirty (drop_caches keeps those).
         settle_page_cache(fd, LEN)?;
         if !dirty {
-            // SAFETY: fsync on our own descriptor.
-            ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
+            fsync(fd)?;
         }
         let k = |name| counter(name).unwrap_or(0);
         let (breaks, moved, written_back, zc) = (k("breaks"), k("breaks_dirty"), k("breaks_written_back"), k("bytes_zero_copy"));
@@ -1657,11 +1652,6 @@ const HOT_LEN: usize = HOT_PAGES * PAGE;
 /// `chunk` bytes at a time, fsynced before the splice unless `dirty`.
 /// False if it asked for large folios and got none.
 fn hot_after_break(ctx: &Ctx, cg: &MemCgroup, what: &str, chunk: usize, dirty: bool, flags: u32) -> TResult<bool> {
-    let fsync = |fd: i32| -> TResult {
-        // SAFETY: fsync on our own descriptor.
-        ensure!(unsafe { libc::fsync(fd) } == 0, "fsync: {}", ename(errno()));
-        Ok(())
-    };
     let _cpu = on_one_cpu()?;
     let inside = cg.enter()?;
     let (hot, cold) = (named_file(&ctx.dir, 0o600)?, named_file(&ctx.dir, 0o600)?);
@@ -1931,8 +1921,7 @@ pub fn holds_entries_shrink_with_page_cache(ctx: &Ctx) -> TResult {
     let (f, a, _, _p, held) = drained_entries(ctx)?;
     let c = |n: &str| counter(n).unwrap_or(0);
     let evicted = c("holds_evicted");
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(f.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    fsync(f.fd.raw())?;
     drain_lru_batches()?; // drops the file's pages, clean now: nobody references them
     std::fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| TestErr::Fail(format!("drop_caches: {e}")))?;
     ctx.note(format!("{held} entries -> {} after the page cache and the shrinkers were dropped", c("holds_active")));

@@ -215,8 +215,7 @@ fn direct_read_into_mapping(ctx: &Ctx, dirty_before: bool) -> TResult {
     // The source of the direct read: B on disk.
     let src = tmpfile(&ctx.dir)?;
     pwrite_all(src.fd.raw(), &b, 0)?;
-    // SAFETY: fsync on our own descriptor.
-    ensure!(unsafe { libc::fsync(src.fd.raw()) } == 0, "fsync: {}", ename(errno()));
+    fsync(src.fd.raw())?;
     let direct = match open(&format!("/proc/self/fd/{}", src.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0) {
         Ok(fd) => fd,
         Err(libc::EINVAL) => skip!("open(O_DIRECT): EINVAL, no O_DIRECT on this file system"),
