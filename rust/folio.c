@@ -379,7 +379,7 @@ static struct buffer_head *ss_buffers_take(struct address_space *mapping, struct
 {
 	struct buffer_head *head = folio_buffers(old);
 
-	if (!ss_buffers_trylock(head))
+	if (ss_injected(SS_BUFFERS_BUSY) || !ss_buffers_trylock(head))
 		return NULL;
 	if (ss_buffers_referenced(mapping, head)) {
 		ss_buffers_unlock(head);
@@ -450,8 +450,10 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 static struct folio *ss_folio_replace_with(struct address_space *mapping, struct folio *old,
 					   struct folio *new, bool dirty)
 {
+	/* try_to_free_buffers() refuses busy buffers, as tests inject. */
 	if (!ss_folio_move_private(mapping, old, new) &&
-	    (dirty || !filemap_release_folio(old, GFP_NOFS))) {
+	    (dirty || (folio_buffers(old) && ss_injected(SS_BUFFERS_BUSY)) ||
+	     !filemap_release_folio(old, GFP_NOFS))) {
 		__folio_clear_locked(new);
 		folio_put(new);
 		return ERR_PTR(-EBUSY);

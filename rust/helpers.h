@@ -187,6 +187,12 @@ enum ss_race_window_at {
 void ss_race_windows_create(const char *dir_name);
 void ss_race_windows_remove(void);
 void ss_race_window(enum ss_race_window_at at);
+/* failures that tests inject (rust/race_window.c) */
+enum ss_injected_failure {
+	SS_BUFFERS_BUSY,
+	SS_WRITEBACK_SKIPPED,
+};
+bool ss_injected(enum ss_injected_failure what);
 
 /* holds: the policy, the file, time, the shrinker (rust/hold.c) */
 int ss_policy(void);

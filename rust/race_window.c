@@ -18,6 +18,15 @@
  *     its share of the old folio's state. In a one-step split the copies
  *     are in the page cache, each with its state, all still locked:
  *     nothing reaches them before the break is done.
+ * And failures that tests inject where no user-space program can make
+ * them happen on purpose, in the same files (without delay_ms); the task
+ * the attribute picks sees the failure:
+ *   buffers_busy: the held folio's buffer heads are busy (somebody has
+ *     one locked or referenced), so a break can neither move them to its
+ *     copy nor release them (ss_buffers_take(), ss_folio_replace_with()).
+ *   writeback_skipped: a writer's writeback of a held dirty folio before
+ *     its break (write_back() in src/hold/breaks.rs) leaves it dirty, as
+ *     if it had been dirtied again after each one.
  * Without fault injection: nothing, no file.
  */
 
@@ -36,8 +45,12 @@ static struct ss_race_window {
 	[SS_BREAK_WINDOW] = { "break_window", FAULT_ATTR_INITIALIZER, 1000 },
 	[SS_SPLIT_WINDOW_BEFORE] = { "split_window_before", FAULT_ATTR_INITIALIZER, 1000 },
 	[SS_SPLIT_WINDOW_AFTER] = { "split_window_after", FAULT_ATTR_INITIALIZER, 1000 },
+}, failures[] = {
+	[SS_BUFFERS_BUSY] = { "buffers_busy", FAULT_ATTR_INITIALIZER },
+	[SS_WRITEBACK_SKIPPED] = { "writeback_skipped", FAULT_ATTR_INITIALIZER },
 };
 static struct dentry *window_dirs[ARRAY_SIZE(windows)];
+static struct dentry *failure_dirs[ARRAY_SIZE(failures)];
 
 /* Under the module's debugfs directory @dir_name, which must exist. */
 void ss_race_windows_create(const char *dir_name)
@@ -55,6 +68,11 @@ void ss_race_windows_create(const char *dir_name)
 		debugfs_create_u32("delay_ms", 0600, dir, &windows[i].delay_ms);
 		window_dirs[i] = dir;
 	}
+	for (i = 0; i < ARRAY_SIZE(failures); i++) {
+		dir = fault_create_debugfs_attr(failures[i].name, parent, &failures[i].attr);
+		if (!IS_ERR(dir))
+			failure_dirs[i] = dir;
+	}
 	dput(parent);
 }
 
@@ -66,6 +84,10 @@ void ss_race_windows_remove(void)
 		debugfs_remove_recursive(window_dirs[i]);
 		window_dirs[i] = NULL;
 	}
+	for (i = 0; i < ARRAY_SIZE(failures); i++) {
+		debugfs_remove_recursive(failure_dirs[i]);
+		failure_dirs[i] = NULL;
+	}
 }
 
 /* In task context, where the caller may sleep (folio locks are sleeping locks). */
@@ -73,6 +95,12 @@ void ss_race_window(enum ss_race_window_at at)
 {
 	if (should_fail(&windows[at].attr, 1))
 		msleep(READ_ONCE(windows[at].delay_ms));
+}
+
+/* Any context: should_fail() neither sleeps nor, with verbose 0, prints. */
+bool ss_injected(enum ss_injected_failure what)
+{
+	return should_fail(&failures[what].attr, 1);
 }
 #else
 void ss_race_windows_create(const char *dir_name)
@@ -85,5 +113,10 @@ void ss_race_windows_remove(void)
 
 void ss_race_window(enum ss_race_window_at at)
 {
+}
+
+bool ss_injected(enum ss_injected_failure what)
+{
+	return false;
 }
 #endif

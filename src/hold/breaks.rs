@@ -258,6 +258,10 @@ fn evict(folio: &FolioLock<'_>, mapping: *mut Mapping) -> bool {
 pub(crate) unsafe fn write_back(mapping: *mut Mapping, index: usize) {
     let first = index as i64 * b::SS_PAGE_SIZE;
     COUNTERS.breaks_written_back.add(1);
+    // SAFETY: no preconditions.
+    if unsafe { b::ss_injected(b::ss_injected_failure_SS_WRITEBACK_SKIPPED) } {
+        return; // a test's: the folio stays dirty, as if dirtied again
+    }
     // SAFETY: per the caller.
     let _ = unsafe { b::filemap_write_and_wait_range(mapping, first, first + b::SS_PAGE_SIZE - 1) };
 }

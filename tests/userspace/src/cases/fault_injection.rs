@@ -926,6 +926,253 @@ fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("bytes before it", &held)))
 }
 
+/// A failure of the module's that tests inject (rust/race_window.c:
+/// `buffers_busy`, `writeback_skipped`) for tasks that ask for failures,
+/// at most `times` times (-1: every time).
+fn inject(name: &str, times: i64) -> TResult<Armed> {
+    let dir = format!("{WINDOWS}/{name}");
+    if !std::path::Path::new(&dir).exists() {
+        skip!("no {dir}: the module was built for a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS");
+    }
+    let mut armed = Armed::new();
+    armed.attr(&dir, 100, times)?;
+    Ok(armed)
+}
+
+/// Skips where held folios have no buffer heads that could be busy.
+fn needs_buffer_heads(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    if crate::detect_fs(&ctx.dir) != "ext4" {
+        skip!("no buffer heads here: iomap's per-folio state always moves to a break's copy");
+    }
+    Ok(())
+}
+
+/// The module's counters that say how a break went, as differences from
+/// when it was made.
+struct BreakCounts([(&'static str, u64); 6]);
+
+impl BreakCounts {
+    const NAMES: [&'static str; 6] =
+        ["breaks", "breaks_dirty", "breaks_split", "breaks_written_back", "breaks_retried", "break_failures"];
+
+    fn now() -> Self {
+        Self(Self::NAMES.map(|n| (n, counter(n).unwrap_or(0))))
+    }
+
+    /// What each counter went up by since `self`, by name.
+    fn since(&self) -> impl Fn(&str) -> u64 + '_ {
+        |name| {
+            let (_, was) = self.0.iter().find(|(n, _)| *n == name).expect("a counter BreakCounts reads");
+            counter(name).unwrap_or(0) - was
+        }
+    }
+
+    fn describe(&self) -> String {
+        let d = self.since();
+        Self::NAMES.iter().map(|n| format!("{n} +{}", d(n))).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `pwrite()` of `page` at page `at`, from the calling (failing) thread.
+fn pwrite_page(fd: i32, page: &[u8; PAGE], at: usize) -> Result<usize, i32> {
+    // SAFETY: our buffer, the caller's descriptor.
+    cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, (at * PAGE) as i64) })
+}
+
+/// A break that finds the held folio's buffer heads busy (injected
+/// `buffers_busy`: somebody has one locked or referenced) can neither move
+/// them to its copy nor release them. Busy once: a dirty folio is written
+/// back and broken clean (ext4's one-step split of a dirty large folio is
+/// refused, and the clean folio splits), a clean one is retried after a
+/// sleep; the write goes through. Busy every time: a `pwrite()` into the
+/// held page, a truncation into it and a hole punched in the next fail
+/// with `ENOMEM` after their retries (about 80 ms of sleeps each) and
+/// leave the file as it was: its size and its bytes in the page cache; on
+/// disk the two dirty pages they met are written back, no other. The pipe keeps its
+/// snapshot throughout, the held folio is never written
+/// (`break_failures` stays 0), and with the buffers free again the same
+/// calls go through.
+pub fn holds_break_buffers_busy(ctx: &Ctx) -> TResult {
+    needs_buffer_heads(ctx)?;
+    busy_once(ctx, false, Folios::Small(4))?;
+    busy_once(ctx, true, Folios::Small(4))?;
+    busy_always(ctx)?;
+    busy_once(ctx, true, Folios::OneLarge)
+}
+
+fn busy_once(ctx: &Ctx, dirty: bool, folios: Folios) -> TResult {
+    let large = folios == Folios::OneLarge;
+    let what = format!("{}{}", if dirty { "dirty" } else { "clean" }, if large { ", one large folio" } else { "" });
+    let (f, p, a) = held_folio(ctx, if dirty { 0x7d } else { 0x7c }, dirty, folios)?;
+    let (fd, len, at) = (f.fd.raw(), a.len(), if large { 5 } else { 1 });
+    let page = [0xb7u8; PAGE];
+    let counts = BreakCounts::now();
+    // Asked once by a dirty folio's break (its state must move), twice by
+    // a clean one's (moved, or else released).
+    let armed = inject("buffers_busy", if dirty { 1 } else { 2 })?;
+    let r = failing_thread(move || pwrite_page(fd, &page, at))?;
+    let left = std::fs::read_to_string(format!("{WINDOWS}/buffers_busy/times")).unwrap_or_default();
+    drop(armed);
+    let d = counts.since();
+    ctx.note(format!("{what}: the write {:?}; {}", r.map_err(ename), counts.describe()));
+    ensure!(r == Ok(PAGE), "{what}: the write returned {:?}", r.map_err(ename));
+    ensure!(left.trim() == "0", "{what}: the break never found the buffers busy (times left: {})", left.trim());
+    ensure!(d("break_failures") == 0, "{what}: a break failed: the held folio was written in place");
+    if dirty {
+        ensure!(
+            d("breaks_written_back") == 1 && d("breaks_retried") == 0 && d("breaks_dirty") == 0,
+            "{what}: expected one writeback and a clean break, not a retry or a dirty break: {}",
+            counts.describe()
+        );
+    } else {
+        ensure!(
+            d("breaks_retried") == 1 && d("breaks_written_back") == 0,
+            "{what}: expected one retry and no writeback: {}",
+            counts.describe()
+        );
+    }
+    ensure!(d("breaks") >= 1, "{what}: nothing was broken");
+    if large {
+        ensure!(d("breaks_split") == 1, "{what}: the clean folio after its writeback did not split: {}", counts.describe());
+    }
+    let mut now = a.clone();
+    now[at * PAGE..(at + 1) * PAGE].copy_from_slice(&page);
+    expect_bytes(&format!("{what}: the pipe"), &read_pipe(&p.r, len)?, &a, Some(("write", &now)))?;
+    expect_bytes(&format!("{what}: the page cache"), &pread_vec(fd, len, 0)?, &now, Some(("bytes before the write", &a)))?;
+    expect_bytes(&format!("{what}: the disk after fsync (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("bytes before the write", &a)))
+}
+
+/// The calls that fail when a held folio cannot be broken, from a failing
+/// thread: a `pwrite()` into page 1, a truncation to the middle of page 1
+/// and a hole punched in page 2, of a file of 4 pages.
+fn write_truncate_punch(fd: i32, page: [u8; PAGE]) -> TResult<[Result<usize, i32>; 3]> {
+    failing_thread(move || {
+        let w = pwrite_page(fd, &page, 1);
+        // SAFETY: our descriptor.
+        let t = cvt(unsafe { libc::ftruncate(fd, (PAGE + PAGE / 2) as i64) } as isize);
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: our descriptor.
+        let h = cvt(unsafe { libc::fallocate(fd, mode, (2 * PAGE) as i64, PAGE as i64) } as isize);
+        [w, t, h]
+    })
+}
+
+/// The held dirty file of 4 small folios after the three calls of
+/// [`write_truncate_punch`] failed: as it was, and the pipe's snapshot.
+fn expect_untouched(what: &str, r: &[Result<usize, i32>; 3], fd: i32, a: &[u8]) -> TResult {
+    for (call, r) in ["the write", "the truncation", "the hole punch"].iter().zip(r) {
+        ensure!(r.is_err_and(|e| e == libc::ENOMEM), "{what}: {call} returned {:?}, expected ENOMEM", r.map_err(ename));
+    }
+    let size = file_size(fd)?;
+    ensure!(size == a.len() as u64, "{what}: the file is {size} bytes after the failed calls, was {}", a.len());
+    expect_bytes(&format!("{what}: the page cache after the failed calls"), &pread_vec(fd, a.len(), 0)?, a, None)
+}
+
+/// Page `at` of `fd`'s file on its block device is `want`'s (`other`: what
+/// it would be otherwise).
+fn on_device(what: &str, fd: i32, at: usize, want: &[u8], other: &[u8]) -> TResult {
+    let Some(got) = page_on_device(fd, at * PAGE)? else {
+        fail!("{what}: page {at} has no block of its own on the device");
+    };
+    let span = at * PAGE..(at + 1) * PAGE;
+    expect_bytes(&format!("{what}: page {at} on the device"), &got, &want[span.clone()], Some(("other bytes", &other[span])))
+}
+
+fn busy_always(ctx: &Ctx) -> TResult {
+    let what = "busy every time";
+    let (f, p, a) = held_folio(ctx, 0x7e, true, Folios::Small(4))?;
+    let fd = f.fd.raw();
+    let counts = BreakCounts::now();
+    let r = {
+        let _armed = inject("buffers_busy", -1)?;
+        write_truncate_punch(fd, [0xb8; PAGE])?
+    };
+    let d = counts.since();
+    ctx.note(format!("{what}: {:?}; {}", r.map(|r| r.map_err(ename)), counts.describe()));
+    expect_untouched(what, &r, fd, &a)?;
+    // A writeback of each dirty page (the write's, the punch's), then
+    // NOCOPY_ROUNDS + 1 retries per call.
+    ensure!(
+        d("breaks_written_back") == 2 && d("breaks_retried") == 27 && d("breaks") == 0 && d("break_failures") == 0,
+        "{what}: expected 2 writebacks, 9 retries per call and no break: {}",
+        counts.describe()
+    );
+    // Those two pages were written back, and nothing else.
+    let before = pattern(!0x7e, 0, a.len());
+    for at in 0..4 {
+        let (want, other) = if at == 1 || at == 2 { (&a, &before) } else { (&before, &a) };
+        on_device(what, fd, at, want, other)?;
+    }
+    let r = write_truncate_punch(fd, [0xb8; PAGE])?;
+    ensure!(r.iter().all(|r| r.is_ok()), "{what}: with the buffers free: {:?}", r.map(|r| r.map_err(ename)));
+    let mut now = a[..PAGE + PAGE / 2].to_vec();
+    now[PAGE..].fill(0xb8);
+    expect_bytes(&format!("{what}: the pipe"), &read_pipe(&p.r, a.len())?, &a, None)?;
+    expect_bytes(&format!("{what}: the file with the buffers free"), &pread_vec(fd, now.len(), 0)?, &now, Some(("old bytes", &a)))
+}
+
+/// A held dirty folio whose buffer heads stay busy and which is dirty
+/// again after every writeback (injected: `buffers_busy`,
+/// `writeback_skipped`) cannot be broken, and writeback does not help: a
+/// `pwrite()` into it fails with `ENOMEM` after 8 writebacks, a
+/// truncation into it and a hole punched in the next after 4 each, with
+/// no sleep, and the file is as it was (its dirty bytes still in the page
+/// cache). A store through a shared mapping cannot fail for it: its fault
+/// is retried, each time with a writeback, until the buffers are free
+/// (after 6 busy breaks here), and its break then moves the dirty state.
+/// The pipe keeps its snapshot, the held folio is never written in place
+/// (`break_failures` 0), and with both failures gone fsync writes what the
+/// page cache has.
+pub fn holds_break_dirtied_after_every_writeback(ctx: &Ctx) -> TResult {
+    needs_buffer_heads(ctx)?;
+    let (f, p, a) = held_folio(ctx, 0x7f, true, Folios::Small(4))?;
+    let (fd, len) = (f.fd.raw(), a.len());
+    let map = Map::shared_file(fd, len)?;
+    let counts = BreakCounts::now();
+    let _kept_dirty = inject("writeback_skipped", -1)?;
+    let r = {
+        let _busy = inject("buffers_busy", -1)?;
+        write_truncate_punch(fd, [0xb9; PAGE])?
+    };
+    let d = counts.since();
+    ctx.note(format!("calls: {:?}; {}", r.map(|r| r.map_err(ename)), counts.describe()));
+    expect_untouched("dirty after every writeback", &r, fd, &a)?;
+    on_device("dirty after every writeback", fd, 1, &pattern(!0x7f, 0, len), &a)?;
+    ensure!(
+        d("breaks_written_back") == 16 && d("breaks_retried") == 3 && d("breaks") == 0 && d("break_failures") == 0,
+        "expected 8 + 4 + 4 writebacks, one retry counted per failed call and no break: {}",
+        counts.describe()
+    );
+    // A store into page 3: retried while the buffers are busy.
+    let counts = BreakCounts::now();
+    let stored = {
+        let _busy = inject("buffers_busy", 6)?;
+        let addr = map.ptr() as usize + 3 * PAGE;
+        failing_thread(move || {
+            // SAFETY: a page of our live, writable shared mapping, which
+            // outlives this thread (joined here).
+            unsafe { std::ptr::write_bytes(addr as *mut u8, 0xba, PAGE) };
+        })
+    };
+    drop(_kept_dirty);
+    stored?;
+    let d = counts.since();
+    ctx.note(format!("the store: {}", counts.describe()));
+    ensure!(
+        d("breaks_written_back") == 6 && d("breaks") == 1 && d("breaks_dirty") == 1 && d("break_failures") == 0,
+        "the store: expected 6 writebacks (one per busy break) and then one dirty break: {}",
+        counts.describe()
+    );
+    let mut now = a.clone();
+    now[3 * PAGE..].fill(0xba);
+    expect_bytes("the pipe", &read_pipe(&p.r, len)?, &a, Some(("store", &now)))?;
+    expect_bytes("the page cache", &pread_vec(fd, len, 0)?, &now, Some(("old bytes", &a)))?;
+    expect_bytes("the disk after fsync (O_DIRECT)", &fsync_and_read_disk(fd, len)?, &now, Some(("old bytes", &a)))
+}
+
 /// A stable splice from a file system that copies at splice (tmpfs,
 /// ext4's data=journal) while the splicing thread's page allocations fail
 /// after the first few: the call hands over exactly the pages it copied

@@ -162,6 +162,8 @@ pub fn all() -> Vec<Case> {
         case!(Module, fault_injection::holds_split_window_sync),
         case!(Module, fault_injection::holds_break_window_fsync),
         case!(Module, fault_injection::holds_split_refused_by_reader),
+        case!(Module, fault_injection::holds_break_buffers_busy),
+        case!(Module, fault_injection::holds_break_dirtied_after_every_writeback),
         case!(Module, fault_injection::splice_copy_without_memory),
         case!(Module, fault_injection::splice_copy_run_without_memory),
         case!(Module, holds::holds_io_uring_prep_pins_module),
