@@ -229,26 +229,50 @@ static bool ss_folio_lru_active(struct folio *old)
 }
 
 /*
- * @copy, which took @old's place in the page cache, goes on the LRU with
- * what reclaim knew of @old, as migration moves it (folio_migrate_flags()):
- * a page read again and again stays active, in the working set and (MGLRU)
- * with its reads counted, rather than starting over as a page nobody has
- * used, which reclaim takes first and which its next readers activate
- * again (folio_mark_accessed() batching it for the LRU lock, the batch's
+ * What reclaim knew of a held folio, for the copies that take its place:
+ * worked out once per break (a split break puts up to 512 on the LRU).
+ */
+struct ss_lru_standing {
+	bool referenced, workingset, active;
+	unsigned long refs;	/* MGLRU's read counts, LRU_REFS_MASK bits */
+};
+
+static struct ss_lru_standing ss_lru_standing_of(struct folio *old)
+{
+	return (struct ss_lru_standing) {
+		.referenced = folio_test_referenced(old),
+		.workingset = folio_test_workingset(old),
+		.active = ss_folio_lru_active(old),
+#ifdef CONFIG_LRU_GEN
+		.refs = READ_ONCE(old->flags.f) & LRU_REFS_MASK,
+#endif
+	};
+}
+
+/*
+ * @copy, which took the held folio's place in the page cache, goes on the
+ * LRU with what reclaim knew of that folio (@was), as migration moves it
+ * (folio_migrate_flags(), folio_migrate_refs()): a page read again and
+ * again stays active, in the working set and (MGLRU) with its reads
+ * counted, rather than starting over as a page nobody has used, which
+ * reclaim takes first and which its next readers activate again
+ * (folio_mark_accessed() batching it for the LRU lock, the batch's
  * reference keeping a hold from ending). Set here, not at the copy's
  * allocation: a folio freed with PG_active set is a bad page, and only
- * the LRU clears it. @old keeps its flags: it is still on the LRU, where
- * PG_active changes only under the LRU lock.
+ * the LRU clears it. The held folio keeps its flags: it is still on the
+ * LRU, where PG_active changes only under the LRU lock.
  */
-static void ss_folio_add_lru_as(struct folio *copy, struct folio *old)
+static void ss_folio_add_lru_as(struct folio *copy, const struct ss_lru_standing *was)
 {
-	if (folio_test_referenced(old))
+	if (was->referenced)
 		folio_set_referenced(copy);
-	if (folio_test_workingset(old))
+	if (was->workingset)
 		folio_set_workingset(copy);
-	if (ss_folio_lru_active(old))
+	if (was->active)
 		folio_set_active(copy);
-	folio_migrate_refs(copy, old);
+#ifdef CONFIG_LRU_GEN
+	set_mask_bits(&copy->flags.f, LRU_REFS_MASK, was->refs);
+#endif
 	folio_add_lru(copy);
 }
 
@@ -450,6 +474,8 @@ static bool ss_folio_move_private(struct address_space *mapping, struct folio *o
 static struct folio *ss_folio_replace_with(struct address_space *mapping, struct folio *old,
 					   struct folio *new, bool dirty)
 {
+	struct ss_lru_standing was;
+
 	/* try_to_free_buffers() refuses busy buffers, as tests inject. */
 	if (!ss_folio_move_private(mapping, old, new) &&
 	    (dirty || (folio_buffers(old) && ss_injected(SS_BUFFERS_BUSY)) ||
@@ -468,7 +494,8 @@ static struct folio *ss_folio_replace_with(struct address_space *mapping, struct
 		filemap_dirty_folio(mapping, old);
 		return ERR_PTR(-EAGAIN);
 	}
-	ss_folio_add_lru_as(new, old);
+	was = ss_lru_standing_of(old);
+	ss_folio_add_lru_as(new, &was);
 	if (dirty)
 		filemap_dirty_folio(mapping, new);
 	return new;
@@ -653,6 +680,7 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 	XA_STATE(xas, &mapping->i_pages, old->index);
 	struct buffer_head *bufs, *cur;
 	struct folio **copies, *ret;
+	struct ss_lru_standing was;
 	bool moved, pending;
 
 	copies = kmalloc_array(nr, sizeof(*copies), slab_gfp);
@@ -717,12 +745,13 @@ static struct folio *ss_folio_break_small(struct address_space *mapping, struct 
 	folio_put_refs(old, nr);
 	ss_race_window(SS_SPLIT_WINDOW_AFTER);
 	ret = NULL;
+	was = ss_lru_standing_of(old);
 	for (i = 0; i < nr; i++) {
 		struct folio *copy = copies[i];
 
 		if (moved)
 			filemap_dirty_folio(mapping, copy);
-		ss_folio_add_lru_as(copy, old);
+		ss_folio_add_lru_as(copy, &was);
 		if (copy->index == at) {
 			ret = copy;
 			continue;
@@ -775,6 +804,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	enum ss_split_state state = ss_split_state(mapping, old, dirty);
 	struct buffer_head *bufs = NULL;
 	struct folio *copy, *small, *ret = NULL;
+	struct ss_lru_standing was;
 	bool moved = false;
 	LIST_HEAD(tails);
 	int err, tries = 0;
@@ -825,10 +855,11 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 	do
 		err = ss_split_to_order(&copy->page, &tails, 0);
 	while (err == -EAGAIN && ++tries < 4);
+	was = ss_lru_standing_of(old);
 	if (err) {
 		if (bufs)
 			ss_buffers_give(copy, bufs);
-		ss_folio_add_lru_as(copy, old);
+		ss_folio_add_lru_as(copy, &was);
 		return copy;
 	}
 	ss_race_window(SS_SPLIT_WINDOW_AFTER);
@@ -851,7 +882,7 @@ struct folio *ss_folio_break_copy(struct address_space *mapping, struct folio *o
 			raced->truncated++;
 		else if (!own)
 			raced->faulted++;
-		ss_folio_add_lru_as(small, old);
+		ss_folio_add_lru_as(small, &was);
 		if (!ret && at >= small->index && at < small->index + folio_nr_pages(small)) {
 			ret = small;
 		} else {
