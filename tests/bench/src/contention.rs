@@ -85,15 +85,40 @@ fn splice_beside(w: &mut Resplice<'_>, fd: i32, writer: bool, secs: f64) -> Res<
     Ok((r?, d, wres))
 }
 
+/// The contended range and what a splicer of it needs: the file, its
+/// first 1 MiB written (in one write where `large`, else a page at a
+/// time) and read into the page cache, a pipe and /dev/null.
+struct ContendedRange {
+    f: BenchFile,
+    p: Pipe,
+    devnull: Fd,
+}
+
+impl ContendedRange {
+    fn new(dir: &str, large: bool) -> Res<Self> {
+        let f = create_file(dir, if large { "contention-large" } else { "contention" })?;
+        fill_and_warm(f.fd.raw(), CONT_SIZE as u64, if large { CONT_SIZE } else { PAGE })?;
+        let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
+        Ok(Self { p: pipe(CONT_SIZE)?, f, devnull })
+    }
+
+    fn fd(&self) -> i32 {
+        self.f.fd.raw()
+    }
+
+    /// The splicer of the range by method `m`.
+    fn splicer(&self, m: Method) -> Resplice<'_> {
+        let flags = if m == Method::Stable { SPLICE_F_STABLE } else { 0 };
+        Resplice { fd: self.fd(), flags, pipe: &self.p, out: self.devnull.raw() }
+    }
+}
+
 /// `large`: the range is written in one 1 MiB write, so where the file
 /// system caches large folios it sits in them, and each writer's 4 KiB
 /// write goes into a folio the splicer reads whole.
 pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> Res<ContRes> {
-    let f = create_file(dir, if large { "contention-large" } else { "contention" })?;
-    let fd = f.fd.raw();
-    fill_and_warm(fd, CONT_SIZE as u64, if large { CONT_SIZE } else { PAGE })?;
-    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
-    let p = pipe(CONT_SIZE)?;
+    let range = ContendedRange::new(dir, large)?;
+    let fd = range.fd();
     let methods: Vec<Method> = [Method::Plain, Method::Stable].into_iter().filter(|&m| m != Method::Stable || stable_ok).collect();
     let n = methods.len();
     let mut runs: Vec<[Vec<Run>; 2]> = (0..n).map(|_| [Vec::new(), Vec::new()]).collect();
@@ -101,7 +126,7 @@ pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> R
     let mut wlat: Vec<(Vec<u64>, f64)> = (0..n).map(|_| (Vec::new(), 0.0)).collect();
     for rep in 0..=o.repeats {
         for (mi, &m) in methods.iter().enumerate() {
-            let mut w = Resplice { fd, flags: if m == Method::Stable { SPLICE_F_STABLE } else { 0 }, pipe: &p, out: devnull.raw() };
+            let mut w = range.splicer(m);
             for contended in [false, true] {
                 let secs = if rep == 0 { o.secs / 4.0 } else { o.secs };
                 let (r, d, wres) = splice_beside(&mut w, fd, contended, secs)?;
@@ -133,13 +158,8 @@ pub(crate) fn contention(o: &Opts, dir: &str, stable_ok: bool, large: bool) -> R
 /// steady load to profile (`--contended`). Its GiB/s, the writer's
 /// writes/s and the module's counters that moved.
 pub(crate) fn contended_load(o: &Opts, dir: &str, m: Method, writer: bool) -> Res<String> {
-    let f = create_file(dir, "contention")?;
-    let fd = f.fd.raw();
-    fill_and_warm(fd, CONT_SIZE as u64, PAGE)?;
-    let devnull = open("/dev/null", libc::O_WRONLY, 0).map_err(|e| format!("open /dev/null: {e}"))?;
-    let p = pipe(CONT_SIZE)?;
-    let mut w = Resplice { fd, flags: if m == Method::Stable { SPLICE_F_STABLE } else { 0 }, pipe: &p, out: devnull.raw() };
-    let (r, d, wres) = splice_beside(&mut w, fd, writer, o.secs * o.repeats as f64)?;
+    let range = ContendedRange::new(dir, false)?;
+    let (r, d, wres) = splice_beside(&mut range.splicer(m), range.fd(), writer, o.secs * o.repeats as f64)?;
     let writes = match wres {
         Some(wr) => {
             let (lats, secs) = wr?;

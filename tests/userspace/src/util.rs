@@ -973,6 +973,13 @@ impl MemCgroup {
         Ok(Entered { back, me })
     }
 
+    /// Its `cgroup.procs`, open for writing: a forked child joins with
+    /// [`join_cgroup`], which allocates nothing.
+    pub fn procs(&self) -> TResult<std::fs::File> {
+        let p = self.file("cgroup.procs");
+        std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| TestErr::Fail(format!("{p}: {e}")))
+    }
+
     /// Proactive reclaim of `bytes` of the cgroup's memory (`memory.reclaim`,
     /// which fails with `EAGAIN` when it reclaimed less).
     pub fn reclaim(&self, bytes: usize) -> Result<(), i32> {
@@ -987,6 +994,15 @@ impl Drop for MemCgroup {
             let _ = std::fs::write(format!("{}/cgroup.subtree_control", self.root), "-memory");
         }
     }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is
+/// `procs` ([`MemCgroup::procs`]): one write(2) of "0", which cgroup v2
+/// reads as the writer itself, so it is fit for a forked child of a
+/// threaded process (no allocation). Whether it worked.
+pub fn join_cgroup(procs: &std::fs::File) -> bool {
+    // SAFETY: a write of our one-byte buffer to the caller's descriptor.
+    unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(procs), b"0".as_ptr().cast(), 1) == 1 }
 }
 
 /// This process inside a [`MemCgroup`] ([`MemCgroup::enter`]) until dropped.

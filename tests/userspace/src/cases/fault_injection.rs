@@ -359,16 +359,10 @@ pub fn holds_split_over_memory_limit(ctx: &Ctx) -> TResult {
     // child's own charges (a few stack pages) far below it.
     split_starved(ctx, true, 32, "over its cgroup's memory.max", |fd, at, page, pages| {
         let cg = MemCgroup::new("stable-splice-split-limit", Some(pages * PAGE / 2))?;
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(cg.file("cgroup.procs"))
-            .map_err(|e| TestErr::Fail(format!("cgroup.procs: {e}")))?;
+        let procs = cg.procs()?;
         let page = page.to_vec();
         let pid = fork_child(move || {
-            // SAFETY: getpid() has no preconditions.
-            let me = format!("{}", unsafe { libc::getpid() });
-            // SAFETY: a write from our buffer to our descriptor.
-            if cvt(unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&procs), me.as_ptr().cast(), me.len()) }).is_err() {
+            if !join_cgroup(&procs) {
                 return 2;
             }
             // SAFETY: our buffer and descriptor.
