@@ -25,6 +25,17 @@ fi
 SS_KO_PARAMS=
 if [ "$SS_ACCEL" = tcg ] && [ "$(nproc)" -gt 1 ]; then
 	SS_KO_PARAMS=entries_idle_secs=0
+	# The memory controller patches text too: the first memory cgroup
+	# flips its static keys on (socket and BPF accounting), the last one
+	# removed flips them off, and a guest died there once, in CI, as the
+	# memory-limit cases made and removed theirs. Such guests keep one
+	# from boot on, so that the cases' cgroups come and go without it.
+	CG=/sys/fs/cgroup
+	if grep -qw memory "$CG/cgroup.controllers" 2>/dev/null; then
+		grep -qw memory "$CG/cgroup.subtree_control" || echo +memory >"$CG/cgroup.subtree_control" ||
+			fail "enable the memory controller"
+		mkdir -p "$CG/stable-splice-static-keys" || fail "make the memory cgroup that keeps its static keys on"
+	fi
 fi
 export SS_SCRATCH SS_ROOT SS_KO SS_MODULE SS_CACHE SS_KERNEL SS_ACCEL SS_KO_PARAMS
 
