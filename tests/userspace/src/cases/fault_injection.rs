@@ -981,7 +981,8 @@ fn pwrite_page(fd: i32, page: &[u8; PAGE], at: usize) -> Result<usize, i32> {
 /// them to its copy nor release them. Busy once: a dirty folio is written
 /// back and broken clean (ext4's one-step split of a dirty large folio is
 /// refused, and the clean folio splits), a clean one is retried after a
-/// sleep; the write goes through. Busy every time: a `pwrite()` into the
+/// sleep, and a clean large folio whose split cannot share out its busy
+/// buffers keeps its copy whole; the write goes through. Busy every time: a `pwrite()` into the
 /// held page, a truncation into it and a hole punched in the next fail
 /// with `ENOMEM` after their retries (about 80 ms of sleeps each) and
 /// leave the file as it was: its size and its bytes in the page cache; on
@@ -994,7 +995,8 @@ pub fn holds_break_buffers_busy(ctx: &Ctx) -> TResult {
     busy_once(ctx, false, Folios::Small(4))?;
     busy_once(ctx, true, Folios::Small(4))?;
     busy_always(ctx)?;
-    busy_once(ctx, true, Folios::OneLarge)
+    busy_once(ctx, true, Folios::OneLarge)?;
+    busy_once(ctx, false, Folios::OneLarge)
 }
 
 fn busy_once(ctx: &Ctx, dirty: bool, folios: Folios) -> TResult {
@@ -1005,8 +1007,11 @@ fn busy_once(ctx: &Ctx, dirty: bool, folios: Folios) -> TResult {
     let page = [0xb7u8; PAGE];
     let counts = BreakCounts::now();
     // Asked once by a dirty folio's break (its state must move), twice by
-    // a clean one's (moved, or else released).
-    let armed = inject("buffers_busy", if dirty { 1 } else { 2 })?;
+    // a clean one's (moved, or else released); a clean large folio's split
+    // asks first (its buffers are shared out among the pages), and once
+    // refused the break keeps its copy whole, with the state moved.
+    let busy = if dirty || large { 1 } else { 2 };
+    let armed = inject("buffers_busy", busy)?;
     let r = failing_thread(move || pwrite_page(fd, &page, at))?;
     let left = std::fs::read_to_string(format!("{WINDOWS}/buffers_busy/times")).unwrap_or_default();
     drop(armed);
@@ -1021,15 +1026,23 @@ fn busy_once(ctx: &Ctx, dirty: bool, folios: Folios) -> TResult {
             "{what}: expected one writeback and a clean break, not a retry or a dirty break: {}",
             counts.describe()
         );
-    } else {
+    } else if !large {
         ensure!(
             d("breaks_retried") == 1 && d("breaks_written_back") == 0,
             "{what}: expected one retry and no writeback: {}",
             counts.describe()
         );
+    } else {
+        let folios = large_folios(fd, len)?.unwrap_or_default();
+        ensure!(
+            d("breaks_retried") == 0 && d("breaks_written_back") == 0 && d("breaks_split") == 0,
+            "{what}: expected a whole copy, no retry, writeback or split: {}",
+            counts.describe()
+        );
+        ensure!(folios == [(0, WINDOW_PAGES)], "{what}: the range is in folios {folios:?} after the break, expected the whole copy");
     }
     ensure!(d("breaks") >= 1, "{what}: nothing was broken");
-    if large {
+    if large && dirty {
         ensure!(d("breaks_split") == 1, "{what}: the clean folio after its writeback did not split: {}", counts.describe());
     }
     let mut now = a.clone();
