@@ -331,8 +331,7 @@ pub fn holds_split_without_memory(ctx: &Ctx) -> TResult {
         split_starved(ctx, dirty, 64, "without XArray nodes", |fd, at, page, _| {
             let _armed = slab_failures("radix_tree_node", 100)?;
             let page = page.to_vec();
-            // SAFETY: our buffer and descriptor.
-            failing_thread(move || cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) }))
+            failing_thread(move || pwrite_at(fd, &page, at))
         })?;
     }
     Ok(())
@@ -365,8 +364,7 @@ pub fn holds_split_over_memory_limit(ctx: &Ctx) -> TResult {
             if !join_cgroup(&procs) {
                 return 2;
             }
-            // SAFETY: our buffer and descriptor.
-            match cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, at as i64) }) {
+            match pwrite_at(fd, &page, at) {
                 Ok(PAGE) => 0,
                 Err(e) => 100 + e.min(100),
                 Ok(_) => 3,
@@ -540,12 +538,8 @@ fn write_through_window<T>(
 ) -> TResult<(T, Option<String>)> {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let dir = format!("{WINDOWS}/{window}");
-    if !std::path::Path::new(&dir).exists() {
-        skip!("no {dir}: the module was built for a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS");
-    }
-    let mut armed = Armed::new();
+    let mut armed = inject(window, 1)?;
     armed.set(&format!("{dir}/delay_ms"), &WINDOW_MS.to_string())?;
-    armed.attr(&dir, 100, 1)?;
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let page = [0xa1u8; PAGE];
     let writer = {
@@ -558,8 +552,7 @@ fn write_through_window<T>(
                     unsafe { std::ptr::write_bytes(addr as *mut u8, 0xa1, PAGE) };
                     Ok(PAGE)
                 }
-                // SAFETY: our buffer, the caller's descriptor.
-                BreakBy::Pwrite => cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, (at * PAGE) as i64) }),
+                BreakBy::Pwrite => pwrite_page(fd, &page, at),
             };
             done.store(true, SeqCst);
             r
@@ -920,9 +913,10 @@ fn split_refused_by_reader(ctx: &Ctx, dirty: bool) -> TResult {
     expect_bytes(&format!("{state}: the disk after the split (O_DIRECT)"), &fsync_and_read_disk(fd, len)?, &now, Some(("bytes before it", &held)))
 }
 
-/// A failure of the module's that tests inject (rust/race_window.c:
-/// `buffers_busy`, `writeback_skipped`) for tasks that ask for failures,
-/// at most `times` times (-1: every time).
+/// A race window or an injected failure of the module's
+/// (rust/race_window.c: `break_window`, `split_window_*`, `buffers_busy`,
+/// `writeback_skipped`) armed for tasks that ask for failures, at most
+/// `times` times (-1: every time).
 fn inject(name: &str, times: i64) -> TResult<Armed> {
     let dir = format!("{WINDOWS}/{name}");
     if !std::path::Path::new(&dir).exists() {
@@ -972,8 +966,13 @@ impl BreakCounts {
 
 /// `pwrite()` of `page` at page `at`, from the calling (failing) thread.
 fn pwrite_page(fd: i32, page: &[u8; PAGE], at: usize) -> Result<usize, i32> {
-    // SAFETY: our buffer, the caller's descriptor.
-    cvt(unsafe { libc::pwrite(fd, page.as_ptr().cast(), PAGE, (at * PAGE) as i64) })
+    pwrite_at(fd, page, at * PAGE)
+}
+
+/// `pwrite()` of `buf` at byte `offset`.
+fn pwrite_at(fd: i32, buf: &[u8], offset: usize) -> Result<usize, i32> {
+    // SAFETY: the caller's buffer and descriptor.
+    cvt(unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset as i64) })
 }
 
 /// A break that finds the held folio's buffer heads busy (injected
