@@ -45,77 +45,15 @@ pub fn create_file(dir: &str, what: &str) -> Res<BenchFile> {
 }
 
 pub fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> Res {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer/len describe the unfilled tail of buf.
-        let r = unsafe {
-            libc::pread(
-                fd,
-                buf[done..].as_mut_ptr().cast(),
-                buf.len() - done,
-                (off + done as u64) as libc::off_t,
-            )
-        };
-        if r < 0 {
-            let e = last_err();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("pread({} @{off}): {e}", buf.len()));
-        }
-        if r == 0 {
-            return Err(format!("pread({} @{off}): unexpected EOF", buf.len()));
-        }
-        done += r as usize;
-    }
-    Ok(())
+    stable_splice_sys::pread_exact(fd, buf, off).map_err(|e| format!("pread({} @{off}): {e}", buf.len()))
 }
 
 pub fn pwrite_full(fd: i32, buf: &[u8], off: u64) -> Res {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer/len describe the live remainder of buf.
-        let r = unsafe {
-            libc::pwrite(
-                fd,
-                buf[done..].as_ptr().cast(),
-                buf.len() - done,
-                (off + done as u64) as libc::off_t,
-            )
-        };
-        if r < 0 {
-            let e = last_err();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("pwrite({} @{off}): {e}", buf.len()));
-        }
-        if r == 0 {
-            return Err(format!("pwrite({} @{off}) returned 0", buf.len()));
-        }
-        done += r as usize;
-    }
-    Ok(())
+    stable_splice_sys::pwrite_all(fd, buf, off).map_err(|e| format!("pwrite({} @{off}): {e}", buf.len()))
 }
 
 pub fn write_full(fd: i32, buf: &[u8]) -> Res {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer/len describe the live remainder of buf.
-        let r = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
-        if r < 0 {
-            let e = last_err();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("write({}): {e}", buf.len()));
-        }
-        if r == 0 {
-            return Err(format!("write({}) returned 0", buf.len()));
-        }
-        done += r as usize;
-    }
-    Ok(())
+    stable_splice_sys::write_all(fd, buf).map_err(|e| format!("write({}): {e}", buf.len()))
 }
 
 pub fn fsync(fd: i32) -> Res {

@@ -160,40 +160,17 @@ pub fn named_file(dir: &str, mode: u32) -> TResult<TestFile> {
 }
 
 pub fn pwrite_all(fd: i32, buf: &[u8], off: usize) -> TResult {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer/len describe the live remainder of buf.
-        let r = unsafe {
-            libc::pwrite(
-                fd,
-                buf[done..].as_ptr().cast(),
-                buf.len() - done,
-                (off + done) as libc::off_t,
-            )
-        };
-        match cvt(r) {
-            Ok(0) => fail!("pwrite returned 0 at offset {}", off + done),
-            Ok(n) => done += n,
-            Err(libc::EINTR) => {}
-            Err(e) => fail!("pwrite({} bytes @{}): {}", buf.len(), off, ename(e)),
-        }
-    }
-    Ok(())
+    stable_splice_sys::pwrite_all(fd, buf, off as u64)
+        .or_else(|e| fail!("pwrite({} bytes @{off}): {}", buf.len(), io_ename(e)))
 }
 
 pub fn write_all(fd: i32, buf: &[u8]) -> TResult {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: pointer/len describe the live remainder of buf.
-        let r = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
-        match cvt(r) {
-            Ok(0) => fail!("write returned 0"),
-            Ok(n) => done += n,
-            Err(libc::EINTR) => {}
-            Err(e) => fail!("write({} bytes): {}", buf.len(), ename(e)),
-        }
-    }
-    Ok(())
+    stable_splice_sys::write_all(fd, buf).or_else(|e| fail!("write({} bytes): {}", buf.len(), io_ename(e)))
+}
+
+/// An I/O error as its errno's name, or as it says itself.
+fn io_ename(e: std::io::Error) -> String {
+    e.raw_os_error().map_or_else(|| e.to_string(), ename)
 }
 
 /// pread until `len` bytes or EOF; the result may be short (checked by caller).

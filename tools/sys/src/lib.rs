@@ -41,6 +41,53 @@ pub fn open(path: &str, flags: i32, mode: u32) -> io::Result<Fd> {
     }
 }
 
+/// `pwrite(2)` of all of `buf` at `off`: again after `EINTR` and a short
+/// write; a write of nothing is `WriteZero`.
+pub fn pwrite_all(fd: i32, buf: &[u8], off: u64) -> io::Result<()> {
+    whole(buf.len(), io::ErrorKind::WriteZero, |done| {
+        // SAFETY: pointer/len describe the live remainder of buf.
+        unsafe { libc::pwrite(fd, buf[done..].as_ptr().cast(), buf.len() - done, (off + done as u64) as libc::off_t) }
+    })
+}
+
+/// `write(2)` of all of `buf`, as [`pwrite_all`].
+pub fn write_all(fd: i32, buf: &[u8]) -> io::Result<()> {
+    whole(buf.len(), io::ErrorKind::WriteZero, |done| {
+        // SAFETY: pointer/len describe the live remainder of buf.
+        unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) }
+    })
+}
+
+/// `pread(2)` of all of `buf` at `off`: again after `EINTR` and a short
+/// read; end of file first is `UnexpectedEof`.
+pub fn pread_exact(fd: i32, buf: &mut [u8], off: u64) -> io::Result<()> {
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    whole(len, io::ErrorKind::UnexpectedEof, |done| {
+        // SAFETY: pointer/len describe the unfilled tail of buf, which
+        // this call borrows mutably.
+        unsafe { libc::pread(fd, ptr.add(done).cast(), len - done, (off + done as u64) as libc::off_t) }
+    })
+}
+
+/// Runs `step(done)`, a read or write of the bytes from `done` on, until
+/// `len` bytes are done; a step that does nothing ends it with `nothing`.
+fn whole(len: usize, nothing: io::ErrorKind, mut step: impl FnMut(usize) -> isize) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        match step(done) {
+            0 => return Err(io::Error::new(nothing, format!("0 bytes at byte {done} of {len}"))),
+            n if n > 0 => done += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The module's debugfs `reap` file (in `counter_dir`), kept open: each
 /// [`Reaper::reap`] ends at once every hold nobody reads, the work the
 /// reaper's kworker does a second after a file's last splice. Open once,
