@@ -615,10 +615,10 @@ pub fn fsync_and_read_disk(fd: i32, len: usize) -> TResult<Vec<u8>> {
 /// it, read past both page caches and without writing anything back: the
 /// block from `FS_IOC_FIEMAP` (without `FIEMAP_FLAG_SYNC`, which would
 /// write the file back first), the device from the file's `st_dev`, read
-/// with `O_DIRECT`. None where the page has no block of its own on the
-/// device yet (delayed allocation, a hole, inline or encoded data) or the
-/// file system is on no block device.
-pub fn page_on_device(fd: i32, off: usize) -> TResult<Option<Vec<u8>>> {
+/// with `O_DIRECT`. `Err` with what FIEMAP said where the page has no
+/// block of its own on the device yet (delayed allocation, a hole, inline
+/// or encoded data) or the file system is on no block device.
+pub fn page_on_device(fd: i32, off: usize) -> TResult<Result<Vec<u8>, String>> {
     #[repr(C)]
     #[derive(Clone, Copy, Default)]
     struct Extent {
@@ -647,8 +647,11 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Option<Vec<u8>>> {
     // SAFETY: our descriptor; `fm` has room for the one extent it asks for.
     ensure!(unsafe { libc::ioctl(fd, FS_IOC_FIEMAP, &mut fm) } == 0, "FS_IOC_FIEMAP: {}", ename(errno()));
     let e = fm.extents[0];
-    if fm.mapped_extents == 0 || e.flags & NOT_ON_DEVICE != 0 || e.logical > off as u64 || e.logical + e.length < (off + PAGE) as u64 {
-        return Ok(None);
+    if fm.mapped_extents == 0 {
+        return Ok(Err(format!("FIEMAP maps no extent at byte {off}")));
+    }
+    if e.flags & NOT_ON_DEVICE != 0 || e.logical > off as u64 || e.logical + e.length < (off + PAGE) as u64 {
+        return Ok(Err(format!("FIEMAP's extent at byte {off}: bytes {}+{}, flags {:#x}", e.logical, e.length, e.flags)));
     }
     // SAFETY: a zeroed stat is a valid out-parameter for our descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -656,10 +659,10 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Option<Vec<u8>>> {
     ensure!(unsafe { libc::fstat(fd, &mut st) } == 0, "fstat: {}", ename(errno()));
     let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
     let Ok(uevent) = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")) else {
-        return Ok(None);
+        return Ok(Err(format!("no block device {major}:{minor}")));
     };
     let Some(name) = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")) else {
-        return Ok(None);
+        return Ok(Err(format!("no name for block device {major}:{minor}")));
     };
     let dev = ck(open(&format!("/dev/{name}"), libc::O_RDONLY | libc::O_DIRECT, 0), &format!("open /dev/{name}"))?;
     let buf = Map::anon(PAGE)?;
@@ -667,7 +670,7 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Option<Vec<u8>>> {
     // SAFETY: a live, page-aligned, writable mapping of a page.
     let r = cvt(unsafe { libc::pread(dev.raw(), buf.ptr().cast(), PAGE, at as i64) });
     ensure!(r == Ok(PAGE), "O_DIRECT pread of /dev/{name} at {at}: {r:?}");
-    Ok(Some(buf.load(0, PAGE)))
+    Ok(Ok(buf.load(0, PAGE)))
 }
 
 /// Ends at once the holds whose folios nobody reads (debugfs `reap`: the
