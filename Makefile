@@ -53,9 +53,13 @@ check:
 bench:
 	@scripts/bench
 
+# The race cases for longer: scripts/soak --help.
+soak:
+	@scripts/soak
+
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null || true
 	rm -f rust/bindings_generated.rs .kunit
 	rm -rf tests/userspace/target tools/stable-splice/target tools/uapi/target
 
-.PHONY: all module tool install uninstall check bench clean
+.PHONY: all module tool install uninstall check bench soak clean

@@ -35,6 +35,11 @@ expect vm_run_kdir_without_rust env KDIR="$tmp/norust" scripts/vm-run -- true
 expect vm_run_no_command scripts/vm-run
 expect vm_run_unknown_option scripts/vm-run --frobnicate -- true
 expect setup_unknown_option scripts/setup --frobnicate
+expect soak_unknown_option scripts/soak --frobnicate
+expect soak_bad_rounds scripts/soak --rounds 0
+expect soak_bad_stress_secs scripts/soak --stress-secs five
+expect soak_bad_kernel scripts/soak --kernel other
+expect soak_missing_value scripts/soak --rounds
 
 # No space: a 64 MiB cache cannot hold a kernel build.
 if [ "$(id -u)" = 0 ] && mkdir -p "$tmp/small" && mount -t tmpfs -o size=64M none "$tmp/small" 2>/dev/null; then

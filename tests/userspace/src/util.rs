@@ -338,6 +338,18 @@ pub fn splice_exact(fd_in: i32, off: usize, fd_out: i32, len: usize, flags: u32)
     Ok(())
 }
 
+/// Splice `len` bytes from a pipe into `fd` at `off` (`flags`: for
+/// instance `SPLICE_F_MOVE`), as many calls as it takes.
+pub fn splice_pipe_into(pipe_r: i32, fd: i32, off: usize, len: usize, flags: u32) -> TResult {
+    let mut o = off as i64;
+    while (o as usize) < off + len {
+        let left = off + len - o as usize;
+        let n = ck(splice_raw(pipe_r, None, fd, Some(&mut o), left, flags), &format!("splice pipe -> file at {o}"))?;
+        ensure!(n > 0, "splice pipe -> file returned 0 at {o}, {left} bytes left");
+    }
+    Ok(())
+}
+
 pub fn tee_raw(fd_in: i32, fd_out: i32, len: usize, flags: u32) -> Result<usize, i32> {
     // SAFETY: plain syscall on fds we own.
     cvt(unsafe { libc::tee(fd_in, fd_out, len, flags) })

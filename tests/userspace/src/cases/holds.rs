@@ -971,6 +971,39 @@ pub fn plain_shift_ranges(ctx: &Ctx) -> TResult {
     shifting(ctx, 0)
 }
 
+/// A file copied onto itself a little further on through a pipe: file ->
+/// pipe, then the pipe -> the same file at +100 bytes (a splice-based
+/// in-file copy, or a server that writes back what it just read). The
+/// write reads the pipe's buffers, and with plain splice those are the
+/// page-cache folios it is writing: each page is copied onto itself and
+/// the next one takes its tail from the page just changed. With the flag
+/// the write's lookup breaks each hold first, so it reads the snapshot and
+/// writes the copy: the file is A shifted by 100 bytes.
+fn splice_back_shifted(ctx: &Ctx, flags: u32) -> TResult {
+    const SHIFT: usize = 100;
+    let len = 4 * PAGE;
+    let (f, a, _b) = file_ab(ctx, len)?;
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, flags)?;
+    splice_pipe_into(p.r.raw(), f.fd.raw(), SHIFT, len, 0)?;
+    let want = [&a[..SHIFT], &a[..]].concat();
+    let now = pread_vec(f.fd.raw(), len + SHIFT, 0)?;
+    if flags == 0 {
+        // The hazard is in the file here: it differs from A shifted.
+        return control("the file after its pipe went back into it", &now, &want);
+    }
+    expect_bytes("the file after its pipe went back into it, 100 bytes on", &now, &want, None)?;
+    ensure!(counter("break_failures") == Some(0), "break_failures = {:?}", counter("break_failures"));
+    Ok(())
+}
+
+pub fn holds_splice_back_shifted(ctx: &Ctx) -> TResult {
+    splice_back_shifted(ctx, stable())
+}
+pub fn plain_splice_back_shifted(ctx: &Ctx) -> TResult {
+    splice_back_shifted(ctx, 0)
+}
+
 /// ext4's extent swap (`EXT4_IOC_MOVE_EXT`, what `e4defrag` runs) with
 /// both files' folios held: it looks them up for writing inside a journal
 /// handle (`FGP_WRITEBEGIN`), so holds are broken there, under ext4's own

@@ -105,15 +105,7 @@ pub fn dirty_pipe_no_write_path(ctx: &Ctx) -> TResult {
         let p = pipe()?;
         splice_exact(ro.raw(), 0, p.w.raw(), 2 * PAGE, stable())?;
         let dst = tmpfile(&ctx.dir)?;
-        let mut off = 0i64;
-        while (off as usize) < 2 * PAGE {
-            let want = 2 * PAGE - off as usize;
-            let n = ck(
-                splice_raw(p.r.raw(), None, dst.fd.raw(), Some(&mut off), want, SPLICE_F_MOVE),
-                "splice pipe -> file (SPLICE_F_MOVE)",
-            )?;
-            ensure!(n > 0, "splice pipe -> file returned 0 at {off}");
-        }
+        splice_pipe_into(p.r.raw(), dst.fd.raw(), 0, 2 * PAGE, SPLICE_F_MOVE)?;
         expect_bytes("destination after move", &pread_vec(dst.fd.raw(), 2 * PAGE, 0)?, &a[..2 * PAGE], None)?;
         let b = pattern(0x42, 0, 2 * PAGE);
         pwrite_all(dst.fd.raw(), &b, 0)?;

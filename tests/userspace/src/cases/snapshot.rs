@@ -32,6 +32,20 @@ impl Snap {
     fn check_pipe_vs(&self, new: &[u8]) -> TResult {
         check_pipe_a(&self.p, &self.a, new)
     }
+    /// After `what` wrote B: the file has B; the pipe A if it was
+    /// stable-spliced (`flags`), and if not (the plain control) B must
+    /// show through, which proves that the path writes the very folios the
+    /// splice put in the pipe, or the case skips.
+    fn check_pipe_after(&self, flags: u32, what: &str) -> TResult {
+        self.check_file(&self.b, what)?;
+        if flags != 0 {
+            return self.check_pipe();
+        }
+        if read_pipe(&self.p.r, self.len)? == self.a {
+            skip!("{what}: plain splice kept the old bytes (the path did not write the spliced folios here)");
+        }
+        Ok(())
+    }
     fn check_file(&self, want: &[u8], what: &str) -> TResult {
         let got = pread_vec(self.fd(), want.len().max(self.len), 0)?;
         expect_bytes(&format!("file after {what} (did the write happen?)"), &got, want, None)
@@ -47,13 +61,28 @@ fn check_pipe_a(p: &Pipe, a: &[u8], b: &[u8]) -> TResult {
 
 /// Scratch file with A, stable-spliced whole into a fresh pipe.
 fn setup(ctx: &Ctx, named: bool, len: usize) -> TResult<Snap> {
+    setup_with(ctx, named, len, stable())
+}
+
+/// [`setup`] with the splice's `flags` (0: the plain control).
+fn setup_with(ctx: &Ctx, named: bool, len: usize, flags: u32) -> TResult<Snap> {
     let f = if named { named_file(&ctx.dir, 0o600)? } else { tmpfile(&ctx.dir)? };
     let a = pattern(SEED_A, 0, len);
     let b = pattern(SEED_B, 0, len);
     pwrite_all(f.fd.raw(), &a, 0)?;
     let p = pipe()?;
-    splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, flags)?;
     Ok(Snap { f, p, a, b, len })
+}
+
+/// Splices A (`flags`), lets `write` put B over it by some path, checks
+/// that the file has B, then the pipe: A with the flag; with plain splice
+/// (the control) the change must show through, which proves that the path
+/// writes the very folios the splice put in the pipe, or the case skips.
+fn writer_path(ctx: &Ctx, flags: u32, what: &str, write: impl FnOnce(&Snap) -> TResult) -> TResult {
+    let s = setup_with(ctx, false, LEN, flags)?;
+    write(&s)?;
+    s.check_pipe_after(flags, what)
 }
 
 pub fn snapshot_pwrite(ctx: &Ctx) -> TResult {
@@ -257,6 +286,106 @@ pub fn snapshot_direct_read_into_mapping(ctx: &Ctx) -> TResult {
 
 pub fn snapshot_direct_read_into_dirty_mapping(ctx: &Ctx) -> TResult {
     direct_read_into_mapping(ctx, true)
+}
+
+/// Pipe -> file by `splice()`, a server's receive path where it splices
+/// uploads socket -> pipe -> file (netatalk's; Samba has the same code in
+/// `sys_recvfile()`, switched off, and reads and writes instead):
+/// `iter_file_splice_write()`, the file system's buffered write under the
+/// pipe's lock.
+fn splice_into_file(ctx: &Ctx, flags: u32) -> TResult {
+    writer_path(ctx, flags, "splice pipe -> file", |s| {
+        let q = pipe()?;
+        write_all(q.w.raw(), &s.b)?;
+        splice_pipe_into(q.r.raw(), s.fd(), 0, s.len, 0)
+    })
+}
+
+pub fn snapshot_splice_into_file(ctx: &Ctx) -> TResult {
+    splice_into_file(ctx, stable())
+}
+pub fn plain_splice_into_file(ctx: &Ctx) -> TResult {
+    splice_into_file(ctx, 0)
+}
+
+/// `copy_file_range()` of B from another file over the spliced range: ext4
+/// and tmpfs copy through splice (a buffered write), xfs with `reflink=1`
+/// shares the source's blocks (`remap_file_range()`, which writes back and
+/// takes the old pages out of the page cache: its plain control skips, as
+/// the pipe keeps folios that left the cache unchanged).
+fn copy_file_range_over(ctx: &Ctx, flags: u32) -> TResult {
+    writer_path(ctx, flags, "copy_file_range", |s| {
+        let src = tmpfile(&ctx.dir)?;
+        pwrite_all(src.fd.raw(), &s.b, 0)?;
+        let (mut off_in, mut off_out) = (0i64, 0i64);
+        while (off_out as usize) < s.len {
+            let left = s.len - off_out as usize;
+            // SAFETY: both descriptors are ours; the offsets are locals.
+            let n = cvt(unsafe { libc::copy_file_range(src.fd.raw(), &mut off_in, s.fd(), &mut off_out, left, 0) });
+            match n {
+                Ok(0) => fail!("copy_file_range returned 0 at {off_out} of {}", s.len),
+                Ok(_) => {}
+                Err(e) => fail!("copy_file_range at {off_out}: {}", ename(e)),
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn snapshot_copy_file_range(ctx: &Ctx) -> TResult {
+    copy_file_range_over(ctx, stable())
+}
+pub fn plain_copy_file_range(ctx: &Ctx) -> TResult {
+    copy_file_range_over(ctx, 0)
+}
+
+/// A write through `/proc/self/mem` (a debugger's poke) into a shared
+/// mapping of the spliced range: `get_user_pages_remote()` with
+/// `FOLL_FORCE | FOLL_WRITE` and a copy into the page it returns, no
+/// `write()`. `dirty_before`: the mapping was stored to before the splice,
+/// so its PTEs were dirty and writable and GUP would take the page without
+/// a fault unless the hold write-protected them.
+fn proc_mem_write(ctx: &Ctx, flags: u32, dirty_before: bool) -> TResult {
+    let what = "a write through /proc/self/mem";
+    let (s, m) = if dirty_before {
+        let f = tmpfile(&ctx.dir)?;
+        ftruncate(f.fd.raw(), LEN)?;
+        let m = Map::shared_file(f.fd.raw(), LEN)?;
+        let (a, b) = (pattern(SEED_A, 0, LEN), pattern(SEED_B, 0, LEN));
+        m.store(0, &a);
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+        (Snap { f, p, a, b, len: LEN }, m)
+    } else {
+        let s = setup_with(ctx, false, LEN, flags)?;
+        let m = Map::shared_file(s.fd(), s.len)?;
+        (s, m)
+    };
+    let mem = ck(open("/proc/self/mem", libc::O_RDWR, 0), "open(/proc/self/mem)")?;
+    let mut done = 0;
+    while done < s.len {
+        let at = m.ptr() as i64 + done as i64;
+        // SAFETY: the buffer is a live slice; the offset is an address in
+        // the mapping, valid for the rest of its s.len bytes.
+        let n = cvt(unsafe { libc::pwrite(mem.raw(), s.b[done..].as_ptr().cast(), s.len - done, at) });
+        match n {
+            Ok(0) => fail!("write to /proc/self/mem returned 0 at {done}"),
+            Ok(k) => done += k,
+            Err(e) => fail!("write to /proc/self/mem at {done}: {}", ename(e)),
+        }
+    }
+    expect_bytes("mapping after the write through /proc/self/mem", &m.load(0, s.len), &s.b, Some(("the old content", &s.a)))?;
+    s.check_pipe_after(flags, what)
+}
+
+pub fn snapshot_proc_mem_write(ctx: &Ctx) -> TResult {
+    proc_mem_write(ctx, stable(), false)
+}
+pub fn snapshot_proc_mem_write_dirty_mapping(ctx: &Ctx) -> TResult {
+    proc_mem_write(ctx, stable(), true)
+}
+pub fn plain_proc_mem_write(ctx: &Ctx) -> TResult {
+    proc_mem_write(ctx, 0, false)
 }
 
 pub fn snapshot_unlink_close(ctx: &Ctx) -> TResult {
