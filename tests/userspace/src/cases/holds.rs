@@ -979,16 +979,16 @@ pub fn plain_shift_ranges(ctx: &Ctx) -> TResult {
 /// the next one takes its tail from the page just changed. With the flag
 /// the write's lookup breaks each hold first, so it reads the snapshot and
 /// writes the copy: the file is A shifted by 100 bytes.
-fn splice_back_shifted(ctx: &Ctx, flags: u32) -> TResult {
+fn splice_back_shifted(ctx: &Ctx, held: bool) -> TResult {
     const SHIFT: usize = 100;
     let len = 4 * PAGE;
     let (f, a, _b) = file_ab(ctx, len)?;
     let p = pipe()?;
-    splice_exact(f.fd.raw(), 0, p.w.raw(), len, flags)?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, if held { stable() } else { 0 })?;
     splice_pipe_into(p.r.raw(), f.fd.raw(), SHIFT, len, 0)?;
     let want = [&a[..SHIFT], &a[..]].concat();
     let now = pread_vec(f.fd.raw(), len + SHIFT, 0)?;
-    if flags == 0 {
+    if !held {
         // The hazard is in the file here: it differs from A shifted.
         return control("the file after its pipe went back into it", &now, &want);
     }
@@ -998,10 +998,10 @@ fn splice_back_shifted(ctx: &Ctx, flags: u32) -> TResult {
 }
 
 pub fn holds_splice_back_shifted(ctx: &Ctx) -> TResult {
-    splice_back_shifted(ctx, stable())
+    splice_back_shifted(ctx, true)
 }
 pub fn plain_splice_back_shifted(ctx: &Ctx) -> TResult {
-    splice_back_shifted(ctx, 0)
+    splice_back_shifted(ctx, false)
 }
 
 /// ext4's extent swap (`EXT4_IOC_MOVE_EXT`, what `e4defrag` runs) with

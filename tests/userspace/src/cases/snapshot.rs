@@ -33,12 +33,13 @@ impl Snap {
         check_pipe_a(&self.p, &self.a, new)
     }
     /// After `what` wrote B: the file has B; the pipe A if it was
-    /// stable-spliced (`flags`), and if not (the plain control) B must
-    /// show through, which proves that the path writes the very folios the
-    /// splice put in the pipe, or the case skips.
-    fn check_pipe_after(&self, flags: u32, what: &str) -> TResult {
+    /// stable-spliced (`held`), and if not (the plain control) B must show
+    /// through, which proves that the path writes the very folios the
+    /// splice put in the pipe, or the case skips. (`held` rather than the
+    /// flags: with the flag overridden to 0 the stable case must fail.)
+    fn check_pipe_after(&self, held: bool, what: &str) -> TResult {
         self.check_file(&self.b, what)?;
-        if flags != 0 {
+        if held {
             return self.check_pipe();
         }
         if read_pipe(&self.p.r, self.len)? == self.a {
@@ -61,11 +62,12 @@ fn check_pipe_a(p: &Pipe, a: &[u8], b: &[u8]) -> TResult {
 
 /// Scratch file with A, stable-spliced whole into a fresh pipe.
 fn setup(ctx: &Ctx, named: bool, len: usize) -> TResult<Snap> {
-    setup_with(ctx, named, len, stable())
+    setup_with(ctx, named, len, true)
 }
 
-/// [`setup`] with the splice's `flags` (0: the plain control).
-fn setup_with(ctx: &Ctx, named: bool, len: usize, flags: u32) -> TResult<Snap> {
+/// [`setup`] with the flag (`held`) or without (the plain control).
+fn setup_with(ctx: &Ctx, named: bool, len: usize, held: bool) -> TResult<Snap> {
+    let flags = if held { stable() } else { 0 };
     let f = if named { named_file(&ctx.dir, 0o600)? } else { tmpfile(&ctx.dir)? };
     let a = pattern(SEED_A, 0, len);
     let b = pattern(SEED_B, 0, len);
@@ -75,14 +77,12 @@ fn setup_with(ctx: &Ctx, named: bool, len: usize, flags: u32) -> TResult<Snap> {
     Ok(Snap { f, p, a, b, len })
 }
 
-/// Splices A (`flags`), lets `write` put B over it by some path, checks
-/// that the file has B, then the pipe: A with the flag; with plain splice
-/// (the control) the change must show through, which proves that the path
-/// writes the very folios the splice put in the pipe, or the case skips.
-fn writer_path(ctx: &Ctx, flags: u32, what: &str, write: impl FnOnce(&Snap) -> TResult) -> TResult {
-    let s = setup_with(ctx, false, LEN, flags)?;
+/// Splices A (with the flag if `held`), lets `write` put B over it by some
+/// path, then checks file and pipe ([`Snap::check_pipe_after`]).
+fn writer_path(ctx: &Ctx, held: bool, what: &str, write: impl FnOnce(&Snap) -> TResult) -> TResult {
+    let s = setup_with(ctx, false, LEN, held)?;
     write(&s)?;
-    s.check_pipe_after(flags, what)
+    s.check_pipe_after(held, what)
 }
 
 pub fn snapshot_pwrite(ctx: &Ctx) -> TResult {
@@ -293,8 +293,8 @@ pub fn snapshot_direct_read_into_dirty_mapping(ctx: &Ctx) -> TResult {
 /// `sys_recvfile()`, switched off, and reads and writes instead):
 /// `iter_file_splice_write()`, the file system's buffered write under the
 /// pipe's lock.
-fn splice_into_file(ctx: &Ctx, flags: u32) -> TResult {
-    writer_path(ctx, flags, "splice pipe -> file", |s| {
+fn splice_into_file(ctx: &Ctx, held: bool) -> TResult {
+    writer_path(ctx, held, "splice pipe -> file", |s| {
         let q = pipe()?;
         write_all(q.w.raw(), &s.b)?;
         splice_pipe_into(q.r.raw(), s.fd(), 0, s.len, 0)
@@ -302,10 +302,10 @@ fn splice_into_file(ctx: &Ctx, flags: u32) -> TResult {
 }
 
 pub fn snapshot_splice_into_file(ctx: &Ctx) -> TResult {
-    splice_into_file(ctx, stable())
+    splice_into_file(ctx, true)
 }
 pub fn plain_splice_into_file(ctx: &Ctx) -> TResult {
-    splice_into_file(ctx, 0)
+    splice_into_file(ctx, false)
 }
 
 /// `copy_file_range()` of B from another file over the spliced range: ext4
@@ -313,8 +313,8 @@ pub fn plain_splice_into_file(ctx: &Ctx) -> TResult {
 /// shares the source's blocks (`remap_file_range()`, which writes back and
 /// takes the old pages out of the page cache: its plain control skips, as
 /// the pipe keeps folios that left the cache unchanged).
-fn copy_file_range_over(ctx: &Ctx, flags: u32) -> TResult {
-    writer_path(ctx, flags, "copy_file_range", |s| {
+fn copy_file_range_over(ctx: &Ctx, held: bool) -> TResult {
+    writer_path(ctx, held, "copy_file_range", |s| {
         let src = tmpfile(&ctx.dir)?;
         pwrite_all(src.fd.raw(), &s.b, 0)?;
         let (mut off_in, mut off_out) = (0i64, 0i64);
@@ -333,10 +333,10 @@ fn copy_file_range_over(ctx: &Ctx, flags: u32) -> TResult {
 }
 
 pub fn snapshot_copy_file_range(ctx: &Ctx) -> TResult {
-    copy_file_range_over(ctx, stable())
+    copy_file_range_over(ctx, true)
 }
 pub fn plain_copy_file_range(ctx: &Ctx) -> TResult {
-    copy_file_range_over(ctx, 0)
+    copy_file_range_over(ctx, false)
 }
 
 /// A write through `/proc/self/mem` (a debugger's poke) into a shared
@@ -345,7 +345,7 @@ pub fn plain_copy_file_range(ctx: &Ctx) -> TResult {
 /// `write()`. `dirty_before`: the mapping was stored to before the splice,
 /// so its PTEs were dirty and writable and GUP would take the page without
 /// a fault unless the hold write-protected them.
-fn proc_mem_write(ctx: &Ctx, flags: u32, dirty_before: bool) -> TResult {
+fn proc_mem_write(ctx: &Ctx, held: bool, dirty_before: bool) -> TResult {
     let what = "a write through /proc/self/mem";
     let (s, m) = if dirty_before {
         let f = tmpfile(&ctx.dir)?;
@@ -354,10 +354,10 @@ fn proc_mem_write(ctx: &Ctx, flags: u32, dirty_before: bool) -> TResult {
         let (a, b) = (pattern(SEED_A, 0, LEN), pattern(SEED_B, 0, LEN));
         m.store(0, &a);
         let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, flags)?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, if held { stable() } else { 0 })?;
         (Snap { f, p, a, b, len: LEN }, m)
     } else {
-        let s = setup_with(ctx, false, LEN, flags)?;
+        let s = setup_with(ctx, false, LEN, held)?;
         let m = Map::shared_file(s.fd(), s.len)?;
         (s, m)
     };
@@ -375,17 +375,17 @@ fn proc_mem_write(ctx: &Ctx, flags: u32, dirty_before: bool) -> TResult {
         }
     }
     expect_bytes("mapping after the write through /proc/self/mem", &m.load(0, s.len), &s.b, Some(("the old content", &s.a)))?;
-    s.check_pipe_after(flags, what)
+    s.check_pipe_after(held, what)
 }
 
 pub fn snapshot_proc_mem_write(ctx: &Ctx) -> TResult {
-    proc_mem_write(ctx, stable(), false)
+    proc_mem_write(ctx, true, false)
 }
 pub fn snapshot_proc_mem_write_dirty_mapping(ctx: &Ctx) -> TResult {
-    proc_mem_write(ctx, stable(), true)
+    proc_mem_write(ctx, true, true)
 }
 pub fn plain_proc_mem_write(ctx: &Ctx) -> TResult {
-    proc_mem_write(ctx, 0, false)
+    proc_mem_write(ctx, false, false)
 }
 
 pub fn snapshot_unlink_close(ctx: &Ctx) -> TResult {
