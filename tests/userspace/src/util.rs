@@ -624,12 +624,14 @@ pub fn fsync_and_read_disk(fd: i32, len: usize) -> TResult<Vec<u8>> {
 }
 
 /// The page of `fd`'s file at `off` (page-aligned) as its block device has
-/// it, read past both page caches and without writing anything back: the
-/// block from `FS_IOC_FIEMAP` (without `FIEMAP_FLAG_SYNC`, which would
+/// it, read past both page caches and without writing anything back: its
+/// blocks from `FS_IOC_FIEMAP` (without `FIEMAP_FLAG_SYNC`, which would
 /// write the file back first), the device from the file's `st_dev`, read
-/// with `O_DIRECT`. `Err` with what FIEMAP said where the page has no
-/// block of its own on the device yet (delayed allocation, a hole, inline
-/// or encoded data) or the file system is on no block device.
+/// with `O_DIRECT`, extent by extent: with blocks smaller than a page
+/// (ext4 `nodelalloc` here, 1 KiB) a page may lie in two extents, 3 KiB
+/// in one and 1 KiB in the next. `Err` with what FIEMAP said where a part
+/// of the page has no block on the device yet (delayed allocation, a hole,
+/// inline or encoded data) or the file system is on no block device.
 pub fn page_on_device(fd: i32, off: usize) -> TResult<Result<Vec<u8>, String>> {
     #[repr(C)]
     #[derive(Clone, Copy, Default)]
@@ -641,6 +643,8 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Result<Vec<u8>, String>> {
         flags: u32,
         reserved: [u32; 3],
     }
+    /// A page has at most this many blocks (512-byte blocks).
+    const MAX: usize = PAGE / 512;
     #[repr(C)]
     #[derive(Default)]
     struct Fiemap {
@@ -650,20 +654,32 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Result<Vec<u8>, String>> {
         mapped_extents: u32,
         extent_count: u32,
         reserved: u32,
-        extents: [Extent; 1],
+        extents: [Extent; MAX],
     }
     const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
     // Delayed allocation, unknown location, inline, encoded, unwritten.
     const NOT_ON_DEVICE: u32 = 0x4 | 0x2 | 0x200 | 0x8 | 0x800;
-    let mut fm = Fiemap { start: off as u64, length: PAGE as u64, extent_count: 1, ..Default::default() };
-    // SAFETY: our descriptor; `fm` has room for the one extent it asks for.
+    let mut fm = Fiemap { start: off as u64, length: PAGE as u64, extent_count: MAX as u32, ..Default::default() };
+    // SAFETY: our descriptor; `fm` has room for the MAX extents it asks for.
     ensure!(unsafe { libc::ioctl(fd, FS_IOC_FIEMAP, &mut fm) } == 0, "FS_IOC_FIEMAP: {}", ename(errno()));
-    let e = fm.extents[0];
-    if fm.mapped_extents == 0 {
-        return Ok(Err(format!("FIEMAP maps no extent at byte {off}")));
+    let extents = &fm.extents[..(fm.mapped_extents as usize).min(MAX)];
+    let said = || {
+        let list: Vec<String> = extents.iter().map(|e| format!("bytes {}+{} flags {:#x}", e.logical, e.length, e.flags)).collect();
+        format!("FIEMAP's extents for bytes {off}+{PAGE}: [{}]", list.join(", "))
+    };
+    // The pieces of the page in file order: (offset in the page, length,
+    // byte on the device). Each must follow the last, on the device.
+    let (mut pieces, mut at) = (Vec::new(), off as u64);
+    for e in extents {
+        let end = (e.logical + e.length).min((off + PAGE) as u64);
+        if e.flags & NOT_ON_DEVICE != 0 || e.logical > at || end <= at {
+            break;
+        }
+        pieces.push(((at - off as u64) as usize, (end - at) as usize, e.physical + (at - e.logical)));
+        at = end;
     }
-    if e.flags & NOT_ON_DEVICE != 0 || e.logical > off as u64 || e.logical + e.length < (off + PAGE) as u64 {
-        return Ok(Err(format!("FIEMAP's extent at byte {off}: bytes {}+{}, flags {:#x}", e.logical, e.length, e.flags)));
+    if at < (off + PAGE) as u64 {
+        return Ok(Err(if extents.is_empty() { format!("FIEMAP maps no extent at byte {off}") } else { said() }));
     }
     // SAFETY: a zeroed stat is a valid out-parameter for our descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -678,10 +694,12 @@ pub fn page_on_device(fd: i32, off: usize) -> TResult<Result<Vec<u8>, String>> {
     };
     let dev = ck(open(&format!("/dev/{name}"), libc::O_RDONLY | libc::O_DIRECT, 0), &format!("open /dev/{name}"))?;
     let buf = Map::anon(PAGE)?;
-    let at = e.physical + (off as u64 - e.logical);
-    // SAFETY: a live, page-aligned, writable mapping of a page.
-    let r = cvt(unsafe { libc::pread(dev.raw(), buf.ptr().cast(), PAGE, at as i64) });
-    ensure!(r == Ok(PAGE), "O_DIRECT pread of /dev/{name} at {at}: {r:?}");
+    for (into, len, from) in pieces {
+        // SAFETY: `into + len` lies within the live, page-aligned, writable
+        // mapping of a page; pieces are whole blocks, aligned for O_DIRECT.
+        let r = cvt(unsafe { libc::pread(dev.raw(), buf.ptr().add(into).cast(), len, from as i64) });
+        ensure!(r == Ok(len), "O_DIRECT pread of /dev/{name}: {len} bytes at {from}: {r:?} ({})", said());
+    }
     Ok(Ok(buf.load(0, PAGE)))
 }
 

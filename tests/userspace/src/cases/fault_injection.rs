@@ -1080,22 +1080,8 @@ fn expect_untouched(what: &str, r: &[Result<usize, i32>; 3], fd: i32, a: &[u8]) 
 
 /// Page `at` of `fd`'s file on its block device is `want`'s (`other`: what
 /// it would be otherwise).
-/// FIEMAP is asked again for up to a second: a CI run once found page 1
-/// here without a block of its own (the reason was not recorded then).
-fn on_device(ctx: &Ctx, what: &str, fd: i32, at: usize, want: &[u8], other: &[u8]) -> TResult {
-    let t0 = Instant::now();
-    let got = loop {
-        match page_on_device(fd, at * PAGE)? {
-            Ok(page) => break page,
-            Err(why) if t0.elapsed() > Duration::from_secs(1) => {
-                fail!("{what}: page {at} has no block of its own on the device ({why})")
-            }
-            Err(why) => {
-                ctx.note(format!("{what}: page {at} not on the device yet ({why}); asking again"));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    };
+fn on_device(what: &str, fd: i32, at: usize, want: &[u8], other: &[u8]) -> TResult {
+    let got = page_on_device(fd, at * PAGE)?.map_err(|why| TestErr::Fail(format!("{what}: page {at} is not on the device ({why})")))?;
     let span = at * PAGE..(at + 1) * PAGE;
     expect_bytes(&format!("{what}: page {at} on the device"), &got, &want[span.clone()], Some(("other bytes", &other[span])))
 }
@@ -1123,7 +1109,7 @@ fn busy_always(ctx: &Ctx) -> TResult {
     let before = pattern(!0x7e, 0, a.len());
     for at in 0..4 {
         let (want, other) = if at == 1 || at == 2 { (&a, &before) } else { (&before, &a) };
-        on_device(ctx, what, fd, at, want, other)?;
+        on_device(what, fd, at, want, other)?;
     }
     let r = write_truncate_punch(fd, [0xb8; PAGE])?;
     ensure!(r.iter().all(|r| r.is_ok()), "{what}: with the buffers free: {:?}", r.map(|r| r.map_err(ename)));
@@ -1159,7 +1145,7 @@ pub fn holds_break_dirtied_after_every_writeback(ctx: &Ctx) -> TResult {
     let d = counts.since();
     ctx.note(format!("calls: {:?}; {}", r.map(|r| r.map_err(ename)), counts.describe()));
     expect_untouched("dirty after every writeback", &r, fd, &a)?;
-    on_device(ctx, "dirty after every writeback", fd, 1, &pattern(!0x7f, 0, len), &a)?;
+    on_device("dirty after every writeback", fd, 1, &pattern(!0x7f, 0, len), &a)?;
     ensure!(
         d("breaks_written_back") == 16 && d("breaks_retried") == 3 && d("breaks") == 0 && d("break_failures") == 0,
         "expected 8 + 4 + 4 writebacks, one retry counted per failed call and no break: {}",
