@@ -19,6 +19,12 @@ pub fn stable() -> u32 {
     *FLAG.get_or_init(|| stable_override().unwrap_or(SPLICE_F_STABLE))
 }
 
+/// The flags of a case's splice: [`stable()`] for the stable twin (`held`),
+/// 0 for its plain control.
+pub fn stable_if(held: bool) -> u32 {
+    if held { stable() } else { 0 }
+}
+
 pub fn stable_override() -> Option<u32> {
     let v = std::env::var("STABLE_SPLICE_TESTS_FLAG").ok()?;
     let v = v.trim();

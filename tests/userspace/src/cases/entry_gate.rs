@@ -74,7 +74,7 @@ fn ensure_back(went: bool, rearmed_before: u64, how: &str) -> TResult {
 /// false the same without the flag and outside the mode.
 fn back_after_idle(ctx: &Ctx, stable: bool) -> TResult {
     patching_allowed()?;
-    let flag = if stable { crate::util::stable() } else { 0 };
+    let flag = stable_if(stable);
     let mut hazard_shown = false;
     for how in ["splice(2)", "IORING_OP_SPLICE", "the stable mode"] {
         let (f, a, b) = file_ab(ctx, LEN)?;
@@ -141,7 +141,7 @@ pub fn plain_entries_back_after_idle(ctx: &Ctx) -> TResult {
 /// splice must find them back in place, whichever side wins.
 fn idle_race(ctx: &Ctx, stable: bool) -> TResult {
     patching_allowed()?;
-    let flag = if stable { crate::util::stable() } else { 0 };
+    let flag = stable_if(stable);
     let stop = Arc::new(AtomicBool::new(false));
     let idles = Arc::new(AtomicU64::new(0));
     let idler = counters_present().then(|| {

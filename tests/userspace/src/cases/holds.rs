@@ -984,7 +984,7 @@ fn splice_back_shifted(ctx: &Ctx, held: bool) -> TResult {
     let len = 4 * PAGE;
     let (f, a, _b) = file_ab(ctx, len)?;
     let p = pipe()?;
-    splice_exact(f.fd.raw(), 0, p.w.raw(), len, if held { stable() } else { 0 })?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable_if(held))?;
     splice_pipe_into(p.r.raw(), f.fd.raw(), SHIFT, len, 0)?;
     let want = [&a[..SHIFT], &a[..]].concat();
     let now = pread_vec(f.fd.raw(), len + SHIFT, 0)?;

@@ -67,13 +67,12 @@ fn setup(ctx: &Ctx, named: bool, len: usize) -> TResult<Snap> {
 
 /// [`setup`] with the flag (`held`) or without (the plain control).
 fn setup_with(ctx: &Ctx, named: bool, len: usize, held: bool) -> TResult<Snap> {
-    let flags = if held { stable() } else { 0 };
     let f = if named { named_file(&ctx.dir, 0o600)? } else { tmpfile(&ctx.dir)? };
     let a = pattern(SEED_A, 0, len);
     let b = pattern(SEED_B, 0, len);
     pwrite_all(f.fd.raw(), &a, 0)?;
     let p = pipe()?;
-    splice_exact(f.fd.raw(), 0, p.w.raw(), len, flags)?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable_if(held))?;
     Ok(Snap { f, p, a, b, len })
 }
 
@@ -354,7 +353,7 @@ fn proc_mem_write(ctx: &Ctx, held: bool, dirty_before: bool) -> TResult {
         let (a, b) = (pattern(SEED_A, 0, LEN), pattern(SEED_B, 0, LEN));
         m.store(0, &a);
         let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, if held { stable() } else { 0 })?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable_if(held))?;
         (Snap { f, p, a, b, len: LEN }, m)
     } else {
         let s = setup_with(ctx, false, LEN, held)?;
@@ -362,18 +361,8 @@ fn proc_mem_write(ctx: &Ctx, held: bool, dirty_before: bool) -> TResult {
         (s, m)
     };
     let mem = ck(open("/proc/self/mem", libc::O_RDWR, 0), "open(/proc/self/mem)")?;
-    let mut done = 0;
-    while done < s.len {
-        let at = m.ptr() as i64 + done as i64;
-        // SAFETY: the buffer is a live slice; the offset is an address in
-        // the mapping, valid for the rest of its s.len bytes.
-        let n = cvt(unsafe { libc::pwrite(mem.raw(), s.b[done..].as_ptr().cast(), s.len - done, at) });
-        match n {
-            Ok(0) => fail!("write to /proc/self/mem returned 0 at {done}"),
-            Ok(k) => done += k,
-            Err(e) => fail!("write to /proc/self/mem at {done}: {}", ename(e)),
-        }
-    }
+    // The file's offset is the address: the mapping, s.len bytes long.
+    pwrite_all(mem.raw(), &s.b, m.ptr() as usize)?;
     expect_bytes("mapping after the write through /proc/self/mem", &m.load(0, s.len), &s.b, Some(("the old content", &s.a)))?;
     s.check_pipe_after(held, what)
 }
@@ -806,7 +795,7 @@ pub fn snapshot_through_overlayfs(ctx: &Ctx) -> TResult {
         let p = pipe()?;
         // SAFETY: fcntl on our own pipe descriptor.
         unsafe { libc::fcntl(p.w.raw(), libc::F_SETPIPE_SZ, len as i32) };
-        splice_exact(fd, 0, p.w.raw(), len, if stable_call { stable() } else { 0 })?;
+        splice_exact(fd, 0, p.w.raw(), len, stable_if(stable_call))?;
         let (zero1, copied1) = stable_bytes();
         let (zero, copied) = (zero1 - zero0, copied1 - copied0);
         pwrite_all(fd, &b, 0)?;
