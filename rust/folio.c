@@ -277,11 +277,20 @@ static void ss_folio_add_lru_as(struct folio *copy, const struct ss_lru_standing
 }
 
 /*
- * A new folio with @old's bytes for @mapping's page cache: locked and
- * uptodate, in no mapping yet (what replace_page_cache_folio() wants), of
- * @old's size. replace_page_cache_folio() stores the copy in @old's slot
- * of the XArray, the canonical one of a large folio's multi-index entry,
- * whose sibling slots point at it: the copy takes the whole range.
+ * A new folio with @old's bytes for @mapping's page cache: locked, in no
+ * mapping yet (what replace_page_cache_folio() wants), of @old's size,
+ * and uptodate only if @old is. A held folio was uptodate when spliced
+ * (pipes take no other), but a hold's entry owns no reference: after its
+ * folio left the cache, its memory can come back as a new folio of the
+ * same file at the same index that write_begin has not read yet (the
+ * writer's lookup made it), and a reference such as the LRU batch's
+ * keeps that from looking ended. Marked uptodate, its copy would give the
+ * freed folio's old bytes as the file's: write_begin would not read the
+ * rest of a partly written block (holds_stale_entry_new_folio; found by
+ * holds_exerciser on xfs). Not uptodate, the copy is read as the folio
+ * would have been. replace_page_cache_folio() stores the copy in @old's
+ * slot of the XArray, the canonical one of a large folio's multi-index
+ * entry, whose sibling slots point at it: the copy takes the whole range.
  */
 static struct folio *ss_folio_copy_new(struct address_space *mapping, struct folio *old)
 {
@@ -293,7 +302,8 @@ static struct folio *ss_folio_copy_new(struct address_space *mapping, struct fol
 		return NULL;
 	folio_copy(new, old);
 	__folio_set_locked(new);
-	folio_mark_uptodate(new);
+	if (folio_test_uptodate(old))
+		folio_mark_uptodate(new);
 	return new;
 }
 
@@ -579,7 +589,8 @@ static bool ss_buffers_in_order(struct buffer_head *head, long nr)
 /*
  * Whether locked, large @old can be broken into a copy in small folios,
  * and how its state goes. Only within EOF: the split drops pages beyond
- * it. An iomap folio's state (per-block uptodate and dirty bits) is
+ * it; and only an uptodate one, whose pages need no per-block uptodate
+ * bits. An iomap folio's state (per-block uptodate and dirty bits) is
  * released: a small folio without it is wholly uptodate and, if dirty,
  * wholly dirty, which is what iomap_dirty_folio() would set up. A @dirty
  * one with buffer heads does not go through the kernel's split: its pages
@@ -594,6 +605,8 @@ static enum ss_split_state ss_split_state(struct address_space *mapping, struct 
 	long nr = folio_nr_pages(old);
 
 	if (!ss_split_to_order || nr == 1 || mapping_min_folio_order(mapping))
+		return SS_SPLIT_NO;
+	if (!folio_test_uptodate(old))
 		return SS_SPLIT_NO;
 	if (old->index + nr > DIV_ROUND_UP(i_size_read(mapping->host), PAGE_SIZE))
 		return SS_SPLIT_NO;

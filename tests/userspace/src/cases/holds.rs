@@ -1646,6 +1646,73 @@ fn break_moves_state(ctx: &Ctx, dirty: bool) -> TResult {
     Ok(())
 }
 
+/// A hold's entry owns no reference: once its reader drained the pipe and
+/// the folio left the page cache (here an O_DIRECT write of new bytes
+/// takes it out), the entry stays until a writer, the reaper or eviction
+/// takes it out, and the folio's memory may come back at once as the new
+/// folio a buffered write's lookup makes at the same index of the same
+/// file, not read yet, with the LRU add batch's reference on it. That
+/// folio may be broken (the module cannot tell it from a held folio whose
+/// reader is slow), but a write of part of its page must still read the
+/// rest from the file: the O_DIRECT write's bytes. Until this was found
+/// (holds_exerciser on xfs in CI, then with reclaim beside it) the copy
+/// was marked uptodate, and the file read whatever the new folio's memory
+/// had (zeros) after the written bytes.
+/// Counts the rounds where the write met the stale entry (a break of the
+/// new folio, which the entry matched by its address: the same page
+/// again), which must be some.
+pub fn holds_stale_entry_new_folio(ctx: &Ctx) -> TResult {
+    if copies_at_splice(&ctx.dir) {
+        skip!("this mount copies at splice time: nothing is held");
+    }
+    const ROUNDS: usize = 200;
+    const HEAD: usize = 100;
+    let f = tmpfile(&ctx.dir)?;
+    let direct = match open(&format!("/proc/self/fd/{}", f.fd.raw()), libc::O_WRONLY | libc::O_DIRECT, 0) {
+        Ok(d) => d,
+        Err(libc::EINVAL) => skip!("no O_DIRECT on this file system"),
+        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    };
+    let buf = Map::anon(PAGE)?;
+    let _cpu = on_one_cpu()?; // the freed page goes back to this CPU's free list
+    let k = |name| counter(name).unwrap_or(0);
+    let (mut held, mut reused) = (0, 0);
+    for round in 0..ROUNDS {
+        let seed = (3 * round) as u8;
+        let (old, new, head) = (pattern(seed | 1, 0, PAGE), pattern(seed.wrapping_add(1) | 1, 0, PAGE), pattern(seed.wrapping_add(2) | 1, 0, HEAD));
+        pwrite_all(f.fd.raw(), &old, 0)?;
+        fsync(f.fd.raw())?;
+        settle_page_cache(f.fd.raw(), PAGE)?;
+        let taken = k("holds_taken");
+        let p = pipe()?;
+        splice_exact(f.fd.raw(), 0, p.w.raw(), PAGE, stable())?;
+        let holds = k("holds_taken") - taken;
+        expect_bytes("the pipe", &read_pipe(&p.r, PAGE)?, &old, None)?;
+        drop(p);
+        buf.store(0, &new);
+        // SAFETY: a page-aligned buffer of PAGE bytes, our descriptor.
+        let r = cvt(unsafe { libc::pwrite(direct.raw(), buf.ptr().cast(), PAGE, 0) });
+        ensure!(r == Ok(PAGE), "O_DIRECT pwrite returned {r:?}");
+        let breaks = k("breaks");
+        pwrite_all(f.fd.raw(), &head, 0)?;
+        let met = k("breaks") > breaks;
+        let mut want = new.clone();
+        want[..HEAD].copy_from_slice(&head);
+        expect_bytes(
+            &format!("round {round} (the write met the stale entry: {met})"),
+            &pread_vec(f.fd.raw(), PAGE, 0)?,
+            &want,
+            Some(("the old folio's bytes", &old)),
+        )?;
+        held += usize::from(holds > 0);
+        reused += usize::from(holds > 0 && met);
+    }
+    ctx.note(format!("{ROUNDS} rounds, {held} held; the write met the stale entry (the new folio was the held one's page again) in {reused}"));
+    ensure!(held >= ROUNDS / 2, "{held} of {ROUNDS} rounds held the page: the test did not hold it");
+    ensure!(reused > 0, "no write met the stale entry: the test did not reach it");
+    Ok(())
+}
+
 /// What reclaim knows of a page goes with it when a break puts a copy in
 /// its place, as migration carries it (`ss_folio_add_lru_as` in
 /// rust/folio.c): a file read again and again and rewritten while a stable

@@ -186,6 +186,7 @@ pub fn all() -> Vec<Case> {
         case!(Module, holds::holds_dirty_break_moves_state),
         case!(Module, holds::holds_clean_break_moves_state),
         case!(Module, holds::holds_break_keeps_page_hot),
+        case!(Module, holds::holds_stale_entry_new_folio),
         case!(Module, holds::holds_pipe_source_dup2_race),
         case!(long Module, holds::holds_splice_storm),
         case!(long Module, exerciser::holds_exerciser),
