@@ -3,7 +3,8 @@
 //! splices hold and release random ranges of the same file, into pipes,
 //! tee copies and a TCP socket, between writes, stores through a mapping,
 //! truncates, hole punching, zeroing, collapsing and inserting ranges,
-//! copy_file_range and reflinks. Each snapshot is checked against the model
+//! copy_file_range and reflinks, O_DIRECT writes, fadvise(DONTNEED) and
+//! sync_file_range. Each snapshot is checked against the model
 //! as of its splice when it is drained; the file is checked against the
 //! model all along. Breaks put copies into the page cache: a lost or stale
 //! byte in the file shows here, as does a snapshot that changed.
@@ -61,6 +62,12 @@ struct State {
     tx: Fd,
     rx: Fd,
     log: Vec<String>,
+    /// An O_DIRECT descriptor of the file (None where the file system has
+    /// no O_DIRECT), and a page-aligned buffer for it.
+    direct: Option<Fd>,
+    buf: Map,
+    /// Printed with every failure: STABLE_SPLICE_EXERCISER_SEED replays it.
+    seed: u64,
 }
 
 impl State {
@@ -69,7 +76,7 @@ impl State {
     }
 
     fn note(&mut self, s: String) {
-        if self.log.len() == 12 {
+        if self.log.len() == 40 {
             self.log.remove(0);
         }
         self.log.push(s);
@@ -81,10 +88,11 @@ impl State {
         if got != self.model[off..off + len] {
             let at = got.iter().zip(&self.model[off..]).position(|(a, b)| a != b).unwrap_or(got.len());
             fail!(
-                "file differs from the model at byte {} after {what} (read {len} at {off}; got {:?}, want {:?}); last ops: {}",
+                "file differs from the model at byte {} after {what} (read {len} at {off}; got {:?}, want {:?}); seed {:#x}; last ops: {}",
                 off + at,
                 got.get(at),
                 self.model.get(off + at),
+                self.seed,
                 self.log.join("; ")
             );
         }
@@ -112,10 +120,11 @@ impl State {
         if got != s.want {
             let at = got.iter().zip(&s.want).position(|(a, b)| a != b).unwrap_or(0);
             fail!(
-                "a snapshot of {} bytes at {} changed at byte {} after splice() returned; last ops: {}",
+                "a snapshot of {} bytes at {} changed at byte {} after splice() returned; seed {:#x}; last ops: {}",
                 s.want.len(),
                 s.at,
                 s.at + at,
+                self.seed,
                 self.log.join("; ")
             );
         }
@@ -143,8 +152,14 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
         });
     let mut rng = Rng(seed | 1);
     let (tx, rx) = tcp_pair()?;
+    let f = tmpfile(&ctx.dir)?;
+    let direct = match open(&format!("/proc/self/fd/{}", f.fd.raw()), libc::O_WRONLY | libc::O_DIRECT, 0) {
+        Ok(d) => Some(d),
+        Err(libc::EINVAL) => None,
+        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    };
     let mut st = State {
-        f: tmpfile(&ctx.dir)?,
+        f,
         model: Vec::new(),
         other: tmpfile(&ctx.dir)?,
         other_model: rng.bytes(16 * PAGE),
@@ -153,16 +168,19 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
         tx,
         rx,
         log: Vec::new(),
+        direct,
+        buf: Map::anon(2 * PAGE)?,
+        seed,
     };
     pwrite_all(st.other.fd.raw(), &st.other_model, 0)?;
     let init = rng.bytes(16 * PAGE);
     pwrite_all(st.fd(), &init, 0)?;
     st.model = init;
     let deadline = Instant::now() + Duration::from_secs(ctx.stress_secs.clamp(5, 30));
-    let (mut ops, mut counts) = (0u64, [0u32; 10]);
+    let (mut ops, mut counts) = (0u64, [0u32; 12]);
     while Instant::now() < deadline {
         let size = st.model.len();
-        let op = rng.below(10);
+        let op = rng.below(12);
         counts[op] += 1;
         match op {
             // write
@@ -308,6 +326,41 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
                 if st.in_socket.len() > 4 {
                     st.drain_socket()?;
                 }
+            }
+            // the page cache let go of (clean, unreferenced folios leave
+            // it; dirty ones start writeback), or written back: the
+            // entries of drained holds outlive their folios, and the next
+            // folio at an index may be the old one's memory
+            10 if size > 0 => {
+                let off = rng.below(size);
+                let len = 1 + rng.below(8 * PAGE);
+                if rng.below(2) == 0 {
+                    // SAFETY: fadvise on our own descriptor.
+                    let r = unsafe { libc::posix_fadvise(st.fd(), off as i64, len as i64, libc::POSIX_FADV_DONTNEED) };
+                    ensure!(r == 0, "posix_fadvise(DONTNEED): {}", ename(r));
+                    st.note(format!("dontneed {len}@{off}"));
+                } else {
+                    // SAFETY: on our own descriptor.
+                    let r = unsafe { libc::sync_file_range(st.fd(), off as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER) };
+                    ensure!(r == 0, "sync_file_range: {}", ename(errno()));
+                    st.note(format!("sync_file_range {len}@{off}"));
+                }
+            }
+            // whole pages written past the page cache, which drops them
+            11 if st.direct.is_some() => {
+                let off = PAGE * rng.below(MAX / PAGE - 2);
+                let n = PAGE * (1 + rng.below(2));
+                let data = rng.bytes(n);
+                st.buf.store(0, &data);
+                let fd = st.direct.as_ref().map_or(-1, Fd::raw);
+                // SAFETY: a page-aligned buffer of at least n bytes, our descriptor.
+                let r = cvt(unsafe { libc::pwrite(fd, st.buf.ptr().cast(), n, off as i64) });
+                ensure!(r == Ok(n), "O_DIRECT pwrite({n}@{off}) returned {r:?}");
+                if off + n > st.model.len() {
+                    st.set_len(off + n);
+                }
+                st.model[off..off + n].copy_from_slice(&data);
+                st.note(format!("direct write {n}@{off}"));
             }
             // read and check against the model
             _ => {
