@@ -250,7 +250,8 @@ pub fn expect_bytes(what: &str, got: &[u8], want: &[u8], alt: Option<(&str, &[u8
     if let Some((name, a)) = alt {
         let n = (0..common.min(a.len())).filter(|&i| got[i] == a[i] && got[i] != want[i]).count();
         if n > 0 {
-            msg += &format!("; {n} bytes equal the {name}");
+            let the = if name.starts_with("the ") { "" } else { "the " };
+            msg += &format!("; {n} bytes equal {the}{name}");
         }
     }
     Err(TestErr::Fail(msg))

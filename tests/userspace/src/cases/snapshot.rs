@@ -76,6 +76,27 @@ fn setup_with(ctx: &Ctx, named: bool, len: usize, held: bool) -> TResult<Snap> {
     Ok(Snap { f, p, a, b, len })
 }
 
+/// [`setup_with`] with a shared mapping of the file. `dirty_before`: A is
+/// stored through the mapping before the splice instead of written, so
+/// its PTEs are dirty and writable when the splice takes the pages, and
+/// later stores and GUP reach them without a fault unless the hold
+/// write-protected them; otherwise the file is mapped after the splice.
+fn setup_mapped(ctx: &Ctx, len: usize, held: bool, dirty_before: bool) -> TResult<(Snap, Map)> {
+    if !dirty_before {
+        let s = setup_with(ctx, false, len, held)?;
+        let m = Map::shared_file(s.fd(), len)?;
+        return Ok((s, m));
+    }
+    let f = tmpfile(&ctx.dir)?;
+    ftruncate(f.fd.raw(), len)?;
+    let m = Map::shared_file(f.fd.raw(), len)?;
+    let (a, b) = (pattern(SEED_A, 0, len), pattern(SEED_B, 0, len));
+    m.store(0, &a);
+    let p = pipe()?;
+    splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable_if(held))?;
+    Ok((Snap { f, p, a, b, len }, m))
+}
+
 /// Splices A (with the flag if `held`), lets `write` put B over it by some
 /// path, then checks file and pipe ([`Snap::check_pipe_after`]).
 fn writer_path(ctx: &Ctx, held: bool, what: &str, write: impl FnOnce(&Snap) -> TResult) -> TResult {
@@ -126,16 +147,8 @@ pub fn snapshot_mmap_after_splice(ctx: &Ctx) -> TResult {
 pub fn snapshot_mmap_dirty_before_splice(ctx: &Ctx) -> TResult {
     // The mapping exists and its PTEs are dirty+writable before the splice:
     // later stores fault only if the hold write-protected them.
-    let f = tmpfile(&ctx.dir)?;
-    ftruncate(f.fd.raw(), LEN)?;
-    let m = Map::shared_file(f.fd.raw(), LEN)?;
-    let a = pattern(SEED_A, 0, LEN);
-    let b = pattern(SEED_B, 0, LEN);
-    m.store(0, &a);
-    let p = pipe()?;
-    splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable())?;
-    m.store(0, &b);
-    let s = Snap { f, p, a, b, len: LEN };
+    let (s, m) = setup_mapped(ctx, LEN, true, true)?;
+    m.store(0, &s.b);
     expect_bytes("mapping after stores", &m.load(0, LEN), &s.b, None)?;
     s.check_file(&s.b, "stores through the pre-existing dirty mapping")?;
     s.check_pipe()
@@ -237,31 +250,16 @@ pub fn snapshot_odirect(ctx: &Ctx) -> TResult {
 /// hold write-protected them.
 fn direct_read_into_mapping(ctx: &Ctx, dirty_before: bool) -> TResult {
     let len = 2 * PAGE; // O_DIRECT: aligned offset and length
-    let f = tmpfile(&ctx.dir)?;
-    let a = pattern(SEED_A, 0, len);
-    let b = pattern(SEED_B, 0, len);
     // The source of the direct read: B on disk.
     let src = tmpfile(&ctx.dir)?;
-    pwrite_all(src.fd.raw(), &b, 0)?;
+    pwrite_all(src.fd.raw(), &pattern(SEED_B, 0, len), 0)?;
     fsync(src.fd.raw())?;
     let direct = match open(&format!("/proc/self/fd/{}", src.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0) {
         Ok(fd) => fd,
         Err(libc::EINVAL) => skip!("open(O_DIRECT): EINVAL, no O_DIRECT on this file system"),
         Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
     };
-    let (m, p) = if dirty_before {
-        ftruncate(f.fd.raw(), len)?;
-        let m = Map::shared_file(f.fd.raw(), len)?;
-        m.store(0, &a);
-        let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
-        (m, p)
-    } else {
-        pwrite_all(f.fd.raw(), &a, 0)?;
-        let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), len, stable())?;
-        (Map::shared_file(f.fd.raw(), len)?, p)
-    };
+    let (s, m) = setup_mapped(ctx, len, true, dirty_before)?;
     let breaks = counter("breaks");
     // SAFETY: m is a live, page-aligned, writable mapping of len bytes.
     let r = cvt(unsafe { libc::pread(direct.raw(), m.ptr().cast(), len, 0) });
@@ -273,8 +271,7 @@ fn direct_read_into_mapping(ctx: &Ctx, dirty_before: bool) -> TResult {
     if let (Some(before), Some(after)) = (breaks, counter("breaks")) {
         ctx.note(format!("{} breaks by the pinned read", after - before));
     }
-    expect_bytes("mapping after the direct read", &m.load(0, len), &b, Some(("the old content", &a)))?;
-    let s = Snap { f, p, a, b, len };
+    expect_bytes("mapping after the direct read", &m.load(0, len), &s.b, Some(("the old content", &s.a)))?;
     s.check_file(&s.b, "an O_DIRECT read into a shared mapping")?;
     s.check_pipe()
 }
@@ -346,20 +343,7 @@ pub fn plain_copy_file_range(ctx: &Ctx) -> TResult {
 /// a fault unless the hold write-protected them.
 fn proc_mem_write(ctx: &Ctx, held: bool, dirty_before: bool) -> TResult {
     let what = "a write through /proc/self/mem";
-    let (s, m) = if dirty_before {
-        let f = tmpfile(&ctx.dir)?;
-        ftruncate(f.fd.raw(), LEN)?;
-        let m = Map::shared_file(f.fd.raw(), LEN)?;
-        let (a, b) = (pattern(SEED_A, 0, LEN), pattern(SEED_B, 0, LEN));
-        m.store(0, &a);
-        let p = pipe()?;
-        splice_exact(f.fd.raw(), 0, p.w.raw(), LEN, stable_if(held))?;
-        (Snap { f, p, a, b, len: LEN }, m)
-    } else {
-        let s = setup_with(ctx, false, LEN, held)?;
-        let m = Map::shared_file(s.fd(), s.len)?;
-        (s, m)
-    };
+    let (s, m) = setup_mapped(ctx, LEN, held, dirty_before)?;
     let mem = ck(open("/proc/self/mem", libc::O_RDWR, 0), "open(/proc/self/mem)")?;
     // The file's offset is the address: the mapping, s.len bytes long.
     pwrite_all(mem.raw(), &s.b, m.ptr() as usize)?;
