@@ -617,6 +617,26 @@ pub fn fsync(fd: i32) -> TResult {
     Ok(())
 }
 
+/// `fd`'s file opened again (through /proc/self/fd) with `flags` and
+/// `O_DIRECT`; None where its file system has no O_DIRECT (`EINVAL`).
+pub fn reopen_direct(fd: i32, flags: i32) -> TResult<Option<Fd>> {
+    match open(&format!("/proc/self/fd/{fd}"), flags | libc::O_DIRECT, 0) {
+        Ok(d) => Ok(Some(d)),
+        Err(libc::EINVAL) => Ok(None),
+        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    }
+}
+
+/// `data` (whole pages) written at `off` (page-aligned) through `direct`,
+/// an O_DIRECT descriptor, by way of `buf`, a mapping at least as long.
+pub fn pwrite_direct(direct: &Fd, buf: &Map, data: &[u8], off: usize) -> TResult {
+    buf.store(0, data);
+    // SAFETY: `buf` is a live, page-aligned mapping of at least data.len() bytes.
+    let r = cvt(unsafe { libc::pwrite(direct.raw(), buf.ptr().cast(), data.len(), off as i64) });
+    ensure!(r == Ok(data.len()), "O_DIRECT pwrite({}@{off}) returned {r:?}", data.len());
+    Ok(())
+}
+
 /// The first `len` bytes (page-aligned) of `fd`'s file as the disk has them
 /// after an fsync: read with `O_DIRECT` through a new descriptor, past the
 /// page cache.

@@ -153,11 +153,7 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
     let mut rng = Rng(seed | 1);
     let (tx, rx) = tcp_pair()?;
     let f = tmpfile(&ctx.dir)?;
-    let direct = match open(&format!("/proc/self/fd/{}", f.fd.raw()), libc::O_WRONLY | libc::O_DIRECT, 0) {
-        Ok(d) => Some(d),
-        Err(libc::EINVAL) => None,
-        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
-    };
+    let direct = reopen_direct(f.fd.raw(), libc::O_WRONLY)?;
     let mut st = State {
         f,
         model: Vec::new(),
@@ -351,11 +347,9 @@ pub fn holds_exerciser(ctx: &Ctx) -> TResult {
                 let off = PAGE * rng.below(MAX / PAGE - 2);
                 let n = PAGE * (1 + rng.below(2));
                 let data = rng.bytes(n);
-                st.buf.store(0, &data);
-                let fd = st.direct.as_ref().map_or(-1, Fd::raw);
-                // SAFETY: a page-aligned buffer of at least n bytes, our descriptor.
-                let r = cvt(unsafe { libc::pwrite(fd, st.buf.ptr().cast(), n, off as i64) });
-                ensure!(r == Ok(n), "O_DIRECT pwrite({n}@{off}) returned {r:?}");
+                if let Some(direct) = &st.direct {
+                    pwrite_direct(direct, &st.buf, &data, off)?;
+                }
                 if off + n > st.model.len() {
                     st.set_len(off + n);
                 }

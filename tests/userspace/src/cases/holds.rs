@@ -1668,10 +1668,8 @@ pub fn holds_stale_entry_new_folio(ctx: &Ctx) -> TResult {
     const ROUNDS: usize = 100;
     const HEAD: usize = 100;
     let f = tmpfile(&ctx.dir)?;
-    let direct = match open(&format!("/proc/self/fd/{}", f.fd.raw()), libc::O_WRONLY | libc::O_DIRECT, 0) {
-        Ok(d) => d,
-        Err(libc::EINVAL) => skip!("no O_DIRECT on this file system"),
-        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    let Some(direct) = reopen_direct(f.fd.raw(), libc::O_WRONLY)? else {
+        skip!("no O_DIRECT on this file system");
     };
     let buf = Map::anon(PAGE)?;
     let _cpu = on_one_cpu()?; // the freed page goes back to this CPU's free list
@@ -1691,10 +1689,7 @@ pub fn holds_stale_entry_new_folio(ctx: &Ctx) -> TResult {
         let holds = k("holds_taken") - taken;
         expect_bytes("the pipe", &read_pipe(&p.r, PAGE)?, &old, None)?;
         drop(p);
-        buf.store(0, &new);
-        // SAFETY: a page-aligned buffer of PAGE bytes, our descriptor.
-        let r = cvt(unsafe { libc::pwrite(direct.raw(), buf.ptr().cast(), PAGE, 0) });
-        ensure!(r == Ok(PAGE), "O_DIRECT pwrite returned {r:?}");
+        pwrite_direct(&direct, &buf, &new, 0)?;
         let breaks = k("breaks");
         pwrite_all(f.fd.raw(), &head, 0)?;
         let met = k("breaks") > breaks;

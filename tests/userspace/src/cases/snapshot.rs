@@ -254,10 +254,8 @@ fn direct_read_into_mapping(ctx: &Ctx, dirty_before: bool) -> TResult {
     let src = tmpfile(&ctx.dir)?;
     pwrite_all(src.fd.raw(), &pattern(SEED_B, 0, len), 0)?;
     fsync(src.fd.raw())?;
-    let direct = match open(&format!("/proc/self/fd/{}", src.fd.raw()), libc::O_RDONLY | libc::O_DIRECT, 0) {
-        Ok(fd) => fd,
-        Err(libc::EINVAL) => skip!("open(O_DIRECT): EINVAL, no O_DIRECT on this file system"),
-        Err(e) => fail!("open(O_DIRECT): {}", ename(e)),
+    let Some(direct) = reopen_direct(src.fd.raw(), libc::O_RDONLY)? else {
+        skip!("open(O_DIRECT): EINVAL, no O_DIRECT on this file system");
     };
     let (s, m) = setup_mapped(ctx, len, true, dirty_before)?;
     let breaks = counter("breaks");
